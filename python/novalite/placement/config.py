@@ -1,0 +1,161 @@
+"""Scheduler options, with Nova's names and defaults.
+
+Options of ``[filter_scheduler]``, ``[scheduler]`` and ``[metrics]`` keep the name they
+have in nova.conf (``metrics_*`` for the ``[metrics]`` group, ``default_availability_zone``
+from ``[DEFAULT]``), so an operator's existing values carry over unchanged.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field, fields
+from typing import Any, Mapping, Sequence
+
+# Every filter the core implements, by Nova's class name. The order here is only the
+# registry's; the order that counts is ``enabled_filters``.
+AVAILABLE_FILTERS: tuple[str, ...] = (
+    "AllHostsFilter",
+    "ComputeFilter",
+    "ComputeCapabilitiesFilter",
+    "ImagePropertiesFilter",
+    "ServerGroupAntiAffinityFilter",
+    "ServerGroupAffinityFilter",
+    "SameHostFilter",
+    "DifferentHostFilter",
+    "AggregateInstanceExtraSpecsFilter",
+    "AggregateMultiTenancyIsolation",
+    "AggregateTypeAffinityFilter",
+    "AggregateImagePropertiesIsolation",
+    "IsolatedHostsFilter",
+    "IoOpsFilter",
+    "AggregateIoOpsFilter",
+    "NumInstancesFilter",
+    "AggregateNumInstancesFilter",
+    "MetricsFilter",
+)
+
+# All 13 weighers of Nova 34, in the order their scores are summed.
+ALL_WEIGHERS: tuple[str, ...] = (
+    "RAMWeigher",
+    "CPUWeigher",
+    "DiskWeigher",
+    "IoOpsWeigher",
+    "NumInstancesWeigher",
+    "HypervisorVersionWeigher",
+    "BuildFailureWeigher",
+    "CrossCellWeigher",
+    "PCIWeigher",
+    "ServerGroupSoftAffinityWeigher",
+    "ServerGroupSoftAntiAffinityWeigher",
+    "MetricsWeigher",
+    "ImagePropertiesWeigher",
+)
+
+DEFAULT_FILTERS: tuple[str, ...] = (
+    "ComputeFilter",
+    "ComputeCapabilitiesFilter",
+    "ImagePropertiesFilter",
+    "ServerGroupAntiAffinityFilter",
+    "ServerGroupAffinityFilter",
+)
+
+
+class ConfigError(ValueError):
+    """A scheduler option has a value Nova would refuse."""
+
+
+@dataclass(frozen=True)
+class SchedulerConfig:
+    # [filter_scheduler]
+    enabled_filters: Sequence[str] = DEFAULT_FILTERS
+    weight_classes: Sequence[str] = ALL_WEIGHERS
+    host_subset_size: int = 1
+    shuffle_best_same_weighed_hosts: bool = False
+    max_io_ops_per_host: int = 8
+    max_instances_per_host: int = 50
+    ram_weight_multiplier: float = 1.0
+    cpu_weight_multiplier: float = 1.0
+    disk_weight_multiplier: float = 1.0
+    io_ops_weight_multiplier: float = -1.0
+    num_instances_weight_multiplier: float = 0.0
+    hypervisor_version_weight_multiplier: float = 1.0
+    build_failure_weight_multiplier: float = 1000000.0
+    cross_cell_move_weight_multiplier: float = 1000000.0
+    pci_weight_multiplier: float = 1.0
+    soft_affinity_weight_multiplier: float = 1.0
+    soft_anti_affinity_weight_multiplier: float = 1.0
+    image_props_weight_multiplier: float = 0.0
+    # property name -> weight; empty means every shared property counts 1
+    image_props_weight_setting: Mapping[str, float] = field(default_factory=dict)
+    image_properties_default_architecture: str | None = None
+    isolated_images: Sequence[str] = ()
+    isolated_hosts: Sequence[str] = ()
+    restrict_isolated_hosts_to_isolated_images: bool = True
+    aggregate_image_properties_isolation_namespace: str | None = None
+    aggregate_image_properties_isolation_separator: str = "."
+    # [scheduler]
+    max_attempts: int = 3
+    # [metrics]
+    metrics_weight_setting: Mapping[str, float] = field(default_factory=dict)
+    metrics_weight_multiplier: float = 1.0
+    metrics_required: bool = True
+    metrics_weight_of_unavailable: float = -10000.0
+    # [DEFAULT]
+    default_availability_zone: str = "nova"
+
+    def __post_init__(self) -> None:
+        unknown = [f for f in self.enabled_filters if f not in AVAILABLE_FILTERS]
+        if unknown:
+            raise ConfigError(
+                f"enabled_filters: unknown filter {unknown[0]!r} "
+                f"(available: {', '.join(AVAILABLE_FILTERS)})"
+            )
+        if len(set(self.enabled_filters)) != len(self.enabled_filters):
+            raise ConfigError("enabled_filters: a filter is listed twice")
+        unknown = [w for w in self.weight_classes if w not in ALL_WEIGHERS]
+        if unknown:
+            raise ConfigError(
+                f"weight_classes: unknown weigher {unknown[0]!r} "
+                f"(available: {', '.join(ALL_WEIGHERS)})"
+            )
+        if len(set(self.weight_classes)) != len(self.weight_classes):
+            raise ConfigError("weight_classes: a weigher is listed twice")
+        for name in ("host_subset_size", "max_attempts"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+                raise ConfigError(f"{name}: must be an integer >= 1, got {value!r}")
+        for name in ("max_io_ops_per_host", "max_instances_per_host"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+                raise ConfigError(f"{name}: must be an integer >= 0, got {value!r}")
+        for f in fields(self):
+            if f.name.endswith("_multiplier") or f.name == "metrics_weight_of_unavailable":
+                _check_finite(f.name, getattr(self, f.name))
+        for name in ("pci_weight_multiplier", "soft_affinity_weight_multiplier",
+                     "soft_anti_affinity_weight_multiplier"):
+            if getattr(self, name) < 0:
+                raise ConfigError(f"{name}: must be >= 0 (Nova's min=0), got {getattr(self, name)!r}")
+        for setting in ("image_props_weight_setting", "metrics_weight_setting"):
+            for key, value in getattr(self, setting).items():
+                if not isinstance(key, str) or not key:
+                    raise ConfigError(f"{setting}: names must be non-empty strings")
+                _check_finite(f"{setting}[{key}]", value)
+        if not self.default_availability_zone:
+            raise ConfigError("default_availability_zone: must not be empty")
+
+    @classmethod
+    def from_mapping(cls, options: Mapping[str, Any]) -> "SchedulerConfig":
+        """Build from a dict of option name -> value (as read from a file or flags);
+        an unknown option is an error rather than silently ignored."""
+        known = {f.name for f in fields(cls)}
+        unknown = sorted(set(options) - known)
+        if unknown:
+            raise ConfigError(f"unknown scheduler option {unknown[0]!r}")
+        return cls(**dict(options))
+
+
+def _check_finite(name: str, value: object) -> None:
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise ConfigError(f"{name}: must be a number, got {value!r}")
+    if not math.isfinite(value):
+        raise ConfigError(f"{name}: must be finite, got {value!r}")
