@@ -1,0 +1,12 @@
+pub mod checks;
+pub mod col;
+pub mod config;
+pub mod error;
+pub mod extra_specs;
+pub mod interner;
+pub mod pyfmt;
+pub mod request;
+pub mod rng;
+pub mod select;
+pub mod table;
+pub mod weigh;

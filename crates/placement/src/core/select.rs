@@ -1,0 +1,795 @@
+//! `select_destinations`: Nova's `_schedule` with claims, `_get_sorted_hosts` and
+//! `_get_alternate_hosts`, over the columnar table.
+//!
+//! One instance: one fused sweep (Placement stage + filters), one weighing, a
+//! streaming pick. Several instances: the pass-0 survivors become a compact working
+//! set; after each consumption only the consumed host is re-filtered and re-weighed,
+//! and the whole set is renormalised only when some weigher's min or max moved.
+//! Tie order follows Nova exactly: hosts of equal weight keep the order the previous
+//! pass returned, which is tracked by a key per host.
+
+use std::collections::HashSet;
+
+use rayon::prelude::*;
+
+use super::checks::{no_valid_host, Check, Dyn, PassOutcome, Plan, PAR_CHUNK, PAR_MIN};
+use super::config::Config;
+use super::error::{CoreError, CoreResult};
+use super::request::Request;
+use super::rng::PyRandom;
+use super::table::{Table, N_RC, RC_NAMES};
+use super::weigh::{Norm, Vals, WeighPlan};
+
+#[derive(Clone, Copy, Debug)]
+pub struct SelectOptions {
+    pub claim: bool,
+    pub seed: u128,
+    pub return_alternates: bool,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct Pick {
+    pub row: usize,
+    pub weight: f64,
+}
+
+#[derive(Clone, Debug)]
+pub struct Selection {
+    pub instance_uuid: String,
+    pub chosen: Pick,
+    pub alternates: Vec<Pick>,
+}
+
+// ---------------------------------------------------------------------------------
+// filter / weigh, the building blocks exposed on their own
+
+/// The Placement stage plus pass `index` over every host (as if the previous pass
+/// had returned every candidate).
+pub fn filter(t: &Table, cfg: &Config, req: &Request, index: usize) -> CoreResult<PassOutcome> {
+    let plan = Plan::new(t, cfg, req)?;
+    let mut checks: Vec<&Check> = plan.placement.iter().collect();
+    checks.extend(plan.pass_checks(index));
+    let uuid = req.input.instance_uuids.get(index).unwrap_or(&req.input.instance_uuids[0]);
+    Ok(plan.sweep(&checks, 0..t.len(), uuid))
+}
+
+/// Total weight per table row for the hosts `filter` keeps; NaN for the others.
+pub fn weigh(t: &Table, cfg: &Config, req: &Request, index: usize) -> CoreResult<Vec<f64>> {
+    let outcome = filter(t, cfg, req, index)?;
+    let plan = Plan::new(t, cfg, req)?;
+    let wp = WeighPlan::new(&plan);
+    let mut out = vec![f64::NAN; t.len()];
+    let s = &outcome.survivors;
+    let weights = weights_of(&plan, &wp, s)?;
+    for (i, &r) in s.iter().enumerate() {
+        out[r as usize] = weights[i];
+    }
+    Ok(out)
+}
+
+/// Weights of `rows` (one pass, before any consumption), in parallel for big sets.
+fn weights_of(plan: &Plan, wp: &WeighPlan, rows: &[u32]) -> CoreResult<Vec<f64>> {
+    if rows.len() <= 1 {
+        return Ok(vec![0.0; rows.len()]);
+    }
+    wp.check_metrics(plan, rows)?;
+    let base = |r: usize| Vals::base(plan, r);
+    let norms = wp.norms(plan, rows, &base);
+    let one = |&r: &u32| wp.total(plan, r as usize, &Vals::base(plan, r as usize), &norms);
+    Ok(if rows.len() < PAR_MIN {
+        rows.iter().map(one).collect()
+    } else {
+        rows.par_chunks(PAR_CHUNK).flat_map_iter(|c| c.iter().map(one)).collect()
+    })
+}
+
+// ---------------------------------------------------------------------------------
+
+/// (weight desc, key asc): Nova's `sorted(reverse=True)` over the previous order.
+#[inline]
+fn before(wa: f64, ka: i64, wb: f64, kb: i64) -> bool {
+    wa > wb || (wa == wb && ka < kb)
+}
+
+/// Positions of the first `k` hosts in (weight desc, position asc) order.
+fn sorted_prefix(w: &[f64], k: usize) -> Vec<u32> {
+    let mut idx: Vec<u32> = (0..w.len() as u32).collect();
+    let cmp = |a: &u32, b: &u32| {
+        let (a, b) = (*a as usize, *b as usize);
+        if before(w[a], a as i64, w[b], b as i64) {
+            std::cmp::Ordering::Less
+        } else if a == b {
+            std::cmp::Ordering::Equal
+        } else {
+            std::cmp::Ordering::Greater
+        }
+    };
+    if k < idx.len() {
+        idx.select_nth_unstable_by(k, cmp);
+        idx.truncate(k);
+    }
+    idx.sort_unstable_by(cmp);
+    idx
+}
+
+/// The list one pass of `_get_sorted_hosts` returns, materialised lazily:
+/// `[chosen] + (shuffled best group) + the rest in weight order`.
+struct Ranked<'w> {
+    w: &'w [f64],
+    head: Vec<u32>,
+    sorted: Vec<u32>,
+    complete: bool,
+    chosen: u32,
+    chosen_pos: usize,
+}
+
+impl<'w> Ranked<'w> {
+    fn new(w: &'w [f64], cfg: &Config, rng: &mut PyRandom) -> Self {
+        let m = w.len();
+        let mut head = Vec::new();
+        if cfg.shuffle_best_same_weighed_hosts {
+            let top = w.iter().copied().fold(f64::NEG_INFINITY, f64::max);
+            head = (0..m as u32).filter(|&p| w[p as usize] == top).collect();
+            rng.shuffle(&mut head);
+        }
+        let mut r = Ranked { w, head, sorted: Vec::new(), complete: false, chosen: 0, chosen_pos: 0 };
+        let subset = cfg.host_subset_size.min(m);
+        r.ensure(subset);
+        let pick = rng.randbelow(subset);
+        r.chosen = r.nth_before_choice(pick).expect("subset is within the list");
+        r.chosen_pos = pick;
+        r
+    }
+
+    fn ensure(&mut self, k: usize) {
+        let need = self.head.len() + k;
+        if self.complete || self.sorted.len() >= need {
+            return;
+        }
+        let want = need.max(2 * self.sorted.len()).max(8);
+        self.sorted = sorted_prefix(self.w, want.min(self.w.len()));
+        self.complete = self.sorted.len() == self.w.len();
+    }
+
+    /// Element `i` of the sorted list before the chosen host was moved to the front.
+    fn nth_before_choice(&mut self, i: usize) -> Option<u32> {
+        if i < self.head.len() {
+            return Some(self.head[i]);
+        }
+        self.ensure(i + 1);
+        // the best group is exactly the first head.len() of the plain order
+        self.sorted.get(i).copied()
+    }
+
+    /// Element `i` of the returned list `[chosen] + rest`.
+    fn nth(&mut self, i: usize) -> Option<u32> {
+        if i == 0 {
+            return Some(self.chosen);
+        }
+        // the chosen host was element `chosen_pos` before it moved to the front
+        let j = if i - 1 >= self.chosen_pos { i } else { i - 1 };
+        self.nth_before_choice(j)
+    }
+}
+
+/// The first resource class that does not fit `extra + amount` on `r`, if any.
+#[inline]
+fn claim_misfit(t: &Table, r: usize, amounts: &[i64; N_RC], extra: &[i64; N_RC]) -> Option<usize> {
+    (0..N_RC).find(|&rc| amounts[rc] > 0 && !t.rc[rc].fits(r, amounts[rc], extra[rc]))
+}
+
+/// NoValidHost with the Placement-stage counts, the failing pass's counts, and the
+/// hosts whose claim failed added to their resource class.
+fn fail(plan: &Plan, first: &PassOutcome, pass: Option<&PassOutcome>, claim_fail: [u64; N_RC], index: usize) -> CoreError {
+    let np = plan.placement.len();
+    let mut rej: Vec<(String, u64)> = match pass {
+        None => first.rejections(),
+        Some(p) => {
+            let mut v: Vec<(String, u64)> = first.checks[..np].iter().cloned().zip(first.counts[..np].iter().copied()).collect();
+            v.extend(p.rejections());
+            v
+        }
+    };
+    for (rc, &n) in claim_fail.iter().enumerate() {
+        if n > 0 {
+            if let Some(e) = rej.iter_mut().find(|(name, _)| name == RC_NAMES[rc]) {
+                e.1 += n;
+            }
+        }
+    }
+    no_valid_host(index, rej)
+}
+
+pub fn select(t: &Table, cfg: &Config, req: &Request, opts: &SelectOptions) -> CoreResult<Vec<Selection>> {
+    if opts.claim {
+        if let Some(u) = req.input.instance_uuids.iter().find(|u| t.consumers.contains_key(*u)) {
+            return Err(CoreError::ClaimConflict(format!("consumer {u:?} already holds allocations")));
+        }
+    }
+    let plan = Plan::new(t, cfg, req)?;
+    let wp = WeighPlan::new(&plan);
+    let mut rng = PyRandom::new(opts.seed);
+    let num_alts = if opts.return_alternates { cfg.max_attempts - 1 } else { 0 };
+    let first = plan.first_pass();
+    if first.survivors.is_empty() {
+        return Err(fail(&plan, &first, None, [0; N_RC], 0));
+    }
+    if req.input.instance_uuids.len() == 1 {
+        select_one(&plan, &wp, &first, &mut rng, num_alts)
+    } else {
+        Batch::new(&plan, &wp, &first)?.run(&first, &mut rng, num_alts)
+    }
+}
+
+fn select_one(plan: &Plan, wp: &WeighPlan, first: &PassOutcome, rng: &mut PyRandom, num_alts: usize) -> CoreResult<Vec<Selection>> {
+    let t = plan.t;
+    let s = &first.survivors;
+    let w = weights_of(plan, wp, s)?;
+    let mut ranked = Ranked::new(&w, plan.cfg, rng);
+    let amounts = plan.req.amounts;
+    let mut claim_fail = [0u64; N_RC];
+    let mut i = 0;
+    let claimed = loop {
+        let Some(p) = ranked.nth(i) else {
+            return Err(fail(plan, first, None, claim_fail, 0));
+        };
+        let r = s[p as usize] as usize;
+        match claim_misfit(t, r, &amounts, &[0; N_RC]) {
+            None => break p,
+            Some(rc) => claim_fail[rc] += 1,
+        }
+        i += 1;
+    };
+    let row = s[claimed as usize] as usize;
+    let cell = t.cell[row];
+    let mut alternates = Vec::new();
+    let mut j = 0;
+    while alternates.len() < num_alts {
+        let Some(p) = ranked.nth(j) else { break };
+        j += 1;
+        let r = s[p as usize] as usize;
+        if p != claimed && t.cell[r] == cell {
+            alternates.push(Pick { row: r, weight: w[p as usize] });
+        }
+    }
+    Ok(vec![Selection {
+        instance_uuid: plan.req.input.instance_uuids[0].clone(),
+        chosen: Pick { row, weight: w[claimed as usize] },
+        alternates,
+    }])
+}
+
+// ---------------------------------------------------------------------------------
+// several instances: the incremental working set
+
+const NONE: u32 = u32::MAX;
+
+/// A tournament tree over positions: the best active one by (weight desc, key asc).
+struct Tree {
+    size: usize,
+    node: Vec<u32>,
+}
+
+impl Tree {
+    fn build(n: usize, wt: &[f64], key: &[i64], active: &[bool]) -> Tree {
+        let size = n.next_power_of_two().max(1);
+        let mut node = vec![NONE; 2 * size];
+        for p in 0..n {
+            if active[p] {
+                node[size + p] = p as u32;
+            }
+        }
+        let mut tree = Tree { size, node };
+        for i in (1..size).rev() {
+            tree.node[i] = Self::pick(tree.node[2 * i], tree.node[2 * i + 1], wt, key);
+        }
+        tree
+    }
+
+    #[inline]
+    fn pick(a: u32, b: u32, wt: &[f64], key: &[i64]) -> u32 {
+        if a == NONE {
+            return b;
+        }
+        if b == NONE {
+            return a;
+        }
+        let (x, y) = (a as usize, b as usize);
+        if before(wt[x], key[x], wt[y], key[y]) {
+            a
+        } else {
+            b
+        }
+    }
+
+    fn update(&mut self, p: usize, wt: &[f64], key: &[i64], active: bool) {
+        let mut i = self.size + p;
+        self.node[i] = if active { p as u32 } else { NONE };
+        while i > 1 {
+            i /= 2;
+            self.node[i] = Self::pick(self.node[2 * i], self.node[2 * i + 1], wt, key);
+        }
+    }
+
+    fn best(&self) -> Option<usize> {
+        let b = self.node[1];
+        (b != NONE).then_some(b as usize)
+    }
+}
+
+/// Running min and max of one weigher over the live hosts, with how many hosts sit
+/// on each, so that most updates need no rescan.
+#[derive(Clone, Copy, Debug)]
+struct Extremes {
+    lo: f64,
+    n_lo: usize,
+    hi: f64,
+    n_hi: usize,
+}
+
+struct Batch<'p, 'a> {
+    plan: &'p Plan<'a>,
+    wp: &'p WeighPlan,
+    rows: Vec<u32>,
+    alive: Vec<bool>,
+    n_alive: usize,
+    live: Vec<bool>,
+    dead_rc: Vec<u8>,
+    vals: Vec<Vals>,
+    extra: Vec<[i64; N_RC]>,
+    raw: Vec<Vec<f64>>,
+    ext: Vec<Extremes>,
+    norms: Vec<Norm>,
+    weighed: bool,
+    wt: Vec<f64>,
+    key: Vec<i64>,
+    front_key: i64,
+    back_key: i64,
+    tree_alive: Tree,
+    tree_live: Tree,
+    in_group_hosts: Vec<bool>,
+    group_hosts_nonempty: bool,
+    affinity_pending: bool,
+    later_checks: Vec<&'p Check>,
+}
+
+impl<'p, 'a> Batch<'p, 'a> {
+    fn new(plan: &'p Plan<'a>, wp: &'p WeighPlan, first: &PassOutcome) -> CoreResult<Self> {
+        let s = &first.survivors;
+        let m = s.len();
+        wp.check_metrics(plan, s)?;
+        let vals: Vec<Vals> = s.iter().map(|&r| Vals::base(plan, r as usize)).collect();
+        let raw: Vec<Vec<f64>> = wp
+            .weighers
+            .iter()
+            .map(|w| s.iter().zip(&vals).map(|(&r, v)| wp.raw(plan, w, r as usize, v)).collect())
+            .collect();
+        let in_group_hosts: Vec<bool> = s.iter().map(|r| plan.group_host_rows.contains(r)).collect();
+        let mut b = Batch {
+            plan,
+            wp,
+            rows: s.clone(),
+            alive: vec![true; m],
+            n_alive: m,
+            live: vec![true; m],
+            dead_rc: vec![0; m],
+            vals,
+            extra: vec![[0; N_RC]; m],
+            ext: Vec::new(),
+            norms: Vec::new(),
+            weighed: m > 1,
+            raw,
+            wt: vec![0.0; m],
+            key: (0..m as i64).collect(),
+            front_key: -2,
+            back_key: m as i64,
+            tree_alive: Tree { size: 1, node: vec![NONE; 2] },
+            tree_live: Tree { size: 1, node: vec![NONE; 2] },
+            in_group_hosts,
+            group_hosts_nonempty: plan.req.group.as_ref().is_some_and(|g| !g.hosts.is_empty()),
+            affinity_pending: false,
+            later_checks: plan.pass_checks(1),
+        };
+        b.ext = (0..b.raw.len()).map(|k| b.scan(k)).collect();
+        b.norms = b.current_norms();
+        for p in 0..m {
+            b.wt[p] = b.total(p);
+        }
+        b.rebuild_trees();
+        Ok(b)
+    }
+
+    fn scan(&self, k: usize) -> Extremes {
+        let mut e = Extremes { lo: f64::INFINITY, n_lo: 0, hi: f64::NEG_INFINITY, n_hi: 0 };
+        for p in 0..self.rows.len() {
+            if !self.alive[p] {
+                continue;
+            }
+            let x = self.raw[k][p];
+            if x < e.lo {
+                e.lo = x;
+                e.n_lo = 1;
+            } else if x == e.lo {
+                e.n_lo += 1;
+            }
+            if x > e.hi {
+                e.hi = x;
+                e.n_hi = 1;
+            } else if x == e.hi {
+                e.n_hi += 1;
+            }
+        }
+        e
+    }
+
+    fn current_norms(&self) -> Vec<Norm> {
+        self.wp
+            .weighers
+            .iter()
+            .zip(&self.ext)
+            .map(|(w, e)| Norm { lo: w.minval.unwrap_or(e.lo), hi: e.hi })
+            .collect()
+    }
+
+    fn total(&self, p: usize) -> f64 {
+        if !self.weighed {
+            return 0.0;
+        }
+        let t = self.plan.t;
+        let r = self.rows[p] as usize;
+        let mut weight = 0.0;
+        for (k, (w, n)) in self.wp.weighers.iter().zip(&self.norms).enumerate() {
+            if n.lo != n.hi {
+                weight += w.mult.get(t, r) * n.apply(self.raw[k][p]);
+            }
+        }
+        weight
+    }
+
+    fn rebuild_trees(&mut self) {
+        let m = self.rows.len();
+        self.tree_alive = Tree::build(m, &self.wt, &self.key, &self.alive);
+        self.tree_live = Tree::build(m, &self.wt, &self.key, &self.live);
+    }
+
+    fn refresh_tree(&mut self, p: usize) {
+        self.tree_alive.update(p, &self.wt, &self.key, self.alive[p]);
+        self.tree_live.update(p, &self.wt, &self.key, self.live[p]);
+    }
+
+    fn dyn_of(&self, p: usize, uuid: &str) -> Dyn {
+        let r = self.rows[p];
+        Dyn {
+            num_io_ops: self.vals[p].num_io_ops,
+            num_instances: self.vals[p].num_instances,
+            members: self.vals[p].members,
+            uuid_here: self.plan.uuids_preexisting && self.plan.t.instance_host.get(uuid) == Some(&r),
+            in_group_hosts: self.in_group_hosts[p],
+            group_hosts_nonempty: self.group_hosts_nonempty,
+        }
+    }
+
+    /// Pass `index` > 0: re-run the per-instance filters where they can have changed,
+    /// then bring weights up to date. Returns the pass's counts.
+    fn refilter(&mut self, uuid: &str, consumed: Option<usize>, front: usize) -> PassOutcome {
+        let checks = self.later_checks.clone();
+        let mut counts = vec![0u64; checks.len()];
+        let candidates: Vec<usize> = if self.plan.uuids_preexisting || self.affinity_pending {
+            (0..self.rows.len()).filter(|&p| self.alive[p]).collect()
+        } else {
+            consumed.filter(|&p| self.alive[p]).into_iter().collect()
+        };
+        self.affinity_pending = false;
+        let mut removed = Vec::new();
+        for p in candidates {
+            let d = self.dyn_of(p, uuid);
+            let r = self.rows[p] as usize;
+            if let Some(k) = checks.iter().position(|c| !self.plan.passes(c, r, &d)) {
+                counts[k] += 1;
+                removed.push(p);
+            }
+        }
+        let old_alive: Vec<usize> = removed.clone();
+        for &p in &removed {
+            self.alive[p] = false;
+            self.live[p] = false;
+            self.n_alive -= 1;
+        }
+        let mut changed: Vec<usize> = removed;
+        if let Some(c) = consumed {
+            if !changed.contains(&c) {
+                changed.push(c);
+            }
+        }
+        self.reweigh(&changed, &old_alive, consumed, front);
+        let survivors = if self.n_alive == 0 { Vec::new() } else { vec![0] };
+        PassOutcome { survivors, counts, checks: checks.iter().map(|c| c.name.clone()).collect() }
+    }
+
+    /// Updates raws, extremes and weights after `changed` hosts changed value or
+    /// (for `removed`) left the set.
+    fn reweigh(&mut self, changed: &[usize], removed: &[usize], consumed: Option<usize>, front: usize) {
+        let plan = self.plan;
+        let wp = self.wp;
+        let was_weighed = self.weighed;
+        self.weighed = self.n_alive > 1;
+        let mut rescan = vec![false; self.raw.len()];
+        let mut old_wt_consumed = None;
+        for &p in changed {
+            let was_alive = self.alive[p] || removed.contains(&p);
+            let r = self.rows[p] as usize;
+            for (k, w) in wp.weighers.iter().enumerate() {
+                let old = self.raw[k][p];
+                let new = if w.dynamic { wp.raw(plan, w, r, &self.vals[p]) } else { old };
+                let e = &mut self.ext[k];
+                if was_alive {
+                    if old == e.lo {
+                        e.n_lo -= 1;
+                    }
+                    if old == e.hi {
+                        e.n_hi -= 1;
+                    }
+                }
+                self.raw[k][p] = new;
+                if self.alive[p] {
+                    if new < e.lo {
+                        *e = Extremes { lo: new, n_lo: 1, ..*e };
+                    } else if new == e.lo {
+                        e.n_lo += 1;
+                    }
+                    if new > e.hi {
+                        *e = Extremes { hi: new, n_hi: 1, ..*e };
+                    } else if new == e.hi {
+                        e.n_hi += 1;
+                    }
+                }
+                if (e.n_lo == 0 || e.n_hi == 0) && self.n_alive > 0 {
+                    rescan[k] = true;
+                }
+            }
+            if Some(p) == consumed {
+                old_wt_consumed = Some(self.wt[p]);
+            }
+        }
+        for (k, need) in rescan.into_iter().enumerate() {
+            if need {
+                self.ext[k] = self.scan(k);
+            }
+        }
+        let norms = self.current_norms();
+        let same = was_weighed == self.weighed && norms.iter().zip(&self.norms).all(|(a, b)| a.same(b));
+        self.norms = norms;
+        if same {
+            for &p in changed {
+                if self.alive[p] {
+                    let new = self.total(p);
+                    if Some(p) == consumed && p != front {
+                        // place it where the previous pass's order had it among new ties
+                        let old = old_wt_consumed.unwrap_or(new);
+                        if old > new {
+                            // just after the chosen host (whose key is front_key + 4)
+                            self.key[p] = self.front_key + 5;
+                        } else if old < new {
+                            self.key[p] = self.back_key;
+                            self.back_key += 1;
+                        }
+                    }
+                    self.wt[p] = new;
+                }
+                self.refresh_tree(p);
+            }
+        } else {
+            self.renormalise(front);
+        }
+    }
+
+    /// Every weight changes: recompute them, and re-key so that hosts now tied keep
+    /// the order of the previous pass (the chosen host first, then old weight, key).
+    fn renormalise(&mut self, front: usize) {
+        let old = self.wt.clone();
+        let alive: Vec<usize> = (0..self.rows.len()).filter(|&p| self.alive[p]).collect();
+        for &p in &alive {
+            self.wt[p] = self.total(p);
+        }
+        let mut order = alive;
+        let (wt, key) = (&self.wt, &self.key);
+        let norm0 = |x: f64| if x == 0.0 { 0.0 } else { x };
+        order.sort_unstable_by(|&a, &b| {
+            norm0(wt[b])
+                .partial_cmp(&norm0(wt[a]))
+                .unwrap()
+                .then_with(|| (b == front).cmp(&(a == front)))
+                .then_with(|| old[b].partial_cmp(&old[a]).unwrap())
+                .then_with(|| key[a].cmp(&key[b]))
+        });
+        for (rank, &p) in order.iter().enumerate() {
+            self.key[p] = rank as i64;
+        }
+        self.front_key = -2;
+        self.back_key = order.len() as i64;
+        self.rebuild_trees();
+    }
+
+    /// `_get_sorted_hosts`' draws: shuffle of the best group, then the choice.
+    fn choose(&mut self, rng: &mut PyRandom) -> usize {
+        let cfg = self.plan.cfg;
+        let chosen = if cfg.host_subset_size == 1 && !cfg.shuffle_best_same_weighed_hosts {
+            rng.randbelow(1);
+            self.tree_alive.best().expect("some host is alive")
+        } else {
+            let mut alive: Vec<usize> = (0..self.rows.len()).filter(|&p| self.alive[p]).collect();
+            let (wt, key) = (&self.wt, &self.key);
+            alive.sort_unstable_by(|&a, &b| {
+                if before(wt[a], key[a], wt[b], key[b]) {
+                    std::cmp::Ordering::Less
+                } else {
+                    std::cmp::Ordering::Greater
+                }
+            });
+            if cfg.shuffle_best_same_weighed_hosts {
+                let top = self.wt[alive[0]];
+                let n_best = alive.iter().take_while(|&&p| self.wt[p] == top).count();
+                let mut keys: Vec<i64> = alive[..n_best].iter().map(|&p| self.key[p]).collect();
+                keys.sort_unstable();
+                rng.shuffle(&mut alive[..n_best]);
+                for (i, &p) in alive[..n_best].iter().enumerate() {
+                    self.key[p] = keys[i];
+                    self.refresh_tree(p);
+                }
+            }
+            let subset = cfg.host_subset_size.min(alive.len());
+            alive[rng.randbelow(subset)]
+        };
+        self.key[chosen] = self.front_key;
+        self.front_key -= 4;
+        self.refresh_tree(chosen);
+        chosen
+    }
+
+    fn try_claim(&mut self, p: usize) -> bool {
+        let r = self.rows[p] as usize;
+        match claim_misfit(self.plan.t, r, &self.plan.req.amounts, &self.extra[p]) {
+            None => true,
+            Some(rc) => {
+                self.dead_rc[p] = rc as u8 + 1;
+                self.live[p] = false;
+                self.tree_live.update(p, &self.wt, &self.key, false);
+                false
+            }
+        }
+    }
+
+    fn consume(&mut self, p: usize, uuid: &str) {
+        let req = self.plan.req;
+        let input = &req.input;
+        let v = &mut self.vals[p];
+        v.free_ram_mb -= input.memory_mb;
+        v.free_disk_mb -= (input.root_gb + input.ephemeral_gb) * 1024;
+        v.vcpus_used += input.vcpus;
+        v.num_instances += 1;
+        v.num_io_ops += 1;
+        for rc in 0..N_RC {
+            self.extra[p][rc] += req.amounts[rc];
+        }
+        if let Some(g) = &req.group {
+            if !self.group_hosts_nonempty {
+                self.affinity_pending = true;
+            }
+            self.group_hosts_nonempty = true;
+            self.in_group_hosts[p] = true;
+            let r = self.rows[p];
+            let already_here = self.plan.t.instance_host.get(uuid) == Some(&r);
+            if !already_here && g.member_set.contains(uuid) {
+                self.vals[p].members += 1;
+            }
+        }
+    }
+
+    fn run(mut self, first: &PassOutcome, rng: &mut PyRandom, num_alts: usize) -> CoreResult<Vec<Selection>> {
+        let plan = self.plan;
+        let t = plan.t;
+        let uuids = &plan.req.input.instance_uuids;
+        let mut picks: Vec<Pick> = Vec::with_capacity(uuids.len());
+        let mut consumed: Option<usize> = None;
+        let mut front = 0;
+        for (i, uuid) in uuids.iter().enumerate() {
+            let pass = if i > 0 {
+                let pass = self.refilter(uuid, consumed, front);
+                if self.n_alive == 0 {
+                    return Err(fail(plan, first, Some(&pass), [0; N_RC], i));
+                }
+                Some(pass)
+            } else {
+                None
+            };
+            let chosen = self.choose(rng);
+            front = chosen;
+            let mut p = chosen;
+            if !(self.live[p] && self.try_claim(p)) {
+                loop {
+                    match self.tree_live.best() {
+                        Some(q) => {
+                            if self.try_claim(q) {
+                                p = q;
+                                break;
+                            }
+                        }
+                        None => {
+                            let mut claim_fail = [0u64; N_RC];
+                            for q in 0..self.rows.len() {
+                                if self.alive[q] && self.dead_rc[q] > 0 {
+                                    claim_fail[self.dead_rc[q] as usize - 1] += 1;
+                                }
+                            }
+                            return Err(fail(plan, first, pass.as_ref(), claim_fail, i));
+                        }
+                    }
+                }
+            }
+            picks.push(Pick { row: self.rows[p] as usize, weight: self.wt[p] });
+            self.consume(p, uuid);
+            consumed = Some(p);
+        }
+        // _get_alternate_hosts: one more filtering and weighing at the last index
+        let mut alternates_list: Vec<usize> = Vec::new();
+        if num_alts > 0 {
+            let last = uuids.last().expect("at least one");
+            self.refilter(last, consumed, front);
+            if self.n_alive > 0 {
+                let chosen = self.choose(rng);
+                let mut rest: Vec<usize> = (0..self.rows.len()).filter(|&q| self.alive[q] && q != chosen).collect();
+                let (wt, key) = (&self.wt, &self.key);
+                rest.sort_unstable_by(|&a, &b| {
+                    if before(wt[a], key[a], wt[b], key[b]) {
+                        std::cmp::Ordering::Less
+                    } else {
+                        std::cmp::Ordering::Greater
+                    }
+                });
+                alternates_list.push(chosen);
+                alternates_list.extend(rest);
+            }
+        }
+        let selected: HashSet<usize> = picks.iter().map(|p| p.row).collect();
+        let mut out = Vec::with_capacity(picks.len());
+        for (i, pick) in picks.into_iter().enumerate() {
+            let cell = t.cell[pick.row];
+            let alternates = alternates_list
+                .iter()
+                .map(|&q| (q, self.rows[q] as usize))
+                .filter(|&(_, r)| t.cell[r] == cell && !selected.contains(&r))
+                .take(num_alts)
+                .map(|(q, r)| Pick { row: r, weight: self.wt[q] })
+                .collect();
+            out.push(Selection { instance_uuid: uuids[i].clone(), chosen: pick, alternates });
+        }
+        Ok(out)
+    }
+}
+
+/// Writes a successful selection into the table: the allocations (consumer =
+/// instance uuid), the compute-node consumption, and each instance on its host.
+pub fn commit(t: &mut Table, req: &Request, selections: &[Selection]) {
+    let input = &req.input;
+    let image = t.intern_image_props(&input.image_properties);
+    for s in selections {
+        let r = s.chosen.row;
+        if req.amounts.iter().any(|&a| a > 0) {
+            t.commit_allocation(&s.instance_uuid, r, req.amounts);
+        }
+        let upd = |c: &mut super::col::Col<i64>, d: i64| {
+            let v = c[r] + d;
+            c.set(r, v);
+        };
+        upd(&mut t.free_ram_mb, -input.memory_mb);
+        upd(&mut t.free_disk_mb, -(input.root_gb + input.ephemeral_gb) * 1024);
+        upd(&mut t.vcpus_used, input.vcpus);
+        upd(&mut t.num_instances, 1);
+        upd(&mut t.num_io_ops, 1);
+        if !t.instance_host.contains_key(&s.instance_uuid) {
+            t.host_instances[r].push(s.instance_uuid.clone());
+            t.instance_host.insert(s.instance_uuid.clone(), r as u32);
+        }
+        t.instance_image.insert(s.instance_uuid.clone(), image);
+    }
+}

@@ -1,0 +1,337 @@
+//! Nova's weighers over columns: raw value per host, clamp to `minval`, min-max
+//! normalisation over the hosts of the pass, per-host multiplier (aggregate metadata
+//! overrides the option, the minimum wins), summed in `weight_classes` order.
+
+use rayon::prelude::*;
+
+use super::checks::{Plan, PAR_CHUNK, PAR_MIN};
+use super::config::WeigherKind;
+use super::error::{CoreError, CoreResult};
+use super::pyfmt::py_float;
+use super::request::Policy;
+use super::table::{Table, VCPU};
+
+/// The values of a host that change while a request places its instances.
+#[derive(Clone, Copy, Debug, Default, PartialEq)]
+pub struct Vals {
+    pub free_ram_mb: i64,
+    pub free_disk_mb: i64,
+    pub vcpus_used: i64,
+    pub num_io_ops: i64,
+    pub num_instances: i64,
+    /// Server-group members on the host.
+    pub members: i64,
+}
+
+impl Vals {
+    #[inline]
+    pub fn base(plan: &Plan, r: usize) -> Vals {
+        let t = plan.t;
+        Vals {
+            free_ram_mb: t.free_ram_mb[r],
+            free_disk_mb: t.free_disk_mb[r],
+            vcpus_used: t.vcpus_used[r],
+            num_io_ops: t.num_io_ops[r],
+            num_instances: t.num_instances[r],
+            members: if plan.base_members.is_empty() { 0 } else { plan.base_members.get(&(r as u32)).copied().unwrap_or(0) },
+        }
+    }
+}
+
+#[derive(Clone, Debug)]
+pub enum Mult {
+    Uniform(f64),
+    ByAggset(Vec<f64>),
+}
+
+impl Mult {
+    #[inline]
+    pub fn get(&self, t: &Table, r: usize) -> f64 {
+        match self {
+            Mult::Uniform(m) => *m,
+            Mult::ByAggset(v) => v[t.aggset[r] as usize],
+        }
+    }
+
+    fn all_zero(&self) -> bool {
+        match self {
+            Mult::Uniform(m) => *m == 0.0,
+            Mult::ByAggset(v) => v.iter().all(|m| *m == 0.0),
+        }
+    }
+}
+
+#[derive(Clone, Debug)]
+pub struct Weigher {
+    pub kind: WeigherKind,
+    pub minval: Option<f64>,
+    pub mult: Mult,
+    /// The raw value can change when a host is consumed within one request.
+    pub dynamic: bool,
+}
+
+/// Normalisation bounds of one weigher over one pass.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct Norm {
+    pub lo: f64,
+    pub hi: f64,
+}
+
+impl Norm {
+    #[inline]
+    pub fn apply(&self, raw: f64) -> f64 {
+        if self.lo == self.hi {
+            0.0
+        } else {
+            (raw - self.lo) / (self.hi - self.lo)
+        }
+    }
+
+    /// Bit-exact equality (what decides whether weights must be recomputed).
+    pub fn same(&self, o: &Norm) -> bool {
+        self.lo.to_bits() == o.lo.to_bits() && self.hi.to_bits() == o.hi.to_bits()
+    }
+}
+
+pub struct WeighPlan {
+    /// The weighers that can change some host's weight, in `weight_classes` order.
+    pub weighers: Vec<Weigher>,
+    cross_cell: Option<u32>,
+    soft_policy: Option<Policy>,
+    image_props: Vec<(String, String)>,
+}
+
+/// `get_weight_multiplier`: the minimum of the aggregates' values, else the option.
+fn multiplier(t: &Table, option: &str, default: f64, negate: bool) -> Mult {
+    let sign = if negate { -1.0 } else { 1.0 };
+    if !t.aggset_info.iter().any(|i| i.raw.contains_key(option)) {
+        return Mult::Uniform(sign * default);
+    }
+    Mult::ByAggset(
+        t.aggset_info
+            .iter()
+            .map(|info| {
+                let v = match info.raw.get(option) {
+                    None => default,
+                    Some(vals) => {
+                        // a value float() refuses (or NaN/inf) makes Nova fall back to the option
+                        let parsed: Option<Vec<f64>> =
+                            vals.iter().map(|v| py_float(v).filter(|f| f.is_finite())).collect();
+                        parsed.map(|p| p.into_iter().fold(f64::INFINITY, f64::min)).unwrap_or(default)
+                    }
+                };
+                sign * v
+            })
+            .collect(),
+    )
+}
+
+impl WeighPlan {
+    pub fn new(plan: &Plan) -> Self {
+        let t = plan.t;
+        let cfg = plan.cfg;
+        let input = &plan.req.input;
+        let cross_cell = match (&input.requested_cell, input.allow_cross_cell_move) {
+            (Some(c), true) if !c.is_empty() => Some(t.strings.lookup(c).unwrap_or(u32::MAX)),
+            _ => None,
+        };
+        let soft_policy = plan.req.group.as_ref().map(|g| g.policy);
+        let mut weighers = Vec::new();
+        for &kind in &cfg.weighers {
+            let mult = multiplier(t, kind.option(), cfg.multiplier(kind), kind == WeigherKind::BuildFailure);
+            // Skip a weigher whose contribution is exactly 0 on every host: a zero
+            // multiplier everywhere, or a raw value that is the same for every host
+            // (normalised to 0). MetricsWeigher stays, as it may have to raise.
+            let constant = match kind {
+                WeigherKind::CrossCell => cross_cell.is_none(),
+                WeigherKind::Pci => t.nonzero_free_pci == 0,
+                WeigherKind::BuildFailure => t.nonzero_failed_builds == 0,
+                WeigherKind::SoftAffinity => soft_policy != Some(Policy::SoftAffinity),
+                WeigherKind::SoftAntiAffinity => soft_policy != Some(Policy::SoftAntiAffinity),
+                WeigherKind::Metrics => cfg.metrics_weight_setting.is_empty(),
+                // Nova returns 0 for every host when the *option* is 0
+                WeigherKind::ImageProperties => {
+                    cfg.multiplier(kind) == 0.0 || input.image_properties.is_empty() || t.instance_image.is_empty()
+                }
+                _ => false,
+            };
+            let keep = if kind == WeigherKind::Metrics {
+                !cfg.metrics_weight_setting.is_empty()
+            } else {
+                !constant && !mult.all_zero()
+            };
+            if keep {
+                let dynamic = matches!(
+                    kind,
+                    WeigherKind::Ram
+                        | WeigherKind::Cpu
+                        | WeigherKind::Disk
+                        | WeigherKind::IoOps
+                        | WeigherKind::NumInstances
+                        | WeigherKind::SoftAffinity
+                        | WeigherKind::SoftAntiAffinity
+                );
+                weighers.push(Weigher { kind, minval: kind.minval(), mult, dynamic });
+            }
+        }
+        let image_props = input.image_properties.iter().map(|(k, v)| (k.clone(), v.clone())).collect();
+        WeighPlan { weighers, cross_cell, soft_policy, image_props }
+    }
+
+    /// The clamped raw value (`_weigh_object`, then `max(raw, minval)`).
+    #[inline]
+    pub fn raw(&self, plan: &Plan, w: &Weigher, r: usize, v: &Vals) -> f64 {
+        let t = plan.t;
+        let x = match w.kind {
+            WeigherKind::Ram => v.free_ram_mb as f64,
+            WeigherKind::Cpu => t.rc[VCPU].total[r] as f64 * t.rc[VCPU].allocation_ratio[r] - v.vcpus_used as f64,
+            WeigherKind::Disk => v.free_disk_mb as f64,
+            WeigherKind::IoOps => v.num_io_ops as f64,
+            WeigherKind::NumInstances => v.num_instances as f64,
+            WeigherKind::HypervisorVersion => t.hypervisor_version[r] as f64,
+            WeigherKind::BuildFailure => t.failed_builds[r] as f64,
+            WeigherKind::CrossCell => match self.cross_cell {
+                Some(c) if t.cell[r] == c => 1.0,
+                Some(_) => -1.0,
+                None => 0.0,
+            },
+            WeigherKind::Pci => (100 - t.free_pci_devs[r].min(99)) as f64,
+            WeigherKind::SoftAffinity => {
+                if self.soft_policy == Some(Policy::SoftAffinity) {
+                    v.members as f64
+                } else {
+                    0.0
+                }
+            }
+            WeigherKind::SoftAntiAffinity => {
+                if self.soft_policy == Some(Policy::SoftAntiAffinity) {
+                    -(v.members as f64)
+                } else {
+                    0.0
+                }
+            }
+            WeigherKind::Metrics => self.metrics_raw(plan, w, r),
+            WeigherKind::ImageProperties => self.image_props_raw(plan, r),
+        };
+        match w.minval {
+            Some(m) if x < m => m,
+            _ => x,
+        }
+    }
+
+    fn metrics_raw(&self, plan: &Plan, w: &Weigher, r: usize) -> f64 {
+        let cfg = plan.cfg;
+        let metrics = &plan.t.metrics[r];
+        let mut value = 0.0;
+        for (name, ratio) in &cfg.metrics_weight_setting {
+            match metrics.get(name) {
+                Some(m) => value += m * ratio,
+                None => {
+                    // a missing required metric was reported by check_metrics already
+                    if ratio * w.mult.get(plan.t, r) != 0.0 {
+                        return cfg.metrics_weight_of_unavailable;
+                    }
+                }
+            }
+        }
+        value
+    }
+
+    fn image_props_raw(&self, plan: &Plan, r: usize) -> f64 {
+        let t = plan.t;
+        let setting = &plan.cfg.image_props_weight_setting;
+        let mut counts: std::collections::BTreeMap<&(String, String), usize> = Default::default();
+        for uuid in &t.host_instances[r] {
+            let Some(&p) = t.instance_image.get(uuid) else { continue };
+            for pair in t.image_props.get(p) {
+                if self.image_props.contains(pair) {
+                    *counts.entry(pair).or_insert(0) += 1;
+                }
+            }
+        }
+        let mut weight = 0.0;
+        for (pair, n) in counts {
+            if setting.is_empty() {
+                weight += n as f64;
+            } else {
+                let s = setting.iter().find(|(k, _)| *k == pair.0).map(|(_, v)| *v).unwrap_or(0.0);
+                weight += s * n as f64;
+            }
+        }
+        weight
+    }
+
+    /// Nova's MetricsWeigher raises when a host lacks a metric `[metrics] required`
+    /// names; so does this, before any weight is computed.
+    pub fn check_metrics(&self, plan: &Plan, rows: &[u32]) -> CoreResult<()> {
+        let cfg = plan.cfg;
+        if !cfg.metrics_required || !self.weighers.iter().any(|w| w.kind == WeigherKind::Metrics) || rows.len() <= 1 {
+            return Ok(());
+        }
+        for &r in rows {
+            for (name, _) in &cfg.metrics_weight_setting {
+                if !plan.t.metrics[r as usize].contains_key(name) {
+                    return Err(CoreError::Placement(format!(
+                        "host {:?} does not report metric {name:?}, which [metrics] weight_setting requires",
+                        plan.t.names[r as usize]
+                    )));
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Normalisation bounds of every weigher over `rows`.
+    pub fn norms(&self, plan: &Plan, rows: &[u32], vals: &(dyn Fn(usize) -> Vals + Sync)) -> Vec<Norm> {
+        let k = self.weighers.len();
+        let fold = |chunk: &[u32]| {
+            let mut lo = vec![f64::INFINITY; k];
+            let mut hi = vec![f64::NEG_INFINITY; k];
+            for &r in chunk {
+                let v = vals(r as usize);
+                for (i, w) in self.weighers.iter().enumerate() {
+                    let x = self.raw(plan, w, r as usize, &v);
+                    if x < lo[i] {
+                        lo[i] = x;
+                    }
+                    if x > hi[i] {
+                        hi[i] = x;
+                    }
+                }
+            }
+            (lo, hi)
+        };
+        let (lo, hi) = if rows.len() < PAR_MIN {
+            fold(rows)
+        } else {
+            rows.par_chunks(PAR_CHUNK).map(fold).reduce(
+                || (vec![f64::INFINITY; k], vec![f64::NEG_INFINITY; k]),
+                |(mut l1, mut h1), (l2, h2)| {
+                    for i in 0..k {
+                        l1[i] = l1[i].min(l2[i]);
+                        h1[i] = h1[i].max(h2[i]);
+                    }
+                    (l1, h1)
+                },
+            )
+        };
+        self.weighers
+            .iter()
+            .enumerate()
+            .map(|(i, w)| Norm { lo: w.minval.unwrap_or(lo[i]), hi: hi[i] })
+            .collect()
+    }
+
+    /// One host's total weight.
+    #[inline]
+    pub fn total(&self, plan: &Plan, r: usize, v: &Vals, norms: &[Norm]) -> f64 {
+        let mut weight = 0.0;
+        for (w, n) in self.weighers.iter().zip(norms) {
+            if n.lo == n.hi {
+                continue;
+            }
+            weight += w.mult.get(plan.t, r) * n.apply(self.raw(plan, w, r, v));
+        }
+        weight
+    }
+}
