@@ -175,6 +175,23 @@ pub struct Plan<'a> {
     pub uuids_preexisting: bool,
 }
 
+/// A per-set or per-row test whose answer is the same everywhere is a constant.
+fn simplify(test: Test) -> Test {
+    let uniform = |v: &[bool]| -> Option<bool> {
+        let first = *v.first()?;
+        v.iter().all(|&x| x == first).then_some(first)
+    };
+    let constant = match &test {
+        Test::AggSets(v) | Test::TraitSets(v) | Test::Rows(v) => uniform(v),
+        _ => None,
+    };
+    match constant {
+        Some(true) => Test::AllPass,
+        Some(false) => Test::AllFail,
+        None => test,
+    }
+}
+
 fn aggset_ok(t: &Table, f: impl Fn(&super::table::AggsetInfo) -> bool) -> Vec<bool> {
     t.aggset_info.iter().map(f).collect()
 }
@@ -208,6 +225,14 @@ fn int_limit(t: &Table, key: &str, default: i64) -> Limit {
 
 impl<'a> Plan<'a> {
     pub fn new(t: &'a Table, cfg: &'a Config, req: &'a Request) -> CoreResult<Self> {
+        let mut plan = Self::build(t, cfg, req)?;
+        for c in plan.placement.iter_mut().chain(plan.pass.iter_mut()) {
+            c.test = simplify(std::mem::replace(&mut c.test, Test::AllPass));
+        }
+        Ok(plan)
+    }
+
+    fn build(t: &'a Table, cfg: &'a Config, req: &'a Request) -> CoreResult<Self> {
         let input = &req.input;
         let mut placement = Vec::new();
         let mk = |name: &str, test: Test| Check { name: name.into(), test, filter: None, per_instance: false };
@@ -549,24 +574,56 @@ impl<'a> Plan<'a> {
         self.sweep(&checks, 0..self.t.len(), uuid)
     }
 
-    /// Runs `checks` over `rows` in order, in parallel chunks for big tables.
+    /// Runs `checks` over `rows` in order, column at a time over chunks of rows (and
+    /// chunks in parallel for big tables). Each rejected host is counted against the
+    /// first check it fails, as Nova's sequential filters count it.
     pub fn sweep(&self, checks: &[&Check], rows: std::ops::Range<usize>, uuid: &str) -> PassOutcome {
+        let uuid_row = self.t.instance_host.get(uuid).copied();
+        let prepared = self.prepare_checks(checks, uuid_row);
         let run = |range: std::ops::Range<usize>| {
             let mut out = PassOutcome { survivors: Vec::with_capacity(range.len()), counts: vec![0; checks.len()], checks: Vec::new() };
-            for r in range {
-                let mut d: Option<Dyn> = None;
-                let mut failed = None;
-                for (k, c) in checks.iter().enumerate() {
-                    let dd = if c.per_instance { *d.get_or_insert_with(|| self.base_dyn(r, uuid)) } else { Dyn::default() };
-                    if !self.passes(c, r, &dd) {
-                        failed = Some(k);
+            let mut alive = [1u8; SWEEP_CHUNK];
+            let mut pass = [0u8; SWEEP_CHUNK];
+            let mut a = range.start;
+            while a < range.end {
+                let b = (a + SWEEP_CHUNK).min(range.end);
+                let len = b - a;
+                alive[..len].fill(1);
+                let mut n_alive = len;
+                for (k, c) in prepared.iter().enumerate() {
+                    let Some(c) = c else { continue };
+                    self.eval_chunk(c, a, &mut pass[..len], uuid);
+                    // the common case: the check rejects nobody in this chunk
+                    if pass[..len].iter().fold(1u8, |acc, &p| acc & p) == 1 {
+                        continue;
+                    }
+                    let mut failed = 0u32;
+                    for (al, &p) in alive[..len].iter_mut().zip(&pass[..len]) {
+                        failed += (*al & !p & 1) as u32;
+                        *al &= p;
+                    }
+                    out.counts[k] += failed as u64;
+                    n_alive -= failed as usize;
+                    if n_alive == 0 {
                         break;
                     }
                 }
-                match failed {
-                    Some(k) => out.counts[k] += 1,
-                    None => out.survivors.push(r as u32),
+                if n_alive == len {
+                    out.survivors.extend(a as u32..b as u32);
+                    a = b;
+                    continue;
                 }
+                // branch-free compaction: write every row, advance past the live ones
+                let base = out.survivors.len();
+                out.survivors.resize(base + len, 0);
+                let dst = &mut out.survivors[base..];
+                let mut kept = 0;
+                for i in 0..len {
+                    dst[kept] = (a + i) as u32;
+                    kept += alive[i] as usize;
+                }
+                out.survivors.truncate(base + kept);
+                a = b;
             }
             out
         };
@@ -591,6 +648,149 @@ impl<'a> Plan<'a> {
         out.checks = checks.iter().map(|c| c.name.clone()).collect();
         out
     }
+
+    /// Drops checks that cannot reject anything (and exact repeats of an earlier
+    /// check), and turns the per-request group tests into sparse row lists.
+    fn prepare_checks<'c>(&self, checks: &[&'c Check], uuid_row: Option<u32>) -> Vec<Option<Prepared<'c>>> {
+        let mut seen: Vec<&Test> = Vec::new();
+        checks
+            .iter()
+            .map(|c| {
+                let p = match &c.test {
+                    Test::AllPass => return None,
+                    Test::AntiAffinity { max } => {
+                        let mut fail: Vec<u32> = self
+                            .base_members
+                            .iter()
+                            .filter(|(r, n)| **n >= *max && Some(**r) != uuid_row)
+                            .map(|(r, _)| *r)
+                            .collect();
+                        fail.sort_unstable();
+                        Prepared::Sparse { rows: fail, listed_pass: false }
+                    }
+                    Test::Affinity => {
+                        if self.req.group.as_ref().is_some_and(|g| !g.hosts.is_empty()) {
+                            let mut rows: Vec<u32> = self.group_host_rows.iter().copied().collect();
+                            rows.sort_unstable();
+                            Prepared::Sparse { rows, listed_pass: true }
+                        } else {
+                            return None;
+                        }
+                    }
+                    t @ (Test::IoOps(Limit::Uniform(_)) | Test::NumInstances(Limit::Uniform(_))) => {
+                        let dup = seen.iter().any(|s| match (s, t) {
+                            (Test::IoOps(Limit::Uniform(x)), Test::IoOps(Limit::Uniform(y))) => x == y,
+                            (Test::NumInstances(Limit::Uniform(x)), Test::NumInstances(Limit::Uniform(y))) => x == y,
+                            _ => false,
+                        });
+                        seen.push(t);
+                        if dup {
+                            return None;
+                        }
+                        Prepared::Check(c)
+                    }
+                    _ => Prepared::Check(c),
+                };
+                Some(p)
+            })
+            .collect()
+    }
+
+    /// `pass[i]` = 1 when row `a + i` passes.
+    fn eval_chunk(&self, c: &Prepared, a: usize, pass: &mut [u8], uuid: &str) {
+        let t = self.t;
+        let n = pass.len();
+        let b = a + n;
+        match c {
+            Prepared::Sparse { rows, listed_pass } => {
+                pass.fill(!listed_pass as u8);
+                let lo = rows.partition_point(|&r| (r as usize) < a);
+                for &r in &rows[lo..] {
+                    if r as usize >= b {
+                        break;
+                    }
+                    pass[r as usize - a] = *listed_pass as u8;
+                }
+            }
+            Prepared::Check(c) => match &c.test {
+                Test::Disabled => {
+                    for (p, &e) in pass.iter_mut().zip(&t.enabled[a..b]) {
+                        *p = e as u8;
+                    }
+                }
+                Test::Up => {
+                    for (p, &e) in pass.iter_mut().zip(&t.up[a..b]) {
+                        *p = e as u8;
+                    }
+                }
+                Test::Resource { rc, amount } => {
+                    let col = &t.rc[*rc];
+                    for (p, &f) in pass.iter_mut().zip(&col.fit[a..b]) {
+                        *p = (f >= *amount) as u8;
+                    }
+                    if col.unit_constrained > 0 {
+                        for (i, p) in pass.iter_mut().enumerate() {
+                            let r = a + i;
+                            *p &= (*amount >= col.min_unit[r] && *amount % col.step_size[r] == 0) as u8;
+                        }
+                    }
+                }
+                Test::TraitSets(ok) => {
+                    for (p, &s) in pass.iter_mut().zip(&t.traitset[a..b]) {
+                        *p = ok[s as usize] as u8;
+                    }
+                }
+                Test::AggSets(ok) => {
+                    for (p, &s) in pass.iter_mut().zip(&t.aggset[a..b]) {
+                        *p = ok[s as usize] as u8;
+                    }
+                }
+                Test::Rows(ok) => {
+                    for (p, &o) in pass.iter_mut().zip(&ok[a..b]) {
+                        *p = o as u8;
+                    }
+                }
+                Test::AllFail => pass.fill(0),
+                Test::AllPass => pass.fill(1),
+                Test::IoOps(Limit::Uniform(l)) => {
+                    for (p, &v) in pass.iter_mut().zip(&t.num_io_ops[a..b]) {
+                        *p = (v < *l) as u8;
+                    }
+                }
+                Test::NumInstances(Limit::Uniform(l)) => {
+                    for (p, &v) in pass.iter_mut().zip(&t.num_instances[a..b]) {
+                        *p = (v < *l) as u8;
+                    }
+                }
+                Test::IoOps(Limit::ByAggset(l)) => {
+                    for (i, p) in pass.iter_mut().enumerate() {
+                        *p = (t.num_io_ops[a + i] < l[t.aggset[a + i] as usize]) as u8;
+                    }
+                }
+                Test::NumInstances(Limit::ByAggset(l)) => {
+                    for (i, p) in pass.iter_mut().enumerate() {
+                        *p = (t.num_instances[a + i] < l[t.aggset[a + i] as usize]) as u8;
+                    }
+                }
+                _ => {
+                    for (i, p) in pass.iter_mut().enumerate() {
+                        let r = a + i;
+                        let d = if c.per_instance { self.base_dyn(r, uuid) } else { Dyn::default() };
+                        *p = self.passes(c, r, &d) as u8;
+                    }
+                }
+            },
+        }
+    }
+}
+
+/// Rows per chunk of a sweep: the pass bytes and column slices stay in L1/L2.
+const SWEEP_CHUNK: usize = 4096;
+
+enum Prepared<'c> {
+    Check(&'c Check),
+    /// Only `rows` (sorted) differ from the rest: they pass iff `listed_pass`.
+    Sparse { rows: Vec<u32>, listed_pass: bool },
 }
 
 /// What a pass left and whom each check removed.

@@ -10,9 +10,8 @@
 
 use std::collections::HashSet;
 
-use rayon::prelude::*;
 
-use super::checks::{no_valid_host, Check, Dyn, PassOutcome, Plan, PAR_CHUNK, PAR_MIN};
+use super::checks::{no_valid_host, Check, Dyn, PassOutcome, Plan};
 use super::config::Config;
 use super::error::{CoreError, CoreResult};
 use super::request::Request;
@@ -73,14 +72,8 @@ fn weights_of(plan: &Plan, wp: &WeighPlan, rows: &[u32]) -> CoreResult<Vec<f64>>
         return Ok(vec![0.0; rows.len()]);
     }
     wp.check_metrics(plan, rows)?;
-    let base = |r: usize| Vals::base(plan, r);
-    let norms = wp.norms(plan, rows, &base);
-    let one = |&r: &u32| wp.total(plan, r as usize, &Vals::base(plan, r as usize), &norms);
-    Ok(if rows.len() < PAR_MIN {
-        rows.iter().map(one).collect()
-    } else {
-        rows.par_chunks(PAR_CHUNK).flat_map_iter(|c| c.iter().map(one)).collect()
-    })
+    let norms = wp.norms(plan, rows);
+    Ok(wp.totals(plan, rows, &norms))
 }
 
 // ---------------------------------------------------------------------------------
@@ -93,6 +86,24 @@ fn before(wa: f64, ka: i64, wb: f64, kb: i64) -> bool {
 
 /// Positions of the first `k` hosts in (weight desc, position asc) order.
 fn sorted_prefix(w: &[f64], k: usize) -> Vec<u32> {
+    let k = k.min(w.len());
+    if k <= 16 {
+        // one streaming pass keeping the best k, sorted
+        let mut best: Vec<u32> = Vec::with_capacity(k + 1);
+        for (p, &x) in w.iter().enumerate() {
+            if best.len() == k {
+                let last = best[k - 1] as usize;
+                // positions only grow, so an equal weight never beats one already kept
+                if !(x > w[last]) {
+                    continue;
+                }
+                best.pop();
+            }
+            let at = best.partition_point(|&q| !before(x, p as i64, w[q as usize], q as i64));
+            best.insert(at, p as u32);
+        }
+        return best;
+    }
     let mut idx: Vec<u32> = (0..w.len() as u32).collect();
     let cmp = |a: &u32, b: &u32| {
         let (a, b) = (*a as usize, *b as usize);
@@ -751,16 +762,23 @@ impl<'p, 'a> Batch<'p, 'a> {
             }
         }
         let selected: HashSet<usize> = picks.iter().map(|p| p.row).collect();
+        // the alternates depend only on the cell: work them out once per cell
+        let mut by_cell: std::collections::HashMap<u32, Vec<Pick>> = std::collections::HashMap::new();
         let mut out = Vec::with_capacity(picks.len());
         for (i, pick) in picks.into_iter().enumerate() {
             let cell = t.cell[pick.row];
-            let alternates = alternates_list
-                .iter()
-                .map(|&q| (q, self.rows[q] as usize))
-                .filter(|&(_, r)| t.cell[r] == cell && !selected.contains(&r))
-                .take(num_alts)
-                .map(|(q, r)| Pick { row: r, weight: self.wt[q] })
-                .collect();
+            let alternates = by_cell
+                .entry(cell)
+                .or_insert_with(|| {
+                    alternates_list
+                        .iter()
+                        .map(|&q| (q, self.rows[q] as usize))
+                        .filter(|&(_, r)| t.cell[r] == cell && !selected.contains(&r))
+                        .take(num_alts)
+                        .map(|(q, r)| Pick { row: r, weight: self.wt[q] })
+                        .collect()
+                })
+                .clone();
             out.push(Selection { instance_uuid: uuids[i].clone(), chosen: pick, alternates });
         }
         Ok(out)
@@ -786,6 +804,7 @@ pub fn commit(t: &mut Table, req: &Request, selections: &[Selection]) {
         upd(&mut t.vcpus_used, input.vcpus);
         upd(&mut t.num_instances, 1);
         upd(&mut t.num_io_ops, 1);
+        t.refresh_weigh_cols(r);
         if !t.instance_host.contains_key(&s.instance_uuid) {
             t.host_instances[r].push(s.instance_uuid.clone());
             t.instance_host.insert(s.instance_uuid.clone(), r as u32);

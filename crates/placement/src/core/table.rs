@@ -292,6 +292,19 @@ impl RcColumns {
     }
 }
 
+/// Float copies of the columns the weighers read, kept in step with them by
+/// `Table::refresh_weigh_cols`: weighing then streams doubles without converting.
+#[derive(Clone, Debug, Default)]
+pub struct WeighCols {
+    pub free_ram_mb: Col<f64>,
+    pub free_disk_mb: Col<f64>,
+    /// `vcpus_total * cpu_allocation_ratio - vcpus_used` (CPUWeigher's raw value).
+    pub cpu_free: Col<f64>,
+    pub num_io_ops: Col<f64>,
+    pub num_instances: Col<f64>,
+    pub hypervisor_version: Col<f64>,
+}
+
 /// One consumer's allocation: (row, amount per resource class).
 pub type Allocation = Vec<(u32, [i64; N_RC])>;
 
@@ -323,6 +336,7 @@ pub struct Table {
     pub traitset: Col<u32>,
     pub cell: Col<u32>,
     pub free_pci_devs: Col<i64>,
+    pub wcols: WeighCols,
     pub metrics: Vec<Arc<BTreeMap<String, f64>>>,
     pub host_ip: Vec<String>,
     pub host_instances: Vec<Vec<String>>,
@@ -604,6 +618,11 @@ impl Table {
         if h.free_pci_devs != 0 {
             self.nonzero_free_pci += 1;
         }
+        let w = &mut self.wcols;
+        for c in [&mut w.free_ram_mb, &mut w.free_disk_mb, &mut w.cpu_free, &mut w.num_io_ops, &mut w.num_instances, &mut w.hypervisor_version] {
+            c.push(0.0);
+        }
+        self.refresh_weigh_cols(r);
         Ok(r)
     }
 
@@ -653,6 +672,10 @@ impl Table {
         self.traitset.remove(r);
         self.cell.remove(r);
         self.free_pci_devs.remove(r);
+        let w = &mut self.wcols;
+        for c in [&mut w.free_ram_mb, &mut w.free_disk_mb, &mut w.cpu_free, &mut w.num_io_ops, &mut w.num_instances, &mut w.hypervisor_version] {
+            c.remove(r);
+        }
         self.metrics.remove(r);
         self.host_ip.remove(r);
         self.host_instances.remove(r);
@@ -755,7 +778,28 @@ impl Table {
                 HostField::HostIp(v) => self.host_ip[r] = v.clone(),
             }
         }
+        self.refresh_weigh_cols(r);
         Ok(())
+    }
+
+    /// Recomputes row `r` of the weighers' float columns from the authoritative ones.
+    pub fn refresh_weigh_cols(&mut self, r: usize) {
+        let cpu_free = self.rc[VCPU].total[r] as f64 * self.rc[VCPU].allocation_ratio[r] - self.vcpus_used[r] as f64;
+        let vals = [
+            self.free_ram_mb[r] as f64,
+            self.free_disk_mb[r] as f64,
+            cpu_free,
+            self.num_io_ops[r] as f64,
+            self.num_instances[r] as f64,
+            self.hypervisor_version[r] as f64,
+        ];
+        let w = &mut self.wcols;
+        for (c, v) in [&mut w.free_ram_mb, &mut w.free_disk_mb, &mut w.cpu_free, &mut w.num_io_ops, &mut w.num_instances, &mut w.hypervisor_version]
+            .into_iter()
+            .zip(vals)
+        {
+            c.set(r, v);
+        }
     }
 
     fn bump(&mut self, r: usize) {
@@ -870,6 +914,7 @@ impl Table {
         inv.validate(&format!("host {name:?} {}", RC_NAMES[rc]))?;
         self.check_generations(generation.map(|g| vec![(name.to_string(), g)]).as_deref())?;
         self.rc[rc].set_inventory(r, inv);
+        self.refresh_weigh_cols(r);
         self.bump(r);
         Ok(self.generation[r])
     }

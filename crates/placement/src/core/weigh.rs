@@ -93,6 +93,70 @@ impl Norm {
     }
 }
 
+/// The float column holding a weigher's raw value (before clamping), if it has one.
+fn base_column(t: &Table, kind: WeigherKind) -> Option<&[f64]> {
+    let w = &t.wcols;
+    Some(match kind {
+        WeigherKind::Ram => &w.free_ram_mb,
+        WeigherKind::Cpu => &w.cpu_free,
+        WeigherKind::Disk => &w.free_disk_mb,
+        WeigherKind::IoOps => &w.num_io_ops,
+        WeigherKind::NumInstances => &w.num_instances,
+        WeigherKind::HypervisorVersion => &w.hypervisor_version,
+        _ => return None,
+    })
+}
+
+/// `Some((first, last + 1))` when `rows` are consecutive.
+#[inline]
+fn contiguous_run(rows: &[u32]) -> Option<(usize, usize)> {
+    let (&f, &l) = (rows.first()?, rows.last()?);
+    ((l - f) as usize == rows.len() - 1).then_some((f as usize, l as usize + 1))
+}
+
+/// Min and max of a slice (no NaN reaches here: raw values are finite).
+#[inline]
+fn min_max(xs: &[f64]) -> (f64, f64) {
+    #[cfg(all(target_arch = "x86_64", target_feature = "avx"))]
+    {
+        use std::arch::x86_64::*;
+        let mut chunks = xs.chunks_exact(8);
+        // SAFETY: AVX is enabled for this build (cfg above); loads are unaligned and
+        // stay within each 8-element chunk.
+        let (mut lo, mut hi) = unsafe {
+            let mut lo0 = _mm256_set1_pd(f64::INFINITY);
+            let mut lo1 = lo0;
+            let mut hi0 = _mm256_set1_pd(f64::NEG_INFINITY);
+            let mut hi1 = hi0;
+            for c in &mut chunks {
+                let a = _mm256_loadu_pd(c.as_ptr());
+                let b = _mm256_loadu_pd(c.as_ptr().add(4));
+                lo0 = _mm256_min_pd(lo0, a);
+                lo1 = _mm256_min_pd(lo1, b);
+                hi0 = _mm256_max_pd(hi0, a);
+                hi1 = _mm256_max_pd(hi1, b);
+            }
+            let mut l = [0f64; 4];
+            let mut h = [0f64; 4];
+            _mm256_storeu_pd(l.as_mut_ptr(), _mm256_min_pd(lo0, lo1));
+            _mm256_storeu_pd(h.as_mut_ptr(), _mm256_max_pd(hi0, hi1));
+            (l.iter().copied().fold(f64::INFINITY, f64::min), h.iter().copied().fold(f64::NEG_INFINITY, f64::max))
+        };
+        for &x in chunks.remainder() {
+            lo = lo.min(x);
+            hi = hi.max(x);
+        }
+        (lo, hi)
+    }
+    #[cfg(not(all(target_arch = "x86_64", target_feature = "avx")))]
+    {
+        xs.iter().fold((f64::INFINITY, f64::NEG_INFINITY), |(l, h), &x| (l.min(x), h.max(x)))
+    }
+}
+
+/// Hosts per chunk of a weighing pass (the raw buffer stays in L1).
+const WEIGH_CHUNK: usize = 1024;
+
 pub struct WeighPlan {
     /// The weighers that can change some host's weight, in `weight_classes` order.
     pub weighers: Vec<Weigher>,
@@ -281,22 +345,66 @@ impl WeighPlan {
         Ok(())
     }
 
-    /// Normalisation bounds of every weigher over `rows`.
-    pub fn norms(&self, plan: &Plan, rows: &[u32], vals: &(dyn Fn(usize) -> Vals + Sync)) -> Vec<Norm> {
+    /// Raw (clamped) values of weigher `w` for `rows`, before any consumption.
+    fn raw_base(&self, plan: &Plan, w: &Weigher, rows: &[u32], out: &mut [f64]) {
+        let t = plan.t;
+        let m = w.minval.unwrap_or(f64::NEG_INFINITY);
+        let clamp = |x: f64| if x < m { m } else { x };
+        // Survivors are usually a run of consecutive rows: then read the columns as
+        // slices (no gather, no bounds checks), which the compiler vectorizes.
+        let contiguous = rows.len() > 1 && (rows[rows.len() - 1] - rows[0]) as usize == rows.len() - 1;
+        let (a, b) = if rows.is_empty() { (0, 0) } else { (rows[0] as usize, rows[rows.len() - 1] as usize + 1) };
+        macro_rules! fill {
+            ($col:expr) => {
+                if contiguous {
+                    for (o, &v) in out.iter_mut().zip(&$col[a..b]) {
+                        *o = clamp(v);
+                    }
+                } else {
+                    for (o, &r) in out.iter_mut().zip(rows) {
+                        *o = clamp($col[r as usize]);
+                    }
+                }
+            };
+        }
+        let wc = &t.wcols;
+        match w.kind {
+            WeigherKind::Ram => fill!(wc.free_ram_mb),
+            WeigherKind::Cpu => fill!(wc.cpu_free),
+            WeigherKind::Disk => fill!(wc.free_disk_mb),
+            WeigherKind::IoOps => fill!(wc.num_io_ops),
+            WeigherKind::NumInstances => fill!(wc.num_instances),
+            WeigherKind::HypervisorVersion => fill!(wc.hypervisor_version),
+            _ => {
+                for (o, &r) in out.iter_mut().zip(rows) {
+                    *o = self.raw(plan, w, r as usize, &Vals::base(plan, r as usize));
+                }
+            }
+        }
+    }
+
+    /// Normalisation bounds of every weigher over `rows` (no consumption yet).
+    pub fn norms(&self, plan: &Plan, rows: &[u32]) -> Vec<Norm> {
         let k = self.weighers.len();
         let fold = |chunk: &[u32]| {
             let mut lo = vec![f64::INFINITY; k];
             let mut hi = vec![f64::NEG_INFINITY; k];
-            for &r in chunk {
-                let v = vals(r as usize);
+            let mut buf = [0f64; WEIGH_CHUNK];
+            for part in chunk.chunks(WEIGH_CHUNK) {
+                let buf = &mut buf[..part.len()];
+                let run = contiguous_run(part);
                 for (i, w) in self.weighers.iter().enumerate() {
-                    let x = self.raw(plan, w, r as usize, &v);
-                    if x < lo[i] {
-                        lo[i] = x;
-                    }
-                    if x > hi[i] {
-                        hi[i] = x;
-                    }
+                    // min and max of the clamped values are those of the raw values, clamped
+                    let (l, h) = match (run, base_column(plan.t, w.kind)) {
+                        (Some((a, b)), Some(col)) => min_max(&col[a..b]),
+                        _ => {
+                            self.raw_base(plan, w, part, buf);
+                            min_max(buf)
+                        }
+                    };
+                    let m = w.minval.unwrap_or(f64::NEG_INFINITY);
+                    lo[i] = lo[i].min(if l < m { m } else { l });
+                    hi[i] = hi[i].max(if h < m { m } else { h });
                 }
             }
             (lo, hi)
@@ -320,6 +428,55 @@ impl WeighPlan {
             .enumerate()
             .map(|(i, w)| Norm { lo: w.minval.unwrap_or(lo[i]), hi: hi[i] })
             .collect()
+    }
+
+    /// Total weight of each of `rows` (no consumption yet): per host,
+    /// `0.0 + m1*n1 + m2*n2 + ...` in weigher order, as Nova adds them.
+    pub fn totals(&self, plan: &Plan, rows: &[u32], norms: &[Norm]) -> Vec<f64> {
+        let t = plan.t;
+        let one = |chunk: &[u32], out: &mut [f64]| {
+            out.fill(0.0);
+            let mut buf = [0f64; WEIGH_CHUNK];
+            let mut start = 0;
+            for part in chunk.chunks(WEIGH_CHUNK) {
+                let buf = &mut buf[..part.len()];
+                let o = &mut out[start..start + part.len()];
+                let run = contiguous_run(part);
+                for (w, n) in self.weighers.iter().zip(norms) {
+                    if n.lo == n.hi {
+                        continue;
+                    }
+                    let buf: &[f64] = match (run, base_column(plan.t, w.kind), w.minval) {
+                        (Some((a, b)), Some(col), None) => &col[a..b],
+                        _ => {
+                            self.raw_base(plan, w, part, buf);
+                            buf
+                        }
+                    };
+                    let (lo, range) = (n.lo, n.hi - n.lo);
+                    match &w.mult {
+                        Mult::Uniform(m) => {
+                            for (acc, &x) in o.iter_mut().zip(buf.iter()) {
+                                *acc += m * ((x - lo) / range);
+                            }
+                        }
+                        Mult::ByAggset(ms) => {
+                            for ((acc, &x), &r) in o.iter_mut().zip(buf.iter()).zip(part) {
+                                *acc += ms[t.aggset[r as usize] as usize] * ((x - lo) / range);
+                            }
+                        }
+                    }
+                }
+                start += part.len();
+            }
+        };
+        let mut out = vec![0.0; rows.len()];
+        if rows.len() < PAR_MIN {
+            one(rows, &mut out);
+        } else {
+            out.par_chunks_mut(PAR_CHUNK).zip(rows.par_chunks(PAR_CHUNK)).for_each(|(o, r)| one(r, o));
+        }
+        out
     }
 
     /// One host's total weight.
