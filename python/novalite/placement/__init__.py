@@ -18,12 +18,13 @@ same contract in pure Python.
 from __future__ import annotations
 
 import secrets
+from dataclasses import dataclass
 from typing import Any, Iterable, Mapping, Sequence
 
 import numpy as np
 import numpy.typing as npt
 
-from novalite import _placement
+from types import ModuleType
 
 from .config import ALL_WEIGHERS, AVAILABLE_FILTERS, DEFAULT_FILTERS, ConfigError, SchedulerConfig
 from .errors import (
@@ -55,12 +56,25 @@ __all__ = [
     "ALL_WEIGHERS", "AVAILABLE_FILTERS", "DEFAULT_FILTERS", "MAX_UNIT_DEFAULT", "RESOURCE_CLASSES",
     "Aggregate", "CapacityExceeded", "ClaimConflict", "ConfigError", "FilterResult", "Flavor",
     "GenerationConflict", "Host", "HostTable", "Image", "InstanceGroup", "InvalidInput", "Inventory",
-    "NoValidHost", "PlacementError", "PreparedRequest", "RequestSpec", "Scheduler", "SchedulerConfig",
+    "NoValidHost", "Placement", "PlacementError", "PreparedRequest", "RequestSpec", "Scheduler", "SchedulerConfig",
     "Selection", "UnknownAggregate", "UnknownConsumer", "UnknownHost",
 ]
 
-PreparedRequest = _placement.PreparedRequest
-COLUMNS: tuple[str, ...] = tuple(_placement.COLUMNS)
+
+def _core() -> ModuleType:
+    """The compiled core, imported on first use: the pure-Python parts of this package
+    (model, config, errors, reference) work without it."""
+    from novalite import _placement
+
+    return _placement
+
+
+def __getattr__(name: str) -> Any:
+    if name == "PreparedRequest":
+        return _core().PreparedRequest
+    if name == "COLUMNS":
+        return tuple(_core().COLUMNS)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 _FLOAT_COLUMNS = {"vcpu_allocation_ratio", "memory_mb_allocation_ratio", "disk_gb_allocation_ratio"}
 _BOOL_COLUMNS = {"enabled", "up"}
@@ -100,7 +114,7 @@ class HostTable:
 
     def __init__(self, hosts: Iterable[Host] = (), aggregates: Iterable[Aggregate] = (),
                  default_availability_zone: str = "nova") -> None:
-        self._t = _placement.HostTable()
+        self._t = _core().HostTable()
         self.default_availability_zone = default_availability_zone
         for agg in aggregates:
             self.set_aggregate(agg)
@@ -242,7 +256,7 @@ class Scheduler:
     def __init__(self, table: HostTable, config: SchedulerConfig | None = None) -> None:
         self.table = table
         self.config = config if config is not None else SchedulerConfig()
-        self._s = _placement.Scheduler(table._t, self.config)
+        self._s = _core().Scheduler(table._t, self.config)
 
     def prepare(self, spec: RequestSpec) -> Any:
         """Validate a request once; the result can be passed wherever a spec goes."""
@@ -255,22 +269,35 @@ class Scheduler:
     def weigh(self, spec: RequestSpec | Any, index: int = 0) -> npt.NDArray[np.float64]:
         return self._s.weigh(spec, index)  # type: ignore[no-any-return]
 
-    def select_destinations(self, spec: RequestSpec | Any, *, claim: bool = True, seed: int | None = 0,
-                            return_alternates: bool = True) -> list[list[Selection]]:
-        """One list per instance: the chosen host, then its alternates.
+    def select(self, spec: RequestSpec | Any, *, claim: bool = True, seed: int | None = 0,
+               return_alternates: bool = True) -> "Placement":
+        """Nova's select_destinations, with what the checks rejected on the way.
 
         With ``claim=True`` the allocations (consumer = instance uuid) and Nova's
         host-state consumption are written to the table; with ``claim=False`` nothing
         changes (a what-if). Raises ``NoValidHost`` with per-check rejection counts.
         """
-        out = self._s.select(spec, claim, _seed(seed), return_alternates)
-        prepared = spec if isinstance(spec, PreparedRequest) else None
-        amounts: dict[str, int] = dict((prepared or self._s.prepare(spec)).amounts)
-        result: list[list[Selection]] = []
-        for _uuid, picks in out:
-            result.append([
+        amounts, rejections, out = self._s.select(spec, claim, _seed(seed), return_alternates)
+        selections: list[list[Selection]] = [
+            [
                 Selection(host=host, host_uuid=host_uuid, row=row, allocation=dict(amounts),
                           availability_zone=az, cell=cell, weight=weight)
                 for row, host, host_uuid, weight, az, cell in picks
-            ])
-        return result
+            ]
+            for _uuid, picks in out
+        ]
+        return Placement(selections=selections, rejections=[(str(n), int(c)) for n, c in rejections])
+
+    def select_destinations(self, spec: RequestSpec | Any, *, claim: bool = True, seed: int | None = 0,
+                            return_alternates: bool = True) -> list[list[Selection]]:
+        """One list per instance: the chosen host, then its alternates (see ``select``)."""
+        return self.select(spec, claim=claim, seed=seed, return_alternates=return_alternates).selections
+
+
+@dataclass(frozen=True)
+class Placement:
+    """What ``Scheduler.select`` returns: per instance the chosen host and its
+    alternates, and how many hosts each check removed in the first pass."""
+
+    selections: list[list[Selection]]
+    rejections: list[tuple[str, int]]

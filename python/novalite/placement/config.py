@@ -140,6 +140,9 @@ class SchedulerConfig:
                 if not isinstance(key, str) or not key:
                     raise ConfigError(f"{setting}: names must be non-empty strings")
                 _check_finite(f"{setting}[{key}]", value)
+        arch = self.image_properties_default_architecture
+        if arch is not None and not _valid_arch(arch):
+            raise ConfigError(f"image_properties_default_architecture: unknown architecture {arch!r}")
         if not self.default_availability_zone:
             raise ConfigError("default_availability_zone: must not be empty")
 
@@ -159,3 +162,20 @@ def _check_finite(name: str, value: object) -> None:
         raise ConfigError(f"{name}: must be a number, got {value!r}")
     if not math.isfinite(value):
         raise ConfigError(f"{name}: must be finite, got {value!r}")
+
+
+_ARCHES = frozenset((
+    "alpha", "armv6", "armv7l", "armv7b", "aarch64", "cris", "i686", "ia64", "lm32",
+    "m68k", "microblaze", "microblazeel", "mips", "mipsel", "mips64", "mips64el",
+    "openrisc", "parisc", "parisc64", "ppc", "ppcle", "ppc64", "ppc64le", "ppcemb",
+    "s390", "s390x", "sh4", "sh4eb", "sparc", "sparc64", "unicore32", "x86_64",
+    "xtensa", "xtensaeb",
+))
+
+
+def _valid_arch(name: str) -> bool:
+    """nova.objects.fields.Architecture.canonicalize accepts it."""
+    n = name.lower()
+    n = "i686" if n in ("i386", "i486", "i586", "x86_32", "x86_32p") else n
+    n = "x86_64" if n == "amd64" else n
+    return n in _ARCHES

@@ -415,14 +415,14 @@ class HostTable:
         return self._aggregate(uuid)
 
     def availability_zone(self, name: str) -> str:
-        return self._zone_of(self._row(name))
+        return self._zone_of(self._row(name), self.default_availability_zone)
 
-    def _zone_of(self, row: _Row) -> str:
+    def _zone_of(self, row: _Row, default: str) -> str:
         # nova/availability_zones.py: the host's aggregates' availability_zone
         # metadata; the doc picks the smallest value when several differ.
         zones = [self._aggregates[a].metadata.get("availability_zone", "") for a in row.aggregates]
         zones = [z for z in zones if z]
-        return min(zones) if zones else self.default_availability_zone
+        return min(zones) if zones else default
 
     # ---------------------------------------------------------------- instances
 
@@ -906,6 +906,8 @@ class _Request:
             v = getattr(spec, opt)
             if v is not None:
                 _check_str(opt, v)
+        if spec.requested_node and spec.requested_host is None:
+            raise errors.InvalidInput("requested_node needs requested_host")
         self.same_host = _check_str_seq("same_host", spec.same_host)
         self.different_host = _check_str_seq("different_host", spec.different_host)
         self.ignore_hosts = _check_str_seq("ignore_hosts", spec.ignore_hosts)
@@ -934,9 +936,10 @@ class _Request:
                 try:
                     amount = int(val)
                 except ValueError:
-                    continue
+                    amount = -1
                 if amount < 0:
-                    continue
+                    raise errors.InvalidInput(
+                        f"flavor.extra_specs {key!r}: amount must be an integer >= 0, got {val!r}")
                 if rc not in _RCS:
                     if amount == 0:
                         continue
@@ -963,7 +966,8 @@ class _Request:
             {} if image is None else _check_str_map("image.properties", image.properties))
         # ImagePropertiesWeigher's requested_props, kept in image order so the sum
         # is deterministic (Nova iterates a set)
-        self.image_pairs = [(k, str(v)) for k, v in self.image_props.items()]
+        self.image_pairs = sorted((k, str(v)) for k, v in self.image_props.items())
+        self._validate_image()
 
         group = spec.instance_group
         self.group = group
@@ -984,6 +988,35 @@ class _Request:
                 self.max_server_per_host = _check_int(
                     "instance_group.max_server_per_host", group.max_server_per_host, 1)
         self.instance_uuid = self.uuids[0]
+
+    def _validate_image(self) -> None:
+        _validate_image_props(self.image_props)
+
+
+def _validate_image_props(props: Mapping[str, str]) -> None:
+    """Nova's ImageMetaProps fields refuse these values before scheduling; so does
+    novalite (InvalidInput)."""
+    for key, canon in (("hw_architecture", canonicalize_arch), ("img_hv_type", canonicalize_hv_type),
+                       ("hw_vm_mode", canonicalize_vm_mode)):
+        if key in props and canon(props[key]) is None:
+            raise errors.InvalidInput(f"image property {key}: unknown value {props[key]!r}")
+    pred = props.get("img_hv_requested_version")
+    if pred:
+        for part in pred.split(","):
+            m = _PREDICATE_RE.match(part)
+            if not m or not re.fullmatch(r"[0-9]+(\.[0-9]+)*", m.group(2)):
+                raise errors.InvalidInput(
+                    f"image property img_hv_requested_version: bad predicate {part!r} "
+                    "(an operator and a release version, digits and dots)")
+    bits = props.get("hw_maxphysaddr_bits")
+    if bits is not None:
+        try:
+            ok = int(bits) >= 0
+        except ValueError:
+            ok = False
+        if not ok:
+            raise errors.InvalidInput(
+                f"image property hw_maxphysaddr_bits must be an integer >= 0, got {bits!r}")
 
 
 class _HostState:
@@ -1898,6 +1931,7 @@ class Scheduler:
                    weight: float) -> model.Selection:
         return model.Selection(
             host=hs.host, host_uuid=hs.uuid, row=self.table._row_index[hs.host],
-            allocation=dict(allocation), availability_zone=self.table._zone_of(hs.row),
+            allocation=dict(allocation),
+            availability_zone=self.table._zone_of(hs.row, self.config.default_availability_zone),
             cell=hs.cell_uuid, weight=float(weight))
 

@@ -87,8 +87,9 @@ fn attr_by_name(name: &str) -> Option<Attr> {
 
 /// HostState attributes Nova has that are objects (or methods) rather than values.
 const OBJECT_ATTRS: &[&str] = &[
-    "aggregates", "instances", "metrics", "service", "limits", "numa_topology", "pci_stats", "updated",
-    "allocation_candidates", "stats", "supported_instances", "cpu_info_obj", "update", "consume_from_request",
+    "pci_stats", "numa_topology", "supported_instances", "limits", "metrics", "aggregates", "instances",
+    "updated", "allocation_candidates", "service", "stats", "_lock_name", "update", "consume_from_request",
+    "_update_from_compute_node", "_locked_consume_from_request",
 ];
 
 #[derive(Clone, Debug)]
@@ -534,7 +535,7 @@ impl<'a> Plan<'a> {
                 }
                 if *check_bits {
                     let bits = t.maxphysaddr_bits[r];
-                    if bits != 0 && bits < self.req.img_maxphysaddr_bits.unwrap_or(0) {
+                    if bits != 0.0 && !(bits >= self.req.img_maxphysaddr_bits.unwrap_or(0) as f64) {
                         return false;
                     }
                 }

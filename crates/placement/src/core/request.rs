@@ -233,7 +233,13 @@ fn check_size(what: &str, v: i64, min: i64) -> CoreResult<()> {
 }
 
 impl Request {
-    pub fn compile(input: RequestInput) -> CoreResult<Self> {
+    pub fn compile(mut input: RequestInput) -> CoreResult<Self> {
+        if input.availability_zone.as_deref() == Some("") {
+            input.availability_zone = None;
+        }
+        if input.requested_node.as_deref() == Some("") {
+            input.requested_node = None;
+        }
         check_str("flavor.name", &input.flavor_name)?;
         check_size("flavor.vcpus", input.vcpus, 0)?;
         check_size("flavor.memory_mb", input.memory_mb, 0)?;
@@ -263,15 +269,19 @@ impl Request {
         let mut forbidden: Vec<String> = Vec::new();
         for (k, v) in &input.extra_specs {
             if let Some(rc) = k.strip_prefix("resources:") {
-                let rc = rc_index(rc).map_err(|_| {
-                    super::error::CoreError::InvalidInput(format!(
-                        "flavor.extra_specs {k:?}: unknown resource class (known: VCPU, MEMORY_MB, DISK_GB)"
-                    ))
-                })?;
                 let n = py_int(v).filter(|n| (0..=MAX_AMOUNT).contains(n)).ok_or_else(|| {
                     super::error::CoreError::InvalidInput(format!("flavor.extra_specs {k:?}: amount must be an integer >= 0, got {v:?}"))
                 })?;
-                amounts[rc] = n;
+                match rc_index(rc) {
+                    Ok(rc) => amounts[rc] = n,
+                    // asking for none of a class we do not model is harmless
+                    Err(_) if n == 0 => {}
+                    Err(_) => {
+                        return invalid(format!(
+                            "flavor.extra_specs {k:?}: unknown resource class (known: VCPU, MEMORY_MB, DISK_GB)"
+                        ))
+                    }
+                }
             } else if k.starts_with("resources") && k.contains(':') {
                 return invalid(format!("flavor.extra_specs {k:?}: granular resource groups are not supported"));
             } else if let Some(t) = k.strip_prefix("trait:") {
@@ -282,6 +292,9 @@ impl Request {
                     _ => return invalid(format!("flavor.extra_specs {k:?}: must be 'required' or 'forbidden', got {v:?}")),
                 }
             }
+        }
+        if amounts.iter().all(|&a| a == 0) {
+            return invalid("the request asks for no resources (VCPU, MEMORY_MB and DISK_GB are all 0)");
         }
         for t in input.required_traits.iter() {
             check_str("required_traits[]", t)?;

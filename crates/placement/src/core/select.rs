@@ -39,6 +39,14 @@ pub struct Selection {
     pub alternates: Vec<Pick>,
 }
 
+/// A successful select: one selection per instance, and what the Placement stage and
+/// the first pass rejected on the way (the same counts a failure would report).
+#[derive(Clone, Debug)]
+pub struct Outcome {
+    pub selections: Vec<Selection>,
+    pub rejections: Vec<(String, u64)>,
+}
+
 // ---------------------------------------------------------------------------------
 // filter / weigh, the building blocks exposed on their own
 
@@ -211,7 +219,7 @@ fn fail(plan: &Plan, first: &PassOutcome, pass: Option<&PassOutcome>, claim_fail
     no_valid_host(index, rej)
 }
 
-pub fn select(t: &Table, cfg: &Config, req: &Request, opts: &SelectOptions) -> CoreResult<Vec<Selection>> {
+pub fn select(t: &Table, cfg: &Config, req: &Request, opts: &SelectOptions) -> CoreResult<Outcome> {
     if opts.claim {
         if let Some(u) = req.input.instance_uuids.iter().find(|u| t.consumers.contains_key(*u)) {
             return Err(CoreError::ClaimConflict(format!("consumer {u:?} already holds allocations")));
@@ -225,11 +233,12 @@ pub fn select(t: &Table, cfg: &Config, req: &Request, opts: &SelectOptions) -> C
     if first.survivors.is_empty() {
         return Err(fail(&plan, &first, None, [0; N_RC], 0));
     }
-    if req.input.instance_uuids.len() == 1 {
-        select_one(&plan, &wp, &first, &mut rng, num_alts)
+    let selections = if req.input.instance_uuids.len() == 1 {
+        select_one(&plan, &wp, &first, &mut rng, num_alts)?
     } else {
-        Batch::new(&plan, &wp, &first)?.run(&first, &mut rng, num_alts)
-    }
+        Batch::new(&plan, &wp, &first)?.run(&first, &mut rng, num_alts)?
+    };
+    Ok(Outcome { selections, rejections: first.rejections() })
 }
 
 fn select_one(plan: &Plan, wp: &WeighPlan, first: &PassOutcome, rng: &mut PyRandom, num_alts: usize) -> CoreResult<Vec<Selection>> {
@@ -805,10 +814,11 @@ pub fn commit(t: &mut Table, req: &Request, selections: &[Selection]) {
         upd(&mut t.num_instances, 1);
         upd(&mut t.num_io_ops, 1);
         t.refresh_weigh_cols(r);
-        if !t.instance_host.contains_key(&s.instance_uuid) {
-            t.host_instances[r].push(s.instance_uuid.clone());
-            t.instance_host.insert(s.instance_uuid.clone(), r as u32);
+        // a move: the instance's record follows it to the new host
+        if let Some(old) = t.instance_host.insert(s.instance_uuid.clone(), r as u32) {
+            t.host_instances[old as usize].retain(|u| u != &s.instance_uuid);
         }
+        t.host_instances[r].push(s.instance_uuid.clone());
         t.instance_image.insert(s.instance_uuid.clone(), image);
     }
 }

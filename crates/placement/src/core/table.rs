@@ -329,8 +329,8 @@ pub struct Table {
     pub hypervisor_version: Col<i64>,
     pub supported: Col<u32>,
     pub cpu_info: Col<u32>,
-    /// Derived from cpu_info: `maxphysaddr.bits`, 0 when absent.
-    pub maxphysaddr_bits: Col<i64>,
+    /// Derived from cpu_info: `maxphysaddr.bits`, 0 when absent, NaN when unusable.
+    pub maxphysaddr_bits: Col<f64>,
     pub stats: Col<u32>,
     pub aggset: Col<u32>,
     pub traitset: Col<u32>,
@@ -389,8 +389,21 @@ fn check_metrics(m: &BTreeMap<String, f64>) -> CoreResult<()> {
     Ok(())
 }
 
-fn maxphysaddr_bits(v: &Value) -> i64 {
-    v.get("maxphysaddr").and_then(|m| m.get("bits")).and_then(|b| b.as_i64()).unwrap_or(0)
+/// `cpu_info['maxphysaddr']['bits']` as ImagePropertiesFilter reads it: 0 when
+/// absent or falsy (no constraint), NaN when it is not something Nova could compare
+/// with an integer (the host then fails a request that names a width).
+fn maxphysaddr_bits(v: &Value) -> f64 {
+    let Some(m) = v.get("maxphysaddr") else { return 0.0 };
+    let Some(m) = m.as_object() else { return f64::NAN };
+    match m.get("bits") {
+        None | Some(Value::Null) => 0.0,
+        Some(Value::Bool(b)) => *b as i64 as f64,
+        Some(Value::Number(n)) => n.as_f64().unwrap_or(f64::NAN),
+        Some(Value::String(s)) if s.is_empty() => 0.0,
+        Some(Value::Array(a)) if a.is_empty() => 0.0,
+        Some(Value::Object(o)) if o.is_empty() => 0.0,
+        Some(_) => f64::NAN,
+    }
 }
 
 impl Table {
@@ -512,8 +525,21 @@ impl Table {
         self.stats_sets.intern(stats.iter().map(|(k, v)| (k.clone(), v.clone())).collect())
     }
 
+    /// Nova's HVSpec fields canonicalize what the compute reports; a value they
+    /// would refuse is kept as "" (it matches no image property).
     fn intern_supported(&mut self, s: &[[String; 3]]) -> u32 {
-        self.supported_sets.intern(s.to_vec())
+        use super::request::{canonical_arch, canonical_hv_type, canonical_vm_mode};
+        let canon: Vec<[String; 3]> = s
+            .iter()
+            .map(|[a, h, m]| {
+                [
+                    canonical_arch(a).unwrap_or_default(),
+                    canonical_hv_type(h).unwrap_or_default(),
+                    canonical_vm_mode(m).unwrap_or_default(),
+                ]
+            })
+            .collect();
+        self.supported_sets.intern(canon)
     }
 
     pub fn intern_image_props(&mut self, props: &BTreeMap<String, String>) -> u32 {
@@ -756,10 +782,8 @@ impl Table {
                 HostField::Metrics(v) => self.metrics[r] = Arc::new(v.clone()),
                 HostField::Traits(v) => {
                     let id = self.intern_traits(v)?;
-                    if id != self.traitset[r] {
-                        self.traitset.set(r, id);
-                        self.bump(r);
-                    }
+                    self.traitset.set(r, id);
+                    self.bump(r);
                 }
                 HostField::Cell(v) => {
                     let id = self.strings.intern(v.clone());

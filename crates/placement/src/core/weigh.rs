@@ -178,10 +178,20 @@ fn multiplier(t: &Table, option: &str, default: f64, negate: bool) -> Mult {
                 let v = match info.raw.get(option) {
                     None => default,
                     Some(vals) => {
-                        // a value float() refuses (or NaN/inf) makes Nova fall back to the option
-                        let parsed: Option<Vec<f64>> =
-                            vals.iter().map(|v| py_float(v).filter(|f| f.is_finite())).collect();
-                        parsed.map(|p| p.into_iter().fold(f64::INFINITY, f64::min)).unwrap_or(default)
+                        // a value float() refuses makes Nova fall back to the option; so
+                        // does (here) a NaN, or a minimum that is not finite
+                        let parsed: Option<Vec<f64>> = vals.iter().map(|v| py_float(v)).collect();
+                        match parsed {
+                            Some(p) if !p.iter().any(|x| x.is_nan()) => {
+                                let m = p.into_iter().fold(f64::INFINITY, f64::min);
+                                if m.is_finite() {
+                                    m
+                                } else {
+                                    default
+                                }
+                            }
+                            _ => default,
+                        }
                     }
                 };
                 sign * v

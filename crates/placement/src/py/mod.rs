@@ -669,7 +669,7 @@ fn column_data(t: &Table, name: &str) -> Option<Shared> {
         "failed_builds" => I64(t.failed_builds.shared()),
         "hypervisor_version" => I64(t.hypervisor_version.shared()),
         "free_pci_devs" => I64(t.free_pci_devs.shared()),
-        "maxphysaddr_bits" => I64(t.maxphysaddr_bits.shared()),
+        "maxphysaddr_bits" => F64(t.maxphysaddr_bits.shared()),
         "enabled" => Bool(t.enabled.shared()),
         "up" => Bool(t.up.shared()),
         n => {
@@ -887,16 +887,19 @@ impl Scheduler {
         Ok(w.into_pyarray(py))
     }
 
-    /// [(instance_uuid, [(row, host, host_uuid, weight, az, cell) chosen first])]
+    /// ({rc: amount}, [(check, removed)], [(instance_uuid, [(row, host, host_uuid, weight, az, cell), chosen first])])
     #[pyo3(signature = (spec, claim=true, seed=0, return_alternates=true))]
-    fn select<'py>(&self, py: Python<'py>, spec: &Bound<'py, PyAny>, claim: bool, seed: u128, return_alternates: bool) -> PyResult<Bound<'py, PyList>> {
+    fn select<'py>(&self, py: Python<'py>, spec: &Bound<'py, PyAny>, claim: bool, seed: u128, return_alternates: bool) -> PyResult<Bound<'py, PyTuple>> {
         let req = self.request(py, spec)?;
         let (table, cfg) = (self.table.clone(), self.cfg.clone());
         let opts = SelectOptions { claim, seed, return_alternates };
-        type Out = Vec<(String, Vec<(usize, String, String, f64, String, String)>)>;
-        let out: Out = detached(py, move || {
-            let describe = |t: &Table, sels: &[select::Selection]| -> Out {
-                sels.iter()
+        let amounts = req.amounts;
+        type Picks = Vec<(String, Vec<(usize, String, String, f64, String, String)>)>;
+        let (rejections, picks): (Vec<(String, u64)>, Picks) = detached(py, move || {
+            let describe = |t: &Table, out: select::Outcome| {
+                let picks = out
+                    .selections
+                    .iter()
                     .map(|s| {
                         let picks = std::iter::once(&s.chosen)
                             .chain(&s.alternates)
@@ -913,20 +916,27 @@ impl Scheduler {
                             .collect();
                         (s.instance_uuid.clone(), picks)
                     })
-                    .collect()
+                    .collect();
+                (out.rejections, picks)
             };
             if claim {
                 let mut t = table.write();
-                let sels = select::select(&t, &cfg, &req, &opts)?;
-                select::commit(&mut t, &req, &sels);
-                Ok(describe(&t, &sels))
+                let out = select::select(&t, &cfg, &req, &opts)?;
+                select::commit(&mut t, &req, &out.selections);
+                Ok(describe(&t, out))
             } else {
                 let t = table.read();
-                let sels = select::select(&t, &cfg, &req, &opts)?;
-                Ok(describe(&t, &sels))
+                let out = select::select(&t, &cfg, &req, &opts)?;
+                Ok(describe(&t, out))
             }
         })?;
-        PyList::new(py, out)
+        let amounts_dict = PyDict::new(py);
+        for (i, &a) in amounts.iter().enumerate() {
+            if a > 0 {
+                amounts_dict.set_item(RC_NAMES[i], a)?;
+            }
+        }
+        PyTuple::new(py, [amounts_dict.into_any(), PyList::new(py, rejections)?.into_any(), PyList::new(py, picks)?.into_any()])
     }
 }
 
