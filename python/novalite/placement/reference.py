@@ -955,6 +955,10 @@ class _Request:
         self.resources = {rc: a for rc, a in amounts.items() if a > 0}
         if not self.resources:
             raise errors.InvalidInput("the request asks for no resources")
+        both = required & forbidden
+        if both:
+            # Placement answers 400 to such a query
+            raise errors.InvalidInput(f"trait {sorted(both)[0]!r} is both required and forbidden")
         self.required_traits = frozenset(required)
         self.forbidden_traits = frozenset(forbidden)
 

@@ -572,7 +572,9 @@ impl<'a> Plan<'a> {
         let mut checks: Vec<&Check> = self.placement.iter().collect();
         checks.extend(self.pass_checks(0));
         let uuid = self.req.input.instance_uuids[0].as_str();
-        self.sweep(&checks, 0..self.t.len(), uuid)
+        let mut out = self.sweep(&checks, 0..self.t.len(), uuid);
+        out.placement = self.placement.len();
+        out
     }
 
     /// Runs `checks` over `rows` in order, column at a time over chunks of rows (and
@@ -582,7 +584,7 @@ impl<'a> Plan<'a> {
         let uuid_row = self.t.instance_host.get(uuid).copied();
         let prepared = self.prepare_checks(checks, uuid_row);
         let run = |range: std::ops::Range<usize>| {
-            let mut out = PassOutcome { survivors: Vec::with_capacity(range.len()), counts: vec![0; checks.len()], checks: Vec::new() };
+            let mut out = PassOutcome { survivors: Vec::with_capacity(range.len()), counts: vec![0; checks.len()], ..Default::default() };
             let mut alive = [1u8; SWEEP_CHUNK];
             let mut pass = [0u8; SWEEP_CHUNK];
             let mut a = range.start;
@@ -637,7 +639,7 @@ impl<'a> Plan<'a> {
                 .into_par_iter()
                 .map(|i| run(start + i * PAR_CHUNK..(start + (i + 1) * PAR_CHUNK).min(rows.end)))
                 .collect();
-            let mut merged = PassOutcome { survivors: Vec::with_capacity(n), counts: vec![0; checks.len()], checks: Vec::new() };
+            let mut merged = PassOutcome { survivors: Vec::with_capacity(n), counts: vec![0; checks.len()], ..Default::default() };
             for p in parts {
                 merged.survivors.extend_from_slice(&p.survivors);
                 for (a, b) in merged.counts.iter_mut().zip(p.counts) {
@@ -800,17 +802,20 @@ pub struct PassOutcome {
     pub survivors: Vec<u32>,
     pub counts: Vec<u64>,
     pub checks: Vec<String>,
+    /// How many leading checks form the Placement stage: one query, always reported
+    /// whole; the pass after it stops at the step that leaves no host.
+    pub placement: usize,
 }
 
 impl PassOutcome {
-    /// `(check, hosts removed)` in order; when nothing survived, up to the check that
-    /// removed the last host (Nova stops filtering there).
+    /// `(check, hosts removed)` in order; when nothing survived, the pass is cut after
+    /// the step that removed the last host (Nova stops filtering there), and it is
+    /// left out entirely when the Placement stage already removed every host.
     pub fn rejections(&self) -> Vec<(String, u64)> {
         let mut v: Vec<(String, u64)> = self.checks.iter().cloned().zip(self.counts.iter().copied()).collect();
         if self.survivors.is_empty() {
-            if let Some(last) = self.counts.iter().rposition(|&c| c > 0) {
-                v.truncate(last + 1);
-            }
+            let last = self.counts.iter().rposition(|&c| c > 0).map_or(0, |i| i + 1);
+            v.truncate(last.max(self.placement).min(v.len()));
         }
         v
     }

@@ -53,11 +53,16 @@ pub struct Outcome {
 /// The Placement stage plus pass `index` over every host (as if the previous pass
 /// had returned every candidate).
 pub fn filter(t: &Table, cfg: &Config, req: &Request, index: usize) -> CoreResult<PassOutcome> {
+    let n = req.input.instance_uuids.len();
+    let Some(uuid) = req.input.instance_uuids.get(index) else {
+        return Err(CoreError::InvalidInput(format!("index {index} out of range for {n} instance(s)")));
+    };
     let plan = Plan::new(t, cfg, req)?;
     let mut checks: Vec<&Check> = plan.placement.iter().collect();
     checks.extend(plan.pass_checks(index));
-    let uuid = req.input.instance_uuids.get(index).unwrap_or(&req.input.instance_uuids[0]);
-    Ok(plan.sweep(&checks, 0..t.len(), uuid))
+    let mut out = plan.sweep(&checks, 0..t.len(), uuid);
+    out.placement = plan.placement.len();
+    Ok(out)
 }
 
 /// Total weight per table row for the hosts `filter` keeps; NaN for the others.
@@ -523,7 +528,7 @@ impl<'p, 'a> Batch<'p, 'a> {
         }
         self.reweigh(&changed, &old_alive, consumed, front);
         let survivors = if self.n_alive == 0 { Vec::new() } else { vec![0] };
-        PassOutcome { survivors, counts, checks: checks.iter().map(|c| c.name.clone()).collect() }
+        PassOutcome { survivors, counts, checks: checks.iter().map(|c| c.name.clone()).collect(), placement: 0 }
     }
 
     /// Updates raws, extremes and weights after `changed` hosts changed value or
