@@ -8,7 +8,8 @@
 //! Tie order follows Nova exactly: hosts of equal weight keep the order the previous
 //! pass returned, which is tracked by a key per host.
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
+use std::hash::{BuildHasher, Hasher};
 
 
 use super::checks::{no_valid_host, Check, Dyn, PassOutcome, Plan};
@@ -289,38 +290,67 @@ fn select_one(plan: &Plan, wp: &WeighPlan, first: &PassOutcome, rng: &mut PyRand
 
 const NONE: u32 = u32::MAX;
 
+/// A multiplicative hasher for the u64 keys of the renormalisation groups (SipHash
+/// is needlessly slow for them).
+#[derive(Clone, Copy, Default)]
+struct FxBuild;
+
+struct FxHasher(u64);
+
+impl Hasher for FxHasher {
+    fn finish(&self) -> u64 {
+        self.0
+    }
+    fn write(&mut self, bytes: &[u8]) {
+        for &b in bytes {
+            self.0 = (self.0.rotate_left(5) ^ b as u64).wrapping_mul(0x51_7c_c1_b7_27_22_0a_95);
+        }
+    }
+    fn write_u64(&mut self, x: u64) {
+        self.0 = (self.0.rotate_left(5) ^ x).wrapping_mul(0x51_7c_c1_b7_27_22_0a_95);
+    }
+}
+
+impl BuildHasher for FxBuild {
+    type Hasher = FxHasher;
+    fn build_hasher(&self) -> FxHasher {
+        FxHasher(0)
+    }
+}
+
 /// A tournament tree over positions: the best active one by (weight desc, key asc).
+/// Nodes hold the weight and key themselves, so a comparison touches no other array.
 struct Tree {
     size: usize,
-    node: Vec<u32>,
+    node: Vec<(f64, i64, u32)>,
 }
+
+const EMPTY: (f64, i64, u32) = (f64::NEG_INFINITY, i64::MAX, NONE);
 
 impl Tree {
     fn build(n: usize, wt: &[f64], key: &[i64], active: &[bool]) -> Tree {
         let size = n.next_power_of_two().max(1);
-        let mut node = vec![NONE; 2 * size];
+        let mut node = vec![EMPTY; 2 * size];
         for p in 0..n {
             if active[p] {
-                node[size + p] = p as u32;
+                node[size + p] = (wt[p], key[p], p as u32);
             }
         }
-        let mut tree = Tree { size, node };
         for i in (1..size).rev() {
-            tree.node[i] = Self::pick(tree.node[2 * i], tree.node[2 * i + 1], wt, key);
+            node[i] = Self::pick(node[2 * i], node[2 * i + 1]);
         }
-        tree
+        Tree { size, node }
     }
 
     #[inline]
-    fn pick(a: u32, b: u32, wt: &[f64], key: &[i64]) -> u32 {
-        if a == NONE {
+    fn pick(a: (f64, i64, u32), b: (f64, i64, u32)) -> (f64, i64, u32) {
+        if a.2 == NONE {
             return b;
         }
-        if b == NONE {
+        if b.2 == NONE {
             return a;
         }
-        let (x, y) = (a as usize, b as usize);
-        if before(wt[x], key[x], wt[y], key[y]) {
+        if before(a.0, a.1, b.0, b.1) {
             a
         } else {
             b
@@ -329,15 +359,15 @@ impl Tree {
 
     fn update(&mut self, p: usize, wt: &[f64], key: &[i64], active: bool) {
         let mut i = self.size + p;
-        self.node[i] = if active { p as u32 } else { NONE };
+        self.node[i] = if active { (wt[p], key[p], p as u32) } else { EMPTY };
         while i > 1 {
             i /= 2;
-            self.node[i] = Self::pick(self.node[2 * i], self.node[2 * i + 1], wt, key);
+            self.node[i] = Self::pick(self.node[2 * i], self.node[2 * i + 1]);
         }
     }
 
     fn best(&self) -> Option<usize> {
-        let b = self.node[1];
+        let b = self.node[1].2;
         (b != NONE).then_some(b as usize)
     }
 }
@@ -371,7 +401,8 @@ struct Batch<'p, 'a> {
     front_key: i64,
     back_key: i64,
     tree_alive: Tree,
-    tree_live: Tree,
+    /// Built on the first failed claim of a request (most requests have none).
+    tree_live: Option<Tree>,
     in_group_hosts: Vec<bool>,
     group_hosts_nonempty: bool,
     affinity_pending: bool,
@@ -387,7 +418,11 @@ impl<'p, 'a> Batch<'p, 'a> {
         let raw: Vec<Vec<f64>> = wp
             .weighers
             .iter()
-            .map(|w| s.iter().zip(&vals).map(|(&r, v)| wp.raw(plan, w, r as usize, v)).collect())
+            .map(|w| {
+                let mut col = vec![0.0; m];
+                wp.raw_base(plan, w, s, &mut col);
+                col
+            })
             .collect();
         let in_group_hosts: Vec<bool> = s.iter().map(|r| plan.group_host_rows.contains(r)).collect();
         let mut b = Batch {
@@ -408,8 +443,8 @@ impl<'p, 'a> Batch<'p, 'a> {
             key: (0..m as i64).collect(),
             front_key: -2,
             back_key: m as i64,
-            tree_alive: Tree { size: 1, node: vec![NONE; 2] },
-            tree_live: Tree { size: 1, node: vec![NONE; 2] },
+            tree_alive: Tree { size: 1, node: vec![EMPTY; 2] },
+            tree_live: None,
             in_group_hosts,
             group_hosts_nonempty: plan.req.group.as_ref().is_some_and(|g| !g.hosts.is_empty()),
             affinity_pending: false,
@@ -417,34 +452,33 @@ impl<'p, 'a> Batch<'p, 'a> {
         };
         b.ext = (0..b.raw.len()).map(|k| b.scan(k)).collect();
         b.norms = b.current_norms();
-        for p in 0..m {
-            b.wt[p] = b.total(p);
-        }
+        b.all_totals();
         b.rebuild_trees();
         Ok(b)
     }
 
+    /// Min and max of weigher `k` over the live hosts, with how many hosts sit on
+    /// each (two passes that vectorize, rather than one branchy one).
     fn scan(&self, k: usize) -> Extremes {
-        let mut e = Extremes { lo: f64::INFINITY, n_lo: 0, hi: f64::NEG_INFINITY, n_hi: 0 };
-        for p in 0..self.rows.len() {
-            if !self.alive[p] {
-                continue;
-            }
-            let x = self.raw[k][p];
-            if x < e.lo {
-                e.lo = x;
-                e.n_lo = 1;
-            } else if x == e.lo {
-                e.n_lo += 1;
-            }
-            if x > e.hi {
-                e.hi = x;
-                e.n_hi = 1;
-            } else if x == e.hi {
-                e.n_hi += 1;
+        let raw = &self.raw[k];
+        let all_alive = self.n_alive == raw.len();
+        let (mut lo, mut hi) = (f64::INFINITY, f64::NEG_INFINITY);
+        if all_alive {
+            (lo, hi) = super::weigh::min_max(raw);
+        } else {
+            for (&x, &a) in raw.iter().zip(&self.alive) {
+                if a {
+                    lo = lo.min(x);
+                    hi = hi.max(x);
+                }
             }
         }
-        e
+        let (mut n_lo, mut n_hi) = (0usize, 0usize);
+        for (&x, &a) in raw.iter().zip(&self.alive) {
+            n_lo += (a && x == lo) as usize;
+            n_hi += (a && x == hi) as usize;
+        }
+        Extremes { lo, n_lo, hi, n_hi }
     }
 
     fn current_norms(&self) -> Vec<Norm> {
@@ -471,15 +505,54 @@ impl<'p, 'a> Batch<'p, 'a> {
         weight
     }
 
+    /// `total` for every position, weigher by weigher so the loops vectorize; the
+    /// per-host sum happens in the same order, so the results are bit-identical.
+    fn all_totals(&mut self) {
+        let t = self.plan.t;
+        self.wt.fill(0.0);
+        if !self.weighed {
+            return;
+        }
+        for (k, (w, n)) in self.wp.weighers.iter().zip(&self.norms).enumerate() {
+            if n.lo == n.hi {
+                continue;
+            }
+            let (lo, range) = (n.lo, n.hi - n.lo);
+            let raw = &self.raw[k];
+            match &w.mult {
+                super::weigh::Mult::Uniform(m) => {
+                    for (acc, &x) in self.wt.iter_mut().zip(raw) {
+                        *acc += m * ((x - lo) / range);
+                    }
+                }
+                super::weigh::Mult::ByAggset(ms) => {
+                    for ((acc, &x), &r) in self.wt.iter_mut().zip(raw).zip(&self.rows) {
+                        *acc += ms[t.aggset[r as usize] as usize] * ((x - lo) / range);
+                    }
+                }
+            }
+        }
+    }
+
     fn rebuild_trees(&mut self) {
         let m = self.rows.len();
         self.tree_alive = Tree::build(m, &self.wt, &self.key, &self.alive);
-        self.tree_live = Tree::build(m, &self.wt, &self.key, &self.live);
+        self.tree_live = None;
     }
 
     fn refresh_tree(&mut self, p: usize) {
         self.tree_alive.update(p, &self.wt, &self.key, self.alive[p]);
-        self.tree_live.update(p, &self.wt, &self.key, self.live[p]);
+        if let Some(t) = &mut self.tree_live {
+            t.update(p, &self.wt, &self.key, self.live[p]);
+        }
+    }
+
+    /// The best host that is still alive and whose claims have not failed.
+    fn best_live(&mut self) -> Option<usize> {
+        if self.tree_live.is_none() {
+            self.tree_live = Some(Tree::build(self.rows.len(), &self.wt, &self.key, &self.live));
+        }
+        self.tree_live.as_ref().and_then(|t| t.best())
     }
 
     fn dyn_of(&self, p: usize, uuid: &str) -> Dyn {
@@ -609,29 +682,51 @@ impl<'p, 'a> Batch<'p, 'a> {
     }
 
     /// Every weight changes: recompute them, and re-key so that hosts now tied keep
-    /// the order of the previous pass (the chosen host first, then old weight, key).
+    /// the order of the previous pass (the chosen host first, then old weight, then
+    /// key). The chosen host already holds the smallest key, so only a group of new
+    /// ties whose members had different old weights needs re-keying; that is rare,
+    /// and the common case stays linear.
     fn renormalise(&mut self, front: usize) {
         let old = self.wt.clone();
         let alive: Vec<usize> = (0..self.rows.len()).filter(|&p| self.alive[p]).collect();
+        self.all_totals();
+        let bits = |x: f64| if x == 0.0 { 0u64 } else { x.to_bits() };
+        // new weight -> (an old weight seen, whether old weights differ)
+        let mut groups: HashMap<u64, (u64, bool), FxBuild> = HashMap::with_capacity_and_hasher(64, FxBuild);
         for &p in &alive {
-            self.wt[p] = self.total(p);
+            let o = if p == front { u64::MAX } else { bits(old[p]) };
+            let e = groups.entry(bits(self.wt[p])).or_insert((o, false));
+            if e.0 != o && p != front {
+                if e.0 == u64::MAX {
+                    e.0 = o;
+                } else {
+                    e.1 = true;
+                }
+            }
         }
-        let mut order = alive;
-        let (wt, key) = (&self.wt, &self.key);
-        let norm0 = |x: f64| if x == 0.0 { 0.0 } else { x };
-        order.sort_unstable_by(|&a, &b| {
-            norm0(wt[b])
-                .partial_cmp(&norm0(wt[a]))
-                .unwrap()
-                .then_with(|| (b == front).cmp(&(a == front)))
-                .then_with(|| old[b].partial_cmp(&old[a]).unwrap())
-                .then_with(|| key[a].cmp(&key[b]))
-        });
-        for (rank, &p) in order.iter().enumerate() {
-            self.key[p] = rank as i64;
+        if groups.values().any(|g| g.1) {
+            let mut members: HashMap<u64, Vec<usize>, FxBuild> = HashMap::with_hasher(FxBuild);
+            for &p in &alive {
+                let b = bits(self.wt[p]);
+                if groups[&b].1 {
+                    members.entry(b).or_default().push(p);
+                }
+            }
+            for (_, mut g) in members {
+                let mut keys: Vec<i64> = g.iter().map(|&p| self.key[p]).collect();
+                keys.sort_unstable();
+                let key = &self.key;
+                g.sort_unstable_by(|&a, &b| {
+                    (b == front)
+                        .cmp(&(a == front))
+                        .then_with(|| old[b].partial_cmp(&old[a]).unwrap())
+                        .then_with(|| key[a].cmp(&key[b]))
+                });
+                for (p, k) in g.into_iter().zip(keys) {
+                    self.key[p] = k;
+                }
+            }
         }
-        self.front_key = -2;
-        self.back_key = order.len() as i64;
         self.rebuild_trees();
     }
 
@@ -678,7 +773,9 @@ impl<'p, 'a> Batch<'p, 'a> {
             Some(rc) => {
                 self.dead_rc[p] = rc as u8 + 1;
                 self.live[p] = false;
-                self.tree_live.update(p, &self.wt, &self.key, false);
+                if let Some(t) = &mut self.tree_live {
+                    t.update(p, &self.wt, &self.key, false);
+                }
                 false
             }
         }
@@ -732,7 +829,7 @@ impl<'p, 'a> Batch<'p, 'a> {
             let mut p = chosen;
             if !(self.live[p] && self.try_claim(p)) {
                 loop {
-                    match self.tree_live.best() {
+                    match self.best_live() {
                         Some(q) => {
                             if self.try_claim(q) {
                                 p = q;
@@ -756,26 +853,40 @@ impl<'p, 'a> Batch<'p, 'a> {
             consumed = Some(p);
         }
         // _get_alternate_hosts: one more filtering and weighing at the last index
+        let selected: HashSet<usize> = picks.iter().map(|p| p.row).collect();
+        // The list the last pass returns, `[chosen] + rest by weight`, is walked
+        // only as far as the alternates need: hosts are taken from the tree in order
+        // until every cell of a selected host has its alternates (or none is left).
         let mut alternates_list: Vec<usize> = Vec::new();
         if num_alts > 0 {
             let last = uuids.last().expect("at least one");
             self.refilter(last, consumed, front);
             if self.n_alive > 0 {
                 let chosen = self.choose(rng);
-                let mut rest: Vec<usize> = (0..self.rows.len()).filter(|&q| self.alive[q] && q != chosen).collect();
-                let (wt, key) = (&self.wt, &self.key);
-                rest.sort_unstable_by(|&a, &b| {
-                    if before(wt[a], key[a], wt[b], key[b]) {
-                        std::cmp::Ordering::Less
-                    } else {
-                        std::cmp::Ordering::Greater
+                let mut need: std::collections::HashMap<u32, usize> =
+                    selected.iter().map(|&r| (t.cell[r], num_alts)).collect();
+                let mut taken = Vec::new();
+                let mut next = Some(chosen);
+                while let Some(q) = next {
+                    alternates_list.push(q);
+                    taken.push(q);
+                    self.tree_alive.update(q, &self.wt, &self.key, false);
+                    let r = self.rows[q] as usize;
+                    if !selected.contains(&r) {
+                        if let Some(n) = need.get_mut(&t.cell[r]) {
+                            *n = n.saturating_sub(1);
+                        }
                     }
-                });
-                alternates_list.push(chosen);
-                alternates_list.extend(rest);
+                    if need.values().all(|&n| n == 0) {
+                        break;
+                    }
+                    next = self.tree_alive.best();
+                }
+                for q in taken {
+                    self.tree_alive.update(q, &self.wt, &self.key, true);
+                }
             }
         }
-        let selected: HashSet<usize> = picks.iter().map(|p| p.row).collect();
         // the alternates depend only on the cell: work them out once per cell
         let mut by_cell: std::collections::HashMap<u32, Vec<Pick>> = std::collections::HashMap::new();
         let mut out = Vec::with_capacity(picks.len());

@@ -116,7 +116,7 @@ fn contiguous_run(rows: &[u32]) -> Option<(usize, usize)> {
 
 /// Min and max of a slice (no NaN reaches here: raw values are finite).
 #[inline]
-fn min_max(xs: &[f64]) -> (f64, f64) {
+pub fn min_max(xs: &[f64]) -> (f64, f64) {
     #[cfg(all(target_arch = "x86_64", target_feature = "avx"))]
     {
         use std::arch::x86_64::*;
@@ -356,7 +356,7 @@ impl WeighPlan {
     }
 
     /// Raw (clamped) values of weigher `w` for `rows`, before any consumption.
-    fn raw_base(&self, plan: &Plan, w: &Weigher, rows: &[u32], out: &mut [f64]) {
+    pub fn raw_base(&self, plan: &Plan, w: &Weigher, rows: &[u32], out: &mut [f64]) {
         let t = plan.t;
         let m = w.minval.unwrap_or(f64::NEG_INFINITY);
         let clamp = |x: f64| if x < m { m } else { x };
