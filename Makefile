@@ -1,0 +1,30 @@
+# novalite: the two commands a newcomer needs are `make demo` and `make test`.
+VENV ?= .venv
+PY := $(VENV)/bin/python
+
+.PHONY: setup demo test test-core test-python bench placement-demo clean
+
+setup:
+	@scripts/setup.sh
+
+## The main job: the placement demo (100,000 simulated hosts, 10,000 servers).
+demo: setup
+	$(PY) -m novalite.cli placement-demo
+
+placement-demo: demo
+
+## Every test: the Rust core's own tests, then pytest for the rest.
+test: setup test-core test-python
+
+test-core:
+	cargo test --no-default-features --release -q
+
+test-python:
+	$(PY) -m pytest -q
+
+## Benchmarks (pytest-benchmark); figures go to benches/RESULTS.md by hand.
+bench: setup
+	OPENBLAS_NUM_THREADS=1 $(PY) -m pytest benches -q --benchmark-only --benchmark-columns=min,median,mean,max,rounds --benchmark-sort=name
+
+clean:
+	rm -rf $(VENV) target

@@ -1,0 +1,6 @@
+"""Benchmarks of the placement core (pytest-benchmark): `make bench`."""
+
+import os
+import sys
+
+sys.path.insert(0, os.path.dirname(__file__))
