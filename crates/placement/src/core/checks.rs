@@ -16,7 +16,7 @@ use super::error::{CoreError, CoreResult};
 use super::extra_specs::matches;
 use super::pyfmt::{float_str, json_str, py_int, py_strip};
 use super::request::{version_from_int, version_satisfies, Policy, Request};
-use super::table::{Table, N_RC, RC_NAMES};
+use super::table::{Table, ZoneSummary, N_RC, RC_NAMES, ZONE};
 
 /// Hosts per work item when a pass is split across threads.
 pub const PAR_CHUNK: usize = 16 * 1024;
@@ -593,8 +593,16 @@ impl<'a> Plan<'a> {
                 let len = b - a;
                 alive[..len].fill(1);
                 let mut n_alive = len;
+                // a whole zone with a clean summary: checks every host of it passes
+                // are settled without reading a row
+                let zone = (a % ZONE == 0 && (b == a + ZONE || b == self.t.len()))
+                    .then(|| self.t.zones.clean(a / ZONE))
+                    .flatten();
                 for (k, c) in prepared.iter().enumerate() {
                     let Some(c) = c else { continue };
+                    if zone.is_some_and(|z| self.zone_passes(c, z)) {
+                        continue;
+                    }
                     self.eval_chunk(c, a, &mut pass[..len], uuid);
                     // the common case: the check rejects nobody in this chunk
                     if pass[..len].iter().fold(1u8, |acc, &p| acc & p) == 1 {
@@ -699,6 +707,27 @@ impl<'a> Plan<'a> {
             .collect()
     }
 
+    /// Whether every host of a zone passes `c`, by its summary alone.
+    fn zone_passes(&self, c: &Prepared, z: &ZoneSummary) -> bool {
+        let Prepared::Check(c) = c else { return false };
+        // the smallest limit any host of the zone is under
+        let by_aggset = |l: &Limit| match l {
+            Limit::Uniform(v) => Some(*v),
+            Limit::ByAggset(v) => z.aggsets.iter().map(|&a| v[a as usize]).min(),
+        };
+        match &c.test {
+            Test::AllPass => true,
+            Test::Disabled => z.n_disabled == 0,
+            Test::Up => z.n_down == 0,
+            Test::Resource { rc, amount } => z.min_fit[*rc] >= *amount && !z.unit_constrained[*rc],
+            Test::IoOps(l) => by_aggset(l).is_some_and(|l| z.max_io_ops < l),
+            Test::NumInstances(l) => by_aggset(l).is_some_and(|l| z.max_num_instances < l),
+            Test::AggSets(ok) => !z.aggsets.is_empty() && z.aggsets.iter().all(|&a| ok[a as usize]),
+            Test::TraitSets(ok) => !z.traitsets.is_empty() && z.traitsets.iter().all(|&t| ok[t as usize]),
+            _ => false,
+        }
+    }
+
     /// `pass[i]` = 1 when row `a + i` passes.
     fn eval_chunk(&self, c: &Prepared, a: usize, pass: &mut [u8], uuid: &str) {
         let t = self.t;
@@ -787,8 +816,9 @@ impl<'a> Plan<'a> {
     }
 }
 
-/// Rows per chunk of a sweep: the pass bytes and column slices stay in L1/L2.
-const SWEEP_CHUNK: usize = 4096;
+/// Rows per chunk of a sweep: one zone, so a chunk can be settled by its summary
+/// (and the pass bytes and column slices stay in L1/L2).
+const SWEEP_CHUNK: usize = ZONE;
 
 enum Prepared<'c> {
     Check(&'c Check),

@@ -18,7 +18,8 @@ use super::error::{CoreError, CoreResult};
 use super::request::Request;
 use super::rng::PyRandom;
 use super::table::{Table, N_RC, RC_NAMES};
-use super::weigh::{Norm, Vals, WeighPlan};
+use super::table::ZONE;
+use super::weigh::{zone_groups, Norm, Vals, WeighPlan, ZoneGroup};
 
 #[derive(Clone, Copy, Debug)]
 pub struct SelectOptions {
@@ -137,27 +138,154 @@ fn sorted_prefix(w: &[f64], k: usize) -> Vec<u32> {
     idx
 }
 
+/// The weights of one pass, either all computed, or found lazily zone by zone:
+/// zones are visited by descending upper bound, and a zone whose bound cannot beat
+/// the k-th best host found so far is never weighed.
+enum Weights<'p, 'a> {
+    Full(Vec<f64>),
+    Lazy(Box<Ranker<'p, 'a>>),
+}
+
+struct Ranker<'p, 'a> {
+    plan: &'p Plan<'a>,
+    wp: &'p WeighPlan,
+    rows: &'p [u32],
+    norms: Vec<Norm>,
+    groups: Vec<ZoneGroup>,
+    /// (bound, group index) by bound desc, then zone order
+    order: Vec<(f64, usize)>,
+    weighed: Vec<Option<Vec<f64>>>,
+}
+
+/// Below this many hosts, weighing them all costs less than bounding zones.
+const LAZY_MIN: usize = 3 * ZONE;
+
+impl<'p, 'a> Ranker<'p, 'a> {
+    fn group_weights(&mut self, gi: usize) -> &[f64] {
+        if self.weighed[gi].is_none() {
+            let g = self.groups[gi];
+            let w = self.wp.totals(self.plan, &self.rows[g.start..g.end], &self.norms);
+            self.weighed[gi] = Some(w);
+        }
+        self.weighed[gi].as_deref().expect("just weighed")
+    }
+
+    /// The first `k` (position, weight) by (weight desc, position asc).
+    fn prefix(&mut self, k: usize) -> Vec<(u32, f64)> {
+        let mut best: Vec<(u32, f64)> = Vec::with_capacity(k + 1);
+        for oi in 0..self.order.len() {
+            let (bound, gi) = self.order[oi];
+            if best.len() == k {
+                let (kp, kw) = best[k - 1];
+                // later zones are bounded by `bound`; among equal bounds they come in
+                // row order, so they cannot hold an equal weight at a lower position
+                if bound < kw || (bound == kw && self.groups[gi].start as u32 > kp) {
+                    break;
+                }
+            }
+            let start = self.groups[gi].start;
+            let ws = self.group_weights(gi).to_vec();
+            for (j, w) in ws.into_iter().enumerate() {
+                let p = (start + j) as u32;
+                if best.len() == k {
+                    let (kp, kw) = best[k - 1];
+                    if !before(w, p as i64, kw, kp as i64) {
+                        continue;
+                    }
+                    best.pop();
+                }
+                let at = best.partition_point(|&(q, x)| before(x, q as i64, w, p as i64));
+                best.insert(at, (p, w));
+            }
+        }
+        best
+    }
+
+    /// Every position whose weight equals `top`, in position order.
+    fn ties_with(&mut self, top: f64) -> Vec<u32> {
+        let mut out = Vec::new();
+        for oi in 0..self.order.len() {
+            let (bound, gi) = self.order[oi];
+            if bound < top {
+                break;
+            }
+            let start = self.groups[gi].start;
+            let ws = self.group_weights(gi).to_vec();
+            out.extend(ws.iter().enumerate().filter(|(_, &w)| w == top).map(|(j, _)| (start + j) as u32));
+        }
+        out.sort_unstable();
+        out
+    }
+}
+
+impl<'p, 'a> Weights<'p, 'a> {
+    fn new(plan: &'p Plan<'a>, wp: &'p WeighPlan, rows: &'p [u32]) -> CoreResult<Self> {
+        if rows.len() <= 1 {
+            return Ok(Weights::Full(vec![0.0; rows.len()]));
+        }
+        wp.check_metrics(plan, rows)?;
+        let norms = wp.norms(plan, rows);
+        if rows.len() < LAZY_MIN {
+            return Ok(Weights::Full(wp.totals(plan, rows, &norms)));
+        }
+        let groups = zone_groups(plan.t, rows);
+        let mut order: Vec<(f64, usize)> =
+            groups.iter().enumerate().map(|(i, g)| (wp.zone_bound(plan.t, g, &norms), i)).collect();
+        order.sort_by(|a, b| b.0.partial_cmp(&a.0).unwrap_or(std::cmp::Ordering::Equal).then(a.1.cmp(&b.1)));
+        let weighed = vec![None; groups.len()];
+        Ok(Weights::Lazy(Box::new(Ranker { plan, wp, rows, norms, groups, order, weighed })))
+    }
+
+    fn len(&self) -> usize {
+        match self {
+            Weights::Full(w) => w.len(),
+            Weights::Lazy(r) => r.rows.len(),
+        }
+    }
+
+    fn prefix(&mut self, k: usize) -> Vec<(u32, f64)> {
+        match self {
+            Weights::Full(w) => sorted_prefix(w, k).into_iter().map(|p| (p, w[p as usize])).collect(),
+            Weights::Lazy(r) => r.prefix(k.min(r.rows.len())),
+        }
+    }
+
+    fn ties_with_top(&mut self) -> Vec<u32> {
+        match self {
+            Weights::Full(w) => {
+                let top = w.iter().copied().fold(f64::NEG_INFINITY, f64::max);
+                (0..w.len() as u32).filter(|&p| w[p as usize] == top).collect()
+            }
+            Weights::Lazy(r) => {
+                let top = r.prefix(1)[0].1;
+                r.ties_with(top)
+            }
+        }
+    }
+}
+
 /// The list one pass of `_get_sorted_hosts` returns, materialised lazily:
 /// `[chosen] + (shuffled best group) + the rest in weight order`.
-struct Ranked<'w> {
-    w: &'w [f64],
-    head: Vec<u32>,
-    sorted: Vec<u32>,
+struct Ranked<'p, 'a> {
+    weights: Weights<'p, 'a>,
+    head: Vec<(u32, f64)>,
+    sorted: Vec<(u32, f64)>,
     complete: bool,
-    chosen: u32,
+    chosen: (u32, f64),
     chosen_pos: usize,
 }
 
-impl<'w> Ranked<'w> {
-    fn new(w: &'w [f64], cfg: &Config, rng: &mut PyRandom) -> Self {
-        let m = w.len();
+impl<'p, 'a> Ranked<'p, 'a> {
+    fn new(mut weights: Weights<'p, 'a>, cfg: &Config, rng: &mut PyRandom) -> Self {
+        let m = weights.len();
         let mut head = Vec::new();
         if cfg.shuffle_best_same_weighed_hosts {
-            let top = w.iter().copied().fold(f64::NEG_INFINITY, f64::max);
-            head = (0..m as u32).filter(|&p| w[p as usize] == top).collect();
-            rng.shuffle(&mut head);
+            let mut best = weights.ties_with_top();
+            rng.shuffle(&mut best);
+            let top = weights.prefix(1)[0].1;
+            head = best.into_iter().map(|p| (p, top)).collect();
         }
-        let mut r = Ranked { w, head, sorted: Vec::new(), complete: false, chosen: 0, chosen_pos: 0 };
+        let mut r = Ranked { weights, head, sorted: Vec::new(), complete: false, chosen: (0, 0.0), chosen_pos: 0 };
         let subset = cfg.host_subset_size.min(m);
         r.ensure(subset);
         let pick = rng.randbelow(subset);
@@ -171,13 +299,14 @@ impl<'w> Ranked<'w> {
         if self.complete || self.sorted.len() >= need {
             return;
         }
-        let want = need.max(2 * self.sorted.len()).max(8);
-        self.sorted = sorted_prefix(self.w, want.min(self.w.len()));
-        self.complete = self.sorted.len() == self.w.len();
+        let m = self.weights.len();
+        let want = need.max(2 * self.sorted.len()).max(8).min(m);
+        self.sorted = self.weights.prefix(want);
+        self.complete = self.sorted.len() == m;
     }
 
     /// Element `i` of the sorted list before the chosen host was moved to the front.
-    fn nth_before_choice(&mut self, i: usize) -> Option<u32> {
+    fn nth_before_choice(&mut self, i: usize) -> Option<(u32, f64)> {
         if i < self.head.len() {
             return Some(self.head[i]);
         }
@@ -186,8 +315,8 @@ impl<'w> Ranked<'w> {
         self.sorted.get(i).copied()
     }
 
-    /// Element `i` of the returned list `[chosen] + rest`.
-    fn nth(&mut self, i: usize) -> Option<u32> {
+    /// Element `i` of the returned list `[chosen] + rest`: (position, weight).
+    fn nth(&mut self, i: usize) -> Option<(u32, f64)> {
         if i == 0 {
             return Some(self.chosen);
         }
@@ -250,18 +379,17 @@ pub fn select(t: &Table, cfg: &Config, req: &Request, opts: &SelectOptions) -> C
 fn select_one(plan: &Plan, wp: &WeighPlan, first: &PassOutcome, rng: &mut PyRandom, num_alts: usize) -> CoreResult<Vec<Selection>> {
     let t = plan.t;
     let s = &first.survivors;
-    let w = weights_of(plan, wp, s)?;
-    let mut ranked = Ranked::new(&w, plan.cfg, rng);
+    let mut ranked = Ranked::new(Weights::new(plan, wp, s)?, plan.cfg, rng);
     let amounts = plan.req.amounts;
     let mut claim_fail = [0u64; N_RC];
     let mut i = 0;
-    let claimed = loop {
-        let Some(p) = ranked.nth(i) else {
+    let (claimed, claimed_w) = loop {
+        let Some((p, w)) = ranked.nth(i) else {
             return Err(fail(plan, first, None, claim_fail, 0));
         };
         let r = s[p as usize] as usize;
         match claim_misfit(t, r, &amounts, &[0; N_RC]) {
-            None => break p,
+            None => break (p, w),
             Some(rc) => claim_fail[rc] += 1,
         }
         i += 1;
@@ -271,16 +399,16 @@ fn select_one(plan: &Plan, wp: &WeighPlan, first: &PassOutcome, rng: &mut PyRand
     let mut alternates = Vec::new();
     let mut j = 0;
     while alternates.len() < num_alts {
-        let Some(p) = ranked.nth(j) else { break };
+        let Some((p, w)) = ranked.nth(j) else { break };
         j += 1;
         let r = s[p as usize] as usize;
         if p != claimed && t.cell[r] == cell {
-            alternates.push(Pick { row: r, weight: w[p as usize] });
+            alternates.push(Pick { row: r, weight: w });
         }
     }
     Ok(vec![Selection {
         instance_uuid: plan.req.input.instance_uuids[0].clone(),
-        chosen: Pick { row, weight: w[claimed as usize] },
+        chosen: Pick { row, weight: claimed_w },
         alternates,
     }])
 }
@@ -937,4 +1065,5 @@ pub fn commit(t: &mut Table, req: &Request, selections: &[Selection]) {
         t.host_instances[r].push(s.instance_uuid.clone());
         t.instance_image.insert(s.instance_uuid.clone(), image);
     }
+    t.refresh_zones();
 }

@@ -305,6 +305,76 @@ pub struct WeighCols {
     pub hypervisor_version: Col<f64>,
 }
 
+/// Rows per zone: the unit of the zone map, and of a sweep's chunks.
+pub const ZONE: usize = 4096;
+/// `ZoneSummary::aggset`/`traitset` when the zone's hosts do not all share one.
+pub const MIXED: u32 = u32::MAX;
+/// How many distinct aggregate (trait) sets a zone summary lists.
+pub const MAX_SETS: usize = 16;
+/// The float columns a zone keeps the min and max of, in `WeighCols` order.
+pub const N_WCOLS: usize = 6;
+
+/// What every host of a zone (ZONE consecutive rows) has in common, so that a check
+/// every host of the zone passes, and the min and max of a weigher's column, are read
+/// once per zone instead of once per host. Exact whenever the zone is not dirty.
+#[derive(Clone, Debug)]
+pub struct ZoneSummary {
+    pub min_fit: [i64; N_RC],
+    pub unit_constrained: [bool; N_RC],
+    pub max_io_ops: i64,
+    pub max_num_instances: i64,
+    pub n_disabled: u32,
+    pub n_down: u32,
+    /// The one aggregate set (trait set) every host shares, or MIXED.
+    pub aggset: u32,
+    pub traitset: u32,
+    /// The distinct aggregate sets (trait sets) of the zone's hosts, when there are
+    /// at most MAX_SETS of them (empty otherwise).
+    pub aggsets: Vec<u32>,
+    pub traitsets: Vec<u32>,
+    pub wmin: [f64; N_WCOLS],
+    pub wmax: [f64; N_WCOLS],
+}
+
+impl ZoneSummary {
+    fn empty() -> Self {
+        ZoneSummary {
+            min_fit: [i64::MAX; N_RC],
+            unit_constrained: [false; N_RC],
+            max_io_ops: i64::MIN,
+            max_num_instances: i64::MIN,
+            n_disabled: 0,
+            n_down: 0,
+            aggset: MIXED,
+            traitset: MIXED,
+            aggsets: Vec::new(),
+            traitsets: Vec::new(),
+            wmin: [f64::INFINITY; N_WCOLS],
+            wmax: [f64::NEG_INFINITY; N_WCOLS],
+        }
+    }
+}
+
+/// The zone map: one summary per zone, and which zones changed since their summary
+/// was computed (readers treat a dirty zone row by row).
+#[derive(Clone, Debug, Default)]
+pub struct Zones {
+    pub summary: Vec<ZoneSummary>,
+    pub dirty: Vec<bool>,
+    any_dirty: bool,
+}
+
+impl Zones {
+    #[inline]
+    pub fn clean(&self, z: usize) -> Option<&ZoneSummary> {
+        if self.dirty.get(z).copied().unwrap_or(true) {
+            None
+        } else {
+            Some(&self.summary[z])
+        }
+    }
+}
+
 /// One consumer's allocation: (row, amount per resource class).
 pub type Allocation = Vec<(u32, [i64; N_RC])>;
 
@@ -337,6 +407,7 @@ pub struct Table {
     pub cell: Col<u32>,
     pub free_pci_devs: Col<i64>,
     pub wcols: WeighCols,
+    pub zones: Zones,
     pub metrics: Vec<Arc<BTreeMap<String, f64>>>,
     pub host_ip: Vec<String>,
     pub host_instances: Vec<Vec<String>>,
@@ -591,6 +662,29 @@ impl Table {
     }
 
     pub fn add_host(&mut self, h: &HostSpec) -> CoreResult<usize> {
+        let r = self.add_host_unrefreshed(h)?;
+        self.refresh_zones();
+        Ok(r)
+    }
+
+    /// Adds many hosts, all or nothing (every host is validated first).
+    pub fn add_hosts(&mut self, hosts: &[HostSpec]) -> CoreResult<()> {
+        let mut names = HashSet::new();
+        let mut uuids = HashSet::new();
+        for h in hosts {
+            self.validate_host(h)?;
+            if !names.insert(h.name.as_str()) || !uuids.insert(h.uuid.as_str()) {
+                return invalid(format!("host {:?} appears twice", h.name));
+            }
+        }
+        for h in hosts {
+            self.add_host_unrefreshed(h)?;
+        }
+        self.refresh_zones();
+        Ok(())
+    }
+
+    fn add_host_unrefreshed(&mut self, h: &HostSpec) -> CoreResult<usize> {
         self.validate_host(h)?;
         let r = self.len();
         self.names.push(h.name.clone());
@@ -719,6 +813,14 @@ impl Table {
                 fix(row);
             }
         }
+        // every row from r on moved up: their zones changed
+        let n = self.len();
+        for z in r / ZONE..self.zones.dirty.len() {
+            self.touch(z * ZONE);
+        }
+        self.zones.summary.truncate(n.div_ceil(ZONE));
+        self.zones.dirty.truncate(n.div_ceil(ZONE));
+        self.refresh_zones();
         Ok(())
     }
 
@@ -803,6 +905,7 @@ impl Table {
             }
         }
         self.refresh_weigh_cols(r);
+        self.refresh_zones();
         Ok(())
     }
 
@@ -824,11 +927,92 @@ impl Table {
         {
             c.set(r, v);
         }
+        self.touch(r);
     }
 
     fn bump(&mut self, r: usize) {
         let g = self.generation[r] + 1;
         self.generation.set(r, g);
+        self.touch(r);
+    }
+
+    /// Row `r` changed: its zone's summary must be recomputed.
+    pub fn touch(&mut self, r: usize) {
+        let z = r / ZONE;
+        let zones = &mut self.zones;
+        while zones.dirty.len() <= z {
+            zones.dirty.push(true);
+            zones.summary.push(ZoneSummary::empty());
+        }
+        zones.dirty[z] = true;
+        zones.any_dirty = true;
+    }
+
+    /// Recomputes the summaries of the zones that changed. Every public mutator ends
+    /// with it; a reader never needs it for correctness (dirty zones are read row by
+    /// row), only for speed.
+    pub fn refresh_zones(&mut self) {
+        if !self.zones.any_dirty {
+            return;
+        }
+        let n = self.len();
+        let nz = n.div_ceil(ZONE);
+        self.zones.summary.resize(nz, ZoneSummary::empty());
+        self.zones.dirty.resize(nz, true);
+        for z in 0..nz {
+            if self.zones.dirty[z] {
+                let summary = self.summarise(z * ZONE..((z + 1) * ZONE).min(n));
+                self.zones.summary[z] = summary;
+                self.zones.dirty[z] = false;
+            }
+        }
+        self.zones.any_dirty = false;
+    }
+
+    fn summarise(&self, rows: std::ops::Range<usize>) -> ZoneSummary {
+        let mut z = ZoneSummary::empty();
+        let (a, b) = (rows.start, rows.end);
+        for rc in 0..N_RC {
+            let c = &self.rc[rc];
+            z.min_fit[rc] = c.fit[a..b].iter().copied().min().unwrap_or(i64::MAX);
+            z.unit_constrained[rc] =
+                c.unit_constrained > 0 && (a..b).any(|r| c.min_unit[r] > 1 || c.step_size[r] > 1);
+        }
+        z.max_io_ops = self.num_io_ops[a..b].iter().copied().max().unwrap_or(i64::MIN);
+        z.max_num_instances = self.num_instances[a..b].iter().copied().max().unwrap_or(i64::MIN);
+        z.n_disabled = self.enabled[a..b].iter().filter(|e| !**e).count() as u32;
+        z.n_down = self.up[a..b].iter().filter(|e| !**e).count() as u32;
+        let uniform = |v: &[u32]| match v.first() {
+            Some(&f) if v.iter().all(|&x| x == f) => f,
+            _ => MIXED,
+        };
+        z.aggset = uniform(&self.aggset[a..b]);
+        z.traitset = uniform(&self.traitset[a..b]);
+        let distinct = |v: &[u32]| {
+            let mut out: Vec<u32> = Vec::new();
+            for &x in v {
+                if !out.contains(&x) {
+                    if out.len() == MAX_SETS {
+                        return Vec::new();
+                    }
+                    out.push(x);
+                }
+            }
+            out
+        };
+        z.aggsets = distinct(&self.aggset[a..b]);
+        z.traitsets = distinct(&self.traitset[a..b]);
+        let w = &self.wcols;
+        for (i, col) in [&w.free_ram_mb, &w.free_disk_mb, &w.cpu_free, &w.num_io_ops, &w.num_instances, &w.hypervisor_version]
+            .into_iter()
+            .enumerate()
+        {
+            for &x in &col[a..b] {
+                z.wmin[i] = z.wmin[i].min(x);
+                z.wmax[i] = z.wmax[i].max(x);
+            }
+        }
+        z
     }
 
     // ---- aggregates --------------------------------------------------------------
@@ -862,6 +1046,7 @@ impl Table {
         self.aggregates[i as usize] = None;
         self.agg_idx.remove(uuid);
         self.refresh_all_aggset_info();
+        self.refresh_zones();
         Ok(())
     }
 
@@ -881,6 +1066,7 @@ impl Table {
         let id = self.intern_aggset(members);
         self.aggset.set(r, id);
         self.bump(r);
+        self.refresh_zones();
         Ok(())
     }
 
@@ -940,6 +1126,7 @@ impl Table {
         self.rc[rc].set_inventory(r, inv);
         self.refresh_weigh_cols(r);
         self.bump(r);
+        self.refresh_zones();
         Ok(self.generation[r])
     }
 
@@ -1015,6 +1202,7 @@ impl Table {
         } else {
             self.consumers.insert(consumer.to_string(), new);
         }
+        self.refresh_zones();
         Ok(touched.iter().map(|&r| (self.names[r as usize].clone(), self.generation[r as usize])).collect())
     }
 

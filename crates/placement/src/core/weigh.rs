@@ -9,7 +9,7 @@ use super::config::WeigherKind;
 use super::error::{CoreError, CoreResult};
 use super::pyfmt::py_float;
 use super::request::Policy;
-use super::table::{Table, VCPU};
+use super::table::{Table, VCPU, ZONE};
 
 /// The values of a host that change while a request places its instances.
 #[derive(Clone, Copy, Debug, Default, PartialEq)]
@@ -91,6 +91,44 @@ impl Norm {
     pub fn same(&self, o: &Norm) -> bool {
         self.lo.to_bits() == o.lo.to_bits() && self.hi.to_bits() == o.hi.to_bits()
     }
+}
+
+/// Rows of `rows` (sorted) that fall in one zone: `rows[start..end]`, and whether
+/// they are the zone's every host.
+#[derive(Clone, Copy, Debug)]
+pub struct ZoneGroup {
+    pub zone: usize,
+    pub start: usize,
+    pub end: usize,
+    pub full: bool,
+}
+
+pub fn zone_groups(t: &Table, rows: &[u32]) -> Vec<ZoneGroup> {
+    let n = t.len();
+    let mut out = Vec::with_capacity(n.div_ceil(ZONE).min(rows.len()));
+    let mut i = 0;
+    while i < rows.len() {
+        let zone = rows[i] as usize / ZONE;
+        let limit = ((zone + 1) * ZONE) as u32;
+        let end = i + rows[i..].partition_point(|&r| r < limit);
+        let zone_len = ZONE.min(n - zone * ZONE);
+        out.push(ZoneGroup { zone, start: i, end, full: end - i == zone_len });
+        i = end;
+    }
+    out
+}
+
+/// Index of a weigher's column in `WeighCols` (and in a zone summary).
+fn wcol_index(kind: WeigherKind) -> Option<usize> {
+    Some(match kind {
+        WeigherKind::Ram => 0,
+        WeigherKind::Disk => 1,
+        WeigherKind::Cpu => 2,
+        WeigherKind::IoOps => 3,
+        WeigherKind::NumInstances => 4,
+        WeigherKind::HypervisorVersion => 5,
+        _ => return None,
+    })
 }
 
 /// The float column holding a weigher's raw value (before clamping), if it has one.
@@ -393,25 +431,40 @@ impl WeighPlan {
         }
     }
 
-    /// Normalisation bounds of every weigher over `rows` (no consumption yet).
+    /// Normalisation bounds of every weigher over `rows` (no consumption yet). A zone
+    /// whose every host is in `rows` contributes its summary's min and max instead
+    /// of a pass over its hosts.
     pub fn norms(&self, plan: &Plan, rows: &[u32]) -> Vec<Norm> {
         let k = self.weighers.len();
-        let fold = |chunk: &[u32]| {
+        let t = plan.t;
+        let fold = |groups: &[ZoneGroup]| {
             let mut lo = vec![f64::INFINITY; k];
             let mut hi = vec![f64::NEG_INFINITY; k];
             let mut buf = [0f64; WEIGH_CHUNK];
-            for part in chunk.chunks(WEIGH_CHUNK) {
-                let buf = &mut buf[..part.len()];
-                let run = contiguous_run(part);
+            for g in groups {
+                let summary = if g.full { t.zones.clean(g.zone) } else { None };
                 for (i, w) in self.weighers.iter().enumerate() {
-                    // min and max of the clamped values are those of the raw values, clamped
-                    let (l, h) = match (run, base_column(plan.t, w.kind)) {
-                        (Some((a, b)), Some(col)) => min_max(&col[a..b]),
+                    let (l, h) = match (summary, wcol_index(w.kind)) {
+                        (Some(z), Some(c)) => (z.wmin[c], z.wmax[c]),
                         _ => {
-                            self.raw_base(plan, w, part, buf);
-                            min_max(buf)
+                            let mut l = f64::INFINITY;
+                            let mut h = f64::NEG_INFINITY;
+                            for part in rows[g.start..g.end].chunks(WEIGH_CHUNK) {
+                                let (pl, ph) = match (contiguous_run(part), base_column(t, w.kind)) {
+                                    (Some((a, b)), Some(col)) => min_max(&col[a..b]),
+                                    _ => {
+                                        let buf = &mut buf[..part.len()];
+                                        self.raw_base(plan, w, part, buf);
+                                        min_max(buf)
+                                    }
+                                };
+                                l = l.min(pl);
+                                h = h.max(ph);
+                            }
+                            (l, h)
                         }
                     };
+                    // min and max of the clamped values are those of the raw values, clamped
                     let m = w.minval.unwrap_or(f64::NEG_INFINITY);
                     lo[i] = lo[i].min(if l < m { m } else { l });
                     hi[i] = hi[i].max(if h < m { m } else { h });
@@ -419,10 +472,11 @@ impl WeighPlan {
             }
             (lo, hi)
         };
+        let groups = zone_groups(t, rows);
         let (lo, hi) = if rows.len() < PAR_MIN {
-            fold(rows)
+            fold(&groups)
         } else {
-            rows.par_chunks(PAR_CHUNK).map(fold).reduce(
+            groups.par_chunks(PAR_CHUNK / ZONE).map(fold).reduce(
                 || (vec![f64::INFINITY; k], vec![f64::NEG_INFINITY; k]),
                 |(mut l1, mut h1), (l2, h2)| {
                     for i in 0..k {
@@ -438,6 +492,35 @@ impl WeighPlan {
             .enumerate()
             .map(|(i, w)| Norm { lo: w.minval.unwrap_or(lo[i]), hi: hi[i] })
             .collect()
+    }
+
+    /// An upper bound of the total weight of any host of zone `g` (Nova's sum, with
+    /// each weigher's term at its largest over the zone's summary): every rounding
+    /// step is monotone, so no host's exact weight can exceed it. Infinite when the
+    /// zone or a weigher has no summary to bound with.
+    pub fn zone_bound(&self, t: &Table, g: &ZoneGroup, norms: &[Norm]) -> f64 {
+        let Some(z) = t.zones.clean(g.zone) else { return f64::INFINITY };
+        let mut bound = 0.0;
+        for (w, n) in self.weighers.iter().zip(norms) {
+            if n.lo == n.hi {
+                continue;
+            }
+            let Some(c) = wcol_index(w.kind) else { return f64::INFINITY };
+            let clamp = |x: f64| match w.minval {
+                Some(mv) if x < mv => mv,
+                _ => x,
+            };
+            let term = |m: f64| m * n.apply(clamp(if m >= 0.0 { z.wmax[c] } else { z.wmin[c] }));
+            bound += match &w.mult {
+                Mult::Uniform(m) => term(*m),
+                // the largest term any of the zone's multipliers can give
+                Mult::ByAggset(ms) if !z.aggsets.is_empty() => {
+                    z.aggsets.iter().map(|&a| term(ms[a as usize])).fold(f64::NEG_INFINITY, f64::max)
+                }
+                Mult::ByAggset(_) => return f64::INFINITY,
+            };
+        }
+        bound
     }
 
     /// Total weight of each of `rows` (no consumption yet): per host,

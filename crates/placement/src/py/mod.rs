@@ -428,20 +428,7 @@ impl HostTable {
                 }
                 specs.push(h);
             }
-            let mut t = inner.write();
-            // validate everything first (including duplicates within the batch)
-            let mut names = std::collections::HashSet::new();
-            let mut uuids = std::collections::HashSet::new();
-            for h in &specs {
-                t.validate_host(h)?;
-                if !names.insert(h.name.as_str()) || !uuids.insert(h.uuid.as_str()) {
-                    return Err(CoreError::InvalidInput(format!("host {:?} appears twice", h.name)));
-                }
-            }
-            for h in &specs {
-                t.add_host(h)?;
-            }
-            Ok(())
+            inner.write().add_hosts(&specs)
         })
     }
 
