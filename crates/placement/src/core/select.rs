@@ -1067,3 +1067,151 @@ pub fn commit(t: &mut Table, req: &Request, selections: &[Selection]) {
     }
     t.refresh_zones();
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::core::config::FilterKind;
+    use crate::core::request::RequestInput;
+    use crate::core::table::{HostSpec, Inventory, VCPU};
+
+    fn request(uuids: &[&str], vcpus: i64, mem: i64) -> Request {
+        Request::compile(RequestInput {
+            flavor_name: "f".into(),
+            vcpus,
+            memory_mb: mem,
+            root_gb: 1,
+            instance_uuids: uuids.iter().map(|s| s.to_string()).collect(),
+            ..Default::default()
+        })
+        .unwrap()
+    }
+
+    fn opts() -> SelectOptions {
+        SelectOptions { claim: true, seed: 0, return_alternates: true }
+    }
+
+    /// A small deterministic generator for table contents.
+    struct Lcg(u64);
+    impl Lcg {
+        fn next(&mut self, n: u64) -> i64 {
+            self.0 = self.0.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+            ((self.0 >> 33) % n) as i64
+        }
+    }
+
+    fn random_table(n: usize, seed: u64) -> Table {
+        let mut g = Lcg(seed);
+        let hosts: Vec<HostSpec> = (0..n)
+            .map(|i| {
+                let k = g.next(3);
+                let mut h = HostSpec::simple(&format!("h{i}"), [16, 32, 64][k as usize], [32768, 65536, 131072][k as usize], 500);
+                // few distinct usages: ties are common
+                h.vcpus_used = g.next(4);
+                h.free_ram_mb = Some([32768, 65536, 131072][k as usize] - 1024 * g.next(3));
+                h.num_io_ops = g.next(3);
+                h.inventories[VCPU] = Inventory { allocation_ratio: 2.0, ..h.inventories[VCPU] };
+                h
+            })
+            .collect();
+        let mut t = Table::new();
+        t.add_hosts(&hosts).unwrap();
+        t
+    }
+
+    #[test]
+    fn spreads_by_default_and_stacks_with_a_negative_multiplier() {
+        let mut t = Table::new();
+        for (name, mem) in [("small", 4096), ("big", 16384), ("mid", 8192)] {
+            t.add_host(&HostSpec::simple(name, 8, mem, 100)).unwrap();
+        }
+        let mut cfg = Config::default();
+        let out = select(&t, &cfg, &request(&["a"], 1, 1024), &opts()).unwrap();
+        assert_eq!(t.names[out.selections[0].chosen.row], "big");
+        cfg.multipliers[crate::core::config::WeigherKind::Ram.index()] = -1.0;
+        let out = select(&t, &cfg, &request(&["a"], 1, 1024), &opts()).unwrap();
+        assert_eq!(t.names[out.selections[0].chosen.row], "small");
+        // alternates follow in weight order
+        let alts: Vec<&str> = out.selections[0].alternates.iter().map(|p| t.names[p.row].as_str()).collect();
+        assert_eq!(alts, vec!["mid", "big"]);
+    }
+
+    #[test]
+    fn anti_affinity_spreads_a_multi_create_and_counts_rejections() {
+        let mut t = Table::new();
+        for i in 0..3 {
+            t.add_host(&HostSpec::simple(&format!("h{i}"), 8, 8192, 100)).unwrap();
+        }
+        let cfg = Config::default();
+        let mut input = request(&["a", "b", "c"], 1, 512).input;
+        input.group = Some(("g".into(), "anti-affinity".into(), input.instance_uuids.clone(), vec![], None));
+        let req = Request::compile(input.clone()).unwrap();
+        let out = select(&t, &cfg, &req, &opts()).unwrap();
+        let mut hosts: Vec<usize> = out.selections.iter().map(|s| s.chosen.row).collect();
+        hosts.sort();
+        assert_eq!(hosts, vec![0, 1, 2]);
+        input.instance_uuids.push("d".into());
+        input.group = Some(("g".into(), "anti-affinity".into(), input.instance_uuids.clone(), vec![], None));
+        let err = select(&t, &cfg, &Request::compile(input).unwrap(), &opts()).unwrap_err();
+        match err {
+            CoreError::NoValidHost { rejections, instance_index, .. } => {
+                assert_eq!(instance_index, 3);
+                assert!(rejections.contains(&("ServerGroupAntiAffinityFilter".to_string(), 1)), "{rejections:?}");
+            }
+            e => panic!("{e:?}"),
+        }
+    }
+
+    #[test]
+    fn zone_pruned_ranking_equals_weighing_every_host() {
+        let t = random_table(30_000, 7);
+        for (mult, k) in [(1.0, 1), (-1.0, 5), (2.5, 40)] {
+            let mut cfg = Config::default();
+            cfg.filters = vec![FilterKind::Compute, FilterKind::IoOps];
+            cfg.multipliers[crate::core::config::WeigherKind::Ram.index()] = mult;
+            let req = request(&["x"], 2, 2048);
+            let plan = Plan::new(&t, &cfg, &req).unwrap();
+            let wp = WeighPlan::new(&plan);
+            let first = plan.first_pass();
+            let mut lazy = Weights::new(&plan, &wp, &first.survivors).unwrap();
+            assert!(matches!(lazy, Weights::Lazy(_)));
+            let norms = wp.norms(&plan, &first.survivors);
+            let mut full = Weights::Full(wp.totals(&plan, &first.survivors, &norms));
+            assert_eq!(lazy.prefix(k), full.prefix(k), "multiplier {mult}, k {k}");
+            assert_eq!(lazy.ties_with_top(), full.ties_with_top());
+        }
+    }
+
+    #[test]
+    fn zone_summaries_do_not_change_a_sweep() {
+        let mut t = random_table(20_000, 3);
+        let mut cfg = Config::default();
+        cfg.filters = vec![FilterKind::Compute, FilterKind::IoOps, FilterKind::NumInstances];
+        cfg.max_io_ops_per_host = 2;
+        let req = request(&["x"], 4, 4096);
+        let with_zones = filter(&t, &cfg, &req, 0).unwrap();
+        for z in 0..t.zones.dirty.len() {
+            t.touch(z * crate::core::table::ZONE);
+        }
+        let row_by_row = filter(&t, &cfg, &req, 0).unwrap();
+        assert_eq!(with_zones.survivors, row_by_row.survivors);
+        assert_eq!(with_zones.counts, row_by_row.counts);
+    }
+
+    #[test]
+    fn a_failed_request_changes_nothing_and_a_dry_run_claims_nothing() {
+        let mut t = Table::new();
+        t.add_host(&HostSpec::simple("only", 2, 4096, 100)).unwrap();
+        let cfg = Config::default();
+        let req = request(&["a", "b", "c"], 1, 1024);
+        let before = (t.usage(0), t.generation[0]);
+        assert!(matches!(select(&t, &cfg, &req, &opts()), Err(CoreError::NoValidHost { instance_index: 2, .. })));
+        let dry = SelectOptions { claim: false, ..opts() };
+        let ok = select(&t, &cfg, &request(&["a", "b"], 1, 1024), &dry).unwrap();
+        assert_eq!(ok.selections.len(), 2);
+        assert_eq!((t.usage(0), t.generation[0]), before);
+        commit(&mut t, &request(&["a", "b"], 1, 1024), &ok.selections);
+        assert_eq!(t.usage(0), [2, 2048, 2]);
+        assert_eq!(t.num_instances[0], 2);
+    }
+}
