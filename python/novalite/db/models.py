@@ -1,0 +1,368 @@
+"""SQLAlchemy models of the control plane's database.
+
+One schema for SQLite and PostgreSQL: JSON columns use the generic JSON type,
+timestamps are stored in UTC and always come back timezone-aware, soft-deleted rows
+keep ``deleted_at``. The schema is created by the Alembic migrations in
+``migrations/``; tests/test_db_migrations.py proves the two agree.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime, timezone
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.engine import Dialect
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+from sqlalchemy.types import TypeDecorator
+
+# Deterministic constraint names, so a migration can name what it alters and both
+# backends carry the same names.
+NAMING_CONVENTION = {
+    "ix": "ix_%(table_name)s_%(column_0_N_name)s",
+    "uq": "uq_%(table_name)s_%(column_0_N_name)s",
+    "ck": "ck_%(table_name)s_%(constraint_name)s",
+    "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
+    "pk": "pk_%(table_name)s",
+}
+
+# The placement API's upper bound for max_unit (a signed 32-bit integer).
+MAX_INT = 2**31 - 1
+
+LIVE = sa.text("deleted_at IS NULL")
+
+
+class UTCDateTime(TypeDecorator[datetime]):
+    """A timezone-aware UTC timestamp on every backend.
+
+    SQLite has no timezone type, so values are stored as naive UTC and given back
+    their tzinfo on the way out; PostgreSQL stores timestamptz. Naive datetimes are
+    refused, because nothing could say which zone they meant.
+    """
+
+    impl = sa.DateTime(timezone=True)
+    cache_ok = True
+
+    def process_bind_param(self, value: datetime | None, dialect: Dialect) -> datetime | None:
+        if value is None:
+            return None
+        if value.tzinfo is None:
+            raise ValueError(f"naive datetime {value!r}: pass a timezone-aware one")
+        value = value.astimezone(timezone.utc)
+        return value.replace(tzinfo=None) if dialect.name == "sqlite" else value
+
+    def process_result_value(self, value: datetime | None, dialect: Dialect) -> datetime | None:
+        if value is None:
+            return None
+        if value.tzinfo is None:
+            return value.replace(tzinfo=timezone.utc)
+        return value.astimezone(timezone.utc)
+
+
+class Base(DeclarativeBase):
+    metadata = sa.MetaData(naming_convention=NAMING_CONVENTION)
+    type_annotation_map = {datetime: UTCDateTime(), dict[str, Any]: sa.JSON()}
+
+
+def _fk(target: str, ondelete: str | None = None) -> sa.ForeignKey:
+    return sa.ForeignKey(target, ondelete=ondelete)
+
+
+# --- catalogue -------------------------------------------------------------------
+
+class Flavor(Base):
+    __tablename__ = "flavors"
+    __table_args__ = (
+        # Names are unique among live flavors only: a deleted flavor's name can be
+        # reused while instances built from the old one still point at its row.
+        sa.Index("uq_flavors_name_live", "name", unique=True,
+                 sqlite_where=LIVE, postgresql_where=LIVE),
+        sa.CheckConstraint("vcpus > 0", name="vcpus_positive"),
+        sa.CheckConstraint("memory_mb > 0", name="memory_mb_positive"),
+        sa.CheckConstraint("root_gb >= 0 AND ephemeral_gb >= 0 AND swap >= 0",
+                           name="disk_not_negative"),
+    )
+
+    id: Mapped[str] = mapped_column(sa.String(36), primary_key=True)
+    name: Mapped[str] = mapped_column(sa.String(255))
+    vcpus: Mapped[int]
+    memory_mb: Mapped[int]
+    root_gb: Mapped[int]
+    ephemeral_gb: Mapped[int]
+    swap: Mapped[int]
+    is_public: Mapped[bool]
+    extra_specs: Mapped[dict[str, Any]]
+    created_at: Mapped[datetime]
+    deleted_at: Mapped[datetime | None]
+
+
+class Image(Base):
+    __tablename__ = "images"
+
+    id: Mapped[str] = mapped_column(sa.String(36), primary_key=True)
+    name: Mapped[str] = mapped_column(sa.String(255))
+    path: Mapped[str] = mapped_column(sa.String(4096))
+    disk_format: Mapped[str] = mapped_column(sa.String(32))
+    size_bytes: Mapped[int | None] = mapped_column(sa.BigInteger)
+    properties: Mapped[dict[str, Any]]
+    created_at: Mapped[datetime]
+    deleted_at: Mapped[datetime | None]
+
+
+# --- instances ---------------------------------------------------------------------
+
+class ServerGroup(Base):
+    __tablename__ = "server_groups"
+    __table_args__ = (
+        sa.Index(None, "project_id"),
+        sa.CheckConstraint(
+            "policy IN ('affinity', 'anti-affinity', 'soft-affinity', 'soft-anti-affinity')",
+            name="policy_known"),
+        sa.CheckConstraint("max_server_per_host IS NULL OR max_server_per_host >= 1",
+                           name="max_server_per_host_positive"),
+    )
+
+    id: Mapped[str] = mapped_column(sa.String(36), primary_key=True)
+    name: Mapped[str] = mapped_column(sa.String(255))
+    project_id: Mapped[str] = mapped_column(sa.String(255))
+    user_id: Mapped[str] = mapped_column(sa.String(255))
+    policy: Mapped[str] = mapped_column(sa.String(32))
+    max_server_per_host: Mapped[int | None]
+    created_at: Mapped[datetime]
+
+
+class Instance(Base):
+    __tablename__ = "instances"
+    __table_args__ = (
+        # Listing is newest first, keyset-paginated on (created_at, id), usually
+        # within one project.
+        sa.Index(None, "project_id", "created_at", "id"),
+        sa.Index(None, "created_at", "id"),
+        sa.Index(None, "host"),
+        sa.Index(None, "reservation_id"),
+        sa.Index(None, "group_id"),
+        sa.CheckConstraint("attempts >= 0", name="attempts_not_negative"),
+    )
+
+    id: Mapped[str] = mapped_column(sa.String(36), primary_key=True)
+    name: Mapped[str] = mapped_column(sa.String(255))
+    project_id: Mapped[str] = mapped_column(sa.String(255))
+    user_id: Mapped[str] = mapped_column(sa.String(255))
+    flavor_id: Mapped[str] = mapped_column(sa.String(36), _fk("flavors.id"))
+    image_id: Mapped[str | None] = mapped_column(sa.String(36), _fk("images.id"))
+    # The flavor's sizes when the instance was created, as Nova keeps them: quota
+    # usage is released from these, whatever becomes of the flavor.
+    vcpus: Mapped[int]
+    memory_mb: Mapped[int]
+    root_gb: Mapped[int]
+    ephemeral_gb: Mapped[int]
+    vm_state: Mapped[str] = mapped_column(sa.String(32))
+    task_state: Mapped[str | None] = mapped_column(sa.String(32))
+    power_state: Mapped[int]
+    host: Mapped[str | None] = mapped_column(sa.String(255))
+    node: Mapped[str | None] = mapped_column(sa.String(255))
+    availability_zone: Mapped[str | None] = mapped_column(sa.String(255))
+    metadata_: Mapped[dict[str, Any]] = mapped_column("metadata")
+    reservation_id: Mapped[str] = mapped_column(sa.String(36))
+    launched_at: Mapped[datetime | None]
+    created_at: Mapped[datetime]
+    updated_at: Mapped[datetime]
+    deleted_at: Mapped[datetime | None]
+    attempts: Mapped[int]
+    group_id: Mapped[str | None] = mapped_column(sa.String(36), _fk("server_groups.id", "SET NULL"))
+
+
+class InstanceFault(Base):
+    __tablename__ = "instance_faults"
+    __table_args__ = (sa.Index(None, "instance_id", "created_at"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True, autoincrement=True)
+    instance_id: Mapped[str] = mapped_column(sa.String(36), _fk("instances.id", "CASCADE"))
+    code: Mapped[int]
+    message: Mapped[str] = mapped_column(sa.Text)
+    details: Mapped[dict[str, Any]]
+    created_at: Mapped[datetime]
+
+
+class InstanceAction(Base):
+    __tablename__ = "instance_actions"
+    __table_args__ = (sa.Index(None, "instance_id", "request_id"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True, autoincrement=True)
+    instance_id: Mapped[str] = mapped_column(sa.String(36), _fk("instances.id", "CASCADE"))
+    action: Mapped[str] = mapped_column(sa.String(64))
+    request_id: Mapped[str | None] = mapped_column(sa.String(255))
+    user_id: Mapped[str | None] = mapped_column(sa.String(255))
+    project_id: Mapped[str | None] = mapped_column(sa.String(255))
+    start_time: Mapped[datetime]
+    finish_time: Mapped[datetime | None]
+    message: Mapped[str | None] = mapped_column(sa.Text)
+
+
+class InstanceActionEvent(Base):
+    __tablename__ = "instance_action_events"
+    __table_args__ = (sa.Index(None, "action_id"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True, autoincrement=True)
+    action_id: Mapped[int] = mapped_column(_fk("instance_actions.id", "CASCADE"))
+    event: Mapped[str] = mapped_column(sa.String(255))
+    start_time: Mapped[datetime]
+    finish_time: Mapped[datetime | None]
+    result: Mapped[str | None] = mapped_column(sa.String(255))
+    traceback: Mapped[str | None] = mapped_column(sa.Text)
+
+
+# --- quotas ------------------------------------------------------------------------
+
+class Quota(Base):
+    """A project's limit on one resource; absent rows fall back to the defaults."""
+
+    __tablename__ = "quotas"
+    __table_args__ = (sa.CheckConstraint("hard_limit >= -1", name="hard_limit_valid"),)
+
+    project_id: Mapped[str] = mapped_column(sa.String(255), primary_key=True)
+    resource: Mapped[str] = mapped_column(sa.String(64), primary_key=True)
+    hard_limit: Mapped[int]
+
+
+class QuotaUsage(Base):
+    """What a project holds of one resource, changed in the same transaction as the
+    instance rows; create locks these rows so racing creates serialise."""
+
+    __tablename__ = "quota_usages"
+    __table_args__ = (sa.CheckConstraint("in_use >= 0", name="in_use_not_negative"),)
+
+    project_id: Mapped[str] = mapped_column(sa.String(255), primary_key=True)
+    resource: Mapped[str] = mapped_column(sa.String(64), primary_key=True)
+    in_use: Mapped[int]
+    updated_at: Mapped[datetime]
+
+
+# --- services and placement --------------------------------------------------------
+
+class Service(Base):
+    __tablename__ = "services"
+    __table_args__ = (sa.UniqueConstraint("host", "binary"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True, autoincrement=True)
+    host: Mapped[str] = mapped_column(sa.String(255))
+    binary: Mapped[str] = mapped_column(sa.String(64))
+    endpoint: Mapped[str | None] = mapped_column(sa.String(255))
+    disabled: Mapped[bool]
+    disabled_reason: Mapped[str | None] = mapped_column(sa.String(255))
+    last_seen_up: Mapped[datetime | None]
+    created_at: Mapped[datetime]
+
+
+class ResourceProvider(Base):
+    """A compute host as Placement sees it, plus Nova's compute-node view (advisory
+    numbers the compute agent reports for filters and weighers)."""
+
+    __tablename__ = "resource_providers"
+    __table_args__ = (
+        sa.UniqueConstraint("name"),
+        sa.Index(None, "service_id"),
+        sa.CheckConstraint("generation >= 0", name="generation_not_negative"),
+    )
+
+    uuid: Mapped[str] = mapped_column(sa.String(36), primary_key=True)
+    name: Mapped[str] = mapped_column(sa.String(255))
+    generation: Mapped[int]
+    service_id: Mapped[int | None] = mapped_column(_fk("services.id", "SET NULL"))
+    hypervisor_type: Mapped[str | None] = mapped_column(sa.String(255))
+    hypervisor_version: Mapped[int | None] = mapped_column(sa.BigInteger)
+    cpu_info: Mapped[dict[str, Any]]
+    supported_instances: Mapped[list[Any]] = mapped_column(sa.JSON)
+    availability_zone: Mapped[str | None] = mapped_column(sa.String(255))
+    vcpus_used: Mapped[int]
+    free_ram_mb: Mapped[int]
+    free_disk_mb: Mapped[int] = mapped_column(sa.BigInteger)
+    num_instances: Mapped[int]
+    num_io_ops: Mapped[int]
+    failed_builds: Mapped[int]
+    created_at: Mapped[datetime]
+    updated_at: Mapped[datetime]
+
+
+class Inventory(Base):
+    __tablename__ = "inventories"
+    __table_args__ = (
+        sa.CheckConstraint("total >= 1", name="total_positive"),
+        sa.CheckConstraint("reserved >= 0 AND reserved <= total", name="reserved_in_range"),
+        sa.CheckConstraint("min_unit >= 1 AND max_unit >= min_unit", name="units_valid"),
+        sa.CheckConstraint("step_size >= 1", name="step_size_positive"),
+        sa.CheckConstraint("allocation_ratio > 0", name="allocation_ratio_positive"),
+    )
+
+    provider_uuid: Mapped[str] = mapped_column(
+        sa.String(36), _fk("resource_providers.uuid", "CASCADE"), primary_key=True)
+    resource_class: Mapped[str] = mapped_column(sa.String(255), primary_key=True)
+    total: Mapped[int] = mapped_column(sa.BigInteger)
+    reserved: Mapped[int] = mapped_column(sa.BigInteger)
+    min_unit: Mapped[int] = mapped_column(sa.BigInteger)
+    max_unit: Mapped[int] = mapped_column(sa.BigInteger)
+    step_size: Mapped[int] = mapped_column(sa.BigInteger)
+    allocation_ratio: Mapped[float] = mapped_column(sa.Float)
+
+
+class Allocation(Base):
+    """What one consumer (an instance) holds of one class on one provider. A
+    provider holding allocations cannot be deleted (RESTRICT)."""
+
+    __tablename__ = "allocations"
+    __table_args__ = (
+        sa.Index(None, "provider_uuid", "resource_class"),
+        sa.CheckConstraint("used > 0", name="used_positive"),
+    )
+
+    consumer_uuid: Mapped[str] = mapped_column(sa.String(36), primary_key=True)
+    provider_uuid: Mapped[str] = mapped_column(
+        sa.String(36), _fk("resource_providers.uuid", "RESTRICT"), primary_key=True)
+    resource_class: Mapped[str] = mapped_column(sa.String(255), primary_key=True)
+    used: Mapped[int] = mapped_column(sa.BigInteger)
+    created_at: Mapped[datetime]
+
+
+class Aggregate(Base):
+    __tablename__ = "aggregates"
+    __table_args__ = (sa.UniqueConstraint("name"),)
+
+    id: Mapped[str] = mapped_column(sa.String(36), primary_key=True)
+    name: Mapped[str] = mapped_column(sa.String(255))
+    created_at: Mapped[datetime]
+
+
+class AggregateHost(Base):
+    __tablename__ = "aggregate_hosts"
+    __table_args__ = (sa.Index(None, "host"),)
+
+    aggregate_id: Mapped[str] = mapped_column(
+        sa.String(36), _fk("aggregates.id", "CASCADE"), primary_key=True)
+    host: Mapped[str] = mapped_column(sa.String(255), primary_key=True)
+
+
+class AggregateMetadata(Base):
+    __tablename__ = "aggregate_metadata"
+
+    aggregate_id: Mapped[str] = mapped_column(
+        sa.String(36), _fk("aggregates.id", "CASCADE"), primary_key=True)
+    key: Mapped[str] = mapped_column(sa.String(255), primary_key=True)
+    value: Mapped[str] = mapped_column(sa.String(255))
+
+
+class Trait(Base):
+    __tablename__ = "traits"
+
+    name: Mapped[str] = mapped_column(sa.String(255), primary_key=True)
+    created_at: Mapped[datetime]
+
+
+class ProviderTrait(Base):
+    __tablename__ = "provider_traits"
+    __table_args__ = (sa.Index(None, "trait_name"),)
+
+    provider_uuid: Mapped[str] = mapped_column(
+        sa.String(36), _fk("resource_providers.uuid", "CASCADE"), primary_key=True)
+    # A trait still carried by a provider cannot be deleted.
+    trait_name: Mapped[str] = mapped_column(
+        sa.String(255), _fk("traits.name", "RESTRICT"), primary_key=True)

@@ -1,0 +1,222 @@
+"""What the Database facade returns: frozen, plain values.
+
+They are copied out of the transaction that read them, so callers may keep them,
+pass them between threads and serialise them without touching a session.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any, Mapping
+
+from novalite.db.models import MAX_INT
+from novalite.db.states import api_status
+
+
+@dataclass(frozen=True)
+class Flavor:
+    id: str
+    name: str
+    vcpus: int
+    memory_mb: int
+    root_gb: int
+    ephemeral_gb: int
+    swap: int
+    is_public: bool
+    extra_specs: Mapping[str, str]
+    created_at: datetime
+    deleted_at: datetime | None
+
+
+@dataclass(frozen=True)
+class Image:
+    id: str
+    name: str
+    path: str
+    disk_format: str
+    size_bytes: int | None
+    properties: Mapping[str, Any]
+    created_at: datetime
+    deleted_at: datetime | None
+
+
+@dataclass(frozen=True)
+class Fault:
+    id: int
+    instance_id: str
+    code: int
+    message: str
+    details: Mapping[str, Any]
+    created_at: datetime
+
+
+@dataclass(frozen=True)
+class NewFault:
+    """A fault to record together with a state change (see update_instance)."""
+
+    code: int
+    message: str
+    details: Mapping[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class Instance:
+    id: str
+    name: str
+    project_id: str
+    user_id: str
+    flavor_id: str
+    image_id: str | None
+    vcpus: int
+    memory_mb: int
+    root_gb: int
+    ephemeral_gb: int
+    vm_state: str
+    task_state: str | None
+    power_state: int
+    host: str | None
+    node: str | None
+    availability_zone: str | None
+    metadata: Mapping[str, str]
+    reservation_id: str
+    launched_at: datetime | None
+    created_at: datetime
+    updated_at: datetime
+    deleted_at: datetime | None
+    attempts: int
+    group_id: str | None
+    fault: Fault | None = None  # the latest one, if any
+
+    @property
+    def status(self) -> str:
+        """The API status (BUILD, ACTIVE, REBOOT, SHUTOFF, ERROR, ...)."""
+        return api_status(self.vm_state, self.task_state)
+
+
+@dataclass(frozen=True)
+class InstancePage:
+    instances: list[Instance]
+    # Pass back as ``marker`` for the next page; None when this page is the last.
+    next_marker: str | None
+
+
+@dataclass(frozen=True)
+class ActionEvent:
+    id: int
+    action_id: int
+    event: str
+    start_time: datetime
+    finish_time: datetime | None
+    result: str | None
+    traceback: str | None
+
+
+@dataclass(frozen=True)
+class InstanceAction:
+    id: int
+    instance_id: str
+    action: str
+    request_id: str | None
+    user_id: str | None
+    project_id: str | None
+    start_time: datetime
+    finish_time: datetime | None
+    message: str | None
+    events: tuple[ActionEvent, ...] = ()
+
+
+@dataclass(frozen=True)
+class QuotaSet:
+    project_id: str
+    limits: Mapping[str, int]  # -1 is unlimited
+    usage: Mapping[str, int]
+
+
+@dataclass(frozen=True)
+class ServerGroup:
+    id: str
+    name: str
+    project_id: str
+    user_id: str
+    policy: str
+    max_server_per_host: int | None
+    members: tuple[str, ...]  # ids of live instances
+    hosts: frozenset[str]  # hosts those members are on
+    created_at: datetime
+
+
+@dataclass(frozen=True)
+class Service:
+    id: int
+    host: str
+    binary: str
+    endpoint: str | None
+    disabled: bool
+    disabled_reason: str | None
+    last_seen_up: datetime | None
+    created_at: datetime
+    is_up: bool  # heartbeat seen within service_down_time of the read
+
+
+@dataclass(frozen=True)
+class Inventory:
+    """One resource class on one provider, with Placement's defaults."""
+
+    total: int
+    reserved: int = 0
+    min_unit: int = 1
+    max_unit: int = MAX_INT
+    step_size: int = 1
+    allocation_ratio: float = 1.0
+
+    @property
+    def capacity(self) -> int:
+        """Placement's rule: int((total - reserved) * allocation_ratio)."""
+        return int((self.total - self.reserved) * self.allocation_ratio)
+
+
+@dataclass(frozen=True)
+class Host:
+    """A compute host: its resource provider, inventories, usage and the compute
+    agent's advisory view, as the scheduler loads it."""
+
+    uuid: str
+    name: str
+    generation: int
+    service_id: int | None
+    hypervisor_type: str | None
+    hypervisor_version: int | None
+    cpu_info: Mapping[str, Any]
+    supported_instances: list[Any]
+    availability_zone: str | None
+    vcpus_used: int
+    free_ram_mb: int
+    free_disk_mb: int
+    num_instances: int
+    num_io_ops: int
+    failed_builds: int
+    updated_at: datetime
+    inventories: Mapping[str, Inventory]
+    usage: Mapping[str, int]  # sum of allocations per resource class
+    traits: frozenset[str]
+    aggregates: frozenset[str]  # aggregate ids
+    service: Service | None
+
+
+@dataclass(frozen=True)
+class Allocation:
+    consumer_uuid: str
+    provider_uuid: str
+    resource_class: str
+    used: int
+    created_at: datetime
+
+
+@dataclass(frozen=True)
+class Aggregate:
+    id: str
+    name: str
+    hosts: frozenset[str]
+    metadata: Mapping[str, str]
+    created_at: datetime
