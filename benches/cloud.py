@@ -39,13 +39,14 @@ AGGREGATES = (
 )
 
 
-def columns(n: int, seed: int = 0) -> dict[str, np.ndarray]:
+def columns(n: int, seed: int = 0, fresh: bool = False) -> dict[str, np.ndarray]:
+    """Host columns; `fresh` hosts carry nothing yet."""
     rng = np.random.default_rng(seed)
     kind = rng.choice(3, size=n, p=[0.5, 0.35, 0.15])
     vcpus = np.array([32, 64, 128], dtype=np.int64)[kind]
     ram = np.array([131072, 262144, 524288], dtype=np.int64)[kind]
     disk = np.array([1000, 2000, 4000], dtype=np.int64)[kind]
-    used_frac = rng.uniform(0.0, 0.6, size=n)
+    used_frac = np.zeros(n) if fresh else rng.uniform(0.0, 0.6, size=n)
     vcpus_used = (vcpus * 4 * used_frac).astype(np.int64)
     ram_used = (ram * used_frac).astype(np.int64)
     disk_used = (disk * used_frac).astype(np.int64)
@@ -59,7 +60,7 @@ def columns(n: int, seed: int = 0) -> dict[str, np.ndarray]:
         "free_ram_mb": ram - 4096 - ram_used,
         "free_disk_mb": (disk - disk_used) * 1024,
         "num_instances": (used_frac * 20).astype(np.int64),
-        "num_io_ops": rng.integers(0, 4, size=n),
+        "num_io_ops": np.zeros(n, dtype=np.int64) if fresh else rng.integers(0, 4, size=n),
         "hypervisor_version": np.array([8000000, 9000000, 10000000], dtype=np.int64)[kind],
     }
 
@@ -73,9 +74,9 @@ def membership(n: int) -> list[list[str]]:
     return [["az-1" if i % 2 == 0 else "az-2"] + (["big"] if i % 20 == 0 else []) for i in range(n)]
 
 
-def rust_table(n: int, seed: int = 0) -> HostTable:
+def rust_table(n: int, seed: int = 0, fresh: bool = False) -> HostTable:
     table = HostTable(aggregates=AGGREGATES)
-    table.add_hosts(names(n), **columns(n, seed))
+    table.add_hosts(names(n), **columns(n, seed, fresh))
     for name, aggs in zip(names(n), membership(n)):
         for a in aggs:
             table.add_host_to_aggregate(a, name)

@@ -24,7 +24,7 @@ from typing import Any, Iterable, Mapping, Sequence
 import numpy as np
 import numpy.typing as npt
 
-from types import ModuleType
+from types import MappingProxyType, ModuleType
 
 from .config import ALL_WEIGHERS, AVAILABLE_FILTERS, DEFAULT_FILTERS, ConfigError, SchedulerConfig
 from .errors import (
@@ -278,12 +278,12 @@ class Scheduler:
         changes (a what-if). Raises ``NoValidHost`` with per-check rejection counts.
         """
         amounts, rejections, out = self._s.select(spec, claim, _seed(seed), return_alternates)
+        # every selection of a request carries the same (read-only) allocation
+        allocation = MappingProxyType(dict(amounts))
+        make = Selection._make
         selections: list[list[Selection]] = [
-            [
-                Selection(host=host, host_uuid=host_uuid, row=row, allocation=dict(amounts),
-                          availability_zone=az, cell=cell, weight=weight)
-                for row, host, host_uuid, weight, az, cell in picks
-            ]
+            [make((host, host_uuid, row, allocation, az, cell, weight))
+             for row, host, host_uuid, weight, az, cell in picks]
             for _uuid, picks in out
         ]
         return Placement(selections=selections, rejections=[(str(n), int(c)) for n, c in rejections])
