@@ -99,11 +99,11 @@ class Scheduler:
     def __new__(cls, table: HostTable, config: SchedulerConfig) -> Scheduler: ...
     def prepare(self, spec: RequestSpec | PreparedRequest) -> PreparedRequest: ...
     def filter(
-        self, spec: RequestSpec | PreparedRequest, index: int = 0
+        self, spec: RequestSpec | PreparedRequest, index: int | None = None
     ) -> tuple[npt.NDArray[np.bool_], list[tuple[str, int]]]:
         """(mask over all rows, [(check, hosts removed)])"""
 
-    def weigh(self, spec: RequestSpec | PreparedRequest, index: int = 0) -> npt.NDArray[np.float64]: ...
+    def weigh(self, spec: RequestSpec | PreparedRequest, index: int | None = None) -> npt.NDArray[np.float64]: ...
     def select(
         self,
         spec: RequestSpec | PreparedRequest,

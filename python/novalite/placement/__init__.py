@@ -81,26 +81,37 @@ _BOOL_COLUMNS = {"enabled", "up"}
 
 
 def _as_column(name: str, values: Any, n: int) -> npt.NDArray[Any]:
-    """Lists become arrays of the column's dtype; arrays must already have it (a
-    silent cast would hide a caller's mistake, e.g. fractional sizes)."""
+    """A column as the dtype it must have. A numpy array must already have it; a list
+    or scalar is converted only when that loses nothing: a fractional size, a string
+    or a bool in a numeric column is an error naming the column (integers are fine
+    for a float column)."""
     if name in _BOOL_COLUMNS:
         dtype: type = np.bool_
+        kinds = "b"
     elif name in _FLOAT_COLUMNS:
         dtype = np.float64
+        kinds = "fiu"
     else:
         dtype = np.int64
-    if np.isscalar(values):
-        return np.full(n, values, dtype=dtype)
-    if not isinstance(values, np.ndarray):
-        try:
-            values = np.asarray(values, dtype=dtype)
-        except (TypeError, ValueError, OverflowError) as e:
-            raise InvalidInput(f"column {name!r}: {e}") from None
-    if values.dtype != dtype:
+        kinds = "iu"
+    if isinstance(values, np.ndarray) and values.dtype != dtype:
+        # an array the caller built: its dtype is a statement, so it must be right
         raise InvalidInput(f"column {name!r} must be {np.dtype(dtype)}, got {values.dtype}")
-    if values.ndim != 1:
-        raise InvalidInput(f"column {name!r} must be 1-dimensional, got shape {values.shape}")
-    return np.ascontiguousarray(values)
+    try:
+        array = np.asarray(values)
+    except (TypeError, ValueError) as e:
+        raise InvalidInput(f"column {name!r}: {e}") from None
+    if array.ndim == 0:
+        array = np.full(n, array)
+    if array.dtype.kind not in kinds:
+        raise InvalidInput(f"column {name!r} must be {np.dtype(dtype)}, got {array.dtype}")
+    if array.ndim != 1:
+        raise InvalidInput(f"column {name!r} must be 1-dimensional, got shape {array.shape}")
+    if array.dtype != dtype:
+        if array.dtype.kind == "u" and array.size and int(array.max()) > np.iinfo(np.int64).max:
+            raise InvalidInput(f"column {name!r}: values too large for int64")
+        array = array.astype(dtype)
+    return np.ascontiguousarray(array)
 
 
 class HostTable:
@@ -152,7 +163,12 @@ class HostTable:
         for key, value in (("hypervisor_type", hypervisor_type), ("cell", cell)):
             if value is None:
                 continue
-            strings[key] = [value] * n if isinstance(value, str) else list(value)
+            if isinstance(value, str):
+                strings[key] = [value] * n
+            elif isinstance(value, (list, tuple, np.ndarray)) and all(isinstance(v, str) for v in value):
+                strings[key] = [str(v) for v in value]
+            else:
+                raise InvalidInput(f"{key} must be a string or a list of strings, got {type(value).__name__}")
         self._t.add_hosts(names, uuid_list, cols, strings)
 
     def __len__(self) -> int:

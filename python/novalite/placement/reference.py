@@ -356,6 +356,9 @@ class HostTable:
         if unknown:
             raise errors.InvalidInput(
                 f"update_host: unknown field {unknown[0]!r} (allowed: {', '.join(_UPDATABLE)})")
+        nulls = [f for f, v in fields.items() if v is None]
+        if nulls:
+            raise errors.InvalidInput(f"update_host: {nulls[0]} must not be None")
         validated = {f: _validate_view_field(f, v) for f, v in fields.items()}
         for f, v in validated.items():
             row.set_view(f, v)
@@ -399,7 +402,7 @@ class HostTable:
         self._aggregate(uuid)
         row = self._row(name)
         if uuid in row.aggregates:
-            raise errors.InvalidInput(f"host {name!r} is already in aggregate {uuid!r}")
+            return  # already a member: nothing changes (as the core does)
         row.aggregates.append(uuid)
         row.generation += 1
 
@@ -407,7 +410,7 @@ class HostTable:
         self._aggregate(uuid)
         row = self._row(name)
         if uuid not in row.aggregates:
-            raise errors.InvalidInput(f"host {name!r} is not in aggregate {uuid!r}")
+            return  # not a member: nothing changes
         row.aggregates.remove(uuid)
         row.generation += 1
 
@@ -564,6 +567,8 @@ class HostTable:
                 generations: Mapping[str, int] | None = None) -> dict[str, int]:
         _check_str("consumer", consumer, allow_empty=False)
         new = self._validate_allocations(allocations, allow_empty=True)
+        if not new and consumer not in self._allocations:
+            raise errors.UnknownConsumer(f"consumer {consumer!r} holds no allocations")
         self._check_generations(generations)
         return self._write(consumer, new)
 
@@ -952,6 +957,9 @@ class _Request:
                     required.add(key[len("trait:"):])
                 elif val == "forbidden":
                     forbidden.add(key[len("trait:"):])
+                else:
+                    raise errors.InvalidInput(
+                        f"flavor.extra_specs {key!r}: must be 'required' or 'forbidden', got {val!r}")
         self.resources = {rc: a for rc, a in amounts.items() if a > 0}
         if not self.resources:
             raise errors.InvalidInput("the request asks for no resources")
@@ -989,6 +997,9 @@ class _Request:
             self.group_members = frozenset(
                 _check_str_seq("instance_group.members", group.members))
             if group.max_server_per_host is not None:
+                if group.policy != "anti-affinity":
+                    raise errors.InvalidInput(
+                        "instance_group.max_server_per_host: only the anti-affinity policy takes rules")
                 self.max_server_per_host = _check_int(
                     "instance_group.max_server_per_host", group.max_server_per_host, 1)
         self.instance_uuid = self.uuids[0]

@@ -535,6 +535,7 @@ struct Batch<'p, 'a> {
     group_hosts_nonempty: bool,
     affinity_pending: bool,
     later_checks: Vec<&'p Check>,
+    alive_cache: std::cell::RefCell<Option<Vec<usize>>>,
 }
 
 impl<'p, 'a> Batch<'p, 'a> {
@@ -577,6 +578,7 @@ impl<'p, 'a> Batch<'p, 'a> {
             group_hosts_nonempty: plan.req.group.as_ref().is_some_and(|g| !g.hosts.is_empty()),
             affinity_pending: false,
             later_checks: plan.pass_checks(1),
+            alive_cache: std::cell::RefCell::new(None),
         };
         b.ext = (0..b.raw.len()).map(|k| b.scan(k)).collect();
         b.norms = b.current_norms();
@@ -591,22 +593,40 @@ impl<'p, 'a> Batch<'p, 'a> {
         let raw = &self.raw[k];
         let all_alive = self.n_alive == raw.len();
         let (mut lo, mut hi) = (f64::INFINITY, f64::NEG_INFINITY);
+        let (mut n_lo, mut n_hi) = (0usize, 0usize);
         if all_alive {
             (lo, hi) = super::weigh::min_max(raw);
+            for &x in raw {
+                n_lo += (x == lo) as usize;
+                n_hi += (x == hi) as usize;
+            }
         } else {
-            for (&x, &a) in raw.iter().zip(&self.alive) {
-                if a {
-                    lo = lo.min(x);
-                    hi = hi.max(x);
-                }
+            // few hosts left (an affinity group, a narrow pass): visit only those
+            let alive = self.alive_positions();
+            for &p in &alive {
+                lo = lo.min(raw[p]);
+                hi = hi.max(raw[p]);
+            }
+            for &p in &alive {
+                n_lo += (raw[p] == lo) as usize;
+                n_hi += (raw[p] == hi) as usize;
             }
         }
-        let (mut n_lo, mut n_hi) = (0usize, 0usize);
-        for (&x, &a) in raw.iter().zip(&self.alive) {
-            n_lo += (a && x == lo) as usize;
-            n_hi += (a && x == hi) as usize;
-        }
         Extremes { lo, n_lo, hi, n_hi }
+    }
+
+    /// The live positions, in order. Hosts only ever leave within a request, so the
+    /// list is kept and filtered rather than rebuilt from every position.
+    fn alive_positions(&self) -> Vec<usize> {
+        let mut cache = self.alive_cache.borrow_mut();
+        if cache.is_none() || cache.as_ref().is_some_and(|c| c.len() > 2 * self.n_alive + 16) {
+            let fresh: Vec<usize> = match cache.as_ref() {
+                Some(c) => c.iter().copied().filter(|&p| self.alive[p]).collect(),
+                None => (0..self.rows.len()).filter(|&p| self.alive[p]).collect(),
+            };
+            *cache = Some(fresh);
+        }
+        cache.as_ref().expect("just filled").iter().copied().filter(|&p| self.alive[p]).collect()
     }
 
     fn current_norms(&self) -> Vec<Norm> {
@@ -701,7 +721,7 @@ impl<'p, 'a> Batch<'p, 'a> {
         let checks = self.later_checks.clone();
         let mut counts = vec![0u64; checks.len()];
         let candidates: Vec<usize> = if self.plan.uuids_preexisting || self.affinity_pending {
-            (0..self.rows.len()).filter(|&p| self.alive[p]).collect()
+            self.alive_positions()
         } else {
             consumed.filter(|&p| self.alive[p]).into_iter().collect()
         };
@@ -816,7 +836,7 @@ impl<'p, 'a> Batch<'p, 'a> {
     /// and the common case stays linear.
     fn renormalise(&mut self, front: usize) {
         let old = self.wt.clone();
-        let alive: Vec<usize> = (0..self.rows.len()).filter(|&p| self.alive[p]).collect();
+        let alive: Vec<usize> = self.alive_positions();
         self.all_totals();
         let bits = |x: f64| if x == 0.0 { 0u64 } else { x.to_bits() };
         // new weight -> (an old weight seen, whether old weights differ)

@@ -673,8 +673,11 @@ impl Table {
         let mut uuids = HashSet::new();
         for h in hosts {
             self.validate_host(h)?;
-            if !names.insert(h.name.as_str()) || !uuids.insert(h.uuid.as_str()) {
-                return invalid(format!("host {:?} appears twice", h.name));
+            if !names.insert(h.name.as_str()) {
+                return invalid(format!("host name {:?} appears twice", h.name));
+            }
+            if !uuids.insert(h.uuid.as_str()) {
+                return invalid(format!("host uuid {:?} appears twice", h.uuid));
             }
         }
         for h in hosts {
@@ -1135,6 +1138,9 @@ impl Table {
         let mut out: Allocation = Vec::new();
         for (name, amounts) in alloc {
             let r = self.row(name)? as u32;
+            if amounts.is_empty() {
+                return invalid(format!("allocation on {name:?} must name at least one resource class"));
+            }
             let mut a = [0i64; N_RC];
             for (rc_name, amount) in amounts {
                 let rc = rc_index(rc_name)?;

@@ -491,7 +491,11 @@ impl HostTable {
     }
 
     #[pyo3(signature = (name, rc, inventory, generation=None))]
-    fn set_inventory(&self, py: Python<'_>, name: String, rc: String, inventory: &Bound<'_, PyAny>, generation: Option<i64>) -> PyResult<i64> {
+    fn set_inventory(&self, py: Python<'_>, name: String, rc: String, inventory: &Bound<'_, PyAny>, generation: Option<&Bound<'_, PyAny>>) -> PyResult<i64> {
+        let generation = match generation.filter(|g| !g.is_none()) {
+            Some(g) => Some(int(g, "generation")?),
+            None => None,
+        };
         let rc = rc_index(&rc).map_err(to_py)?;
         let inv = self::inventory(inventory, "inventory")?;
         let inner = self.inner.clone();
@@ -781,6 +785,12 @@ fn image_props(obj: &Bound<'_, PyAny>) -> PyResult<BTreeMap<String, String>> {
     Ok(out)
 }
 
+fn instance_index(obj: Option<&Bound<'_, PyAny>>) -> PyResult<usize> {
+    let Some(obj) = obj else { return Ok(0) };
+    let i = int(obj, "index")?;
+    usize::try_from(i).map_err(|_| bad(format!("index must be >= 0, got {i}")))
+}
+
 fn config_from(obj: &Bound<'_, PyAny>) -> PyResult<Config> {
     use crate::core::config::WeigherKind;
     let mut cfg = Config::default();
@@ -850,8 +860,9 @@ impl Scheduler {
     }
 
     /// (mask over all rows, [(check, hosts removed)])
-    #[pyo3(signature = (spec, index=0))]
-    fn filter<'py>(&self, py: Python<'py>, spec: &Bound<'py, PyAny>, index: usize) -> PyResult<(Bound<'py, PyAny>, Bound<'py, PyList>)> {
+    #[pyo3(signature = (spec, index=None))]
+    fn filter<'py>(&self, py: Python<'py>, spec: &Bound<'py, PyAny>, index: Option<&Bound<'py, PyAny>>) -> PyResult<(Bound<'py, PyAny>, Bound<'py, PyList>)> {
+        let index = instance_index(index)?;
         let req = self.request(py, spec)?;
         let (table, cfg) = (self.table.clone(), self.cfg.clone());
         let (mask, rejections) = detached(py, move || {
@@ -866,8 +877,9 @@ impl Scheduler {
         Ok((mask.into_pyarray(py).into_any(), PyList::new(py, rejections)?))
     }
 
-    #[pyo3(signature = (spec, index=0))]
-    fn weigh<'py>(&self, py: Python<'py>, spec: &Bound<'py, PyAny>, index: usize) -> PyResult<Bound<'py, PyArray1<f64>>> {
+    #[pyo3(signature = (spec, index=None))]
+    fn weigh<'py>(&self, py: Python<'py>, spec: &Bound<'py, PyAny>, index: Option<&Bound<'py, PyAny>>) -> PyResult<Bound<'py, PyArray1<f64>>> {
+        let index = instance_index(index)?;
         let req = self.request(py, spec)?;
         let (table, cfg) = (self.table.clone(), self.cfg.clone());
         let w = detached(py, move || select::weigh(&table.read(), &cfg, &req, index))?;
