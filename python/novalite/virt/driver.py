@@ -333,8 +333,10 @@ class LibvirtDriver:
         self._locks_guard = threading.Lock()
         self._instance_locks: weakref.WeakValueDictionary[str, Any] = weakref.WeakValueDictionary()
         self._node_host: dict[str, str] = {}
+        self._node_domains: dict[str, str] = {}
+        self._node_text = ("", "")
         if self.is_test:
-            self._node_host = self._read_node_host()
+            self._load_node_file()
         # fail early and clearly if libvirt is not there
         self._connection()
 
@@ -437,13 +439,27 @@ class LibvirtDriver:
             raise self._wrap(exc, instance_id, "lookup") from exc
 
     def _wrap(self, exc: BaseException, instance_id: str, action: str) -> DriverError:
+        """The DriverError for an exception raised while acting on an instance."""
         if isinstance(exc, DriverError):
             return exc
         if _is_libvirt_error(exc):
             if _error_code(exc) == VIR_ERR_NO_DOMAIN:
                 return InstanceNotFound(instance_id)
+            lost = self._lost(exc)
+            if lost is not None:
+                return lost
             return ActionFailed(instance_id, action, str(exc))
         raise exc
+
+    def _lost(self, exc: BaseException) -> HypervisorUnavailable | None:
+        """HypervisorUnavailable if the connection died under `exc` (it is dropped, the
+        next call reconnects), else None."""
+        with self._conn_lock:
+            conn = self._conn
+            if conn is None or self._alive(conn):
+                return None
+            self._drop(conn)
+        return HypervisorUnavailable(f"lost the connection to {self.uri}: {exc}")
 
     def _state(self, dom: _Domain) -> int:
         return int(dom.state()[0])
@@ -471,9 +487,9 @@ class LibvirtDriver:
         try:
             raw = dom.metadata(VIR_DOMAIN_METADATA_ELEMENT, INSTANCE_NS)
         except Exception as exc:
-            if _is_libvirt_error(exc):
-                return None  # no novalite metadata (or the domain just vanished)
-            raise
+            if _is_libvirt_error(exc) and _error_code(exc) == VIR_ERR_NO_DOMAIN_METADATA:
+                return None  # not made by novalite
+            raise  # a vanished domain or a lost connection: the caller decides
         try:
             return ET.fromstring(raw).get("id")
         except ET.ParseError:
@@ -551,15 +567,6 @@ class LibvirtDriver:
             p = p.parent
         return shutil.disk_usage(p).free // GIB
 
-    def _read_node_host(self) -> dict[str, str]:
-        assert self.node_path is not None
-        try:
-            root = ET.parse(self.node_path).getroot()
-        except (OSError, ET.ParseError) as exc:
-            raise HypervisorUnavailable(f"cannot read node file {self.node_path}: {exc}") from exc
-        host = root.find(f"{{{NODE_NS}}}host")
-        return dict(host.attrib) if host is not None else {}
-
     # -- instances -----------------------------------------------------------------------
 
     def instance_dir(self, instance_id: str) -> Path:
@@ -595,7 +602,7 @@ class LibvirtDriver:
             if self.is_test:
                 xml = self._test_domain_xml(instance_id, name, vcpus, memory_mb, root_gb)
                 self._define_and_start(instance_id, xml)
-                self._persist()
+                self._persist(instance_id)
                 return
             inst_dir = self.instance_dir(instance_id)
             try:
@@ -728,7 +735,7 @@ class LibvirtDriver:
             if not self.is_test:
                 shutil.rmtree(self.instance_dir(instance_id), ignore_errors=True)
             else:
-                self._persist()
+                self._persist(instance_id)
 
     def _hard_stop(self, dom: _Domain) -> None:
         """virDomainDestroy, retried: QEMU can take a moment to let go of its process."""
@@ -781,7 +788,7 @@ class LibvirtDriver:
             except Exception as exc:
                 raise self._wrap(exc, instance_id, "reboot") from exc
             finally:
-                self._persist()
+                self._persist(instance_id)
             return "hard"
 
     def power_off(self, instance_id: str, timeout: float | None = None) -> None:
@@ -804,7 +811,7 @@ class LibvirtDriver:
             try:
                 self._do(instance_id, "power_off", off)
             finally:
-                self._persist()
+                self._persist(instance_id)
 
     def power_on(self, instance_id: str) -> None:
         """Starts a stopped guest afresh (as Nova's power_on, any managed save image is
@@ -825,7 +832,7 @@ class LibvirtDriver:
             try:
                 self._do(instance_id, "power_on", on)
             finally:
-                self._persist()
+                self._persist(instance_id)
 
     def pause(self, instance_id: str) -> None:
         """Freezes the guest's vCPUs in memory (virDomainSuspend). Already paused: no-op."""
@@ -854,7 +861,7 @@ class LibvirtDriver:
             try:
                 self._do(instance_id, "suspend", save)
             finally:
-                self._persist()
+                self._persist(instance_id)
 
     def resume(self, instance_id: str) -> None:
         """Restores a suspended guest from its managed save image. Running: no-op."""
@@ -872,7 +879,7 @@ class LibvirtDriver:
             try:
                 self._do(instance_id, "resume", restore)
             finally:
-                self._persist()
+                self._persist(instance_id)
 
     def _simple(self, instance_id: str, action: str, done: set[int], allowed: set[int],
                 fn: Callable[[_Domain], object]) -> None:
@@ -892,7 +899,7 @@ class LibvirtDriver:
             try:
                 self._do(instance_id, action, run)
             finally:
-                self._persist()
+                self._persist(instance_id)
 
     def power_state(self, instance_id: str) -> PowerState:
         """Nova's power state of the instance's domain; InstanceNotFound if it has none."""
@@ -923,32 +930,65 @@ class LibvirtDriver:
                         continue
                     found[instance_id] = nova_power_state(self._state(dom))
                 except Exception as exc:
-                    if _is_libvirt_error(exc) and _error_code(exc) == VIR_ERR_NO_DOMAIN:
+                    if not _is_libvirt_error(exc):
+                        raise
+                    if _error_code(exc) == VIR_ERR_NO_DOMAIN:
                         continue  # destroyed while we were listing
-                    raise
+                    # never a partial answer: a missing instance would look deleted
+                    raise self._lost(exc) or DriverError(
+                        f"listing domains on {self.uri} failed: {exc}") from exc
             return found
 
     # -- test:/// persistence ------------------------------------------------------------
 
-    def _persist(self) -> None:
-        """test:///: writes the host's current domains back into its node file."""
+    def _persist(self, instance_id: str) -> None:
+        """test:///: writes the host's domains back into its node file after a change to
+        one instance. Each domain's XML is cached, so only the changed one is read from
+        libvirt; the file is rewritten atomically."""
         if not self.is_test or self.node_path is None:
             return
+        name = domain_name(instance_id)
         with self._test_lock:
-            root = ET.parse(self.node_path).getroot()
-            for old in root.findall("domain"):
-                root.remove(old)
-            for dom in self._call(lambda c: c.listAllDomains(0)):
+            try:
+                dom = self._call(lambda c: c.lookupByName(name))
+            except Exception as exc:
+                if not (_is_libvirt_error(exc) and _error_code(exc) == VIR_ERR_NO_DOMAIN):
+                    raise
+                self._node_domains.pop(name, None)
+            else:
                 el = ET.fromstring(dom.XMLDesc(0))
                 el.attrib.pop("id", None)
                 state = self._state(dom)
                 ET.SubElement(el, f"{{{TEST_NS}}}runstate").text = str(state)
                 if state == VIR_DOMAIN_SHUTOFF and dom.hasManagedSaveImage():
                     ET.SubElement(el, f"{{{TEST_NS}}}hasmanagedsave")
-                el.tail = "\n"
-                root.append(el)
-            text = ET.tostring(root, encoding="unicode")
-            _atomic_write(self.node_path, "<?xml version='1.0' encoding='UTF-8'?>\n" + text + "\n")
+                self._node_domains[name] = ET.tostring(el, encoding="unicode")
+            head, tail = self._node_text
+            _atomic_write(self.node_path,
+                          head + "\n".join(self._node_domains.values()) + tail)
+
+    def _load_node_file(self) -> None:
+        """Reads the node file once: the host's attributes, the text around its domains
+        and each domain's XML (what the test driver loads at every connection)."""
+        assert self.node_path is not None
+        try:
+            root = ET.parse(self.node_path).getroot()
+        except (OSError, ET.ParseError) as exc:
+            raise HypervisorUnavailable(f"cannot read node file {self.node_path}: {exc}") from exc
+        host = root.find(f"{{{NODE_NS}}}host")
+        self._node_host = dict(host.attrib) if host is not None else {}
+        for el in root.findall("domain"):
+            root.remove(el)
+            name = el.findtext("name") or ""
+            el.tail = None
+            self._node_domains[name] = ET.tostring(el, encoding="unicode")
+        text = ET.tostring(root, encoding="unicode")
+        cut = text.rindex("</node>") if text.endswith("</node>") else len(text)
+        if cut == len(text):  # an empty <node/>
+            text = text[: text.rindex("/>")] + "></node>"
+            cut = text.rindex("</node>")
+        self._node_text = ("<?xml version='1.0' encoding='UTF-8'?>\n" + text[:cut] + "\n",
+                           "\n" + text[cut:] + "\n")
 
 
 class _NullLock:
