@@ -20,7 +20,7 @@ test-core:
 	cargo test --no-default-features --release -q
 
 test-python:
-	$(PY) -m pytest -q
+	NOVALITE_TEST_POSTGRES_URL=$$(cat $(VENV)/postgres.url 2>/dev/null) $(PY) -m pytest -q
 
 ## Benchmarks (pytest-benchmark); figures go to benches/RESULTS.md by hand.
 bench: setup

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Installs what novalite needs, idempotently: a virtualenv in .venv with the
-# package (the Rust core built by maturin, release mode) and its test tools.
-# Re-running it only rebuilds what changed.
+# package (the Rust core built by maturin, release mode) and its test tools; and,
+# as root, the system parts: libvirt + QEMU (real guests) and a private PostgreSQL
+# server for the tests. Re-running it only rebuilds or restarts what changed.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -37,4 +38,11 @@ echo "setup: building the placement core (cargo, release)"
 # maturin develop installs the package editable into the venv; cargo only rebuilds on change
 VIRTUAL_ENV="$PWD/$VENV" PATH="$PWD/$VENV/bin:$PATH" maturin develop --release --quiet
 "$VENV/bin/python" -c "import novalite._placement" || { echo "setup: the placement core did not build" >&2; exit 1; }
+if [ "$(id -u)" -eq 0 ]; then
+    PYTHON="$VENV/bin/python" scripts/setup_libvirt.sh
+    VENV="$VENV" scripts/setup_postgres.sh
+else
+    echo "setup: not root: skipping libvirt/QEMU and PostgreSQL (run 'sudo make setup' for them;" \
+         "the tests that need them fail without them unless NOVALITE_SKIP_QEMU=1)" >&2
+fi
 echo "setup: ready ($VENV)"
