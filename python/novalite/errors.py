@@ -7,6 +7,8 @@ servicers needs to know about grpc.
 
 from __future__ import annotations
 
+from typing import Iterable
+
 
 class NovaliteError(Exception):
     """Base of every domain error."""
@@ -91,3 +93,26 @@ class QuotaExceeded(NovaliteError):
 
 class InvalidState(NovaliteError):
     """The thing exists but is not in a state that allows this operation."""
+
+
+class NoValidHost(NovaliteError):
+    """The scheduler found no host for (all of) a request.
+
+    ``rejections`` lists, in the order the checks ran, how many hosts each check
+    removed: ``(check, hosts)`` with check a Nova filter name or "Placement".
+    ``instance_index`` is the index of the instance that could not be placed.
+    """
+
+    def __init__(self, reason: str, rejections: Iterable[tuple[str, int]] = (),
+                 instance_index: int = 0) -> None:
+        super().__init__(reason)
+        self.reason = reason
+        self.rejections: list[tuple[str, int]] = [(str(c), int(n)) for c, n in rejections]
+        self.instance_index = int(instance_index)
+
+    def __reduce__(self) -> tuple[object, ...]:
+        return (type(self), (self.reason, self.rejections, self.instance_index))
+
+
+class Unavailable(NovaliteError):
+    """A service this request depends on cannot be reached now; retrying later may work."""
