@@ -18,7 +18,7 @@ import importlib
 import json
 import pkgutil
 from pathlib import Path
-from typing import Any, AsyncIterator, Awaitable, Callable
+from typing import Any, Awaitable, Callable
 
 import grpc
 import grpc.aio

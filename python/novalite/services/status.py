@@ -37,6 +37,7 @@ from google.rpc import error_details_pb2, status_pb2  # type: ignore[import-unty
 from novalite import errors
 from novalite.rpc.novalite.compute.v1 import faults_pb2
 from novalite.rpc.novalite.internal.v1 import scheduler_pb2
+from novalite.services.context import REQUEST_ID_METADATA
 
 DETAILS_METADATA = "grpc-status-details-bin"
 ERROR_DOMAIN = "novalite"
@@ -155,8 +156,6 @@ def _unpack(details: Sequence[any_pb2.Any], message: Message) -> bool:
 
 def request_id_of(error: grpc.RpcError) -> str | None:
     """The request id the server logged the failed call under."""
-    from novalite.services.context import REQUEST_ID_METADATA
-
     for key, value in _metadata_pairs(error):
         if key == REQUEST_ID_METADATA:
             return value.decode() if isinstance(value, bytes) else value
