@@ -47,14 +47,19 @@ EXPECTED_SERVICES: dict[str, dict[str, str]] = {
     "novalite.compute.v1.Hosts": {"ListHosts": UNARY, "EnableHost": UNARY, "DisableHost": UNARY},
     "novalite.compute.v1.Quotas": {"GetQuota": UNARY, "SetQuota": UNARY},
     "novalite.compute.v1.Tokens": {"CreateToken": UNARY},
+    "novalite.compute.v1.ServerGroups": {
+        "CreateServerGroup": UNARY, "GetServerGroup": UNARY, "ListServerGroups": UNARY,
+        "DeleteServerGroup": UNARY,
+    },
     "novalite.compute.v1.Images": {
         "CreateImage": UNARY, "ListImages": UNARY, "GetImage": UNARY, "DeleteImage": UNARY,
     },
     "novalite.internal.v1.Conductor": {
-        "BuildServers": UNARY, "ReportBuildResult": UNARY, "ServerAction": UNARY,
+        "BuildServers": UNARY, "ServerAction": UNARY,
     },
     "novalite.internal.v1.Scheduler": {
         "SelectDestinations": UNARY, "ReportHost": UNARY, "ReleaseAllocation": UNARY,
+        "ClaimAllocation": UNARY,
     },
     "novalite.internal.v1.ComputeAgent": {
         "BuildInstance": UNARY, "DeleteInstance": UNARY,

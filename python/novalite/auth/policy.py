@@ -84,15 +84,21 @@ POLICY: Mapping[str, frozenset[str]] = MappingProxyType({
         "CreateToken": ADMINS,
     }),
     # Internal services: the control plane calling itself.
+    **_service("novalite.compute.v1.ServerGroups", {
+        "CreateServerGroup": MEMBERS,
+        "GetServerGroup": MEMBERS,
+        "ListServerGroups": MEMBERS,
+        "DeleteServerGroup": MEMBERS,
+    }),
     **_service("novalite.internal.v1.Conductor", {
         "BuildServers": SERVICES,
-        "ReportBuildResult": SERVICES,
         "ServerAction": SERVICES,
     }),
     **_service("novalite.internal.v1.Scheduler", {
         "SelectDestinations": SERVICES,
         "ReportHost": SERVICES,
         "ReleaseAllocation": SERVICES,
+        "ClaimAllocation": SERVICES,
     }),
     **_service("novalite.internal.v1.ComputeAgent", {
         "BuildInstance": SERVICES,

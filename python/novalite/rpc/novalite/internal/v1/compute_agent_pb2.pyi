@@ -32,8 +32,10 @@ class BuildInstanceRequest(_message.Message):
     def __init__(self, server: _Optional[_Union[_servers_pb2.Server, _Mapping]] = ..., flavor: _Optional[_Union[_flavors_pb2.Flavor, _Mapping]] = ..., image: _Optional[_Union[_images_pb2.Image, _Mapping]] = ..., allocation: _Optional[_Mapping[str, int]] = ..., host: _Optional[str] = ...) -> None: ...
 
 class BuildInstanceResponse(_message.Message):
-    __slots__ = ()
-    def __init__(self) -> None: ...
+    __slots__ = ("power_state",)
+    POWER_STATE_FIELD_NUMBER: _ClassVar[int]
+    power_state: _states_pb2.PowerState
+    def __init__(self, power_state: _Optional[_Union[_states_pb2.PowerState, str]] = ...) -> None: ...
 
 class DeleteInstanceRequest(_message.Message):
     __slots__ = ("server_id", "host")

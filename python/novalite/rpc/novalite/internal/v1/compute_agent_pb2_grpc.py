@@ -93,11 +93,10 @@ class ComputeAgentServicer:
     """
 
     def BuildInstance(self, request, context):
-        """Claims the allocation locally (through the same placement core) and
-        returns as soon as the claim holds; the guest is built afterwards and the
-        outcome reported with Conductor.ReportBuildResult. A failed local claim is
-        RESOURCE_EXHAUSTED, so that the conductor moves to the next alternate at
-        once.
+        """Claims the allocation locally (through the same placement core), builds
+        and starts the guest, and returns its power state when it runs. A failed
+        local claim is RESOURCE_EXHAUSTED and a failed build INTERNAL, so that the
+        conductor releases the allocation and moves to the next alternate.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')

@@ -1,4 +1,3 @@
-from novalite.rpc.novalite.compute.v1 import faults_pb2 as _faults_pb2
 from novalite.rpc.novalite.internal.v1 import request_spec_pb2 as _request_spec_pb2
 from google.protobuf.internal import containers as _containers
 from google.protobuf.internal import enum_type_wrapper as _enum_type_wrapper
@@ -18,22 +17,6 @@ class BuildServersRequest(_message.Message):
     def __init__(self, request_spec: _Optional[_Union[_request_spec_pb2.RequestSpec, _Mapping]] = ..., server_ids: _Optional[_Iterable[str]] = ...) -> None: ...
 
 class BuildServersResponse(_message.Message):
-    __slots__ = ()
-    def __init__(self) -> None: ...
-
-class ReportBuildResultRequest(_message.Message):
-    __slots__ = ("server_id", "host", "ok", "fault")
-    SERVER_ID_FIELD_NUMBER: _ClassVar[int]
-    HOST_FIELD_NUMBER: _ClassVar[int]
-    OK_FIELD_NUMBER: _ClassVar[int]
-    FAULT_FIELD_NUMBER: _ClassVar[int]
-    server_id: str
-    host: str
-    ok: bool
-    fault: _faults_pb2.Fault
-    def __init__(self, server_id: _Optional[str] = ..., host: _Optional[str] = ..., ok: _Optional[bool] = ..., fault: _Optional[_Union[_faults_pb2.Fault, _Mapping]] = ...) -> None: ...
-
-class ReportBuildResultResponse(_message.Message):
     __slots__ = ()
     def __init__(self) -> None: ...
 

@@ -42,11 +42,6 @@ class ConductorStub:
                 request_serializer=novalite_dot_internal_dot_v1_dot_conductor__pb2.BuildServersRequest.SerializeToString,
                 response_deserializer=novalite_dot_internal_dot_v1_dot_conductor__pb2.BuildServersResponse.FromString,
                 _registered_method=True)
-        self.ReportBuildResult = channel.unary_unary(
-                '/novalite.internal.v1.Conductor/ReportBuildResult',
-                request_serializer=novalite_dot_internal_dot_v1_dot_conductor__pb2.ReportBuildResultRequest.SerializeToString,
-                response_deserializer=novalite_dot_internal_dot_v1_dot_conductor__pb2.ReportBuildResultResponse.FromString,
-                _registered_method=True)
         self.ServerAction = channel.unary_unary(
                 '/novalite.internal.v1.Conductor/ServerAction',
                 request_serializer=novalite_dot_internal_dot_v1_dot_conductor__pb2.ServerActionRequest.SerializeToString,
@@ -61,20 +56,11 @@ class ConductorServicer:
     """
 
     def BuildServers(self, request, context):
-        """From the API, after it committed the servers in BUILD / scheduling. Returns
-        once the request is accepted and durable (a restarted conductor resumes
-        it); the build itself runs afterwards: SelectDestinations, then
-        BuildInstance on each chosen host, trying the alternates when a build
-        fails, and ERROR with a fault after max_attempts or when no host fits.
-        """
-        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
-        context.set_details('Method not implemented!')
-        raise NotImplementedError('Method not implemented!')
-
-    def ReportBuildResult(self, request, context):
-        """From a compute agent, when a build it accepted finished: the conductor
-        commits ACTIVE / RUNNING, or releases the allocation and tries the next
-        alternate. Reporting the same result twice changes nothing.
+        """From the API, after it committed the servers in BUILD / scheduling (durable
+        before this is called). Returns once the request is accepted; the build
+        runs afterwards: SelectDestinations, then BuildInstance on each chosen host,
+        trying the alternates when a build fails, and ERROR with a fault after
+        max_attempts or when no host fits.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -96,11 +82,6 @@ def add_ConductorServicer_to_server(servicer, server):
                     servicer.BuildServers,
                     request_deserializer=novalite_dot_internal_dot_v1_dot_conductor__pb2.BuildServersRequest.FromString,
                     response_serializer=novalite_dot_internal_dot_v1_dot_conductor__pb2.BuildServersResponse.SerializeToString,
-            ),
-            'ReportBuildResult': grpc.unary_unary_rpc_method_handler(
-                    servicer.ReportBuildResult,
-                    request_deserializer=novalite_dot_internal_dot_v1_dot_conductor__pb2.ReportBuildResultRequest.FromString,
-                    response_serializer=novalite_dot_internal_dot_v1_dot_conductor__pb2.ReportBuildResultResponse.SerializeToString,
             ),
             'ServerAction': grpc.unary_unary_rpc_method_handler(
                     servicer.ServerAction,
@@ -138,33 +119,6 @@ class Conductor:
             '/novalite.internal.v1.Conductor/BuildServers',
             novalite_dot_internal_dot_v1_dot_conductor__pb2.BuildServersRequest.SerializeToString,
             novalite_dot_internal_dot_v1_dot_conductor__pb2.BuildServersResponse.FromString,
-            options,
-            channel_credentials,
-            insecure,
-            call_credentials,
-            compression,
-            wait_for_ready,
-            timeout,
-            metadata,
-            _registered_method=True)
-
-    @staticmethod
-    def ReportBuildResult(request,
-            target,
-            options=(),
-            channel_credentials=None,
-            call_credentials=None,
-            insecure=False,
-            compression=None,
-            wait_for_ready=None,
-            timeout=None,
-            metadata=None):
-        return grpc.experimental.unary_unary(
-            request,
-            target,
-            '/novalite.internal.v1.Conductor/ReportBuildResult',
-            novalite_dot_internal_dot_v1_dot_conductor__pb2.ReportBuildResultRequest.SerializeToString,
-            novalite_dot_internal_dot_v1_dot_conductor__pb2.ReportBuildResultResponse.FromString,
             options,
             channel_credentials,
             insecure,

@@ -136,3 +136,26 @@ class ReleaseAllocationRequest(_message.Message):
 class ReleaseAllocationResponse(_message.Message):
     __slots__ = ()
     def __init__(self) -> None: ...
+
+class ClaimAllocationRequest(_message.Message):
+    __slots__ = ("instance_uuid", "host", "allocation")
+    class AllocationEntry(_message.Message):
+        __slots__ = ("key", "value")
+        KEY_FIELD_NUMBER: _ClassVar[int]
+        VALUE_FIELD_NUMBER: _ClassVar[int]
+        key: str
+        value: int
+        def __init__(self, key: _Optional[str] = ..., value: _Optional[int] = ...) -> None: ...
+    INSTANCE_UUID_FIELD_NUMBER: _ClassVar[int]
+    HOST_FIELD_NUMBER: _ClassVar[int]
+    ALLOCATION_FIELD_NUMBER: _ClassVar[int]
+    instance_uuid: str
+    host: str
+    allocation: _containers.ScalarMap[str, int]
+    def __init__(self, instance_uuid: _Optional[str] = ..., host: _Optional[str] = ..., allocation: _Optional[_Mapping[str, int]] = ...) -> None: ...
+
+class ClaimAllocationResponse(_message.Message):
+    __slots__ = ("claimed",)
+    CLAIMED_FIELD_NUMBER: _ClassVar[int]
+    claimed: bool
+    def __init__(self, claimed: _Optional[bool] = ...) -> None: ...

@@ -53,6 +53,11 @@ class SchedulerStub:
                 request_serializer=novalite_dot_internal_dot_v1_dot_scheduler__pb2.ReleaseAllocationRequest.SerializeToString,
                 response_deserializer=novalite_dot_internal_dot_v1_dot_scheduler__pb2.ReleaseAllocationResponse.FromString,
                 _registered_method=True)
+        self.ClaimAllocation = channel.unary_unary(
+                '/novalite.internal.v1.Scheduler/ClaimAllocation',
+                request_serializer=novalite_dot_internal_dot_v1_dot_scheduler__pb2.ClaimAllocationRequest.SerializeToString,
+                response_deserializer=novalite_dot_internal_dot_v1_dot_scheduler__pb2.ClaimAllocationResponse.FromString,
+                _registered_method=True)
 
 
 class SchedulerServicer:
@@ -93,6 +98,15 @@ class SchedulerServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def ClaimAllocation(self, request, context):
+        """Claims a specific host for an instance (an alternate, after a failed build):
+        written to the database with a compare-and-swap on the host's generation,
+        then in memory. `claimed` is false when it no longer fits.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_SchedulerServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -110,6 +124,11 @@ def add_SchedulerServicer_to_server(servicer, server):
                     servicer.ReleaseAllocation,
                     request_deserializer=novalite_dot_internal_dot_v1_dot_scheduler__pb2.ReleaseAllocationRequest.FromString,
                     response_serializer=novalite_dot_internal_dot_v1_dot_scheduler__pb2.ReleaseAllocationResponse.SerializeToString,
+            ),
+            'ClaimAllocation': grpc.unary_unary_rpc_method_handler(
+                    servicer.ClaimAllocation,
+                    request_deserializer=novalite_dot_internal_dot_v1_dot_scheduler__pb2.ClaimAllocationRequest.FromString,
+                    response_serializer=novalite_dot_internal_dot_v1_dot_scheduler__pb2.ClaimAllocationResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -197,6 +216,33 @@ class Scheduler:
             '/novalite.internal.v1.Scheduler/ReleaseAllocation',
             novalite_dot_internal_dot_v1_dot_scheduler__pb2.ReleaseAllocationRequest.SerializeToString,
             novalite_dot_internal_dot_v1_dot_scheduler__pb2.ReleaseAllocationResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ClaimAllocation(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/novalite.internal.v1.Scheduler/ClaimAllocation',
+            novalite_dot_internal_dot_v1_dot_scheduler__pb2.ClaimAllocationRequest.SerializeToString,
+            novalite_dot_internal_dot_v1_dot_scheduler__pb2.ClaimAllocationResponse.FromString,
             options,
             channel_credentials,
             insecure,
