@@ -1,13 +1,26 @@
-"""The `novalite` command."""
+"""The `novalite` command.
+
+    novalite up                      the whole cloud on this machine (one command)
+    novalite api|conductor|scheduler|compute    one service (several machines)
+    novalite server|flavor|host|quota|image|group ...   talk to a running cloud
+    novalite token create            sign a token with the cloud's secret
+    novalite placement-demo          the placement core alone, at scale
+"""
 
 from __future__ import annotations
 
 import argparse
+import os
+import signal
 import sys
-from typing import Sequence
+import time
+from pathlib import Path
+from typing import Any, Callable, Sequence
+
+SERVICE_NAMES = ("api", "conductor", "scheduler", "compute")
 
 
-def _positive(kind: str):  # type: ignore[no-untyped-def]
+def _positive(kind: str) -> Callable[[str], int]:
     def parse(text: str) -> int:
         try:
             value = int(text)
@@ -19,19 +32,82 @@ def _positive(kind: str):  # type: ignore[no-untyped-def]
     return parse
 
 
+def _csv(text: str) -> list[str]:
+    return [x for x in (p.strip() for p in text.split(",")) if x]
+
+
+def _add_settings_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--config", help="a TOML settings file (default: $NOVALITE_CONFIG)")
+    p.add_argument("--data-dir", help="where the database, secret and guests live")
+    p.add_argument("--database-url", help="e.g. postgresql+psycopg://user@host/db (default: SQLite in the data dir)")
+    p.add_argument("--listen", help="HOST:PORT to serve on (default from the settings)")
+
+
+def _settings(args: argparse.Namespace, service: str | None = None) -> Any:
+    from novalite.settings import load_settings
+
+    overrides: dict[str, Any] = {
+        "data_dir": getattr(args, "data_dir", None),
+        "database_url": getattr(args, "database_url", None),
+    }
+    if service is not None and getattr(args, "listen", None):
+        overrides[f"listen.{service}"] = args.listen
+    if service == "compute":
+        overrides["compute.virt_uri"] = args.virt_uri
+        overrides["compute.hosts"] = _csv(args.hosts) if args.hosts else None
+        overrides["compute.host_count"] = args.host_count
+    return load_settings(getattr(args, "config", None), overrides=overrides)
+
+
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
-        prog="novalite",
-        description="novalite: OpenStack Nova rebuilt lean and fast.",
-    )
+    parser = argparse.ArgumentParser(prog="novalite", description="novalite: OpenStack Nova rebuilt lean and fast.")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+
+    up = sub.add_parser("up", help="run the whole cloud on this machine",
+                        description="Start every service (each its own process) on loopback with SQLite in the "
+                                    "data directory and simulated hosts (plus this machine as a real host when "
+                                    "libvirtd can run guests), print the endpoints and an admin token, and run "
+                                    "until Ctrl-C.")
+    up.add_argument("--data-dir", default=None, help="default: ./novalite-data")
+    up.add_argument("--database-url")
+    up.add_argument("--hosts", type=_positive("--hosts"), default=20, help="simulated hosts (default 20)")
+    up.add_argument("--host-vcpus", type=_positive("--host-vcpus"), default=16)
+    up.add_argument("--host-memory-mb", type=_positive("--host-memory-mb"), default=65536)
+    up.add_argument("--host-disk-gb", type=_positive("--host-disk-gb"), default=1000)
+    real = up.add_mutually_exclusive_group()
+    real.add_argument("--real-host", dest="real_host", action="store_true", default=None,
+                      help="also run this machine as a real QEMU host (default: when libvirtd is reachable)")
+    real.add_argument("--no-real-host", dest="real_host", action="store_false")
+
+    for name in SERVICE_NAMES:
+        p = sub.add_parser(name, help=f"run the {name} service",
+                           description=f"Run the {name} service in the foreground until SIGTERM/SIGINT.")
+        _add_settings_arguments(p)
+        if name == "compute":
+            p.add_argument("--virt-uri", help="qemu:///system (real guests) or test:///default (simulated hosts)")
+            p.add_argument("--hosts", help="comma-separated host names this agent serves")
+            p.add_argument("--host-count", type=_positive("--host-count"), help="simulated hosts (without --hosts)")
+            p.add_argument("--fail-builds-on", type=_csv, default=[],
+                           help=argparse.SUPPRESS)  # test hook: builds on these hosts fail
+
+    token = sub.add_parser("token", help="tokens")
+    ts = token.add_subparsers(dest="token_command", metavar="ACTION", required=True)
+    tc = ts.add_parser("create", help="sign a token with the cloud's secret (needs read access to it)")
+    _add_settings_arguments(tc)
+    tc.add_argument("--project", required=True)
+    tc.add_argument("--user", required=True)
+    tc.add_argument("--roles", type=_csv, default=["member"], help="comma-separated: admin, member, service")
+    tc.add_argument("--ttl", type=_positive("--ttl"), default=3600, help="seconds (default 3600)")
+
+    from novalite.client.commands import register
+
+    register(sub, _positive)
+
     demo = sub.add_parser(
-        "placement-demo",
-        help="place thousands of servers on a simulated cloud with the placement core",
-        description="Build a table of simulated hosts, place servers of mixed flavors "
-                    "(some in server groups) with Nova's filters and weighers, and print "
-                    "a summary: hosts used, per-filter rejections, decisions per second.",
-    )
+        "placement-demo", help="place thousands of servers on a simulated cloud with the placement core",
+        description="Build a table of simulated hosts, place servers of mixed flavors (some in server groups) "
+                    "with Nova's filters and weighers, and print a summary: hosts used, per-filter "
+                    "rejections, decisions per second.")
     demo.add_argument("--hosts", type=_positive("--hosts"), default=100_000, help="simulated hosts (default 100000)")
     demo.add_argument("--servers", type=_positive("--servers"), default=10_000, help="servers to place (default 10000)")
     demo.add_argument("--seed", type=int, default=1, help="random seed (default 1)")
@@ -39,15 +115,100 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def run_service(name: str, args: argparse.Namespace) -> int:
+    settings = _settings(args, name)
+    if name == "api":
+        from novalite.api import service as api_service
+
+        api_service.main(settings)
+    elif name == "conductor":
+        from novalite.conductor import service as conductor_service
+
+        conductor_service.main(settings)
+    elif name == "scheduler":
+        from novalite.scheduler import service as scheduler_service
+
+        scheduler_service.main(settings)
+    else:
+        from novalite.compute import service as compute_service
+
+        compute_service.main(settings, fail_builds_on=frozenset(args.fail_builds_on))
+    return 0
+
+
+def run_up(args: argparse.Namespace) -> int:
+    from novalite.cloud import LocalCloud, libvirtd_reachable
+
+    data_dir = Path(args.data_dir or "novalite-data")
+    real = libvirtd_reachable() if args.real_host is None else args.real_host
+    cloud = LocalCloud(data_dir, hosts=args.hosts, host_vcpus=args.host_vcpus,
+                       host_memory_mb=args.host_memory_mb, host_disk_gb=args.host_disk_gb,
+                       database_url=args.database_url, real_host=real)
+    print(f"starting novalite in {cloud.data_dir} ({args.hosts} simulated hosts"
+          f"{' + this machine as a real QEMU host' if real else ''})", flush=True)
+    stop = {"now": False}
+    signal.signal(signal.SIGTERM, lambda *_: stop.update(now=True))
+    try:
+        cloud.start()
+    except (RuntimeError, TimeoutError) as e:
+        print(f"error: {e}", file=sys.stderr)
+        cloud.stop()
+        return 1
+    token = cloud.admin_token()
+    env_file = cloud.data_dir / "env"
+    env_file.write_text(f"export NOVALITE_API={cloud.endpoint('api')}\nexport NOVALITE_TOKEN={token}\n")
+    os.chmod(env_file, 0o600)
+    print("\nnovalite is up:")
+    for s in ("api", "conductor", "scheduler", "compute") + (("compute_real",) if real else ()):
+        print(f"  {s:<13} {cloud.endpoint(s)}   log: {cloud.data_dir / 'logs' / (s + '.log')}")
+    print(f"\nadmin token (also in {env_file}, `source` it):\n  export NOVALITE_API={cloud.endpoint('api')}\n"
+          f"  export NOVALITE_TOKEN={token}\n\nCtrl-C stops every service.", flush=True)
+    try:
+        while not stop["now"]:
+            for name, proc in cloud.processes.items():
+                if not proc.alive():
+                    print(f"error: {name} exited:\n{proc.log_tail()}", file=sys.stderr)
+                    stop["now"] = True
+            time.sleep(0.5)
+    except KeyboardInterrupt:
+        pass
+    print("stopping...", flush=True)
+    cloud.stop()
+    return 0
+
+
+def run_token(args: argparse.Namespace) -> int:
+    from novalite.auth.tokens import TokenSigner
+
+    settings = _settings(args)
+    print(TokenSigner(settings.secret).issue(args.project, args.user, args.roles, args.ttl))
+    return 0
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    if args.command == "placement-demo":
-        from novalite import placement_demo
+    from novalite.errors import NovaliteError
+    from novalite.settings import ConfigError
 
-        result = placement_demo.run(args.hosts, args.servers, args.seed, progress=not args.no_progress)
-        placement_demo.report(result)
-        return 0 if result.servers_placed == result.servers_requested else 1
-    return 2
+    try:
+        if args.command == "placement-demo":
+            from novalite import placement_demo
+
+            result = placement_demo.run(args.hosts, args.servers, args.seed, progress=not args.no_progress)
+            placement_demo.report(result)
+            return 0 if result.servers_placed == result.servers_requested else 1
+        if args.command == "up":
+            return run_up(args)
+        if args.command in SERVICE_NAMES:
+            return run_service(args.command, args)
+        if args.command == "token":
+            return run_token(args)
+        from novalite.client.commands import run
+
+        return run(args)
+    except (ConfigError, NovaliteError) as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
 
 
 if __name__ == "__main__":

@@ -1,0 +1,489 @@
+"""The user-facing client commands of `novalite` (server, flavor, host, quota, image,
+group): each one gRPC call or a few, over a channel that carries the user's token.
+
+Where: --api (or NOVALITE_API, default 127.0.0.1:8774). Who: --token (or
+NOVALITE_TOKEN). `novalite up` prints both and writes them to <data_dir>/env.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import time
+from typing import Any, Callable, Iterable, Sequence
+
+import grpc
+from google.protobuf.json_format import MessageToDict
+
+from novalite.rpc.novalite.compute.v1 import (
+    flavors_pb2,
+    flavors_pb2_grpc,
+    hosts_pb2,
+    hosts_pb2_grpc,
+    images_pb2,
+    images_pb2_grpc,
+    quotas_pb2,
+    quotas_pb2_grpc,
+    server_groups_pb2,
+    server_groups_pb2_grpc,
+    servers_pb2,
+    servers_pb2_grpc,
+)
+from novalite.services.client import sync_channel
+
+FINAL_STATUSES = {"ACTIVE", "ERROR", "SHUTOFF", "PAUSED", "SUSPENDED", "DELETED"}
+
+
+class CommandError(Exception):
+    """A failed command: printed as one line, exit status 1."""
+
+
+def _key_values(items: Sequence[str] | None, what: str) -> dict[str, str]:
+    out: dict[str, str] = {}
+    for item in items or ():
+        key, sep, value = item.partition("=")
+        if not sep or not key:
+            raise CommandError(f"{what}: expected KEY=VALUE, got {item!r}")
+        out[key] = value
+    return out
+
+
+def add_connection_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--api", default=None, metavar="HOST:PORT",
+                   help="the API endpoint (default: $NOVALITE_API or 127.0.0.1:8774)")
+    p.add_argument("--token", default=None, help="a bearer token (default: $NOVALITE_TOKEN)")
+    p.add_argument("--json", action="store_true", help="print JSON instead of a table")
+
+
+class Client:
+    def __init__(self, args: argparse.Namespace) -> None:
+        api = args.api or os.environ.get("NOVALITE_API") or "127.0.0.1:8774"
+        token = args.token or os.environ.get("NOVALITE_TOKEN")
+        if not token:
+            raise CommandError("no token: pass --token or set NOVALITE_TOKEN "
+                               "(novalite up prints one; novalite token create makes more)")
+        self.channel = sync_channel(api, token)
+        self.servers = servers_pb2_grpc.ServersStub(self.channel)
+        self.flavors = flavors_pb2_grpc.FlavorsStub(self.channel)
+        self.hosts = hosts_pb2_grpc.HostsStub(self.channel)
+        self.quotas = quotas_pb2_grpc.QuotasStub(self.channel)
+        self.images = images_pb2_grpc.ImagesStub(self.channel)
+        self.groups = server_groups_pb2_grpc.ServerGroupsStub(self.channel)
+        self.json = bool(args.json)
+
+
+def _print_table(rows: list[dict[str, Any]], columns: Sequence[str]) -> None:
+    if not rows:
+        print("(none)")
+        return
+    widths = {c: max(len(c), *(len(str(r.get(c, ""))) for r in rows)) for c in columns}
+    print("  ".join(c.upper().ljust(widths[c]) for c in columns))
+    for r in rows:
+        print("  ".join(str(r.get(c, "")).ljust(widths[c]) for c in columns))
+
+
+def _show(client: Client, message: Any, columns: Sequence[str] | None = None) -> None:
+    d = MessageToDict(message, preserving_proto_field_name=True)
+    if client.json:
+        print(json.dumps(d, indent=2, sort_keys=True))
+        return
+    for key in columns or sorted(d):
+        if key in d:
+            value = d[key]
+            print(f"{key:<20} {json.dumps(value) if isinstance(value, (dict, list)) else value}")
+
+
+def _list(client: Client, messages: Iterable[Any], columns: Sequence[str]) -> None:
+    rows = [MessageToDict(m, preserving_proto_field_name=True) for m in messages]
+    if client.json:
+        print(json.dumps(rows, indent=2, sort_keys=True))
+    else:
+        _print_table(rows, columns)
+
+
+# ---- servers ---------------------------------------------------------------------------
+
+def _resolve_flavor(client: Client, ref: str) -> str:
+    for f in client.flavors.ListFlavors(flavors_pb2.ListFlavorsRequest(page_size=1000)).flavors:
+        if ref in (f.id, f.name):
+            return f.id
+    raise CommandError(f"no flavor named or with id {ref!r} (novalite flavor list)")
+
+
+class Progress:
+    """A progress bar on stderr (only when it is a terminal, else a line a second)."""
+
+    def __init__(self, total: int, label: str) -> None:
+        self.total, self.label = total, label
+        self.tty = sys.stderr.isatty()
+        self.last = 0.0
+
+    def update(self, counts: dict[str, int], force: bool = False) -> None:
+        now = time.monotonic()
+        if not force and now - self.last < (0.1 if self.tty else 1.0):
+            return
+        self.last = now
+        done = sum(n for s, n in counts.items() if s in FINAL_STATUSES)
+        width = 30
+        filled = int(width * done / max(self.total, 1))
+        summary = " ".join(f"{s}:{n}" for s, n in sorted(counts.items()))
+        line = f"{self.label} [{'#' * filled}{'.' * (width - filled)}] {done}/{self.total} {summary}"
+        print(("\r" + line) if self.tty else line, end="" if self.tty else "\n", file=sys.stderr, flush=True)
+
+    def close(self) -> None:
+        if self.tty:
+            print(file=sys.stderr)
+
+
+def wait_for(client: Client, ids: Sequence[str], timeout: float, label: str = "waiting",
+             done: Callable[[str], bool] = lambda status: status in FINAL_STATUSES - {"DELETED"}) -> dict[str, Any]:
+    """Watch the servers until each one is done (ACTIVE or ERROR ...), with a progress
+    bar. Returns the last state of each."""
+    progress = Progress(len(ids), label)
+    latest: dict[str, Any] = {}
+    deadline = time.monotonic() + timeout
+    stream = client.servers.WatchServers(servers_pb2.WatchServersRequest(ids=list(ids)), timeout=timeout)
+    try:
+        for event in stream:
+            latest[event.server.id] = event.server
+            counts: dict[str, int] = {}
+            for s in latest.values():
+                counts[s.status] = counts.get(s.status, 0) + 1
+            progress.update(counts)
+            if len(latest) == len(ids) and all(done(s.status) for s in latest.values()):
+                progress.update(counts, force=True)
+                break
+            if time.monotonic() > deadline:
+                raise CommandError(f"timed out after {timeout:.0f} s")
+    except grpc.RpcError as e:
+        if e.code() == grpc.StatusCode.DEADLINE_EXCEEDED:
+            raise CommandError(f"timed out after {timeout:.0f} s") from None
+        raise
+    finally:
+        stream.cancel()
+        progress.close()
+    return latest
+
+
+def server_create(client: Client, a: argparse.Namespace) -> int:
+    req = servers_pb2.CreateServerRequest(
+        name=a.name, flavor_id=_resolve_flavor(client, a.flavor), image_id=a.image or "",
+        metadata=_key_values(a.meta, "--meta"))
+    count = a.count
+    req.min_count = a.min_count if a.min_count is not None else count
+    req.max_count = count
+    if a.availability_zone:
+        req.availability_zone = a.availability_zone
+    if a.group:
+        req.scheduler_hints.group = a.group
+    req.scheduler_hints.same_host.extend(a.same_host or [])
+    req.scheduler_hints.different_host.extend(a.different_host or [])
+    reply = client.servers.CreateServer(req)
+    ids = [s.id for s in reply.servers]
+    if not a.wait:
+        _list(client, reply.servers, ["id", "name", "status"])
+        return 0
+    final = wait_for(client, ids, a.timeout, label=f"building {len(ids)} server(s)")
+    _list(client, [final[i] for i in ids], ["id", "name", "status", "host"])
+    errors = [s for s in final.values() if s.status == "ERROR"]
+    for s in errors:
+        print(f"{s.id}: {s.fault.message}", file=sys.stderr)
+    return 1 if errors else 0
+
+
+def server_list(client: Client, a: argparse.Namespace) -> int:
+    req = servers_pb2.ListServersRequest(page_size=1000)
+    if a.status:
+        req.filters.status = a.status
+    if a.name:
+        req.filters.name = a.name
+    if a.host:
+        req.filters.host = a.host
+    if a.project:
+        req.filters.project_id = a.project
+    servers: list[Any] = []
+    while True:
+        reply = client.servers.ListServers(req)
+        servers.extend(reply.servers)
+        if not reply.next_page_token:
+            break
+        req.page_token = reply.next_page_token
+    _list(client, servers, ["id", "name", "status", "task_state", "power_state", "host"])
+    return 0
+
+
+def server_show(client: Client, a: argparse.Namespace) -> int:
+    _show(client, client.servers.GetServer(servers_pb2.GetServerRequest(id=a.id)))
+    return 0
+
+
+def server_delete(client: Client, a: argparse.Namespace) -> int:
+    for sid in a.ids:
+        client.servers.DeleteServer(servers_pb2.DeleteServerRequest(id=sid))
+    if a.wait:
+        wait_for(client, a.ids, a.timeout, label="deleting", done=lambda s: s == "DELETED")
+    return 0
+
+
+_ACTION_RPCS = {
+    "reboot": lambda c, a: c.servers.RebootServer(servers_pb2.RebootServerRequest(
+        id=a.id, type=servers_pb2.REBOOT_TYPE_HARD if a.hard else servers_pb2.REBOOT_TYPE_SOFT)),
+    "stop": lambda c, a: c.servers.StopServer(servers_pb2.StopServerRequest(id=a.id)),
+    "start": lambda c, a: c.servers.StartServer(servers_pb2.StartServerRequest(id=a.id)),
+    "pause": lambda c, a: c.servers.PauseServer(servers_pb2.PauseServerRequest(id=a.id)),
+    "unpause": lambda c, a: c.servers.UnpauseServer(servers_pb2.UnpauseServerRequest(id=a.id)),
+    "suspend": lambda c, a: c.servers.SuspendServer(servers_pb2.SuspendServerRequest(id=a.id)),
+    "resume": lambda c, a: c.servers.ResumeServer(servers_pb2.ResumeServerRequest(id=a.id)),
+}
+
+
+def server_action(client: Client, a: argparse.Namespace) -> int:
+    _ACTION_RPCS[a.action](client, a)
+    if a.wait:
+        final = wait_for(client, [a.id], a.timeout, label=a.action,
+                         done=lambda s: s in FINAL_STATUSES)
+        _show(client, final[a.id], ["id", "status", "vm_state", "task_state", "power_state"])
+    return 0
+
+
+# ---- flavors, hosts, quotas, images, groups -------------------------------------------------
+
+def flavor_create(client: Client, a: argparse.Namespace) -> int:
+    req = flavors_pb2.CreateFlavorRequest(name=a.name, vcpus=a.vcpus, memory_mb=a.ram, root_gb=a.disk,
+                                          ephemeral_gb=a.ephemeral, swap=a.swap,
+                                          extra_specs=_key_values(a.property, "--property"))
+    req.is_public = not a.private
+    _show(client, client.flavors.CreateFlavor(req))
+    return 0
+
+
+def flavor_list(client: Client, a: argparse.Namespace) -> int:
+    _list(client, client.flavors.ListFlavors(flavors_pb2.ListFlavorsRequest(page_size=1000)).flavors,
+          ["id", "name", "vcpus", "memory_mb", "root_gb", "ephemeral_gb", "swap"])
+    return 0
+
+
+def flavor_show(client: Client, a: argparse.Namespace) -> int:
+    _show(client, client.flavors.GetFlavor(flavors_pb2.GetFlavorRequest(id=_resolve_flavor(client, a.flavor))))
+    return 0
+
+
+def flavor_delete(client: Client, a: argparse.Namespace) -> int:
+    client.flavors.DeleteFlavor(flavors_pb2.DeleteFlavorRequest(id=_resolve_flavor(client, a.flavor)))
+    return 0
+
+
+def flavor_set(client: Client, a: argparse.Namespace) -> int:
+    _show(client, client.flavors.SetFlavorExtraSpecs(flavors_pb2.SetFlavorExtraSpecsRequest(
+        flavor_id=_resolve_flavor(client, a.flavor), extra_specs=_key_values(a.property, "--property"))))
+    return 0
+
+
+def host_list(client: Client, a: argparse.Namespace) -> int:
+    hosts = client.hosts.ListHosts(hosts_pb2.ListHostsRequest(page_size=1000)).hosts
+    if client.json:
+        _list(client, hosts, [])
+        return 0
+    rows = []
+    for h in hosts:
+        res = {r.resource_class: r for r in h.resources}
+        row: dict[str, Any] = {
+            "name": h.name, "state": hosts_pb2.ServiceState.Name(h.state).split("_")[-1].lower(),
+            "status": hosts_pb2.ServiceStatus.Name(h.status).split("_")[-1].lower(),
+            "instances": h.compute.num_instances, "zone": h.availability_zone}
+        for rc, label in (("VCPU", "vcpus"), ("MEMORY_MB", "ram_mb"), ("DISK_GB", "disk_gb")):
+            r = res.get(rc)
+            row[label] = f"{r.used}/{r.capacity}" if r else "-"
+        rows.append(row)
+    _print_table(rows, ["name", "state", "status", "vcpus", "ram_mb", "disk_gb", "instances", "zone"])
+    return 0
+
+
+def host_enable(client: Client, a: argparse.Namespace) -> int:
+    _show(client, client.hosts.EnableHost(hosts_pb2.EnableHostRequest(name=a.name)), ["name", "status"])
+    return 0
+
+
+def host_disable(client: Client, a: argparse.Namespace) -> int:
+    _show(client, client.hosts.DisableHost(hosts_pb2.DisableHostRequest(name=a.name, reason=a.reason or "")),
+          ["name", "status", "disabled_reason"])
+    return 0
+
+
+def quota_show(client: Client, a: argparse.Namespace) -> int:
+    _show(client, client.quotas.GetQuota(quotas_pb2.GetQuotaRequest(project_id=a.project or "")))
+    return 0
+
+
+def quota_set(client: Client, a: argparse.Namespace) -> int:
+    req = quotas_pb2.SetQuotaRequest(project_id=a.project)
+    for name in ("instances", "cores", "ram"):
+        value = getattr(a, name)
+        if value is not None:
+            setattr(req.limits, name, value)
+    _show(client, client.quotas.SetQuota(req))
+    return 0
+
+
+def image_create(client: Client, a: argparse.Namespace) -> int:
+    path = os.path.abspath(a.file)
+    req = images_pb2.CreateImageRequest(name=a.name, path=path, properties=_key_values(a.property, "--property"))
+    if a.disk_format:
+        req.disk_format = a.disk_format
+    _show(client, client.images.CreateImage(req))
+    return 0
+
+
+def image_list(client: Client, a: argparse.Namespace) -> int:
+    _list(client, client.images.ListImages(images_pb2.ListImagesRequest(page_size=1000)).images,
+          ["id", "name", "disk_format", "size_bytes", "path"])
+    return 0
+
+
+def image_show(client: Client, a: argparse.Namespace) -> int:
+    _show(client, client.images.GetImage(images_pb2.GetImageRequest(id=a.id)))
+    return 0
+
+
+def image_delete(client: Client, a: argparse.Namespace) -> int:
+    client.images.DeleteImage(images_pb2.DeleteImageRequest(id=a.id))
+    return 0
+
+
+def group_create(client: Client, a: argparse.Namespace) -> int:
+    req = server_groups_pb2.CreateServerGroupRequest(name=a.name, policy=a.policy)
+    if a.max_server_per_host is not None:
+        req.max_server_per_host = a.max_server_per_host
+    _show(client, client.groups.CreateServerGroup(req))
+    return 0
+
+
+def group_list(client: Client, a: argparse.Namespace) -> int:
+    _list(client, client.groups.ListServerGroups(server_groups_pb2.ListServerGroupsRequest()).server_groups,
+          ["id", "name", "policy", "members"])
+    return 0
+
+
+def group_delete(client: Client, a: argparse.Namespace) -> int:
+    client.groups.DeleteServerGroup(server_groups_pb2.DeleteServerGroupRequest(id=a.id))
+    return 0
+
+
+def register(sub: Any, positive: Callable[[str], Callable[[str], int]]) -> None:
+    """Add the client commands to the CLI's subparsers."""
+    def cmd(parent: Any, name: str, fn: Callable[[Client, argparse.Namespace], int], help: str) -> argparse.ArgumentParser:
+        p = parent.add_parser(name, help=help, description=help)
+        add_connection_arguments(p)
+        p.set_defaults(client_command=fn)
+        return p
+
+    server = sub.add_parser("server", help="create, list, show, delete servers and run actions on them")
+    ss = server.add_subparsers(dest="server_command", metavar="ACTION", required=True)
+    p = cmd(ss, "create", server_create, "create servers (a batch with --count)")
+    p.add_argument("name")
+    p.add_argument("--flavor", required=True, help="flavor name or id")
+    p.add_argument("--image", help="image id")
+    p.add_argument("--count", type=positive("--count"), default=1, help="how many servers (max_count)")
+    p.add_argument("--min-count", type=positive("--min-count"), default=None,
+                   help="create at least this many, as the quota allows (default: --count)")
+    p.add_argument("--availability-zone")
+    p.add_argument("--group", help="server group id (scheduler hint)")
+    p.add_argument("--same-host", action="append", metavar="SERVER_ID")
+    p.add_argument("--different-host", action="append", metavar="SERVER_ID")
+    p.add_argument("--meta", action="append", metavar="KEY=VALUE")
+    p.add_argument("--wait", action="store_true", help="show progress until every server is ACTIVE or ERROR")
+    p.add_argument("--timeout", type=float, default=600.0)
+    p = cmd(ss, "list", server_list, "list servers")
+    p.add_argument("--status")
+    p.add_argument("--name")
+    p.add_argument("--host", help="admin only")
+    p.add_argument("--project", help="admin only")
+    p = cmd(ss, "show", server_show, "show a server")
+    p.add_argument("id")
+    p = cmd(ss, "delete", server_delete, "delete servers")
+    p.add_argument("ids", nargs="+", metavar="ID")
+    p.add_argument("--wait", action="store_true")
+    p.add_argument("--timeout", type=float, default=300.0)
+    for action in _ACTION_RPCS:
+        p = cmd(ss, action, server_action, f"{action} a server")
+        p.add_argument("id")
+        if action == "reboot":
+            p.add_argument("--hard", action="store_true")
+        p.add_argument("--wait", action="store_true")
+        p.add_argument("--timeout", type=float, default=300.0)
+        p.set_defaults(action=action)
+
+    flavor = sub.add_parser("flavor", help="manage flavors (create/delete: admin)")
+    fs = flavor.add_subparsers(dest="flavor_command", metavar="ACTION", required=True)
+    p = cmd(fs, "create", flavor_create, "create a flavor")
+    p.add_argument("name")
+    p.add_argument("--vcpus", type=int, required=True)
+    p.add_argument("--ram", type=int, required=True, help="MiB")
+    p.add_argument("--disk", type=int, default=0, help="root disk, GiB")
+    p.add_argument("--ephemeral", type=int, default=0, help="GiB")
+    p.add_argument("--swap", type=int, default=0, help="MiB")
+    p.add_argument("--private", action="store_true")
+    p.add_argument("--property", action="append", metavar="KEY=VALUE", help="extra spec")
+    cmd(fs, "list", flavor_list, "list flavors")
+    for name, fn in (("show", flavor_show), ("delete", flavor_delete)):
+        p = cmd(fs, name, fn, f"{name} a flavor")
+        p.add_argument("flavor", help="name or id")
+    p = cmd(fs, "set", flavor_set, "set extra specs")
+    p.add_argument("flavor")
+    p.add_argument("--property", action="append", metavar="KEY=VALUE", required=True)
+
+    host = sub.add_parser("host", help="list, enable, disable compute hosts (admin)")
+    hs = host.add_subparsers(dest="host_command", metavar="ACTION", required=True)
+    cmd(hs, "list", host_list, "hosts with capacity and usage per resource class")
+    p = cmd(hs, "enable", host_enable, "enable a host")
+    p.add_argument("name")
+    p = cmd(hs, "disable", host_disable, "disable a host")
+    p.add_argument("name")
+    p.add_argument("--reason")
+
+    quota = sub.add_parser("quota", help="show and set quotas")
+    qs = quota.add_subparsers(dest="quota_command", metavar="ACTION", required=True)
+    p = cmd(qs, "show", quota_show, "a project's limits and usage")
+    p.add_argument("--project")
+    p = cmd(qs, "set", quota_set, "set a project's limits (admin)")
+    p.add_argument("project")
+    p.add_argument("--instances", type=int)
+    p.add_argument("--cores", type=int)
+    p.add_argument("--ram", type=int, help="MiB")
+
+    image = sub.add_parser("image", help="register and list images")
+    ims = image.add_subparsers(dest="image_command", metavar="ACTION", required=True)
+    p = cmd(ims, "create", image_create, "register a local qcow2 or raw file (admin)")
+    p.add_argument("name")
+    p.add_argument("--file", required=True)
+    p.add_argument("--disk-format", choices=["qcow2", "raw"])
+    p.add_argument("--property", action="append", metavar="KEY=VALUE",
+                   help="e.g. hw_architecture=x86_64, img_hv_type=qemu, hw_vm_mode=hvm")
+    cmd(ims, "list", image_list, "list images")
+    for name, fn in (("show", image_show), ("delete", image_delete)):
+        p = cmd(ims, name, fn, f"{name} an image")
+        p.add_argument("id")
+
+    group = sub.add_parser("group", help="server groups")
+    gs = group.add_subparsers(dest="group_command", metavar="ACTION", required=True)
+    p = cmd(gs, "create", group_create, "create a server group")
+    p.add_argument("name")
+    p.add_argument("--policy", required=True, choices=["affinity", "anti-affinity", "soft-affinity", "soft-anti-affinity"])
+    p.add_argument("--max-server-per-host", type=positive("--max-server-per-host"))
+    cmd(gs, "list", group_list, "list server groups")
+    p = cmd(gs, "delete", group_delete, "delete a server group")
+    p.add_argument("id")
+
+
+def run(args: argparse.Namespace) -> int:
+    try:
+        client = Client(args)
+        return int(args.client_command(client, args))
+    except grpc.RpcError as e:
+        print(f"error: {e.code().name}: {e.details()}", file=sys.stderr)  # type: ignore[attr-defined]
+        return 1
+    except CommandError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 1

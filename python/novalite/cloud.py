@@ -1,0 +1,229 @@
+"""A whole novalite cloud on one machine: each service its own process, talking
+gRPC over loopback, sharing one database (SQLite in the data directory by default).
+`novalite up` runs one; the end-to-end tests run them too."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Sequence
+
+from novalite.auth.tokens import ADMIN, MEMBER, TokenSigner
+from novalite.settings import load_or_create_secret
+
+SERVICES = ("compute", "scheduler", "conductor", "api")
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def libvirtd_reachable() -> bool:
+    """Whether real guests can run here (libvirtd answers on qemu:///system)."""
+    try:
+        import libvirt  # type: ignore[import-untyped]
+    except ImportError:
+        return False
+    try:
+        libvirt.registerErrorHandler(lambda *_: None, None)
+        conn = libvirt.open("qemu:///system")
+    except libvirt.libvirtError:
+        return False
+    conn.close()
+    return True
+
+
+@dataclass
+class Process:
+    name: str
+    args: list[str]
+    log: Path
+    popen: subprocess.Popen[bytes] | None = None
+
+    def alive(self) -> bool:
+        return self.popen is not None and self.popen.poll() is None
+
+    def log_tail(self, lines: int = 30) -> str:
+        try:
+            return "\n".join(self.log.read_text(errors="replace").splitlines()[-lines:])
+        except OSError:
+            return ""
+
+
+@dataclass
+class LocalCloud:
+    data_dir: Path
+    hosts: int = 20
+    host_vcpus: int = 16
+    host_memory_mb: int = 65536
+    host_disk_gb: int = 1000
+    database_url: str | None = None
+    real_host: bool = False
+    fail_builds_on: Sequence[str] = ()
+    report_interval: int = 10
+    python: str = sys.executable
+    ports: dict[str, int] = field(default_factory=dict)
+    processes: dict[str, Process] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        self.data_dir = Path(self.data_dir).resolve()
+        self.data_dir.mkdir(parents=True, exist_ok=True)
+        (self.data_dir / "logs").mkdir(exist_ok=True)
+        self.signer = TokenSigner(load_or_create_secret(self.data_dir / "secret.key"))
+
+    # ---- configuration -------------------------------------------------------------
+
+    @property
+    def config_path(self) -> Path:
+        return self.data_dir / "novalite.toml"
+
+    def endpoint(self, service: str) -> str:
+        return f"127.0.0.1:{self.ports[service]}"
+
+    def write_config(self) -> Path:
+        for name in (*SERVICES, "compute_real"):
+            self.ports.setdefault(name, free_port())
+        url = self.database_url or f"sqlite:///{self.data_dir / 'novalite.db'}"
+        lines = [
+            f'data_dir = "{self.data_dir}"',
+            f'database_url = "{url}"',
+            f"report_interval = {self.report_interval}",
+            'log_format = "json"',
+            "",
+            "[listen]",
+            *(f'{s} = "127.0.0.1:{self.ports[s]}"' for s in SERVICES),
+            "",
+            "[metrics_ports]",
+            *(f"{s} = 0" for s in SERVICES),
+            "",
+            "[compute]",
+            'virt_uri = "test:///default"',
+            f"host_count = {self.hosts}",
+            f"host_vcpus = {self.host_vcpus}",
+            f"host_memory_mb = {self.host_memory_mb}",
+            f"host_disk_gb = {self.host_disk_gb}",
+            "",
+        ]
+        self.config_path.write_text("\n".join(lines))
+        return self.config_path
+
+    # ---- tokens --------------------------------------------------------------------
+
+    def admin_token(self, ttl: int = 86400) -> str:
+        return self.signer.issue("admin", "admin", [ADMIN], ttl)
+
+    def member_token(self, project: str, user: str = "user", ttl: int = 86400) -> str:
+        return self.signer.issue(project, user, [MEMBER], ttl)
+
+    # ---- processes -----------------------------------------------------------------
+
+    def _command(self, service: str) -> list[str]:
+        args = [self.python, "-m", "novalite.cli", service, "--config", str(self.config_path)]
+        if service == "compute" and self.fail_builds_on:
+            args += ["--fail-builds-on", ",".join(self.fail_builds_on)]
+        return args
+
+    def start(self, timeout: float = 90.0) -> None:
+        self.write_config()
+        from novalite.db.database import Database
+
+        db = Database(self.database_url or f"sqlite:///{self.data_dir / 'novalite.db'}")
+        db.upgrade()
+        db.close()
+        order = list(SERVICES)
+        commands = {s: self._command(s) for s in order}
+        if self.real_host:
+            order.insert(1, "compute_real")
+            commands["compute_real"] = [
+                *self._command("compute"), "--virt-uri", "qemu:///system",
+                "--listen", self.endpoint("compute_real"), "--hosts", socket.gethostname()]
+        for service in order:
+            self.spawn(service, commands[service])
+            self.wait_serving(service, timeout)
+
+    def spawn(self, service: str, args: list[str]) -> Process:
+        log = self.data_dir / "logs" / f"{service}.log"
+        proc = Process(service, args, log)
+        env = dict(os.environ)
+        env.pop("NOVALITE_CONFIG", None)
+        with log.open("ab") as out:
+            proc.popen = subprocess.Popen(args, stdout=out, stderr=subprocess.STDOUT, env=env,
+                                          start_new_session=True)
+        self.processes[service] = proc
+        return proc
+
+    def wait_serving(self, service: str, timeout: float = 90.0) -> None:
+        import grpc
+        from grpc_health.v1 import health_pb2, health_pb2_grpc
+
+        proc = self.processes[service]
+        deadline = time.monotonic() + timeout
+        target = self.endpoint(service)
+        while time.monotonic() < deadline:
+            if not proc.alive():
+                raise RuntimeError(f"{service} exited (status {proc.popen.returncode if proc.popen else '?'}):\n"
+                                   f"{proc.log_tail()}")
+            try:
+                with grpc.insecure_channel(target) as ch:
+                    reply = health_pb2_grpc.HealthStub(ch).Check(health_pb2.HealthCheckRequest(), timeout=1)
+                if reply.status == health_pb2.HealthCheckResponse.SERVING:
+                    return
+            except grpc.RpcError:
+                pass
+            time.sleep(0.1)
+        raise TimeoutError(f"{service} did not start serving on {target} within {timeout:.0f} s:\n"
+                           f"{proc.log_tail()}")
+
+    def kill(self, service: str) -> None:
+        """kill -9, as a crash would."""
+        proc = self.processes[service]
+        if proc.popen is not None and proc.alive():
+            proc.popen.send_signal(signal.SIGKILL)
+            proc.popen.wait(10)
+
+    def restart(self, service: str, timeout: float = 90.0) -> None:
+        proc = self.processes[service]
+        if proc.alive():
+            self.stop_service(service)
+        self.spawn(service, proc.args)
+        self.wait_serving(service, timeout)
+
+    def stop_service(self, service: str, timeout: float = 30.0) -> None:
+        proc = self.processes.get(service)
+        if proc is None or proc.popen is None:
+            return
+        if proc.alive():
+            proc.popen.send_signal(signal.SIGTERM)
+            try:
+                proc.popen.wait(timeout)
+            except subprocess.TimeoutExpired:
+                proc.popen.kill()
+                proc.popen.wait(10)
+
+    def stop(self, timeout: float = 30.0) -> None:
+        """Stop every service, the API first (no new work), the agents last."""
+        for service in reversed(list(self.processes)):
+            self.stop_service(service, timeout)
+
+    def __enter__(self) -> "LocalCloud":
+        try:
+            self.start()
+        except BaseException:
+            self.stop()
+            raise
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+    def remove(self) -> None:
+        shutil.rmtree(self.data_dir, ignore_errors=True)

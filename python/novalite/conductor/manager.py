@@ -1,0 +1,311 @@
+"""The conductor's domain logic (no grpc here): it turns accepted server requests
+into running servers. It builds the request spec, asks the scheduler for
+destinations (a chosen host and alternates per server, the chosen one already
+claimed), asks the chosen host's compute agent to build, and on a failed build
+releases that host's claim and tries the next alternate, as Nova's conductor does.
+When no host is left the server goes to ERROR with a fault saying why."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from typing import Any, Mapping, Protocol, Sequence
+
+from novalite import errors
+from novalite.db import records
+from novalite.db.database import Database
+from novalite.db.states import PowerState, TaskState, VmState
+from novalite.placement import Flavor, Image, InstanceGroup, RequestSpec, Selection
+
+LOG = logging.getLogger(__name__)
+
+
+class BuildFailed(Exception):
+    """The compute agent could not build the server on that host."""
+
+
+class SchedulerAPI(Protocol):
+    async def select_destinations(self, spec: RequestSpec) -> list[list[Selection]]: ...
+    async def release(self, instance_uuid: str) -> None: ...
+    async def claim_alternate(self, instance_uuid: str, host: str,
+                              allocation: Mapping[str, int]) -> bool: ...
+
+
+class ComputeAPI(Protocol):
+    async def build(self, host: str, instance: records.Instance, flavor: records.Flavor,
+                    image: records.Image | None, allocation: Mapping[str, int]) -> int:
+        """Build and start; returns the power state. Raises BuildFailed."""
+        ...
+
+    async def delete(self, host: str, instance_id: str) -> None: ...
+
+    async def action(self, host: str, instance_id: str, action: str) -> int:
+        """A lifecycle action (reboot_soft, reboot_hard, stop, start, pause, unpause,
+        suspend, resume); returns the power state afterwards."""
+        ...
+
+
+@dataclass(frozen=True)
+class BuildRequest:
+    """What the API hands over: the servers it created (BUILDING/SCHEDULING, quota
+    already reserved) and the hints the user gave."""
+
+    server_ids: Sequence[str]
+    availability_zone: str | None = None
+    group_id: str | None = None
+    same_host: Sequence[str] = ()
+    different_host: Sequence[str] = ()
+    request_id: str | None = None
+
+
+def _now() -> datetime:
+    return datetime.now(timezone.utc)
+
+
+# The vm_state an action leaves a server in (Nova's compute manager).
+_FINAL_VM_STATE = {
+    "reboot_soft": VmState.ACTIVE, "reboot_hard": VmState.ACTIVE, "stop": VmState.STOPPED,
+    "start": VmState.ACTIVE, "pause": VmState.PAUSED, "unpause": VmState.ACTIVE,
+    "suspend": VmState.SUSPENDED, "resume": VmState.ACTIVE,
+}
+
+
+class ConductorManager:
+    def __init__(self, db: Database, scheduler: SchedulerAPI, compute: ComputeAPI) -> None:
+        self.db = db
+        self.scheduler = scheduler
+        self.compute = compute
+        self._tasks: set[asyncio.Task[None]] = set()
+
+    # ---- building ------------------------------------------------------------------
+
+    def accept(self, request: BuildRequest) -> None:
+        """Start building in the background; the caller may acknowledge at once (the
+        servers are already durable in BUILDING)."""
+        task = asyncio.get_running_loop().create_task(self.build(request))
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    async def drain(self, timeout: float | None = None) -> None:
+        """Wait for the builds in flight (graceful shutdown)."""
+        if self._tasks:
+            await asyncio.wait(list(self._tasks), timeout=timeout)
+
+    def request_spec(self, request: BuildRequest, instances: list[records.Instance]) -> RequestSpec:
+        first = instances[0]
+        flavor = self.db.get_flavor(first.flavor_id, include_deleted=True)
+        image = self.db.get_image(first.image_id, include_deleted=True) if first.image_id else None
+        group = None
+        if request.group_id:
+            g = self.db.get_server_group(request.group_id)
+            group = InstanceGroup(uuid=g.id, policy=g.policy,  # type: ignore[arg-type]
+                                  members=list(g.members), hosts=sorted(g.hosts),
+                                  max_server_per_host=g.max_server_per_host)
+        return RequestSpec(
+            flavor=Flavor(flavor.name, flavor.vcpus, flavor.memory_mb, flavor.root_gb,
+                          flavor.ephemeral_gb, flavor.swap, dict(flavor.extra_specs)),
+            instance_uuids=[i.id for i in instances],
+            image=Image(image.id, {k: str(v) for k, v in image.properties.items()}) if image else None,
+            project_id=first.project_id, user_id=first.user_id, instance_group=group,
+            same_host=list(request.same_host), different_host=list(request.different_host),
+            availability_zone=request.availability_zone,
+        )
+
+    async def build(self, request: BuildRequest) -> None:
+        try:
+            instances = [self.db.get_instance(i) for i in request.server_ids]
+        except errors.NotFound:
+            # deleted before we got to it: build what is left
+            instances = []
+            for i in request.server_ids:
+                try:
+                    instances.append(self.db.get_instance(i))
+                except errors.NotFound:
+                    pass
+        if not instances:
+            return
+        spec = self.request_spec(request, instances)
+        try:
+            selections = await self.scheduler.select_destinations(spec)
+        except errors.NoValidHost as e:
+            counts = ", ".join(f"{n} {c}" for c, n in e.rejections if n) or "no hosts"
+            message = f"No valid host was found. {counts}"
+            for inst in instances:
+                self._error(inst.id, message, {"rejections": [list(r) for r in e.rejections],
+                                               "instance_index": e.instance_index}, code=500)
+            return
+        except Exception as e:  # noqa: BLE001 - any scheduler failure becomes the fault
+            LOG.exception("scheduling failed for %s", request.server_ids)
+            for inst in instances:
+                self._error(inst.id, f"Scheduling failed: {e}", {}, code=500)
+            return
+        await asyncio.gather(*(self._build_one(inst, sels) for inst, sels in zip(instances, selections)))
+
+    async def _build_one(self, inst: records.Instance, selections: list[Selection]) -> None:
+        flavor = self.db.get_flavor(inst.flavor_id, include_deleted=True)
+        image = self.db.get_image(inst.image_id, include_deleted=True) if inst.image_id else None
+        alternates = list(selections[1:])
+        current: Selection | None = selections[0]
+        reasons: list[str] = []
+        while current is not None:
+            try:
+                applied = self.db.update_instance(
+                    inst.id, expected_vm_state=VmState.BUILDING, host=current.host,
+                    node=current.host, task_state=TaskState.SPAWNING,
+                    availability_zone=current.availability_zone, add_attempt=True)
+            except errors.NotFound:
+                applied = False
+            if not applied:
+                # deleted (or otherwise moved on) while we were scheduling
+                await self.scheduler.release(inst.id)
+                return
+            try:
+                power = await self.compute.build(current.host, inst, flavor, image, dict(current.allocation))
+            except BuildFailed as e:
+                reasons.append(f"{current.host}: {e}")
+                LOG.info("build of %s failed on %s: %s", inst.id, current.host, e)
+                await self.scheduler.release(inst.id)
+                current = await self._next_alternate(inst, alternates)
+                continue
+            done = self._try(lambda: self.db.update_instance(
+                inst.id, expected_vm_state=VmState.BUILDING, vm_state=VmState.ACTIVE,
+                task_state=None, power_state=power, launched_at=_now()))
+            if not done:
+                # deleted while building: the guest must not outlive its server
+                await self._quietly(self.compute.delete(current.host, inst.id))
+                await self.scheduler.release(inst.id)
+            self._finish_create(inst.id, None)
+            return
+        self._error(inst.id,
+                    "Exceeded maximum number of retries. Exhausted all hosts available "
+                    f"for retrying build failures for instance {inst.id}.",
+                    {"attempts": reasons}, code=500)
+
+    async def _next_alternate(self, inst: records.Instance, alternates: list[Selection]) -> Selection | None:
+        while alternates:
+            alt = alternates.pop(0)
+            if await self.scheduler.claim_alternate(inst.id, alt.host, dict(alt.allocation)):
+                return alt
+        return None
+
+    def _error(self, instance_id: str, message: str, details: Mapping[str, Any], *, code: int) -> None:
+        self._try(lambda: self.db.update_instance(
+            instance_id, vm_state=VmState.ERROR, task_state=None,
+            fault=records.NewFault(code=code, message=message, details=dict(details))))
+        self._finish_create(instance_id, message)
+
+    def _finish_create(self, instance_id: str, message: str | None) -> None:
+        try:
+            for action in self.db.list_instance_actions(instance_id):
+                if action.action == "create" and action.finish_time is None:
+                    self.db.finish_instance_action(action.id, message=message)
+        except errors.NotFound:
+            pass
+
+    @staticmethod
+    def _try(fn: Any) -> bool:
+        try:
+            return bool(fn())
+        except errors.NotFound:
+            return False
+
+    @staticmethod
+    async def _quietly(aw: Any) -> None:
+        try:
+            await aw
+        except Exception:  # noqa: BLE001 - best effort cleanup, logged
+            LOG.exception("cleanup failed")
+
+    # ---- lifecycle actions ---------------------------------------------------------
+
+    def run(self, coro: Any) -> None:
+        """Run an accepted action in the background (the API already acknowledged)."""
+        task = asyncio.get_running_loop().create_task(coro)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    async def server_action(self, instance_id: str, action: str, request_id: str | None = None) -> None:
+        """Carry out an action the API accepted (it set the task_state): on the
+        server's host, then commit the final state, as Nova's compute manager does.
+        A failure puts the task_state back and records a fault on the action."""
+        try:
+            inst = self.db.get_instance(instance_id)
+        except errors.NotFound:
+            return
+        record = self._action_record(instance_id, action, request_id)
+        event = self.db.start_action_event(record.id, f"compute_{action}") if record else None
+        final = _FINAL_VM_STATE[action]
+        try:
+            if not inst.host:
+                raise errors.InvalidState(f"server {instance_id} is on no host")
+            power = await self.compute.action(inst.host, instance_id, action)
+        except Exception as e:  # noqa: BLE001 - reported on the action and as a fault
+            LOG.warning("%s of %s failed: %s", action, instance_id, e)
+            self._try(lambda: self.db.update_instance(
+                instance_id, task_state=None,
+                fault=records.NewFault(500, f"{action} failed: {e}")))
+            if event is not None:
+                self.db.finish_action_event(event.id, result="Error", traceback=str(e))
+            if record is not None:
+                self.db.finish_instance_action(record.id, message=str(e))
+            return
+        self._try(lambda: self.db.update_instance(
+            instance_id, vm_state=final, task_state=None, power_state=power))
+        if event is not None:
+            self.db.finish_action_event(event.id, result="Success")
+        if record is not None:
+            self.db.finish_instance_action(record.id)
+
+    def _action_record(self, instance_id: str, action: str, request_id: str | None) -> records.InstanceAction | None:
+        """The instance action the API started for this request (or the latest
+        unfinished one of that kind)."""
+        try:
+            actions = self.db.list_instance_actions(instance_id)
+        except errors.NotFound:
+            return None
+        for a in reversed(actions):
+            if a.action == action and a.finish_time is None and (not request_id or a.request_id == request_id):
+                return a
+        return None
+
+    async def resume_interrupted(self) -> None:
+        """At start: builds a previous conductor accepted but did not finish. Those
+        not yet placed are scheduled again (their group and zone are on record; the
+        same/different-host hints are not); those caught mid-build go to ERROR."""
+        page = self.db.list_instances(vm_state=VmState.BUILDING, limit=1000)
+        pending: dict[str, list[records.Instance]] = {}
+        for inst in page.instances:
+            if inst.host is None and inst.task_state == TaskState.SCHEDULING:
+                pending.setdefault(inst.reservation_id, []).append(inst)
+            elif inst.host is not None:
+                self._error(inst.id, "Build interrupted by a conductor restart", {}, code=500)
+        for batch in pending.values():
+            first = batch[0]
+            self.accept(BuildRequest(server_ids=[i.id for i in batch], availability_zone=first.availability_zone,
+                                     group_id=first.group_id))
+
+    # ---- deleting ------------------------------------------------------------------
+
+    async def delete(self, instance_id: str) -> None:
+        """Delete a server: the guest on its host, then the record (which releases
+        quota and allocations), then the scheduler's copy of the claim."""
+        try:
+            inst = self.db.get_instance(instance_id)
+        except errors.NotFound:
+            return
+        self._try(lambda: self.db.update_instance(instance_id, task_state=TaskState.DELETING))
+        if inst.host:
+            try:
+                await self.compute.delete(inst.host, instance_id)
+            except Exception:  # noqa: BLE001 - an unreachable host must not keep the record
+                LOG.exception("deleting %s on %s failed; removing the record anyway", instance_id, inst.host)
+        try:
+            self.db.delete_instance(instance_id)
+        except errors.NotFound:
+            pass
+        await self.scheduler.release(instance_id)
+
+
+__all__ = ["BuildFailed", "BuildRequest", "ComputeAPI", "ConductorManager", "PowerState", "SchedulerAPI"]

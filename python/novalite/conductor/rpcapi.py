@@ -1,0 +1,63 @@
+"""The client side of the conductor service (the API calls it)."""
+
+from __future__ import annotations
+
+from typing import Sequence
+
+import grpc.aio
+
+from novalite.rpc.novalite.internal.v1 import conductor_pb2, conductor_pb2_grpc, request_spec_pb2
+from novalite.services.client import TokenSource, channel
+from novalite.services.status import domain_error
+
+ACTIONS = {
+    "delete": conductor_pb2.ServerActionRequest.ACTION_DELETE,
+    "reboot_soft": conductor_pb2.ServerActionRequest.ACTION_REBOOT_SOFT,
+    "reboot_hard": conductor_pb2.ServerActionRequest.ACTION_REBOOT_HARD,
+    "stop": conductor_pb2.ServerActionRequest.ACTION_STOP,
+    "start": conductor_pb2.ServerActionRequest.ACTION_START,
+    "pause": conductor_pb2.ServerActionRequest.ACTION_PAUSE,
+    "unpause": conductor_pb2.ServerActionRequest.ACTION_UNPAUSE,
+    "suspend": conductor_pb2.ServerActionRequest.ACTION_SUSPEND,
+    "resume": conductor_pb2.ServerActionRequest.ACTION_RESUME,
+}
+ACTION_NAMES = {v: k for k, v in ACTIONS.items()}
+
+
+class ConductorClient:
+    def __init__(self, target: str, token: TokenSource, *, timeout: float = 30.0) -> None:
+        self._channel = channel(target, token)
+        self._stub = conductor_pb2_grpc.ConductorStub(self._channel)
+        self._timeout = timeout
+
+    async def close(self) -> None:
+        await self._channel.close()
+
+    async def _call(self, coro):  # type: ignore[no-untyped-def]
+        try:
+            return await coro
+        except grpc.aio.AioRpcError as e:
+            err = domain_error(e)
+            if err is not None:
+                raise err from None
+            raise
+
+    async def build_servers(self, server_ids: Sequence[str], *, availability_zone: str | None,
+                            group_id: str | None, same_host: Sequence[str],
+                            different_host: Sequence[str], request_id: str) -> None:
+        spec = request_spec_pb2.RequestSpec(request_id=request_id, same_host=list(same_host),
+                                            different_host=list(different_host))
+        if availability_zone is not None:
+            spec.availability_zone = availability_zone
+        if group_id is not None:
+            spec.instance_group.uuid = group_id
+        await self._call(self._stub.BuildServers(
+            conductor_pb2.BuildServersRequest(request_spec=spec, server_ids=list(server_ids)),
+            timeout=self._timeout))
+
+    async def delete_server(self, server_id: str) -> None:
+        await self.server_action(server_id, "delete", "")
+
+    async def server_action(self, server_id: str, action: str, request_id: str) -> None:
+        await self._call(self._stub.ServerAction(conductor_pb2.ServerActionRequest(
+            id=server_id, action=ACTIONS[action], request_id=request_id), timeout=self._timeout))

@@ -1,0 +1,220 @@
+"""Conversions between protobuf messages and the domain (database records and the
+placement model), in one place so that every servicer and client stays thin and
+they all agree."""
+
+from __future__ import annotations
+
+import json
+from datetime import datetime, timezone
+from typing import Any, Iterable, Mapping
+
+from google.protobuf.timestamp_pb2 import Timestamp
+
+from novalite.db import records
+from novalite.db.states import PowerState, TaskState, VmState
+from novalite.placement import model
+from novalite.rpc.novalite.compute.v1 import (
+    faults_pb2,
+    flavors_pb2,
+    images_pb2,
+    server_groups_pb2,
+    servers_pb2,
+    states_pb2,
+)
+from novalite.rpc.novalite.internal.v1 import request_spec_pb2, scheduler_pb2
+
+# ---- states --------------------------------------------------------------------------
+
+_VM = {
+    VmState.BUILDING: states_pb2.VM_STATE_BUILDING, VmState.ACTIVE: states_pb2.VM_STATE_ACTIVE,
+    VmState.STOPPED: states_pb2.VM_STATE_STOPPED, VmState.PAUSED: states_pb2.VM_STATE_PAUSED,
+    VmState.SUSPENDED: states_pb2.VM_STATE_SUSPENDED, VmState.ERROR: states_pb2.VM_STATE_ERROR,
+    VmState.DELETED: states_pb2.VM_STATE_DELETED,
+}
+_TASK = {
+    None: states_pb2.TASK_STATE_NONE,
+    TaskState.SCHEDULING: states_pb2.TASK_STATE_SCHEDULING,
+    TaskState.NETWORKING: states_pb2.TASK_STATE_NETWORKING,
+    TaskState.BLOCK_DEVICE_MAPPING: states_pb2.TASK_STATE_BLOCK_DEVICE_MAPPING,
+    TaskState.SPAWNING: states_pb2.TASK_STATE_SPAWNING,
+    TaskState.DELETING: states_pb2.TASK_STATE_DELETING,
+    TaskState.REBOOTING: states_pb2.TASK_STATE_REBOOTING,
+    TaskState.REBOOTING_HARD: states_pb2.TASK_STATE_REBOOTING_HARD,
+    TaskState.POWERING_OFF: states_pb2.TASK_STATE_POWERING_OFF,
+    TaskState.POWERING_ON: states_pb2.TASK_STATE_POWERING_ON,
+    TaskState.PAUSING: states_pb2.TASK_STATE_PAUSING,
+    TaskState.UNPAUSING: states_pb2.TASK_STATE_UNPAUSING,
+    TaskState.SUSPENDING: states_pb2.TASK_STATE_SUSPENDING,
+    TaskState.RESUMING: states_pb2.TASK_STATE_RESUMING,
+}
+_TASK_BACK = {v: k for k, v in _TASK.items()}
+_VM_BACK = {v: k for k, v in _VM.items()}
+
+
+def vm_state(value: str) -> int:
+    return _VM.get(value, states_pb2.VM_STATE_UNSPECIFIED)
+
+
+def vm_state_name(value: int) -> str:
+    return _VM_BACK[value]
+
+
+def task_state(value: str | None) -> int:
+    return _TASK.get(value, states_pb2.TASK_STATE_NONE)
+
+
+def task_state_name(value: int) -> str | None:
+    return _TASK_BACK.get(value)
+
+
+def power_state(value: int) -> int:
+    # Nova's numbers are the enum's numbers
+    return int(value) if value in PowerState.NAMES else states_pb2.POWER_STATE_NOSTATE
+
+
+# ---- times -----------------------------------------------------------------------------
+
+def timestamp(value: datetime | None) -> Timestamp | None:
+    if value is None:
+        return None
+    ts = Timestamp()
+    ts.FromDatetime(value if value.tzinfo else value.replace(tzinfo=timezone.utc))
+    return ts
+
+
+def _set_time(message: Any, field: str, value: datetime | None) -> None:
+    ts = timestamp(value)
+    if ts is not None:
+        getattr(message, field).CopyFrom(ts)
+
+
+# ---- public API records ----------------------------------------------------------------
+
+def fault(f: records.Fault | None) -> faults_pb2.Fault | None:
+    if f is None:
+        return None
+    rejections = [faults_pb2.Rejection(check=str(c), hosts=int(n))
+                  for c, n in f.details.get("rejections", [])]
+    details = {k: v for k, v in f.details.items() if k != "rejections"}
+    out = faults_pb2.Fault(code=f.code, message=f.message,
+                           details=json.dumps(details, sort_keys=True) if details else "",
+                           rejections=rejections)
+    _set_time(out, "created_at", f.created_at)
+    return out
+
+
+def server(inst: records.Instance, *, show_host: bool) -> servers_pb2.Server:
+    out = servers_pb2.Server(
+        id=inst.id, name=inst.name, project_id=inst.project_id, user_id=inst.user_id,
+        flavor_id=inst.flavor_id, image_id=inst.image_id or "",
+        status="DELETED" if inst.deleted_at is not None else inst.status,
+        vm_state=vm_state(inst.vm_state if inst.deleted_at is None else VmState.DELETED),
+        task_state=task_state(inst.task_state), power_state=power_state(inst.power_state),
+        host=(inst.host or "") if show_host else "",
+        availability_zone=inst.availability_zone or "", metadata=dict(inst.metadata))
+    _set_time(out, "created_at", inst.created_at)
+    _set_time(out, "updated_at", inst.updated_at)
+    _set_time(out, "launched_at", inst.launched_at)
+    f = fault(inst.fault)
+    if f is not None:
+        out.fault.CopyFrom(f)
+    return out
+
+
+def flavor(f: records.Flavor) -> flavors_pb2.Flavor:
+    out = flavors_pb2.Flavor(id=f.id, name=f.name, vcpus=f.vcpus, memory_mb=f.memory_mb,
+                             root_gb=f.root_gb, ephemeral_gb=f.ephemeral_gb, swap=f.swap,
+                             is_public=f.is_public, extra_specs=dict(f.extra_specs))
+    _set_time(out, "created_at", f.created_at)
+    return out
+
+
+def image(i: records.Image) -> images_pb2.Image:
+    out = images_pb2.Image(id=i.id, name=i.name, path=i.path, disk_format=i.disk_format,
+                           size_bytes=i.size_bytes or 0,
+                           properties={k: str(v) for k, v in i.properties.items()})
+    _set_time(out, "created_at", i.created_at)
+    return out
+
+
+def server_group(g: records.ServerGroup) -> server_groups_pb2.ServerGroup:
+    out = server_groups_pb2.ServerGroup(id=g.id, name=g.name, project_id=g.project_id,
+                                        policy=g.policy, members=list(g.members))
+    if g.max_server_per_host is not None:
+        out.max_server_per_host = g.max_server_per_host
+    _set_time(out, "created_at", g.created_at)
+    return out
+
+
+# ---- internal: request specs and selections --------------------------------------------
+
+def request_spec_to_proto(spec: model.RequestSpec, request_id: str = "") -> request_spec_pb2.RequestSpec:
+    f = spec.flavor
+    out = request_spec_pb2.RequestSpec(
+        request_id=request_id, project_id=spec.project_id, user_id=spec.user_id,
+        flavor=flavors_pb2.Flavor(name=f.name, vcpus=f.vcpus, memory_mb=f.memory_mb,
+                                  root_gb=f.root_gb, ephemeral_gb=f.ephemeral_gb, swap=f.swap,
+                                  extra_specs=dict(f.extra_specs)),
+        same_host=list(spec.same_host), different_host=list(spec.different_host),
+        force_hosts=list(spec.force_hosts), force_nodes=list(spec.force_nodes),
+        ignore_hosts=list(spec.ignore_hosts))
+    if spec.image is not None:
+        out.image.CopyFrom(images_pb2.Image(id=spec.image.id or "",
+                                            properties=dict(spec.image.properties)))
+    if spec.availability_zone is not None:
+        out.availability_zone = spec.availability_zone
+    g = spec.instance_group
+    if g is not None:
+        out.instance_group.CopyFrom(request_spec_pb2.InstanceGroup(
+            uuid=g.uuid, policy=g.policy, members=list(g.members), hosts=list(g.hosts)))
+        if g.max_server_per_host is not None:
+            out.instance_group.max_server_per_host = g.max_server_per_host
+    return out
+
+
+def request_spec_from_proto(p: request_spec_pb2.RequestSpec,
+                            instance_uuids: Iterable[str]) -> model.RequestSpec:
+    f = p.flavor
+    group = None
+    if p.HasField("instance_group") and p.instance_group.uuid:
+        g = p.instance_group
+        group = model.InstanceGroup(
+            uuid=g.uuid, policy=g.policy,  # type: ignore[arg-type]  # the core validates it
+            members=list(g.members), hosts=list(g.hosts),
+            max_server_per_host=g.max_server_per_host if g.HasField("max_server_per_host") else None)
+    image = None
+    if p.HasField("image") and (p.image.id or p.image.properties):
+        image = model.Image(p.image.id or None, dict(p.image.properties))
+    return model.RequestSpec(
+        flavor=model.Flavor(f.name, f.vcpus, f.memory_mb, f.root_gb, f.ephemeral_gb, f.swap,
+                            dict(f.extra_specs)),
+        instance_uuids=list(instance_uuids), image=image, project_id=p.project_id,
+        user_id=p.user_id, instance_group=group, same_host=list(p.same_host),
+        different_host=list(p.different_host),
+        availability_zone=p.availability_zone if p.HasField("availability_zone") else None,
+        force_hosts=list(p.force_hosts), force_nodes=list(p.force_nodes),
+        ignore_hosts=list(p.ignore_hosts))
+
+
+def selections_to_proto(uuids: Iterable[str],
+                        selections: Iterable[list[model.Selection]]) -> scheduler_pb2.SelectDestinationsResponse:
+    out = scheduler_pb2.SelectDestinationsResponse()
+    for uuid, sels in zip(uuids, selections):
+        out.selections.append(scheduler_pb2.InstanceSelection(
+            instance_uuid=uuid,
+            hosts=[scheduler_pb2.Selection(host=s.host, host_uuid=s.host_uuid,
+                                           allocation=dict(s.allocation),
+                                           availability_zone=s.availability_zone,
+                                           weight=s.weight) for s in sels]))
+    return out
+
+
+def selections_from_proto(p: scheduler_pb2.SelectDestinationsResponse) -> list[list[model.Selection]]:
+    return [[model.Selection(host=s.host, host_uuid=s.host_uuid, row=-1,
+                             allocation=dict(s.allocation), availability_zone=s.availability_zone,
+                             cell="", weight=s.weight) for s in inst.hosts]
+            for inst in p.selections]
+
+
+def allocation(values: Mapping[str, int]) -> dict[str, int]:
+    return {str(k): int(v) for k, v in values.items()}

@@ -1,0 +1,310 @@
+"""The scheduler's domain logic (no grpc here).
+
+The scheduler keeps every host in the placement core's in-memory table, loaded from
+the database once at start and then updated host by host (a compute report, a
+conflict, a periodic service check) -- never rebuilt per request, which is what Nova
+spends 98-99% of its scheduling time on. A selection is worked out in memory, then
+written to the database as allocations with a compare-and-swap on each host's
+generation; a conflict (another scheduler replica, or a conductor claiming an
+alternate, got there first) refreshes the hosts involved and tries again. The
+database stays the truth; the table is a cache that cannot drift past a conflict.
+"""
+
+from __future__ import annotations
+
+import logging
+import random
+import threading
+from collections import defaultdict
+from typing import Iterable, Mapping
+
+from novalite import errors
+from novalite.db import records
+from novalite.db.database import Database
+from novalite.placement import (
+    Aggregate,
+    ConfigError,
+    Host,
+    HostTable,
+    Inventory,
+    NoValidHost,
+    PlacementError,
+    RequestSpec,
+    Scheduler,
+    SchedulerConfig,
+    Selection,
+)
+
+LOG = logging.getLogger(__name__)
+
+RESOURCE_CLASSES = ("VCPU", "MEMORY_MB", "DISK_GB")
+# Room to replay a host's existing allocations before its real inventory is set
+# (an inventory may have shrunk below what is already allocated).
+_LOAD_TOTAL = 2**31 - 1
+
+
+def _inventory(inv: records.Inventory | None) -> Inventory:
+    if inv is None:
+        return Inventory(total=0)
+    return Inventory(total=inv.total, reserved=inv.reserved,
+                     allocation_ratio=inv.allocation_ratio, min_unit=inv.min_unit,
+                     max_unit=inv.max_unit, step_size=inv.step_size)
+
+
+def _triples(value: Iterable[object]) -> list[tuple[str, str, str]]:
+    out = []
+    for t in value:
+        if isinstance(t, (list, tuple)) and len(t) == 3:
+            out.append((str(t[0]), str(t[1]), str(t[2])))
+    return out
+
+
+class SchedulerManager:
+    """Select destinations over the in-memory host table, claiming in the database."""
+
+    def __init__(self, db: Database, config: SchedulerConfig, *,
+                 service_down_time: float = 60.0, max_retries: int = 8,
+                 rng: random.Random | None = None) -> None:
+        self.db = db
+        self.config = config
+        self.service_down_time = service_down_time
+        self.max_retries = max_retries
+        self._rng = rng or random.Random()
+        self._lock = threading.RLock()
+        self.table = HostTable(default_availability_zone=config.default_availability_zone)
+        self.scheduler = Scheduler(self.table, config)
+        # what the database said last: host name -> (provider uuid, generation)
+        self._provider: dict[str, str] = {}
+        self._generation: dict[str, int] = {}
+        self._aggregates_seen: set[str] = set()
+        # who holds what, host by host (mirrors the table's ledger for quick syncs)
+        self._held: dict[str, dict[str, dict[str, int]]] = {}
+        self._by_host: dict[str, set[str]] = {}
+
+    # ---- loading and refreshing ----------------------------------------------------
+
+    def load(self) -> int:
+        """Load every host, its usage, aggregates and instances. Returns the count."""
+        with self._lock:
+            for agg in self.db.list_aggregates():
+                self._set_aggregate(agg)
+            hosts = self.db.list_hosts(service_down_time=self.service_down_time)
+            for h in hosts:
+                self._add_or_refresh(h)
+            LOG.info("loaded %d hosts", len(hosts))
+            return len(hosts)
+
+    def _set_aggregate(self, agg: records.Aggregate) -> None:
+        self.table.set_aggregate(Aggregate(agg.id, agg.name, dict(agg.metadata)))
+        self._aggregates_seen.add(agg.id)
+
+    def _model_host(self, h: records.Host, inventories: Mapping[str, Inventory]) -> Host:
+        up = h.service.is_up if h.service is not None else False
+        enabled = not h.service.disabled if h.service is not None else False
+        return Host(
+            name=h.name, uuid=h.uuid,
+            vcpu=inventories["VCPU"], memory_mb=inventories["MEMORY_MB"],
+            disk_gb=inventories["DISK_GB"],
+            vcpus_used=max(0, h.vcpus_used), free_ram_mb=h.free_ram_mb,
+            free_disk_mb=h.free_disk_mb, num_instances=max(0, h.num_instances),
+            num_io_ops=max(0, h.num_io_ops), failed_builds=max(0, h.failed_builds),
+            enabled=enabled, up=up,
+            hypervisor_type=h.hypervisor_type or "QEMU",
+            hypervisor_version=max(0, h.hypervisor_version or 0),
+            supported_instances=_triples(h.supported_instances),
+            cpu_info=dict(h.cpu_info), traits=sorted(h.traits),
+            aggregates=sorted(a for a in h.aggregates if a in self._aggregates_seen),
+        )
+
+    def _add_or_refresh(self, h: records.Host) -> None:
+        """Make the table's copy of one host match the database record: inventory,
+        usage (consumer by consumer), compute view, service state, instances."""
+        for agg in h.aggregates:
+            if agg not in self._aggregates_seen:
+                for a in self.db.list_aggregates():
+                    self._set_aggregate(a)
+                break
+        real = {rc: _inventory(h.inventories.get(rc)) for rc in RESOURCE_CLASSES}
+        allocations: dict[str, dict[str, int]] = defaultdict(dict)
+        for a in self.db.list_allocations(h.uuid):
+            allocations[a.consumer_uuid][a.resource_class] = a.used
+        known = h.name in self._provider
+        if not known:
+            roomy = {rc: Inventory(total=_LOAD_TOTAL) for rc in RESOURCE_CLASSES}
+            self.table.add_host(self._model_host(h, roomy))
+            for consumer, amounts in allocations.items():
+                self._replace_consumer(consumer, {h.name: amounts})
+        else:
+            host = self._model_host(h, real)
+            self.table.update_host(
+                h.name, vcpus_used=host.vcpus_used, free_ram_mb=host.free_ram_mb,
+                free_disk_mb=host.free_disk_mb, num_instances=host.num_instances,
+                num_io_ops=host.num_io_ops, failed_builds=host.failed_builds,
+                enabled=host.enabled, up=host.up, hypervisor_type=host.hypervisor_type,
+                hypervisor_version=host.hypervisor_version,
+                supported_instances=host.supported_instances, cpu_info=host.cpu_info,
+                traits=list(host.traits))
+            current = set(self.table.host_aggregates(h.name))
+            for agg in current - set(host.aggregates):
+                self.table.remove_host_from_aggregate(agg, h.name)
+            for agg in set(host.aggregates) - current:
+                self.table.add_host_to_aggregate(agg, h.name)
+            self._sync_consumers(h.name, allocations)
+        for rc in RESOURCE_CLASSES:
+            if self.table.inventory(h.name, rc) != real[rc]:
+                self.table.set_inventory(h.name, rc, real[rc])
+        self._provider[h.name] = h.uuid
+        self._generation[h.name] = h.generation
+
+    def _replace_consumer(self, consumer: str, allocation: Mapping[str, Mapping[str, int]]) -> None:
+        """Make a consumer hold exactly ``allocation`` in the table (what the database
+        says), even where that is over a capacity that has since shrunk."""
+        try:
+            self.table.replace(consumer, allocation)
+        except PlacementError:
+            # the database holds it already: replay it with room, then put the real
+            # inventory back (a shrink below usage is allowed; new claims then fail)
+            saved = {(h, rc): self.table.inventory(h, rc) for h in allocation for rc in RESOURCE_CLASSES}
+            for (h, rc) in saved:
+                self.table.set_inventory(h, rc, Inventory(total=_LOAD_TOTAL, max_unit=_LOAD_TOTAL))
+            try:
+                self.table.replace(consumer, allocation)
+            finally:
+                for (h, rc), inv in saved.items():
+                    self.table.set_inventory(h, rc, inv)
+        self._index(consumer, allocation)
+
+    def _index(self, consumer: str, allocation: Mapping[str, Mapping[str, int]] | None) -> None:
+        for host in self._held.pop(consumer, {}):
+            self._by_host.get(host, set()).discard(consumer)
+        if allocation:
+            self._held[consumer] = {h: dict(a) for h, a in allocation.items()}
+            for host in allocation:
+                self._by_host.setdefault(host, set()).add(consumer)
+
+    def _sync_consumers(self, host: str, db_allocations: Mapping[str, Mapping[str, int]]) -> None:
+        in_table = set(self._by_host.get(host, set()))
+        for consumer in in_table - set(db_allocations):
+            self.table.release(consumer)
+            self._index(consumer, None)
+        for consumer, amounts in db_allocations.items():
+            if self._held.get(consumer) != {host: dict(amounts)}:
+                self._replace_consumer(consumer, {host: amounts})
+
+    def refresh_host(self, name: str) -> None:
+        """Re-read one host from the database (a compute report, or a conflict)."""
+        with self._lock:
+            try:
+                h = self.db.get_host(name, service_down_time=self.service_down_time)
+            except errors.NotFound:
+                if name in self._provider:
+                    self._forget(name)
+                return
+            self._add_or_refresh(h)
+
+    def _forget(self, name: str) -> None:
+        for consumer in list(self._by_host.get(name, set())):
+            self.table.release(consumer)
+            self._index(consumer, None)
+        self.table.remove_host(name)
+        self._provider.pop(name, None)
+        self._generation.pop(name, None)
+
+    def refresh_services(self) -> None:
+        """Periodic: up/down and enabled/disabled of every compute service."""
+        with self._lock:
+            for svc in self.db.list_services(binary="compute", service_down_time=self.service_down_time):
+                if svc.host in self._provider:
+                    self.table.update_host(svc.host, up=svc.is_up, enabled=not svc.disabled)
+
+    def hosts(self) -> list[str]:
+        return self.table.host_names()
+
+    # ---- selecting -----------------------------------------------------------------
+
+    def select_destinations(self, spec: RequestSpec, *, return_alternates: bool = True) -> list[list[Selection]]:
+        """Nova's select_destinations: one list per instance, chosen host first, then
+        alternates; each chosen host's allocation is written to the database before
+        this returns. NoValidHost (domain error) carries the rejection counts."""
+        with self._lock:
+            for attempt in range(self.max_retries):
+                seed = self._rng.getrandbits(64)
+                try:
+                    dry = self.scheduler.select(spec, claim=False, seed=seed,
+                                                return_alternates=return_alternates)
+                except NoValidHost as e:
+                    raise errors.NoValidHost(str(e), e.rejections, e.instance_index) from None
+                except (PlacementError, ConfigError) as e:
+                    raise errors.Invalid("request_spec", str(e)) from None
+                conflicted = self._write_allocations(spec, dry.selections)
+                if not conflicted:
+                    # the same seed over the same table gives the same answer: apply it
+                    done = self.scheduler.select(spec, claim=True, seed=seed,
+                                                 return_alternates=return_alternates)
+                    assert [s[0].host for s in done.selections] == [s[0].host for s in dry.selections]
+                    for uuid, sels in zip(spec.instance_uuids, done.selections):
+                        self._index(uuid, {sels[0].host: dict(sels[0].allocation)})
+                    return done.selections
+                LOG.info("allocation conflict on %s (attempt %d); refreshing", sorted(conflicted), attempt + 1)
+                for host in conflicted:
+                    self.refresh_host(host)
+            raise errors.Conflict(f"could not claim resources after {self.max_retries} attempts "
+                                  "(hosts kept changing under the scheduler)")
+
+    def _write_allocations(self, spec: RequestSpec, selections: list[list[Selection]]) -> set[str]:
+        """Write each instance's allocation; on a conflict undo the ones written and
+        return the hosts to refresh (empty when everything was written)."""
+        written: list[str] = []
+        for uuid, sels in zip(spec.instance_uuids, selections):
+            chosen = sels[0]
+            provider = self._provider[chosen.host]
+            try:
+                generations = self.db.claim_allocations(
+                    uuid, {provider: dict(chosen.allocation)},
+                    generations={provider: self._generation[chosen.host]})
+            except (errors.GenerationConflict, errors.CapacityExceeded, errors.NotFound):
+                for done in written:
+                    self._note(self.db.release_allocations(done))
+                return {chosen.host} | {s[0].host for s in selections[:len(written)]}
+            self._note(generations)
+            written.append(uuid)
+        return set()
+
+    def _note(self, generations: Mapping[str, int]) -> None:
+        by_uuid = {u: n for n, u in self._provider.items()}
+        for provider, gen in generations.items():
+            if provider in by_uuid:
+                self._generation[by_uuid[provider]] = gen
+
+    def release(self, instance_uuid: str) -> None:
+        """A build failed or a server is gone: drop its allocation everywhere."""
+        with self._lock:
+            try:
+                self._note(self.db.release_allocations(instance_uuid))
+            except errors.NotFound:
+                pass
+            if instance_uuid in self._held:
+                self.table.release(instance_uuid)
+                self._index(instance_uuid, None)
+
+    def claim_alternate(self, instance_uuid: str, host: str, allocation: Mapping[str, int]) -> bool:
+        """Claim a specific host (an alternate) for an instance: in the database with
+        the compare-and-swap, then in memory. False when it no longer fits."""
+        with self._lock:
+            for _ in range(self.max_retries):
+                provider = self._provider.get(host)
+                if provider is None:
+                    return False
+                try:
+                    self._note(self.db.claim_allocations(
+                        instance_uuid, {provider: dict(allocation)},
+                        generations={provider: self._generation[host]}))
+                except errors.GenerationConflict:
+                    self.refresh_host(host)
+                    continue
+                except (errors.CapacityExceeded, errors.NotFound):
+                    self.refresh_host(host)
+                    return False
+                self._replace_consumer(instance_uuid, {host: allocation})
+                return True
+            return False
