@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import json
 from datetime import datetime, timezone
-from typing import Any, Iterable, Mapping
+from typing import Any, Iterable, Mapping, cast
 
 from google.protobuf.timestamp_pb2 import Timestamp
 
@@ -16,7 +16,9 @@ from novalite.placement import model
 from novalite.rpc.novalite.compute.v1 import (
     faults_pb2,
     flavors_pb2,
+    hosts_pb2,
     images_pb2,
+    quotas_pb2,
     server_groups_pb2,
     servers_pb2,
     states_pb2,
@@ -25,13 +27,13 @@ from novalite.rpc.novalite.internal.v1 import request_spec_pb2, scheduler_pb2
 
 # ---- states --------------------------------------------------------------------------
 
-_VM = {
+_VM: dict[str, states_pb2.VmState] = {
     VmState.BUILDING: states_pb2.VM_STATE_BUILDING, VmState.ACTIVE: states_pb2.VM_STATE_ACTIVE,
     VmState.STOPPED: states_pb2.VM_STATE_STOPPED, VmState.PAUSED: states_pb2.VM_STATE_PAUSED,
     VmState.SUSPENDED: states_pb2.VM_STATE_SUSPENDED, VmState.ERROR: states_pb2.VM_STATE_ERROR,
     VmState.DELETED: states_pb2.VM_STATE_DELETED,
 }
-_TASK = {
+_TASK: dict[str | None, states_pb2.TaskState] = {
     None: states_pb2.TASK_STATE_NONE,
     TaskState.SCHEDULING: states_pb2.TASK_STATE_SCHEDULING,
     TaskState.NETWORKING: states_pb2.TASK_STATE_NETWORKING,
@@ -47,11 +49,11 @@ _TASK = {
     TaskState.SUSPENDING: states_pb2.TASK_STATE_SUSPENDING,
     TaskState.RESUMING: states_pb2.TASK_STATE_RESUMING,
 }
-_TASK_BACK = {v: k for k, v in _TASK.items()}
-_VM_BACK = {v: k for k, v in _VM.items()}
+_TASK_BACK: dict[int, str | None] = {int(v): k for k, v in _TASK.items()}
+_VM_BACK: dict[int, str] = {int(v): k for k, v in _VM.items()}
 
 
-def vm_state(value: str) -> int:
+def vm_state(value: str) -> states_pb2.VmState:
     return _VM.get(value, states_pb2.VM_STATE_UNSPECIFIED)
 
 
@@ -59,7 +61,7 @@ def vm_state_name(value: int) -> str:
     return _VM_BACK[value]
 
 
-def task_state(value: str | None) -> int:
+def task_state(value: str | None) -> states_pb2.TaskState:
     return _TASK.get(value, states_pb2.TASK_STATE_NONE)
 
 
@@ -67,9 +69,11 @@ def task_state_name(value: int) -> str | None:
     return _TASK_BACK.get(value)
 
 
-def power_state(value: int) -> int:
+def power_state(value: int) -> states_pb2.PowerState:
     # Nova's numbers are the enum's numbers
-    return int(value) if value in PowerState.NAMES else states_pb2.POWER_STATE_NOSTATE
+    if value in PowerState.NAMES:
+        return cast(states_pb2.PowerState, int(value))
+    return states_pb2.POWER_STATE_NOSTATE
 
 
 # ---- times -----------------------------------------------------------------------------
@@ -90,20 +94,27 @@ def _set_time(message: Any, field: str, value: datetime | None) -> None:
 
 # ---- public API records ----------------------------------------------------------------
 
-def fault(f: records.Fault | None) -> faults_pb2.Fault | None:
+def fault(f: records.Fault | None, *, show_details: bool = True) -> faults_pb2.Fault | None:
+    """A server's fault. As in Nova, callers other than admins see the details of
+    a fault only when its code is not 500 (``show_details`` False hides them);
+    the rejection counts of a "no valid host" are shown to everyone."""
     if f is None:
         return None
     rejections = [faults_pb2.Rejection(check=str(c), hosts=int(n))
                   for c, n in f.details.get("rejections", [])]
     details = {k: v for k, v in f.details.items() if k != "rejections"}
+    visible = show_details or f.code != 500
     out = faults_pb2.Fault(code=f.code, message=f.message,
-                           details=json.dumps(details, sort_keys=True) if details else "",
+                           details=json.dumps(details, sort_keys=True) if details and visible else "",
                            rejections=rejections)
     _set_time(out, "created_at", f.created_at)
     return out
 
 
-def server(inst: records.Instance, *, show_host: bool) -> servers_pb2.Server:
+def server(inst: records.Instance, *, show_host: bool,
+           show_fault_details: bool | None = None) -> servers_pb2.Server:
+    """A server as the API shows it: ``show_host`` for admins (the host, and the
+    fault's details whatever its code, unless ``show_fault_details`` says)."""
     out = servers_pb2.Server(
         id=inst.id, name=inst.name, project_id=inst.project_id, user_id=inst.user_id,
         flavor_id=inst.flavor_id, image_id=inst.image_id or "",
@@ -115,9 +126,32 @@ def server(inst: records.Instance, *, show_host: bool) -> servers_pb2.Server:
     _set_time(out, "created_at", inst.created_at)
     _set_time(out, "updated_at", inst.updated_at)
     _set_time(out, "launched_at", inst.launched_at)
-    f = fault(inst.fault)
+    f = fault(inst.fault, show_details=show_host if show_fault_details is None else show_fault_details)
     if f is not None:
         out.fault.CopyFrom(f)
+    return out
+
+
+def server_event(inst: records.Instance, when: datetime, *, show_host: bool) -> servers_pb2.ServerEvent:
+    out = servers_pb2.ServerEvent(server=server(inst, show_host=show_host))
+    _set_time(out, "time", when)
+    return out
+
+
+def instance_action(a: records.InstanceAction, *, show_traceback: bool) -> servers_pb2.InstanceAction:
+    """One entry of a server's action log; event tracebacks only for admins."""
+    out = servers_pb2.InstanceAction(action=a.action, request_id=a.request_id or "",
+                                     user_id=a.user_id or "", project_id=a.project_id or "",
+                                     message=a.message or "")
+    _set_time(out, "start_time", a.start_time)
+    _set_time(out, "finish_time", a.finish_time)
+    for e in a.events:
+        event = servers_pb2.InstanceActionEvent(
+            event=e.event, result=e.result or "",
+            traceback=(e.traceback or "") if show_traceback else "")
+        _set_time(event, "start_time", e.start_time)
+        _set_time(event, "finish_time", e.finish_time)
+        out.events.append(event)
     return out
 
 
@@ -129,9 +163,10 @@ def flavor(f: records.Flavor) -> flavors_pb2.Flavor:
     return out
 
 
-def image(i: records.Image) -> images_pb2.Image:
-    out = images_pb2.Image(id=i.id, name=i.name, path=i.path, disk_format=i.disk_format,
-                           size_bytes=i.size_bytes or 0,
+def image(i: records.Image, *, show_path: bool = True) -> images_pb2.Image:
+    """An image; its path (a file on the compute hosts) for admins and services only."""
+    out = images_pb2.Image(id=i.id, name=i.name, path=i.path if show_path else "",
+                           disk_format=i.disk_format, size_bytes=i.size_bytes or 0,
                            properties={k: str(v) for k, v in i.properties.items()})
     _set_time(out, "created_at", i.created_at)
     return out
@@ -143,6 +178,40 @@ def server_group(g: records.ServerGroup) -> server_groups_pb2.ServerGroup:
     if g.max_server_per_host is not None:
         out.max_server_per_host = g.max_server_per_host
     _set_time(out, "created_at", g.created_at)
+    return out
+
+
+def quota(q: records.QuotaSet) -> quotas_pb2.Quota:
+    def amounts(values: Mapping[str, int]) -> quotas_pb2.QuotaSet:
+        return quotas_pb2.QuotaSet(instances=int(values.get("instances", 0)),
+                                   cores=int(values.get("cores", 0)), ram=int(values.get("ram", 0)))
+    return quotas_pb2.Quota(project_id=q.project_id, limits=amounts(q.limits),
+                            usage=amounts(q.usage))
+
+
+def host(h: records.Host, service: records.Service | None, availability_zone: str) -> hosts_pb2.Host:
+    """A compute host with its service's state and status, and per resource class
+    Placement's inventory and usage (capacity = floor((total - reserved) * ratio))."""
+    out = hosts_pb2.Host(
+        name=h.name, uuid=h.uuid,
+        state=hosts_pb2.SERVICE_STATE_UP if service is not None and service.is_up
+        else hosts_pb2.SERVICE_STATE_DOWN,
+        status=hosts_pb2.SERVICE_STATUS_DISABLED if service is not None and service.disabled
+        else hosts_pb2.SERVICE_STATUS_ENABLED,
+        disabled_reason=(service.disabled_reason or "") if service is not None and service.disabled
+        else "",
+        resources=[hosts_pb2.ResourceClassUsage(
+            resource_class=rc, total=inv.total, reserved=inv.reserved,
+            allocation_ratio=inv.allocation_ratio, capacity=inv.capacity,
+            used=int(h.usage.get(rc, 0))) for rc, inv in sorted(h.inventories.items())],
+        compute=hosts_pb2.ComputeView(
+            vcpus_used=h.vcpus_used, free_ram_mb=h.free_ram_mb, free_disk_mb=h.free_disk_mb,
+            num_instances=h.num_instances, num_io_ops=h.num_io_ops,
+            failed_builds=h.failed_builds),
+        hypervisor_type=h.hypervisor_type or "", hypervisor_version=h.hypervisor_version or 0,
+        availability_zone=availability_zone)
+    if service is not None:
+        _set_time(out, "last_seen_up", service.last_seen_up)
     return out
 
 
