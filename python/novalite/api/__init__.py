@@ -1,0 +1,2 @@
+"""The public API service: manager (domain logic), servicer (protobuf <-> domain)
+and service (bootstrap)."""

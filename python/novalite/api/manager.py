@@ -1,0 +1,904 @@
+"""The API's domain logic (no grpc here): who may see and touch what, input
+validation that names the offending field, quota (through the database's atomic
+check-and-reserve), and handing accepted requests to the conductor.
+
+Every call takes the caller's ``Claims``; a member sees only their project's
+servers, and another project's server is NotFound, not Forbidden, so that its
+existence does not leak.
+
+Blocking work (the database, qemu-img) happens in the plain methods, which the
+servicers run in worker threads; the ``async`` methods talk to other services and
+push their database work to threads themselves, so the event loop never waits on
+a query.
+
+Field names in errors.Invalid are the request's field paths as the protos spell
+them ("name", "scheduler_hints.group", "filters.status", "properties.min_ram"), so
+a client can point at what it sent.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import binascii
+import hashlib
+import json
+import logging
+import os
+import re
+import uuid as uuidlib
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from typing import Any, AsyncIterator, Callable, Iterable, Mapping, Protocol, Sequence, TypeVar
+
+from novalite import errors
+from novalite.auth.tokens import DEFAULT_TTL_SECONDS, Claims, TokenSigner
+from novalite.db import records
+from novalite.db.database import MAX_METADATA_ITEMS, SERVICE_DOWN_TIME, Database
+from novalite.db.states import STATUSES, TaskState, VmState
+from novalite.placement.reference import canonicalize_arch, canonicalize_hv_type, canonicalize_vm_mode
+from novalite.services.context import current_request_id, new_request_id
+from novalite.virt import images as virt_images
+from novalite.virt.errors import ImageError
+
+LOG = logging.getLogger(__name__)
+
+NAME_MAX = 255
+PATH_MAX = 4096
+# Scheduler hints: at most this many server ids each (the proto's limit).
+MAX_HINT_IDS = 100
+# WatchServers: at most this many ids.
+MAX_WATCH_IDS = 1000
+# Page sizes: 0 means DEFAULT_PAGE_SIZE; more than MAX_PAGE_SIZE is cut to it.
+DEFAULT_PAGE_SIZE = 100
+MAX_PAGE_SIZE = 1000
+# Nova's default_availability_zone.
+DEFAULT_ZONE = "nova"
+DISK_FORMATS = ("qcow2", "raw")
+# Set by CreateImage from `qemu-img info` (the disk size the guest sees, in bytes);
+# the images table has no column for it, so it travels as a property callers may
+# read but not set.
+VIRTUAL_SIZE_PROPERTY = "virtual_size"
+_GIB = 1 << 30
+
+# A canonical (lowercase, dashed) UUID, as the API hands out for every id.
+_UUID_RE = re.compile(r"^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$")
+# img_hv_requested_version: comma-separated "<op> <release version>" predicates.
+_VERSION_PREDICATE_RE = re.compile(r"^\s*(<=|>=|<|>|!=|==)\s*[0-9]+(\.[0-9]+)*\s*$")
+
+# Nova's @check_instance_state for the lifecycle actions: allowed vm_states (the
+# task_state must be None), the task_state set while the action runs, and the name
+# Nova's action log (os-instance-actions) gives it.
+ACTIONS: dict[str, tuple[frozenset[str], str, str]] = {
+    "reboot_soft": (frozenset({VmState.ACTIVE}), TaskState.REBOOTING, "reboot"),
+    "reboot_hard": (frozenset({VmState.ACTIVE, VmState.STOPPED, VmState.PAUSED, VmState.SUSPENDED,
+                               VmState.ERROR}), TaskState.REBOOTING_HARD, "reboot"),
+    "stop": (frozenset({VmState.ACTIVE, VmState.ERROR}), TaskState.POWERING_OFF, "stop"),
+    "start": (frozenset({VmState.STOPPED}), TaskState.POWERING_ON, "start"),
+    "pause": (frozenset({VmState.ACTIVE}), TaskState.PAUSING, "pause"),
+    "unpause": (frozenset({VmState.PAUSED}), TaskState.UNPAUSING, "unpause"),
+    "suspend": (frozenset({VmState.ACTIVE}), TaskState.SUSPENDING, "suspend"),
+    "resume": (frozenset({VmState.SUSPENDED}), TaskState.RESUMING, "resume"),
+}
+
+T = TypeVar("T")
+
+
+class ConductorAPI(Protocol):
+    async def build_servers(self, server_ids: Sequence[str], *, availability_zone: str | None,
+                            group_id: str | None, same_host: Sequence[str],
+                            different_host: Sequence[str], request_id: str) -> None: ...
+    async def delete_server(self, server_id: str) -> None: ...
+    async def server_action(self, server_id: str, action: str, request_id: str) -> None: ...
+
+
+class SchedulerAPI(Protocol):
+    async def host_changed(self, host: str) -> None: ...
+
+
+@dataclass(frozen=True)
+class CreateServer:
+    name: str
+    flavor_id: str
+    image_id: str | None = None
+    min_count: int = 1
+    max_count: int | None = None
+    availability_zone: str | None = None
+    metadata: Mapping[str, str] = field(default_factory=dict)
+    group: str | None = None
+    same_host: Sequence[str] = ()
+    different_host: Sequence[str] = ()
+
+
+@dataclass(frozen=True)
+class ServerFilters:
+    status: str | None = None
+    name: str | None = None
+    host: str | None = None
+    project_id: str | None = None
+
+
+@dataclass(frozen=True)
+class Page:
+    """One page of a listing and the token of the next (None on the last page)."""
+
+    items: list[Any]
+    next_page_token: str | None
+
+
+@dataclass(frozen=True)
+class HostView:
+    """A compute host as an admin sees it: the provider, its compute service (None
+    when the host has none registered) and its availability zone."""
+
+    host: records.Host
+    service: records.Service | None
+    availability_zone: str
+
+
+@dataclass(frozen=True)
+class IssuedToken:
+    token: str
+    expires_at: datetime
+
+
+# ---- validation ------------------------------------------------------------------------
+
+def _check_name(field_name: str, value: object, *, max_len: int = NAME_MAX) -> str:
+    if not isinstance(value, str) or not value.strip():
+        raise errors.Invalid(field_name, "must not be empty")
+    if len(value) > max_len:
+        raise errors.Invalid(field_name, f"must be at most {max_len} characters, got {len(value)}")
+    if value != value.strip():
+        raise errors.Invalid(field_name, "must not start or end with whitespace")
+    if not value.isprintable():
+        raise errors.Invalid(field_name, "must not contain control characters")
+    return value
+
+
+def _check_string_map(field_name: str, values: Mapping[str, str], *,
+                      max_items: int = MAX_METADATA_ITEMS) -> dict[str, str]:
+    """Nova's metadata limits: at most max_items, keys 1..255, values 0..255."""
+    if len(values) > max_items:
+        raise errors.Invalid(field_name, f"at most {max_items} entries, got {len(values)}")
+    out: dict[str, str] = {}
+    for key, value in values.items():
+        if not key or len(key) > NAME_MAX:
+            raise errors.Invalid(field_name, f"keys must be 1..{NAME_MAX} characters")
+        if "\x00" in key:
+            raise errors.Invalid(field_name, "keys must not contain NUL")
+        if len(value) > NAME_MAX:
+            raise errors.Invalid(f"{field_name}.{key}", f"must be at most {NAME_MAX} characters")
+        if "\x00" in value:
+            raise errors.Invalid(f"{field_name}.{key}", "must not contain NUL")
+        out[key] = value
+    return out
+
+
+def _uuid_list(field_name: str, values: Sequence[str]) -> list[str]:
+    if len(values) > MAX_HINT_IDS:
+        raise errors.Invalid(field_name, f"at most {MAX_HINT_IDS} server ids")
+    out = []
+    for v in values:
+        if not isinstance(v, str) or not _UUID_RE.match(v.lower()):
+            raise errors.Invalid(field_name, f"{v[:64]!r} is not a server id (a UUID)")
+        out.append(v.lower())
+    return out
+
+
+def _check_extra_specs(specs: Mapping[str, str]) -> dict[str, str]:
+    """Nova's limits, and the scoped extra specs whose values the scheduler
+    interprets (trait:..., resources:...)."""
+    checked = _check_string_map("extra_specs", specs)
+    for key, value in checked.items():
+        if key.startswith("trait:") and value not in ("required", "forbidden"):
+            raise errors.Invalid(f"extra_specs.{key}", "must be 'required' or 'forbidden'")
+        if key.startswith("resources:"):
+            rc = key[len("resources:"):]
+            if not value.isdigit():
+                raise errors.Invalid(f"extra_specs.{key}", "must be an integer >= 0")
+            if rc not in ("VCPU", "MEMORY_MB", "DISK_GB") and int(value) != 0:
+                raise errors.Invalid(f"extra_specs.{key}", f"unknown resource class {rc!r}")
+    return checked
+
+
+def _non_negative_int_text(field_name: str, value: str) -> int:
+    if not value.strip().isdigit():
+        raise errors.Invalid(field_name, f"must be an integer >= 0, got {value[:64]!r}")
+    return int(value)
+
+
+def check_image_properties(properties: Mapping[str, str]) -> dict[str, str]:
+    """Glance-style image properties, checked the way Nova's typed ImageMetaProps
+    fields would refuse them (the scheduler would otherwise refuse every build)."""
+    props = _check_string_map("properties", properties)
+    for key, canonicalize, what in (("hw_architecture", canonicalize_arch, "architecture"),
+                                    ("img_hv_type", canonicalize_hv_type, "hypervisor type"),
+                                    ("hw_vm_mode", canonicalize_vm_mode, "VM mode")):
+        if key in props and canonicalize(props[key]) is None:
+            raise errors.Invalid(f"properties.{key}", f"unknown {what} {props[key][:64]!r}")
+    for key in ("min_disk", "min_ram", "hw_maxphysaddr_bits"):
+        if key in props:
+            _non_negative_int_text(f"properties.{key}", props[key])
+    requested = props.get("img_hv_requested_version")
+    if requested is not None:
+        for part in requested.split(","):
+            if not _VERSION_PREDICATE_RE.match(part):
+                raise errors.Invalid("properties.img_hv_requested_version",
+                                     f"bad predicate {part[:64]!r}: an operator and a release "
+                                     "version, e.g. '>= 6.0'")
+    if VIRTUAL_SIZE_PROPERTY in props:
+        raise errors.Invalid(f"properties.{VIRTUAL_SIZE_PROPERTY}",
+                             "is set by the API from the image file")
+    return props
+
+
+def _page_size(field_name: str, value: int) -> int:
+    if value < 0:
+        raise errors.Invalid(field_name, f"must be >= 0, got {value}")
+    return min(value or DEFAULT_PAGE_SIZE, MAX_PAGE_SIZE)
+
+
+def _encode_token(kind: str, filters: object, position: object) -> str:
+    """An opaque page token: what is listed, a fingerprint of the filters, and
+    where the last page ended."""
+    body = json.dumps({"k": kind, "f": _fingerprint(filters), "p": position},
+                      separators=(",", ":"), sort_keys=True)
+    return base64.urlsafe_b64encode(body.encode()).decode().rstrip("=")
+
+
+def _decode_token(token: str, kind: str, filters: object) -> Any:
+    bad = errors.Invalid("page_token", "not a page token of this listing; start again "
+                                       "without one")
+    if len(token) > 4096:
+        raise bad
+    try:
+        body = json.loads(base64.urlsafe_b64decode(token + "=" * (-len(token) % 4)))
+    except (ValueError, binascii.Error, UnicodeDecodeError):
+        raise bad from None
+    if not isinstance(body, dict) or body.get("k") != kind or "p" not in body:
+        raise bad
+    if body.get("f") != _fingerprint(filters):
+        raise errors.Invalid("page_token", "was issued for other filters; send the same "
+                                           "filters with every page")
+    return body["p"]
+
+
+def _fingerprint(filters: object) -> str:
+    text = json.dumps(filters, sort_keys=True, default=str)
+    return hashlib.sha256(text.encode()).hexdigest()[:16]
+
+
+def _paginate(kind: str, items: Sequence[T], key: Callable[[T], list[str]], page_size: int,
+              page_token: str, filters: object = None) -> Page:
+    """A page of an in-memory listing sorted by ``key`` (keyset: what was created or
+    deleted between pages neither repeats nor shifts the rest)."""
+    size = _page_size("page_size", page_size)
+    ordered = sorted(items, key=key)
+    if page_token:
+        after = _decode_token(page_token, kind, filters)
+        if not isinstance(after, list) or not all(isinstance(x, str) for x in after):
+            raise errors.Invalid("page_token", "not a page token of this listing")
+        ordered = [item for item in ordered if key(item) > after]
+    page = ordered[:size]
+    more = len(ordered) > size
+    return Page(list(page), _encode_token(kind, filters, key(page[-1])) if more else None)
+
+
+def _utcnow() -> datetime:
+    return datetime.now(timezone.utc)
+
+
+# ---- the manager -----------------------------------------------------------------------
+
+class ApiManager:
+    """The public API's logic. ``conductor`` takes accepted builds and actions;
+    ``scheduler`` hears about hosts an admin enabled or disabled; ``signer`` issues
+    tokens (CreateToken is refused without one)."""
+
+    def __init__(self, db: Database, conductor: ConductorAPI, scheduler: SchedulerAPI | None = None,
+                 *, signer: TokenSigner | None = None, poll_interval: float = 0.2,
+                 default_zone: str = DEFAULT_ZONE,
+                 service_down_time: float = SERVICE_DOWN_TIME) -> None:
+        self.db = db
+        self.conductor = conductor
+        self.scheduler = scheduler
+        self.signer = signer
+        self.poll_interval = poll_interval
+        self.default_zone = default_zone
+        self.service_down_time = service_down_time
+        self._feed = WatchFeed(db, poll_interval)
+
+    async def close(self) -> None:
+        """Stop the watch feed (the servers' streams end with the server)."""
+        await self._feed.close()
+
+    # ---- servers -------------------------------------------------------------------
+
+    def _visible(self, claims: Claims, server_id: str, *,
+                 include_deleted: bool = False) -> records.Instance:
+        """A server the caller may see (admins see every project's)."""
+        project = None if claims.is_admin else claims.project_id
+        return self.db.get_instance(server_id, project_id=project, include_deleted=include_deleted)
+
+    async def create_servers(self, claims: Claims,
+                             req: CreateServer) -> tuple[list[records.Instance], str]:
+        """Validate, reserve quota and commit the servers in BUILD / scheduling (one
+        transaction), then hand them to the conductor. If the conductor cannot take
+        them, they are deleted again (quota released) and the error raised."""
+        request_id = current_request_id() or new_request_id()
+        instances, group_id, same, different = await asyncio.to_thread(
+            self._create_rows, claims, req, request_id)
+        ids = [i.id for i in instances]
+        try:
+            await self.conductor.build_servers(
+                ids, availability_zone=req.availability_zone, group_id=group_id,
+                same_host=same, different_host=different, request_id=request_id)
+        except BaseException:
+            LOG.warning("the conductor did not take servers %s; deleting them", ids)
+            await asyncio.to_thread(self._delete_rows, ids)
+            raise
+        return instances, instances[0].reservation_id
+
+    def _create_rows(self, claims: Claims, req: CreateServer, request_id: str
+                     ) -> tuple[list[records.Instance], str | None, list[str], list[str]]:
+        name = _check_name("name", req.name)
+        if not req.flavor_id:
+            raise errors.Invalid("flavor_id", "is required")
+        min_count = req.min_count
+        max_count = req.max_count if req.max_count is not None else min_count
+        if min_count < 1:
+            raise errors.Invalid("min_count", f"must be >= 1, got {min_count}")
+        if max_count < min_count:
+            raise errors.Invalid("max_count", f"must be >= min_count ({min_count}), got {max_count}")
+        metadata = _check_string_map("metadata", req.metadata)
+        if req.availability_zone is not None:
+            _check_name("availability_zone", req.availability_zone)
+            if ":" in req.availability_zone:
+                if not claims.is_admin:
+                    raise errors.Forbidden("only an admin may force a host (availability_zone "
+                                           "'zone:host')")
+                raise errors.Invalid("availability_zone",
+                                     "forcing a host ('zone:host') is not supported")
+        same = _uuid_list("scheduler_hints.same_host", req.same_host)
+        different = _uuid_list("scheduler_hints.different_host", req.different_host)
+        group_id: str | None = None
+        if req.group is not None:
+            if not _UUID_RE.match(req.group.lower()):
+                raise errors.Invalid("scheduler_hints.group",
+                                     f"{req.group[:64]!r} is not a server group id (a UUID)")
+            group_id = req.group.lower()
+
+        try:
+            flavor = self.db.get_flavor(req.flavor_id)
+        except errors.NotFound:
+            raise errors.Invalid("flavor_id", f"unknown flavor {req.flavor_id[:64]!r}") from None
+        if not flavor.is_public and not claims.is_admin:
+            raise errors.Invalid("flavor_id", f"unknown flavor {req.flavor_id[:64]!r}")
+        image: records.Image | None = None
+        if req.image_id:  # optional: simulated hosts boot without one
+            try:
+                image = self.db.get_image(req.image_id)
+            except errors.NotFound:
+                raise errors.Invalid("image_id", f"unknown image {req.image_id[:64]!r}") from None
+            _check_image_fits(image, flavor)
+        if group_id is not None:
+            try:
+                self.db.get_server_group(group_id, project_id=claims.project_id)
+            except errors.NotFound:
+                raise errors.Invalid("scheduler_hints.group",
+                                     f"unknown server group {group_id}") from None
+        if req.availability_zone is not None:
+            self._check_zone(req.availability_zone)
+        try:
+            instances = self.db.create_instances(
+                project_id=claims.project_id, user_id=claims.user_id, name=name,
+                flavor_id=flavor.id, image_id=image.id if image else None, min_count=min_count,
+                max_count=max_count, availability_zone=req.availability_zone,
+                metadata=metadata, group_id=group_id, request_id=request_id)
+        except errors.Invalid as e:
+            if e.field == "group_id":  # deleted since we looked
+                raise errors.Invalid("scheduler_hints.group", e.message) from None
+            raise
+        return instances, group_id, same, different
+
+    def _delete_rows(self, ids: Iterable[str]) -> None:
+        for sid in ids:
+            try:
+                self.db.delete_instance(sid)
+            except errors.NotFound:
+                pass
+            except Exception:  # noqa: BLE001 - best effort; the original error matters more
+                LOG.exception("could not delete server %s after a failed hand-over", sid)
+
+    def zones(self) -> set[str]:
+        """The availability zones: the default one and those of host aggregates."""
+        zones = {a.metadata["availability_zone"] for a in self.db.list_aggregates()
+                 if a.metadata.get("availability_zone")}
+        zones.add(self.default_zone)
+        return zones
+
+    def _check_zone(self, zone: str) -> None:
+        if zone not in self.zones():
+            raise errors.Invalid("availability_zone", f"unknown availability zone {zone!r}")
+
+    def get_server(self, claims: Claims, server_id: str) -> records.Instance:
+        return self._visible(claims, server_id)
+
+    def list_servers(self, claims: Claims, filters: ServerFilters = ServerFilters(), *,
+                     page_size: int = 0, page_token: str = "") -> Page:
+        """Live servers the caller may see, one page at a time (in the database's
+        order: newest first)."""
+        if filters.host is not None and not claims.is_admin:
+            raise errors.Forbidden("only an admin may filter by host")
+        if filters.project_id is not None and not claims.is_admin \
+                and filters.project_id != claims.project_id:
+            raise errors.Forbidden("only an admin may list another project's servers")
+        if filters.status is not None and filters.status not in STATUSES:
+            raise errors.Invalid("filters.status", f"unknown status {filters.status[:64]!r}; "
+                                                   f"one of {', '.join(sorted(STATUSES))}")
+        if filters.name is not None and not 1 <= len(filters.name) <= NAME_MAX:
+            raise errors.Invalid("filters.name", f"must be 1..{NAME_MAX} characters")
+        size = _page_size("page_size", page_size)
+        project = filters.project_id if claims.is_admin else claims.project_id
+        scope = {"status": filters.status, "name": filters.name, "host": filters.host,
+                 "project_id": project}
+        marker = None
+        if page_token:
+            marker = _decode_token(page_token, "servers", scope)
+            if not isinstance(marker, str):
+                raise errors.Invalid("page_token", "not a page token of this listing")
+        try:
+            page = self.db.list_instances(project_id=project, status=filters.status,
+                                          name=filters.name, host=filters.host, limit=size,
+                                          marker=marker)
+        except errors.Invalid as e:
+            if e.field == "marker":
+                raise errors.Invalid("page_token", e.message) from None
+            raise
+        token = _encode_token("servers", scope, page.next_marker) if page.next_marker else None
+        return Page(list(page.instances), token)
+
+    async def delete_server(self, claims: Claims, server_id: str) -> records.Instance:
+        """Mark the server DELETING (allowed in any state) and hand it to the
+        conductor, which destroys the guest and then the record."""
+        request_id = current_request_id() or new_request_id()
+
+        def mark() -> records.Instance:
+            inst = self._visible(claims, server_id)
+            self.db.update_instance(inst.id, task_state=TaskState.DELETING)
+            self.db.start_instance_action(inst.id, "delete", request_id=request_id,
+                                          user_id=claims.user_id, project_id=claims.project_id)
+            return self.db.get_instance(inst.id)
+
+        inst = await asyncio.to_thread(mark)
+        await self.conductor.delete_server(inst.id)
+        return inst
+
+    async def server_action(self, claims: Claims, server_id: str, action: str) -> records.Instance:
+        """A lifecycle action, if Nova allows it in the server's current state
+        (InvalidState otherwise, and nothing changes). Returns the server with the
+        action's task_state, committed before the conductor hears of it; if the
+        conductor cannot take it, the task_state is rolled back."""
+        if action not in ACTIONS:
+            raise errors.Invalid("action", f"unknown action {action!r}")
+        allowed, task, log_name = ACTIONS[action]
+        request_id = current_request_id() or new_request_id()
+
+        def mark() -> tuple[records.Instance, records.InstanceAction]:
+            inst = self._visible(claims, server_id)
+            if inst.vm_state not in allowed or inst.task_state is not None:
+                raise errors.InvalidState(
+                    f"cannot {log_name} server {inst.id} while it is {inst.status} "
+                    f"(vm_state {inst.vm_state}, task_state {inst.task_state or 'none'})")
+            if not self.db.update_instance(inst.id, expected_vm_state=inst.vm_state,
+                                           expected_task_state=None, task_state=task):
+                raise errors.InvalidState(f"server {inst.id} changed state meanwhile; try again")
+            entry = self.db.start_instance_action(inst.id, log_name, request_id=request_id,
+                                                  user_id=claims.user_id,
+                                                  project_id=claims.project_id)
+            return self.db.get_instance(inst.id), entry
+
+        inst, entry = await asyncio.to_thread(mark)
+        try:
+            await self.conductor.server_action(inst.id, action, request_id)
+        except BaseException:
+            def undo() -> None:
+                try:
+                    self.db.update_instance(inst.id, expected_task_state=task, task_state=None)
+                    self.db.finish_instance_action(entry.id, message="Error")
+                except errors.NotFound:
+                    pass
+            await asyncio.to_thread(undo)
+            raise
+        return inst
+
+    def list_actions(self, claims: Claims, server_id: str) -> list[records.InstanceAction]:
+        """The server's action log, newest first. Admins may read a deleted
+        server's."""
+        inst = self._visible(claims, server_id, include_deleted=claims.is_admin)
+        return list(reversed(self.db.list_instance_actions(inst.id)))
+
+    async def watch(self, claims: Claims,
+                    ids: Sequence[str]) -> AsyncIterator[tuple[records.Instance, datetime]]:
+        """Each watched server's state now, then every change (deletion included),
+        until the caller goes away: (server, when) pairs, ``when`` being the read
+        time for the first state and the commit time of each change after it.
+
+        ``ids`` empty means every server the caller may see, including those
+        created later. A slow reader skips intermediate states of a server, never
+        its latest one."""
+        if len(ids) > MAX_WATCH_IDS:
+            raise errors.Invalid("ids", f"at most {MAX_WATCH_IDS} ids, got {len(ids)}")
+        wanted = frozenset(ids)
+
+        def check() -> None:
+            for sid in wanted:
+                self._visible(claims, sid)
+
+        await asyncio.to_thread(check)
+        subscriber = _Subscriber(None if claims.is_admin else claims.project_id, wanted or None)
+        await self._feed.subscribe(subscriber)
+        try:
+            while True:
+                await subscriber.wake.wait()
+                subscriber.wake.clear()
+                batch, subscriber.pending = subscriber.pending, {}
+                for inst, when in batch.values():
+                    yield inst, when
+        finally:
+            self._feed.unsubscribe(subscriber)
+
+    # ---- flavors -------------------------------------------------------------------
+
+    def create_flavor(self, claims: Claims, *, name: str, vcpus: int, memory_mb: int,
+                      root_gb: int = 0, ephemeral_gb: int = 0, swap: int = 0,
+                      is_public: bool = True,
+                      extra_specs: Mapping[str, str] | None = None) -> records.Flavor:
+        _check_name("name", name)
+        specs = _check_extra_specs(extra_specs or {})
+        return self.db.create_flavor(name=name, vcpus=vcpus, memory_mb=memory_mb, root_gb=root_gb,
+                                     ephemeral_gb=ephemeral_gb, swap=swap, is_public=is_public,
+                                     extra_specs=specs)
+
+    def delete_flavor(self, claims: Claims, flavor_id: str) -> None:
+        self.db.delete_flavor(flavor_id)
+
+    def list_flavors(self, claims: Claims, *, page_size: int = 0, page_token: str = "") -> Page:
+        """Flavors by name, then id; members see public ones only."""
+        flavors = self.db.list_flavors(is_public=None if claims.is_admin else True)
+        return _paginate("flavors", flavors, lambda f: [f.name, f.id], page_size, page_token,
+                         {"public_only": not claims.is_admin})
+
+    def get_flavor(self, claims: Claims, flavor_id: str) -> records.Flavor:
+        flavor = self.db.get_flavor(flavor_id)
+        if not flavor.is_public and not claims.is_admin:
+            raise errors.NotFound(f"flavor {flavor_id} not found")
+        return flavor
+
+    def set_extra_specs(self, claims: Claims, flavor_id: str,
+                        specs: Mapping[str, str]) -> records.Flavor:
+        checked = _check_extra_specs(specs)
+        current = self.db.get_flavor(flavor_id)
+        if len({**current.extra_specs, **checked}) > MAX_METADATA_ITEMS:
+            raise errors.Invalid("extra_specs", f"a flavor has at most {MAX_METADATA_ITEMS} "
+                                                "extra specs")
+        return self.db.set_flavor_extra_specs(flavor_id, checked)
+
+    def unset_extra_specs(self, claims: Claims, flavor_id: str,
+                          keys: Sequence[str]) -> records.Flavor:
+        if not keys:
+            raise errors.Invalid("keys", "name at least one extra spec to remove")
+        return self.db.unset_flavor_extra_specs(flavor_id, keys)
+
+    # ---- images --------------------------------------------------------------------
+
+    def create_image(self, claims: Claims, *, name: str, path: str, disk_format: str = "",
+                     properties: Mapping[str, str] | None = None) -> records.Image:
+        """Register a local disk file: it must exist, and `qemu-img info` gives its
+        format (checked against ``disk_format`` when given) and virtual size."""
+        _check_name("name", name)
+        props = check_image_properties(properties or {})
+        if not path or len(path) > PATH_MAX or "\x00" in path:
+            raise errors.Invalid("path", f"must be 1..{PATH_MAX} characters")
+        if not os.path.isabs(path):
+            raise errors.Invalid("path", f"must be an absolute path, got {path[:256]!r}")
+        if disk_format and disk_format not in DISK_FORMATS:
+            raise errors.Invalid("disk_format", f"must be one of {', '.join(DISK_FORMATS)}, "
+                                                f"got {disk_format[:64]!r}")
+        if not os.path.isfile(path):
+            raise errors.Invalid("path", f"no such file: {path[:256]}")
+        try:
+            virt_images.qemu_img_path()
+        except ImageError as e:
+            raise errors.Unavailable(str(e)) from None
+        try:
+            info = virt_images.image_info(path)
+        except ImageError as e:
+            raise errors.Invalid("path", f"not a readable disk image: {e}") from None
+        if info.format not in DISK_FORMATS:
+            raise errors.Invalid("path", f"the file is a {info.format} image; only "
+                                         f"{' and '.join(DISK_FORMATS)} are supported")
+        if disk_format and disk_format != info.format:
+            raise errors.Invalid("disk_format", f"the file is {info.format}, not {disk_format}")
+        props[VIRTUAL_SIZE_PROPERTY] = str(info.virtual_size)
+        return self.db.register_image(name=name, path=path, disk_format=info.format,
+                                      size_bytes=os.path.getsize(path), properties=props)
+
+    def list_images(self, claims: Claims, *, page_size: int = 0, page_token: str = "") -> Page:
+        return _paginate("images", self.db.list_images(), lambda i: [i.name, i.id], page_size,
+                         page_token)
+
+    def get_image(self, claims: Claims, image_id: str) -> records.Image:
+        return self.db.get_image(image_id)
+
+    def delete_image(self, claims: Claims, image_id: str) -> None:
+        self.db.delete_image(image_id)
+
+    # ---- server groups -------------------------------------------------------------
+
+    def create_server_group(self, claims: Claims, *, name: str, policy: str,
+                            max_server_per_host: int | None = None) -> records.ServerGroup:
+        _check_name("name", name)
+        return self.db.create_server_group(name=name, project_id=claims.project_id,
+                                           user_id=claims.user_id, policy=policy,
+                                           max_server_per_host=max_server_per_host)
+
+    def get_server_group(self, claims: Claims, group_id: str) -> records.ServerGroup:
+        return self.db.get_server_group(group_id,
+                                        project_id=None if claims.is_admin else claims.project_id)
+
+    def list_server_groups(self, claims: Claims) -> list[records.ServerGroup]:
+        return self.db.list_server_groups(project_id=None if claims.is_admin else claims.project_id)
+
+    def delete_server_group(self, claims: Claims, group_id: str) -> None:
+        self.db.delete_server_group(group_id,
+                                    project_id=None if claims.is_admin else claims.project_id)
+
+    # ---- hosts ---------------------------------------------------------------------
+
+    def list_hosts(self, claims: Claims, *, page_size: int = 0, page_token: str = "") -> Page:
+        """Compute hosts by name, each with capacity and usage per resource class."""
+        hosts = self.db.list_hosts(service_down_time=self.service_down_time)
+        page = _paginate("hosts", hosts, lambda h: [h.name], page_size, page_token)
+        return Page(self._host_views(page.items), page.next_page_token)
+
+    def get_host(self, claims: Claims, name: str) -> HostView:
+        return self._host_views([self.db.get_host(name, service_down_time=self.service_down_time)])[0]
+
+    def _host_views(self, hosts: Sequence[records.Host]) -> list[HostView]:
+        services = {s.host: s for s in self.db.list_services(
+            binary="compute", service_down_time=self.service_down_time)}
+        aggregate_zones = {a.id: a.metadata["availability_zone"] for a in self.db.list_aggregates()
+                           if a.metadata.get("availability_zone")}
+        views = []
+        for h in hosts:
+            zones = sorted(aggregate_zones[a] for a in h.aggregates if a in aggregate_zones)
+            zone = zones[0] if zones else (h.availability_zone or self.default_zone)
+            views.append(HostView(h, h.service or services.get(h.name), zone))
+        return views
+
+    async def set_host_enabled(self, claims: Claims, name: str, enabled: bool,
+                               reason: str | None = None) -> HostView:
+        """Enable or disable a compute host's service (committed), then tell the
+        scheduler. If the scheduler cannot be told, the error is raised: the change
+        is kept, and repeating the call is safe."""
+        if reason is not None and len(reason) > NAME_MAX:
+            raise errors.Invalid("reason", f"must be at most {NAME_MAX} characters")
+        if not name:
+            raise errors.Invalid("name", "must not be empty")
+
+        def change() -> None:
+            if enabled:
+                self.db.enable_service(name, "compute")
+            else:
+                self.db.disable_service(name, "compute", reason=reason or None)
+
+        await asyncio.to_thread(change)
+        if self.scheduler is not None:
+            await self.scheduler.host_changed(name)
+        return await asyncio.to_thread(self.get_host, claims, name)
+
+    # ---- quotas --------------------------------------------------------------------
+
+    def get_quota(self, claims: Claims, project_id: str | None) -> records.QuotaSet:
+        """A project's limits and usage; members may read their own project's only."""
+        project = project_id or claims.project_id
+        if project != claims.project_id and not claims.is_admin:
+            raise errors.Forbidden("a member may read only their own project's quota")
+        return self.db.get_quota(project)
+
+    def set_quota(self, claims: Claims, project_id: str, limits: Mapping[str, int]) -> records.QuotaSet:
+        if not project_id:
+            raise errors.Invalid("project_id", "is required")
+        _check_name("project_id", project_id)
+        for resource, limit in limits.items():
+            if limit < -1:
+                raise errors.Invalid(resource, f"must be -1 (unlimited) or >= 0, got {limit}")
+        if not limits:
+            return self.db.get_quota(project_id)
+        return self.db.set_quota(project_id, limits)
+
+    # ---- tokens --------------------------------------------------------------------
+
+    def create_token(self, claims: Claims, *, project_id: str, user_id: str,
+                     roles: Sequence[str], ttl_seconds: int | None = None) -> IssuedToken:
+        if self.signer is None:
+            raise errors.Unavailable("this API service cannot issue tokens")
+        token, issued = self.signer.issue_with_claims(
+            project_id, user_id, list(roles),
+            DEFAULT_TTL_SECONDS if ttl_seconds is None else ttl_seconds)
+        return IssuedToken(token, issued.expires_at)
+
+
+def _check_image_fits(image: records.Image, flavor: records.Flavor) -> None:
+    """Nova's _check_requested_image: the flavor must give the image the RAM and
+    disk it asks for (a root_gb of 0 means "the image's size")."""
+    props = image.properties
+    min_ram = _int_property(props.get("min_ram"))
+    if min_ram and flavor.memory_mb < min_ram:
+        raise errors.Invalid("flavor_id", f"flavor {flavor.name} has {flavor.memory_mb} MB of RAM; "
+                                          f"image {image.name} needs at least {min_ram} MB")
+    if flavor.root_gb:
+        min_disk = _int_property(props.get("min_disk"))
+        if min_disk and flavor.root_gb < min_disk:
+            raise errors.Invalid("flavor_id", f"flavor {flavor.name} has a {flavor.root_gb} GB root "
+                                              f"disk; image {image.name} needs at least {min_disk} GB")
+        size = _int_property(props.get(VIRTUAL_SIZE_PROPERTY))
+        if size and size > flavor.root_gb * _GIB:
+            raise errors.Invalid("flavor_id", f"flavor {flavor.name}'s {flavor.root_gb} GB root disk "
+                                              f"is smaller than image {image.name} "
+                                              f"({-(-size // _GIB)} GB)")
+
+
+def _int_property(value: object) -> int:
+    try:
+        return int(str(value)) if value is not None else 0
+    except ValueError:
+        return 0
+
+
+# ---- watching --------------------------------------------------------------------------
+
+# What makes a server's state "changed" for a watcher: every committed update bumps
+# updated_at; a fault may be added without one.
+_Key = tuple[datetime, int, bool]
+
+
+def _key(inst: records.Instance) -> _Key:
+    return (inst.updated_at, inst.fault.id if inst.fault is not None else 0,
+            inst.deleted_at is not None)
+
+
+class _Subscriber:
+    """One WatchServers stream: which servers it wants, and the latest state of
+    each that it has not yet been sent (a slow reader skips intermediate ones)."""
+
+    def __init__(self, project_id: str | None, ids: frozenset[str] | None) -> None:
+        self.project_id = project_id
+        self.ids = ids
+        self.primed = False
+        self.pending: dict[str, tuple[records.Instance, datetime]] = {}
+        self.wake = asyncio.Event()
+
+    def wants(self, inst: records.Instance) -> bool:
+        return ((self.project_id is None or inst.project_id == self.project_id)
+                and (self.ids is None or inst.id in self.ids))
+
+    def offer(self, inst: records.Instance, when: datetime) -> None:
+        self.pending.pop(inst.id, None)
+        self.pending[inst.id] = (inst, when)
+        self.wake.set()
+
+
+@dataclass
+class _Poll:
+    current: dict[str, records.Instance]
+    changed: list[records.Instance]  # new, changed, or deleted since the last poll
+    missing: dict[str, records.Instance]  # ids new subscribers asked for, not live now
+    at: datetime
+
+
+class WatchFeed:
+    """One poller of the instances table for every WatchServers stream of this
+    process: it reads the live servers every ``poll_interval`` seconds (at once
+    when a stream starts) while anyone watches, and hands each stream the servers
+    it wants: the current state of each on its first poll, then each change.
+    Polls run one after another, so a stream sees each server's states in commit
+    order."""
+
+    def __init__(self, db: Database, poll_interval: float, page_size: int = MAX_PAGE_SIZE) -> None:
+        self.db = db
+        self.poll_interval = poll_interval
+        self.page_size = page_size
+        self._subscribers: set[_Subscriber] = set()
+        self._task: asyncio.Task[None] | None = None
+        self._kick = asyncio.Event()
+
+    async def subscribe(self, subscriber: _Subscriber) -> None:
+        self._subscribers.add(subscriber)
+        self._kick.set()
+        if self._task is None or self._task.done():
+            self._task = asyncio.get_running_loop().create_task(self._run())
+
+    def unsubscribe(self, subscriber: _Subscriber) -> None:
+        self._subscribers.discard(subscriber)
+        if not self._subscribers and self._task is not None:
+            self._task.cancel()
+            self._task = None
+
+    async def close(self) -> None:
+        task, self._task = self._task, None
+        if task is not None:
+            task.cancel()
+            try:
+                await task
+            except asyncio.CancelledError:
+                pass
+
+    async def _run(self) -> None:
+        known: dict[str, _Key] = {}  # each server's state at the last poll
+        while self._subscribers:
+            self._kick.clear()
+            new = [s for s in self._subscribers if not s.primed]
+            wanted = {i for s in new if s.ids is not None for i in s.ids}
+            try:
+                poll = await asyncio.to_thread(self._poll, known, wanted)
+            except Exception:  # noqa: BLE001 - a database hiccup must not end the streams
+                LOG.exception("polling servers for WatchServers failed; retrying")
+            else:
+                known = {sid: _key(inst) for sid, inst in poll.current.items()}
+                self._deliver(poll, new)
+            try:
+                await asyncio.wait_for(self._kick.wait(), self.poll_interval)
+            except asyncio.TimeoutError:
+                pass
+
+    def _deliver(self, poll: _Poll, new: list[_Subscriber]) -> None:
+        for subscriber in list(self._subscribers):
+            if not subscriber.primed and subscriber not in new:
+                continue  # joined during this poll: primed by the next one
+            if subscriber in new:
+                subscriber.primed = True
+                for inst in poll.current.values():
+                    if subscriber.wants(inst):
+                        subscriber.offer(inst, poll.at)
+                for inst in list(poll.missing.values()) + poll.changed:
+                    if inst.deleted_at is not None and subscriber.wants(inst) \
+                            and subscriber.ids is not None:
+                        subscriber.offer(inst, inst.deleted_at)
+            else:
+                for inst in poll.changed:
+                    if subscriber.wants(inst):
+                        subscriber.offer(inst, inst.deleted_at or inst.updated_at)
+
+    def _poll(self, known: Mapping[str, _Key], wanted: set[str]) -> _Poll:
+        at = _utcnow()
+        current: dict[str, records.Instance] = {}
+        marker: str | None = None
+        while True:
+            page = self.db.list_instances(limit=self.page_size, marker=marker)
+            for inst in page.instances:
+                current[inst.id] = inst
+            if page.next_marker is None:
+                break
+            marker = page.next_marker
+        changed = [inst for sid, inst in current.items() if known.get(sid) != _key(inst)]
+        for sid in known.keys() - current.keys():
+            try:
+                changed.append(self.db.get_instance(sid, include_deleted=True))
+            except errors.NotFound:
+                pass
+        missing: dict[str, records.Instance] = {}
+        for sid in wanted - current.keys():
+            try:
+                missing[sid] = self.db.get_instance(sid, include_deleted=True)
+            except errors.NotFound:
+                pass
+        return _Poll(current, changed, missing, at)
+
+
+__all__: Sequence[str] = [
+    "ACTIONS", "ApiManager", "ConductorAPI", "CreateServer", "HostView", "IssuedToken", "Page",
+    "SchedulerAPI", "ServerFilters", "WatchFeed", "check_image_properties",
+]

@@ -1,0 +1,305 @@
+"""The public API's servicers: protobuf in, ApiManager, protobuf out.
+
+Nothing here decides anything: the caller is ``current_claims()`` (the auth
+interceptor verified the token and the policy table the role), the manager checks
+the rest and raises domain errors, and the error interceptor turns those into
+status codes. Methods that only touch the database are plain functions, which the
+interceptors run in worker threads; those that call another service or stream are
+``async``.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any, AsyncIterator, TypeAlias
+
+import grpc.aio
+
+from novalite import convert, errors
+from novalite.api.manager import ApiManager, CreateServer, ServerFilters
+from novalite.db import records
+from novalite.rpc.novalite.compute.v1 import (
+    flavors_pb2,
+    flavors_pb2_grpc,
+    hosts_pb2,
+    hosts_pb2_grpc,
+    images_pb2,
+    images_pb2_grpc,
+    quotas_pb2,
+    quotas_pb2_grpc,
+    server_groups_pb2,
+    server_groups_pb2_grpc,
+    servers_pb2,
+    servers_pb2_grpc,
+    tokens_pb2,
+    tokens_pb2_grpc,
+)
+from novalite.services.context import current_claims
+from novalite.services.server import AddServicer
+
+if TYPE_CHECKING:  # grpc's classes are generic only in their type stubs
+    Context: TypeAlias = grpc.aio.ServicerContext[Any, Any]
+else:
+    Context = grpc.aio.ServicerContext
+
+_REBOOT_TYPES = {
+    servers_pb2.REBOOT_TYPE_SOFT: "reboot_soft",
+    servers_pb2.REBOOT_TYPE_HARD: "reboot_hard",
+}
+
+
+def _server(inst: records.Instance) -> servers_pb2.Server:
+    return convert.server(inst, show_host=current_claims().is_admin)
+
+
+class ServersServicer(servers_pb2_grpc.ServersServicer):
+    def __init__(self, manager: ApiManager) -> None:
+        self.manager = manager
+
+    async def CreateServer(self, request: servers_pb2.CreateServerRequest,
+                           context: Context) -> servers_pb2.CreateServerResponse:
+        hints = request.scheduler_hints
+        req = CreateServer(
+            name=request.name, flavor_id=request.flavor_id, image_id=request.image_id,
+            min_count=request.min_count if request.HasField("min_count") else 1,
+            max_count=request.max_count if request.HasField("max_count") else None,
+            availability_zone=(request.availability_zone
+                               if request.HasField("availability_zone") else None),
+            metadata=dict(request.metadata),
+            group=hints.group if hints.HasField("group") else None,
+            same_host=list(hints.same_host), different_host=list(hints.different_host))
+        claims = current_claims()
+        servers, reservation_id = await self.manager.create_servers(claims, req)
+        return servers_pb2.CreateServerResponse(
+            servers=[convert.server(s, show_host=claims.is_admin) for s in servers],
+            reservation_id=reservation_id)
+
+    def GetServer(self, request: servers_pb2.GetServerRequest, context: Context) -> servers_pb2.Server:
+        return _server(self.manager.get_server(current_claims(), request.id))
+
+    def ListServers(self, request: servers_pb2.ListServersRequest,
+                    context: Context) -> servers_pb2.ListServersResponse:
+        f = request.filters
+        filters = ServerFilters(
+            status=f.status if f.HasField("status") else None,
+            name=f.name if f.HasField("name") else None,
+            host=f.host if f.HasField("host") else None,
+            project_id=f.project_id if f.HasField("project_id") else None)
+        page = self.manager.list_servers(current_claims(), filters, page_size=request.page_size,
+                                         page_token=request.page_token)
+        return servers_pb2.ListServersResponse(servers=[_server(s) for s in page.items],
+                                               next_page_token=page.next_page_token or "")
+
+    async def DeleteServer(self, request: servers_pb2.DeleteServerRequest,
+                           context: Context) -> servers_pb2.Server:
+        return _server(await self.manager.delete_server(current_claims(), request.id))
+
+    async def WatchServers(self, request: servers_pb2.WatchServersRequest,
+                           context: Context) -> AsyncIterator[servers_pb2.ServerEvent]:
+        claims = current_claims()
+        async for inst, when in self.manager.watch(claims, list(request.ids)):
+            yield convert.server_event(inst, when, show_host=claims.is_admin)
+
+    async def _action(self, server_id: str, action: str) -> servers_pb2.Server:
+        return _server(await self.manager.server_action(current_claims(), server_id, action))
+
+    async def RebootServer(self, request: servers_pb2.RebootServerRequest,
+                           context: Context) -> servers_pb2.Server:
+        action = _REBOOT_TYPES.get(request.type)
+        if action is None:
+            raise errors.Invalid("type", "must be REBOOT_TYPE_SOFT or REBOOT_TYPE_HARD")
+        return await self._action(request.id, action)
+
+    async def StopServer(self, request: servers_pb2.StopServerRequest,
+                         context: Context) -> servers_pb2.Server:
+        return await self._action(request.id, "stop")
+
+    async def StartServer(self, request: servers_pb2.StartServerRequest,
+                          context: Context) -> servers_pb2.Server:
+        return await self._action(request.id, "start")
+
+    async def PauseServer(self, request: servers_pb2.PauseServerRequest,
+                          context: Context) -> servers_pb2.Server:
+        return await self._action(request.id, "pause")
+
+    async def UnpauseServer(self, request: servers_pb2.UnpauseServerRequest,
+                            context: Context) -> servers_pb2.Server:
+        return await self._action(request.id, "unpause")
+
+    async def SuspendServer(self, request: servers_pb2.SuspendServerRequest,
+                            context: Context) -> servers_pb2.Server:
+        return await self._action(request.id, "suspend")
+
+    async def ResumeServer(self, request: servers_pb2.ResumeServerRequest,
+                           context: Context) -> servers_pb2.Server:
+        return await self._action(request.id, "resume")
+
+    def ListServerActions(self, request: servers_pb2.ListServerActionsRequest,
+                          context: Context) -> servers_pb2.ListServerActionsResponse:
+        claims = current_claims()
+        return servers_pb2.ListServerActionsResponse(actions=[
+            convert.instance_action(a, show_traceback=claims.is_admin)
+            for a in self.manager.list_actions(claims, request.id)])
+
+
+class FlavorsServicer(flavors_pb2_grpc.FlavorsServicer):
+    def __init__(self, manager: ApiManager) -> None:
+        self.manager = manager
+
+    def CreateFlavor(self, request: flavors_pb2.CreateFlavorRequest,
+                     context: Context) -> flavors_pb2.Flavor:
+        return convert.flavor(self.manager.create_flavor(
+            current_claims(), name=request.name, vcpus=request.vcpus, memory_mb=request.memory_mb,
+            root_gb=request.root_gb, ephemeral_gb=request.ephemeral_gb, swap=request.swap,
+            is_public=request.is_public if request.HasField("is_public") else True,
+            extra_specs=dict(request.extra_specs)))
+
+    def DeleteFlavor(self, request: flavors_pb2.DeleteFlavorRequest,
+                     context: Context) -> flavors_pb2.DeleteFlavorResponse:
+        self.manager.delete_flavor(current_claims(), request.id)
+        return flavors_pb2.DeleteFlavorResponse()
+
+    def ListFlavors(self, request: flavors_pb2.ListFlavorsRequest,
+                    context: Context) -> flavors_pb2.ListFlavorsResponse:
+        page = self.manager.list_flavors(current_claims(), page_size=request.page_size,
+                                         page_token=request.page_token)
+        return flavors_pb2.ListFlavorsResponse(flavors=[convert.flavor(f) for f in page.items],
+                                               next_page_token=page.next_page_token or "")
+
+    def GetFlavor(self, request: flavors_pb2.GetFlavorRequest, context: Context) -> flavors_pb2.Flavor:
+        return convert.flavor(self.manager.get_flavor(current_claims(), request.id))
+
+    def SetFlavorExtraSpecs(self, request: flavors_pb2.SetFlavorExtraSpecsRequest,
+                            context: Context) -> flavors_pb2.Flavor:
+        return convert.flavor(self.manager.set_extra_specs(
+            current_claims(), request.flavor_id, dict(request.extra_specs)))
+
+    def UnsetFlavorExtraSpecs(self, request: flavors_pb2.UnsetFlavorExtraSpecsRequest,
+                              context: Context) -> flavors_pb2.Flavor:
+        return convert.flavor(self.manager.unset_extra_specs(
+            current_claims(), request.flavor_id, list(request.keys)))
+
+
+class ImagesServicer(images_pb2_grpc.ImagesServicer):
+    def __init__(self, manager: ApiManager) -> None:
+        self.manager = manager
+
+    def CreateImage(self, request: images_pb2.CreateImageRequest, context: Context) -> images_pb2.Image:
+        return convert.image(self.manager.create_image(
+            current_claims(), name=request.name, path=request.path,
+            disk_format=request.disk_format, properties=dict(request.properties)))
+
+    def ListImages(self, request: images_pb2.ListImagesRequest,
+                   context: Context) -> images_pb2.ListImagesResponse:
+        claims = current_claims()
+        page = self.manager.list_images(claims, page_size=request.page_size,
+                                        page_token=request.page_token)
+        return images_pb2.ListImagesResponse(
+            images=[convert.image(i, show_path=claims.is_admin) for i in page.items],
+            next_page_token=page.next_page_token or "")
+
+    def GetImage(self, request: images_pb2.GetImageRequest, context: Context) -> images_pb2.Image:
+        claims = current_claims()
+        return convert.image(self.manager.get_image(claims, request.id), show_path=claims.is_admin)
+
+    def DeleteImage(self, request: images_pb2.DeleteImageRequest,
+                    context: Context) -> images_pb2.DeleteImageResponse:
+        self.manager.delete_image(current_claims(), request.id)
+        return images_pb2.DeleteImageResponse()
+
+
+class ServerGroupsServicer(server_groups_pb2_grpc.ServerGroupsServicer):
+    def __init__(self, manager: ApiManager) -> None:
+        self.manager = manager
+
+    def CreateServerGroup(self, request: server_groups_pb2.CreateServerGroupRequest,
+                          context: Context) -> server_groups_pb2.ServerGroup:
+        return convert.server_group(self.manager.create_server_group(
+            current_claims(), name=request.name, policy=request.policy,
+            max_server_per_host=(request.max_server_per_host
+                                 if request.HasField("max_server_per_host") else None)))
+
+    def GetServerGroup(self, request: server_groups_pb2.GetServerGroupRequest,
+                       context: Context) -> server_groups_pb2.ServerGroup:
+        return convert.server_group(self.manager.get_server_group(current_claims(), request.id))
+
+    def ListServerGroups(self, request: server_groups_pb2.ListServerGroupsRequest,
+                         context: Context) -> server_groups_pb2.ListServerGroupsResponse:
+        return server_groups_pb2.ListServerGroupsResponse(server_groups=[
+            convert.server_group(g) for g in self.manager.list_server_groups(current_claims())])
+
+    def DeleteServerGroup(self, request: server_groups_pb2.DeleteServerGroupRequest,
+                          context: Context) -> server_groups_pb2.DeleteServerGroupResponse:
+        self.manager.delete_server_group(current_claims(), request.id)
+        return server_groups_pb2.DeleteServerGroupResponse()
+
+
+class HostsServicer(hosts_pb2_grpc.HostsServicer):
+    def __init__(self, manager: ApiManager) -> None:
+        self.manager = manager
+
+    def ListHosts(self, request: hosts_pb2.ListHostsRequest,
+                  context: Context) -> hosts_pb2.ListHostsResponse:
+        page = self.manager.list_hosts(current_claims(), page_size=request.page_size,
+                                       page_token=request.page_token)
+        return hosts_pb2.ListHostsResponse(
+            hosts=[convert.host(v.host, v.service, v.availability_zone) for v in page.items],
+            next_page_token=page.next_page_token or "")
+
+    async def EnableHost(self, request: hosts_pb2.EnableHostRequest, context: Context) -> hosts_pb2.Host:
+        view = await self.manager.set_host_enabled(current_claims(), request.name, True)
+        return convert.host(view.host, view.service, view.availability_zone)
+
+    async def DisableHost(self, request: hosts_pb2.DisableHostRequest,
+                          context: Context) -> hosts_pb2.Host:
+        view = await self.manager.set_host_enabled(current_claims(), request.name, False,
+                                                   request.reason)
+        return convert.host(view.host, view.service, view.availability_zone)
+
+
+class QuotasServicer(quotas_pb2_grpc.QuotasServicer):
+    def __init__(self, manager: ApiManager) -> None:
+        self.manager = manager
+
+    def GetQuota(self, request: quotas_pb2.GetQuotaRequest, context: Context) -> quotas_pb2.Quota:
+        return convert.quota(self.manager.get_quota(current_claims(), request.project_id or None))
+
+    def SetQuota(self, request: quotas_pb2.SetQuotaRequest, context: Context) -> quotas_pb2.Quota:
+        limits = {name: int(getattr(request, name)) for name in ("instances", "cores", "ram")
+                  if request.HasField(name)}
+        return convert.quota(self.manager.set_quota(current_claims(), request.project_id, limits))
+
+
+class TokensServicer(tokens_pb2_grpc.TokensServicer):
+    def __init__(self, manager: ApiManager) -> None:
+        self.manager = manager
+
+    def CreateToken(self, request: tokens_pb2.CreateTokenRequest,
+                    context: Context) -> tokens_pb2.CreateTokenResponse:
+        issued = self.manager.create_token(
+            current_claims(), project_id=request.project_id, user_id=request.user_id,
+            roles=list(request.roles),
+            ttl_seconds=request.ttl_seconds if request.HasField("ttl_seconds") else None)
+        out = tokens_pb2.CreateTokenResponse(token=issued.token)
+        ts = convert.timestamp(issued.expires_at)
+        if ts is not None:
+            out.expires_at.CopyFrom(ts)
+        return out
+
+
+def servicers(manager: ApiManager) -> list[tuple[AddServicer, Any]]:
+    """Every public service, ready for services.server.start_server."""
+    return [
+        (servers_pb2_grpc.add_ServersServicer_to_server, ServersServicer(manager)),
+        (flavors_pb2_grpc.add_FlavorsServicer_to_server, FlavorsServicer(manager)),
+        (images_pb2_grpc.add_ImagesServicer_to_server, ImagesServicer(manager)),
+        (server_groups_pb2_grpc.add_ServerGroupsServicer_to_server, ServerGroupsServicer(manager)),
+        (hosts_pb2_grpc.add_HostsServicer_to_server, HostsServicer(manager)),
+        (quotas_pb2_grpc.add_QuotasServicer_to_server, QuotasServicer(manager)),
+        (tokens_pb2_grpc.add_TokensServicer_to_server, TokensServicer(manager)),
+    ]
+
+
+__all__ = [
+    "FlavorsServicer", "HostsServicer", "ImagesServicer", "QuotasServicer", "ServerGroupsServicer",
+    "ServersServicer", "TokensServicer", "servicers",
+]
