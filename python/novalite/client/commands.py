@@ -322,7 +322,7 @@ def quota_set(client: Client, a: argparse.Namespace) -> int:
     for name in ("instances", "cores", "ram"):
         value = getattr(a, name)
         if value is not None:
-            setattr(req.limits, name, value)
+            setattr(req, name, value)
     _show(client, client.quotas.SetQuota(req))
     return 0
 

@@ -265,8 +265,12 @@ class ConductorManager:
             actions = self.db.list_instance_actions(instance_id)
         except errors.NotFound:
             return None
-        for a in reversed(actions):
-            if a.action == action and a.finish_time is None and (not request_id or a.request_id == request_id):
+        for a in actions:
+            if a.finish_time is not None:
+                continue
+            if request_id and a.request_id == request_id:
+                return a
+            if not request_id and a.action == action.split("_")[0]:
                 return a
         return None
 
@@ -301,6 +305,9 @@ class ConductorManager:
                 await self.compute.delete(inst.host, instance_id)
             except Exception:  # noqa: BLE001 - an unreachable host must not keep the record
                 LOG.exception("deleting %s on %s failed; removing the record anyway", instance_id, inst.host)
+        record = self._action_record(instance_id, "delete", None)
+        if record is not None:
+            self.db.finish_instance_action(record.id)
         try:
             self.db.delete_instance(instance_id)
         except errors.NotFound:

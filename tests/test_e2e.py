@@ -1,0 +1,258 @@
+"""The whole control plane, each service its own process, over real sockets: what a
+user of the API sees. Runs on SQLite, and on PostgreSQL when
+NOVALITE_TEST_POSTGRES_URL is set (make test sets it up)."""
+
+from __future__ import annotations
+
+import os
+import time
+import uuid
+from collections import defaultdict
+from typing import Any, Iterator
+
+import grpc
+import pytest
+
+from novalite.cloud import LocalCloud
+from novalite.db.database import Database
+from novalite.rpc.novalite.compute.v1 import (
+    flavors_pb2,
+    flavors_pb2_grpc,
+    hosts_pb2,
+    hosts_pb2_grpc,
+    quotas_pb2,
+    quotas_pb2_grpc,
+    server_groups_pb2,
+    server_groups_pb2_grpc,
+    servers_pb2,
+    servers_pb2_grpc,
+)
+from novalite.services.client import sync_channel
+
+PG_URL = os.environ.get("NOVALITE_TEST_POSTGRES_URL")
+BACKENDS = ["sqlite"] + (["postgresql"] if PG_URL else [])
+
+
+def _postgres_database() -> str:
+    """A fresh database on the test server, for one cloud."""
+    import psycopg
+
+    name = f"nv_{uuid.uuid4().hex[:12]}"
+    assert PG_URL is not None
+    with psycopg.connect(PG_URL.replace("postgresql+psycopg://", "postgresql://"), autocommit=True) as conn:
+        conn.execute(f'CREATE DATABASE "{name}"')
+    base = PG_URL.rsplit("/", 1)[0]
+    return f"{base}/{name}"
+
+
+class Api:
+    """Stubs over one channel with one token."""
+
+    def __init__(self, cloud: LocalCloud, token: str) -> None:
+        self.channel = sync_channel(cloud.endpoint("api"), token)
+        self.servers = servers_pb2_grpc.ServersStub(self.channel)
+        self.flavors = flavors_pb2_grpc.FlavorsStub(self.channel)
+        self.hosts = hosts_pb2_grpc.HostsStub(self.channel)
+        self.quotas = quotas_pb2_grpc.QuotasStub(self.channel)
+        self.groups = server_groups_pb2_grpc.ServerGroupsStub(self.channel)
+
+    def wait(self, ids: list[str], statuses: set[str], timeout: float = 120.0) -> dict[str, Any]:
+        deadline = time.monotonic() + timeout
+        last: dict[str, Any] = {}
+        while time.monotonic() < deadline:
+            for sid in ids:
+                try:
+                    last[sid] = self.servers.GetServer(servers_pb2.GetServerRequest(id=sid))
+                except grpc.RpcError as e:
+                    if e.code() != grpc.StatusCode.NOT_FOUND:
+                        raise
+                    last[sid] = None
+            if all(s is not None and s.status in statuses for s in last.values()):
+                return last
+            time.sleep(0.2)
+        states = defaultdict(int)
+        for s in last.values():
+            states[s.status if s is not None else "GONE"] += 1
+        raise AssertionError(f"timed out waiting for {statuses}: {dict(states)}")
+
+
+@pytest.fixture(scope="module", params=BACKENDS)
+def cloud(request: Any, tmp_path_factory: Any) -> Iterator[LocalCloud]:
+    url = _postgres_database() if request.param == "postgresql" else None
+    c = LocalCloud(tmp_path_factory.mktemp(f"cloud-{request.param}"), hosts=20, host_vcpus=16,
+                   host_memory_mb=32768, host_disk_gb=500, database_url=url, report_interval=2)
+    with c:
+        yield c
+
+
+@pytest.fixture(scope="module")
+def admin(cloud: LocalCloud) -> Api:
+    return Api(cloud, cloud.admin_token())
+
+
+@pytest.fixture(scope="module")
+def flavor(admin: Api) -> Any:
+    return admin.flavors.CreateFlavor(flavors_pb2.CreateFlavorRequest(
+        name=f"m1.small-{uuid.uuid4().hex[:6]}", vcpus=1, memory_mb=512, root_gb=5))
+
+
+def _db(cloud: LocalCloud) -> Database:
+    return Database(cloud.database_url or f"sqlite:///{cloud.data_dir / 'novalite.db'}")
+
+
+def _usage_by_host(db: Database) -> dict[str, dict[str, int]]:
+    return {h.name: {rc: n for rc, n in h.usage.items() if n} for h in db.list_hosts()}
+
+
+def test_boot_100_servers_across_20_hosts_then_delete_them(cloud: LocalCloud, admin: Api, flavor: Any) -> None:
+    project = f"p-{uuid.uuid4().hex[:6]}"
+    admin.quotas.SetQuota(quotas_pb2.SetQuotaRequest(project_id=project, instances=200, cores=200, ram=200 * 1024))
+    user = Api(cloud, cloud.member_token(project))
+    reply = user.servers.CreateServer(servers_pb2.CreateServerRequest(
+        name="web", flavor_id=flavor.id, min_count=100, max_count=100))
+    ids = [s.id for s in reply.servers]
+    assert len(ids) == 100
+    final = user.wait(ids, {"ACTIVE", "ERROR"}, timeout=180)
+    assert {s.status for s in final.values()} == {"ACTIVE"}, [s.fault.message for s in final.values() if s.fault.message]
+
+    db = _db(cloud)
+    try:
+        expected: dict[str, dict[str, int]] = defaultdict(lambda: defaultdict(int))
+        for inst in db.list_instances(project_id=project, limit=1000).instances:
+            assert inst.host is not None
+            for rc, amount in (("VCPU", 1), ("MEMORY_MB", 512), ("DISK_GB", 5)):
+                expected[inst.host][rc] += amount
+        usage = _usage_by_host(db)
+        for host, amounts in expected.items():
+            assert usage[host] == dict(amounts), host
+        assert len(expected) == 20  # spread over every host
+        for sid in ids:
+            user.servers.DeleteServer(servers_pb2.DeleteServerRequest(id=sid))
+        deadline = time.monotonic() + 120
+        while time.monotonic() < deadline and any(_usage_by_host(db).values()):
+            time.sleep(0.3)
+        assert not any(_usage_by_host(db).values()), _usage_by_host(db)
+        assert db.get_quota(project).usage["instances"] == 0
+    finally:
+        db.close()
+
+
+def _code(fn: Any) -> grpc.StatusCode:
+    with pytest.raises(grpc.RpcError) as e:
+        fn()
+    return e.value.code()
+
+
+def test_tokens_roles_and_projects(cloud: LocalCloud, admin: Api, flavor: Any) -> None:
+    list_req = servers_pb2.ListServersRequest()
+    with grpc.insecure_channel(cloud.endpoint("api")) as ch:
+        assert _code(lambda: servers_pb2_grpc.ServersStub(ch).ListServers(list_req)) == grpc.StatusCode.UNAUTHENTICATED
+    expired = cloud.signer.issue("p1", "u", ["member"], 1)
+    time.sleep(2.1)
+    assert _code(lambda: Api(cloud, expired).servers.ListServers(list_req)) == grpc.StatusCode.UNAUTHENTICATED
+    good = cloud.member_token("p1")
+    forged = good[:-3] + ("AAA" if not good.endswith("AAA") else "BBB")
+    assert _code(lambda: Api(cloud, forged).servers.ListServers(list_req)) == grpc.StatusCode.UNAUTHENTICATED
+    member = Api(cloud, cloud.member_token("p1"))
+    assert _code(lambda: member.flavors.CreateFlavor(flavors_pb2.CreateFlavorRequest(
+        name="x", vcpus=1, memory_mb=64))) == grpc.StatusCode.PERMISSION_DENIED
+    assert _code(lambda: member.hosts.ListHosts(hosts_pb2.ListHostsRequest())) == grpc.StatusCode.PERMISSION_DENIED
+
+    mine = member.servers.CreateServer(servers_pb2.CreateServerRequest(name="mine", flavor_id=flavor.id)).servers[0]
+    other = Api(cloud, cloud.member_token("p2"))
+    assert _code(lambda: other.servers.GetServer(servers_pb2.GetServerRequest(id=mine.id))) == grpc.StatusCode.NOT_FOUND
+    assert _code(lambda: other.servers.DeleteServer(servers_pb2.DeleteServerRequest(id=mine.id))) == grpc.StatusCode.NOT_FOUND
+    assert mine.id not in [s.id for s in other.servers.ListServers(list_req).servers]
+    member.wait([mine.id], {"ACTIVE"})
+    member.servers.DeleteServer(servers_pb2.DeleteServerRequest(id=mine.id))
+
+
+@pytest.mark.parametrize("change,field", [
+    ({"flavor_id": "no-such-flavor"}, "flavor_id"),
+    ({"min_count": 3, "max_count": 2}, "max_count"),
+    ({"name": ""}, "name"),
+    ({"name": "x" * 300}, "name"),
+    ({"group": "not-a-uuid"}, "scheduler_hints.group"),
+    ({"same_host": ["nope"]}, "scheduler_hints.same_host"),
+])
+def test_bad_input_names_the_field_and_writes_nothing(cloud: LocalCloud, flavor: Any,
+                                                     change: dict[str, Any], field: str) -> None:
+    project = f"bad-{uuid.uuid4().hex[:6]}"
+    user = Api(cloud, cloud.member_token(project))
+    req = servers_pb2.CreateServerRequest(name="ok", flavor_id=flavor.id)
+    for key, value in change.items():
+        if key == "group":
+            req.scheduler_hints.group = value
+        elif key == "same_host":
+            req.scheduler_hints.same_host.extend(value)
+        else:
+            setattr(req, key, value)
+    with pytest.raises(grpc.RpcError) as e:
+        user.servers.CreateServer(req)
+    assert e.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+    assert field in e.value.details()
+    assert not user.servers.ListServers(servers_pb2.ListServersRequest()).servers
+
+
+def test_a_ten_megabyte_name_is_refused(cloud: LocalCloud, flavor: Any) -> None:
+    user = Api(cloud, cloud.member_token(f"big-{uuid.uuid4().hex[:6]}"))
+    with pytest.raises(grpc.RpcError) as e:
+        user.servers.CreateServer(servers_pb2.CreateServerRequest(name="x" * (10 * 1024 * 1024), flavor_id=flavor.id))
+    assert e.value.code() in (grpc.StatusCode.INVALID_ARGUMENT, grpc.StatusCode.RESOURCE_EXHAUSTED)
+    assert not user.servers.ListServers(servers_pb2.ListServersRequest()).servers
+
+
+def test_quota_and_no_valid_host(cloud: LocalCloud, admin: Api, flavor: Any) -> None:
+    project = f"q-{uuid.uuid4().hex[:6]}"
+    admin.quotas.SetQuota(quotas_pb2.SetQuotaRequest(project_id=project, instances=2, ram=10**7))
+    user = Api(cloud, cloud.member_token(project))
+    with pytest.raises(grpc.RpcError) as e:
+        user.servers.CreateServer(servers_pb2.CreateServerRequest(name="q", flavor_id=flavor.id, min_count=3, max_count=3))
+    assert e.value.code() == grpc.StatusCode.RESOURCE_EXHAUSTED
+
+    huge = admin.flavors.CreateFlavor(flavors_pb2.CreateFlavorRequest(
+        name=f"huge-{uuid.uuid4().hex[:6]}", vcpus=1, memory_mb=10 * 32768, root_gb=1))
+    server = user.servers.CreateServer(servers_pb2.CreateServerRequest(name="big", flavor_id=huge.id)).servers[0]
+    final = user.wait([server.id], {"ERROR"})[server.id]
+    assert "No valid host" in final.fault.message
+    counts = {r.check: r.hosts for r in final.fault.rejections}
+    assert counts.get("MEMORY_MB") == 20, counts
+    user.servers.DeleteServer(servers_pb2.DeleteServerRequest(id=server.id))
+
+
+def test_anti_affinity_group_spreads_servers(cloud: LocalCloud, flavor: Any) -> None:
+    user = Api(cloud, cloud.member_token(f"g-{uuid.uuid4().hex[:6]}"))
+    group = user.groups.CreateServerGroup(server_groups_pb2.CreateServerGroupRequest(name="spread", policy="anti-affinity"))
+    req = servers_pb2.CreateServerRequest(name="ha", flavor_id=flavor.id, min_count=5, max_count=5)
+    req.scheduler_hints.group = group.id
+    ids = [s.id for s in user.servers.CreateServer(req).servers]
+    user.wait(ids, {"ACTIVE"})
+    db = _db(cloud)
+    try:
+        hosts = [db.get_instance(i).host for i in ids]
+    finally:
+        db.close()
+    assert len(set(hosts)) == 5
+    for sid in ids:
+        user.servers.DeleteServer(servers_pb2.DeleteServerRequest(id=sid))
+
+
+def test_a_failed_build_lands_on_an_alternate(tmp_path: Any) -> None:
+    """Builds fail on half the hosts: every server still ends ACTIVE, on the others,
+    after a second attempt for those first sent to a failing host."""
+    failing = [f"compute-{i:03d}" for i in range(1, 4)]
+    c = LocalCloud(tmp_path / "alt", hosts=6, fail_builds_on=failing, report_interval=2)
+    with c:
+        admin = Api(c, c.admin_token())
+        f = admin.flavors.CreateFlavor(flavors_pb2.CreateFlavorRequest(name="f", vcpus=1, memory_mb=256, root_gb=1))
+        ids = [s.id for s in admin.servers.CreateServer(servers_pb2.CreateServerRequest(
+            name="alt", flavor_id=f.id, min_count=6, max_count=6)).servers]
+        final = admin.wait(ids, {"ACTIVE", "ERROR"})
+        assert {s.status for s in final.values()} == {"ACTIVE"}
+        db = _db(c)
+        try:
+            instances = [db.get_instance(i) for i in ids]
+        finally:
+            db.close()
+        assert not {i.host for i in instances} & set(failing)
+        assert any(i.attempts > 1 for i in instances)
