@@ -1,0 +1,941 @@
+"""The compute agent's domain logic (no grpc here).
+
+One agent serves one or more hosts, each through its own virt driver connection
+(`qemu:///system` for a real hypervisor, `test:///...` for a simulated one), and
+does for them what Nova's compute manager and resource tracker do:
+
+* register each host (service row, resource provider, inventory from the driver
+  with the configured reserved amounts and allocation ratios) and heartbeat;
+* claim locally, through the same placement core the scheduler uses, before
+  building (Nova's instance_claim): a claim that does not fit fails the build with
+  ComputeResourcesUnavailable, so the conductor tries an alternate;
+* spawn, destroy and run lifecycle actions on guests, returning the power state
+  (the conductor commits the server's vm_state/task_state/power_state);
+* keep the compute-node view (vcpus_used, free_ram_mb, free_disk_mb, num_instances,
+  num_io_ops, failed_builds) as Nova's resource tracker computes it, write it after
+  each change and periodically, and ask the scheduler to re-read the host;
+* count consecutive failed builds (and disable the host at the threshold);
+* sync power states as Nova's _sync_power_states does, and reap guests whose server
+  was deleted or now lives on another host;
+* after a restart, find its guests again: each server the database places here is
+  tracked and claimed again, a build the restart interrupted goes to ERROR.
+
+Every libvirt call and every database call runs in a worker thread, never on the
+event loop. Calls on one instance are serialised by a per-instance lock.
+
+Which servers count on a host (the "tracked" set, Nova's tracked_instances): the
+servers the database places here that hold an allocation on this host's provider or
+have a guest here, plus the builds in flight; minus the ones this agent deleted or
+failed to build until the database stops placing them here.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import math
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Mapping
+from contextlib import asynccontextmanager, suppress
+from dataclasses import dataclass
+from typing import ParamSpec, Protocol, TypeVar
+
+from novalite import errors
+from novalite.db import records
+from novalite.db.database import Database
+from novalite.db.states import PowerState, VmState
+from novalite.placement import Host, HostTable, Inventory, PlacementError
+from novalite.settings import ComputeSettings
+from novalite.virt import (
+    ActionFailed,
+    DriverError,
+    HostInfo,
+    HypervisorUnavailable,
+    InstanceExists,
+    InstanceNotFound,
+    InvalidInstanceId,
+    SpawnFailed,
+    domain_name,
+)
+
+LOG = logging.getLogger(__name__)
+
+_P = ParamSpec("_P")
+_T = TypeVar("_T")
+
+RESOURCE_CLASSES = ("VCPU", "MEMORY_MB", "DISK_GB")
+# Hosts whose start-up (driver, registration, recovery) runs at once.
+_START_CONCURRENCY = 8
+# Seconds close() waits for a host's last view write to finish.
+_CLOSE_TIMEOUT = 10.0
+_PAGE = 500
+
+
+class BuildFailed(Exception):
+    """The guest could not be built here; the message says why. The conductor
+    releases this host's allocation and tries the next alternate."""
+
+
+class ComputeResourcesUnavailable(BuildFailed):
+    """Nova's: the local claim failed, this host has no room for the server (the
+    scheduler's view was stale)."""
+
+
+class Driver(Protocol):
+    """What the agent needs of a virt driver (novalite.virt.LibvirtDriver). Every
+    method blocks: the manager calls them through asyncio.to_thread."""
+
+    def host_info(self) -> HostInfo: ...
+    def spawn(self, instance_id: str, name: str, vcpus: int, memory_mb: int, root_gb: int,
+              image_path: str | None = None, image_format: str = "qcow2") -> None: ...
+    def destroy(self, instance_id: str) -> None: ...
+    def power_state(self, instance_id: str) -> int: ...
+    def list_instances(self) -> Mapping[str, int]: ...
+    def reboot(self, instance_id: str, hard: bool = False) -> str: ...
+    def power_off(self, instance_id: str, timeout: float | None = None) -> None: ...
+    def power_on(self, instance_id: str) -> None: ...
+    def pause(self, instance_id: str) -> None: ...
+    def unpause(self, instance_id: str) -> None: ...
+    def suspend(self, instance_id: str) -> None: ...
+    def resume(self, instance_id: str) -> None: ...
+    def close(self) -> None: ...
+
+
+@dataclass(frozen=True)
+class ComputeOptions:
+    """Nova's [DEFAULT] compute options the agent needs (from ComputeSettings)."""
+
+    reserved_host_memory_mb: int = 512
+    reserved_host_cpus: int = 0
+    reserved_host_disk_mb: int = 0
+    cpu_allocation_ratio: float = 4.0
+    ram_allocation_ratio: float = 1.0
+    disk_allocation_ratio: float = 1.0
+    # builds running at once on this agent; 0: no limit (Nova's max_concurrent_builds)
+    max_concurrent_builds: int = 10
+    # failed builds in a row after which a host disables itself; 0: never
+    consecutive_build_service_disable_threshold: int = 10
+    # hosts whose builds fail on purpose (to exercise rescheduling; tests only)
+    fail_builds_on: frozenset[str] = frozenset()
+
+    @classmethod
+    def from_settings(cls, settings: ComputeSettings, *,
+                      fail_builds_on: Iterable[str] = ()) -> ComputeOptions:
+        return cls(
+            reserved_host_memory_mb=settings.reserved_host_memory_mb,
+            reserved_host_cpus=settings.reserved_host_cpus,
+            reserved_host_disk_mb=settings.reserved_host_disk_mb,
+            cpu_allocation_ratio=settings.cpu_allocation_ratio,
+            ram_allocation_ratio=settings.ram_allocation_ratio,
+            disk_allocation_ratio=settings.disk_allocation_ratio,
+            max_concurrent_builds=settings.max_concurrent_builds,
+            consecutive_build_service_disable_threshold=(
+                settings.consecutive_build_service_disable_threshold),
+            fail_builds_on=frozenset(fail_builds_on),
+        )
+
+
+@dataclass(frozen=True)
+class GuestFlavor:
+    """The sizes a guest is built with (the flavor's)."""
+
+    vcpus: int
+    memory_mb: int
+    root_gb: int = 0
+    ephemeral_gb: int = 0
+    swap: int = 0  # MiB, Nova's unit
+
+    @property
+    def disk_mb(self) -> int:
+        """What the guest takes of the host's disk, as the resource tracker counts
+        it: root + ephemeral (GiB) + swap (MiB)."""
+        return (self.root_gb + self.ephemeral_gb) * 1024 + self.swap
+
+    def amounts(self) -> dict[str, int]:
+        """Placement's resources for the flavor (nova.scheduler.utils
+        resources_from_flavor): swap rounds up to whole GiB of DISK_GB."""
+        disk = self.root_gb + self.ephemeral_gb + math.ceil(self.swap / 1024)
+        return {rc: n for rc, n in (("VCPU", self.vcpus), ("MEMORY_MB", self.memory_mb),
+                                    ("DISK_GB", disk)) if n > 0}
+
+
+@dataclass(frozen=True)
+class GuestImage:
+    """The image a guest's disk is an overlay on."""
+
+    path: str
+    disk_format: str = "qcow2"
+
+
+@dataclass(frozen=True)
+class ComputeView:
+    """The compute-node view of a host (Nova's ComputeNode columns the scheduler's
+    HostState reads). free_* may be negative (over-committed)."""
+
+    vcpus_used: int
+    free_ram_mb: int
+    free_disk_mb: int
+    num_instances: int
+    num_io_ops: int
+    failed_builds: int
+
+
+@dataclass(frozen=True)
+class _Usage:
+    vcpus: int
+    memory_mb: int
+    disk_mb: int
+    seq: int  # when it was tracked: a reconcile only drops entries older than its reads
+
+
+class _Reporter:
+    """Writes one host's compute view to the database and asks the scheduler to
+    re-read the host. Requests coalesce: a caller waits for a write that started
+    after it asked (one write in flight per host, however many builds finish)."""
+
+    def __init__(self, host: str, write: Callable[[], Awaitable[None]],
+                 report: Callable[[], Awaitable[None]] | None) -> None:
+        self._host = host
+        self._write = write
+        self._report = report
+        self._waiters: list[asyncio.Future[None]] = []
+        self._task: asyncio.Task[None] | None = None
+
+    async def request(self, *, wait: bool = True) -> None:
+        loop = asyncio.get_running_loop()
+        done: asyncio.Future[None] = loop.create_future()
+        self._waiters.append(done)
+        if self._task is None or self._task.done():
+            self._task = loop.create_task(self._run(), name=f"report-{self._host}")
+        if wait:
+            await asyncio.shield(done)
+
+    async def _run(self) -> None:
+        while self._waiters:
+            waiters, self._waiters = self._waiters, []
+            try:
+                await self._write()
+            except Exception:  # noqa: BLE001 - the periodic update writes it again
+                LOG.warning("could not write the compute view of %s", self._host, exc_info=True)
+            for waiter in waiters:
+                if not waiter.done():
+                    waiter.set_result(None)
+            if self._report is not None:
+                try:
+                    await self._report()
+                except Exception:  # noqa: BLE001 - the periodic report catches up
+                    LOG.warning("could not report %s to the scheduler", self._host, exc_info=True)
+
+    async def close(self, timeout: float) -> None:
+        task = self._task
+        if task is None or task.done():
+            return
+        try:
+            await asyncio.wait_for(asyncio.shield(task), timeout)
+        except Exception:  # noqa: BLE001 - timed out or failed: closing anyway
+            task.cancel()
+            with suppress(asyncio.CancelledError, Exception):
+                await task
+
+
+class _HostState:
+    def __init__(self, name: str, driver: Driver) -> None:
+        self.name = name
+        self.driver = driver
+        self.info: HostInfo | None = None
+        self.uuid = ""  # resource provider
+        self.service_id: int | None = None
+        self.tracked: dict[str, _Usage] = {}
+        self.dropped: set[str] = set()
+        self.building: set[str] = set()
+        self.failed_builds = 0
+        self.unknown_guests: set[str] = set()
+        self.reporter: _Reporter | None = None
+
+
+class _LockEntry:
+    __slots__ = ("lock", "users")
+
+    def __init__(self) -> None:
+        self.lock = asyncio.Lock()
+        self.users = 0
+
+
+class ComputeManager:
+    """The agent's hosts and what runs on them. ``drivers``: host name -> its virt
+    driver (the manager owns them and closes them). ``endpoint``: the address the
+    agent's gRPC server is dialled at, registered for every host (set it before
+    start()). ``report(host)``: tells the scheduler a host changed."""
+
+    def __init__(self, db: Database, drivers: Mapping[str, Driver], options: ComputeOptions, *,
+                 endpoint: str, report: Callable[[str], Awaitable[None]] | None = None) -> None:
+        if not drivers:
+            raise ValueError("a compute agent needs at least one host")
+        self.db = db
+        self.options = options
+        self.endpoint = endpoint
+        self._report = report
+        self._hosts = {name: _HostState(name, driver) for name, driver in drivers.items()}
+        for h in self._hosts.values():
+            h.reporter = _Reporter(h.name, self._writer(h), self._reporter(h))
+        # local claims, through the same core the scheduler uses
+        self.claims = HostTable()
+        self._claimed: dict[str, str] = {}  # consumer -> host holding its local claim
+        self._locks: dict[str, _LockEntry] = {}
+        self._seq = 0
+        self._builds = (asyncio.Semaphore(options.max_concurrent_builds)
+                        if options.max_concurrent_builds > 0 else None)
+        self._flavor_swap: dict[str, int] = {}
+        self._ready = asyncio.Event()
+        self._closing = False
+        self._periodic_task: asyncio.Task[None] | None = None
+        self._cleanups: list[Callable[[], Awaitable[object]]] = []
+
+    # ---- helpers -------------------------------------------------------------------
+
+    @property
+    def hosts(self) -> tuple[str, ...]:
+        return tuple(self._hosts)
+
+    def driver(self, host: str) -> Driver:
+        return self._host(host).driver
+
+    def _host(self, host: str) -> _HostState:
+        try:
+            return self._hosts[host]
+        except KeyError:
+            raise errors.NotFound(f"this compute agent does not serve host {host!r}") from None
+
+    async def _db(self, fn: Callable[_P, _T], *args: _P.args, **kwargs: _P.kwargs) -> _T:
+        return await asyncio.to_thread(fn, *args, **kwargs)
+
+    def _next_seq(self) -> int:
+        self._seq += 1
+        return self._seq
+
+    @asynccontextmanager
+    async def _lock(self, instance_id: str) -> AsyncIterator[None]:
+        entry = self._locks.get(instance_id)
+        if entry is None:
+            entry = self._locks[instance_id] = _LockEntry()
+        entry.users += 1
+        try:
+            async with entry.lock:
+                yield
+        finally:
+            entry.users -= 1
+            if entry.users == 0:
+                del self._locks[instance_id]
+
+    def _busy(self, h: _HostState, instance_id: str) -> bool:
+        """An RPC is working on the instance (the periodic tasks leave it alone)."""
+        return instance_id in self._locks or instance_id in h.building
+
+    async def _serving(self) -> None:
+        if self._closing:
+            raise errors.Unavailable("the compute agent is stopping")
+        if not self._ready.is_set():
+            await self._ready.wait()
+
+    def add_cleanup(self, callback: Callable[[], Awaitable[object]]) -> None:
+        """Something close() awaits last (closing clients, the database...)."""
+        self._cleanups.append(callback)
+
+    # ---- start-up ------------------------------------------------------------------
+
+    def inventories(self, host: str) -> dict[str, records.Inventory]:
+        """The host's inventory: totals from the driver, reserved amounts and
+        allocation ratios from the options, as Nova's libvirt driver reports it
+        (min_unit 1, max_unit total, step 1)."""
+        info = self._info(self._host(host))
+        o = self.options
+        disk_reserved = math.ceil(o.reserved_host_disk_mb / 1024)
+        return {
+            "VCPU": records.Inventory(total=info.vcpus, reserved=o.reserved_host_cpus,
+                                      max_unit=info.vcpus, allocation_ratio=o.cpu_allocation_ratio),
+            "MEMORY_MB": records.Inventory(total=info.memory_mb, reserved=o.reserved_host_memory_mb,
+                                           max_unit=info.memory_mb,
+                                           allocation_ratio=o.ram_allocation_ratio),
+            "DISK_GB": records.Inventory(total=info.disk_gb, reserved=disk_reserved,
+                                         max_unit=max(info.disk_gb, 1),
+                                         allocation_ratio=o.disk_allocation_ratio),
+        }
+
+    @staticmethod
+    def _info(h: _HostState) -> HostInfo:
+        if h.info is None:
+            raise errors.Unavailable(f"host {h.name} is not started yet")
+        return h.info
+
+    async def start(self) -> None:
+        """Register every host, reload local claims and reconcile the guests the
+        hypervisors run with the servers the database places here. RPCs that
+        arrive meanwhile wait for it."""
+        limit = asyncio.Semaphore(_START_CONCURRENCY)
+
+        async def one(h: _HostState) -> None:
+            async with limit:
+                await self._start_host(h)
+
+        await asyncio.gather(*(one(h) for h in self._hosts.values()))
+        self._ready.set()
+        LOG.info("compute agent serving %d host(s) at %s", len(self._hosts), self.endpoint)
+
+    async def _start_host(self, h: _HostState) -> None:
+        h.info = await asyncio.to_thread(h.driver.host_info)
+        svc = await self._db(self.db.register_service, h.name, "compute", endpoint=self.endpoint)
+        h.service_id = svc.id
+        invs = self.inventories(h.name)
+        info = h.info
+        provider = await self._db(
+            self.db.upsert_host, h.name, inventories=invs, service_id=svc.id,
+            hypervisor_type=info.hypervisor_type, hypervisor_version=int(info.hypervisor_version),
+            cpu_info=dict(info.cpu_info),
+            supported_instances=[list(t) for t in info.supported_instances])
+        h.uuid = provider.uuid
+
+        def inventory(rc: str) -> Inventory:
+            i = invs[rc]
+            return Inventory(total=i.total, reserved=i.reserved, allocation_ratio=i.allocation_ratio,
+                             min_unit=i.min_unit, max_unit=i.max_unit, step_size=i.step_size)
+
+        self.claims.add_host(Host(name=h.name, uuid=h.uuid, vcpu=inventory("VCPU"),
+                                  memory_mb=inventory("MEMORY_MB"), disk_gb=inventory("DISK_GB")))
+        await self._recover(h)
+
+    async def _recover(self, h: _HostState) -> None:
+        """After a (re)start: a build the restart interrupted fails (ERROR, as Nova's
+        _init_instance does); every server placed here is tracked and claimed again;
+        then the power states are synced and orphaned guests reaped."""
+        since = self._seq
+        guests = dict(await asyncio.to_thread(h.driver.list_instances))
+        placed = await self._db(self._placed, h.name)
+        held = await self._db(self._held, h.uuid)
+        interrupted = [i for i in placed if i.vm_state == VmState.BUILDING]
+        for inst in interrupted:
+            LOG.warning("server %s on %s was building when the agent stopped: ERROR", inst.id, h.name)
+            await self._db(
+                self.db.update_instance, inst.id, expected_vm_state=VmState.BUILDING,
+                vm_state=VmState.ERROR, task_state=None,
+                power_state=int(guests.get(inst.id, PowerState.NOSTATE)),
+                fault=records.NewFault(500, f"Build of instance {inst.id} was interrupted: the "
+                                            f"compute agent of host {h.name} restarted"))
+        if interrupted:
+            placed = await self._db(self._placed, h.name)
+        await self._reconcile(h, placed, held, guests, since)
+        await self._sync(h, guests, placed)
+        await self.update_host(h.name)
+
+    def _placed(self, host: str) -> list[records.Instance]:
+        """Every live server the database places on the host (blocking)."""
+        out: list[records.Instance] = []
+        marker = None
+        while True:
+            page = self.db.list_instances(host=host, limit=_PAGE, marker=marker)
+            out.extend(page.instances)
+            if page.next_marker is None:
+                return out
+            marker = page.next_marker
+
+    def _held(self, provider_uuid: str) -> dict[str, dict[str, int]]:
+        """consumer -> its allocation on the provider (blocking)."""
+        out: dict[str, dict[str, int]] = {}
+        for a in self.db.list_allocations(provider_uuid):
+            out.setdefault(a.consumer_uuid, {})[a.resource_class] = a.used
+        return out
+
+    async def _flavor(self, inst: records.Instance) -> GuestFlavor:
+        swap = self._flavor_swap.get(inst.flavor_id)
+        if swap is None:
+            try:
+                flavor = await self._db(self.db.get_flavor, inst.flavor_id, include_deleted=True)
+                swap = flavor.swap
+            except errors.NotFound:
+                swap = 0
+            self._flavor_swap[inst.flavor_id] = swap
+        return GuestFlavor(inst.vcpus, inst.memory_mb, inst.root_gb, inst.ephemeral_gb, swap)
+
+    # ---- tracking (Nova's resource tracker) ----------------------------------------
+
+    def _track(self, h: _HostState, instance_id: str, flavor: GuestFlavor,
+               amounts: Mapping[str, int], *, force: bool) -> None:
+        """Count the instance on the host and claim it locally. A claim that does not
+        fit raises PlacementError, unless ``force`` (a server already placed here:
+        counted anyway, logged)."""
+        if amounts:
+            try:
+                if instance_id in self._claimed:
+                    self.claims.replace(instance_id, {h.name: dict(amounts)})
+                else:
+                    self.claims.claim(instance_id, {h.name: dict(amounts)})
+                self._claimed[instance_id] = h.name
+            except PlacementError:
+                if not force:
+                    raise
+                LOG.warning("server %s on %s is beyond the host's capacity", instance_id, h.name)
+        h.tracked[instance_id] = _Usage(flavor.vcpus, flavor.memory_mb, flavor.disk_mb,
+                                        self._next_seq())
+
+    def _untrack(self, h: _HostState, instance_id: str) -> None:
+        h.tracked.pop(instance_id, None)
+        if self._claimed.get(instance_id) == h.name:
+            del self._claimed[instance_id]
+            self.claims.release(instance_id)
+
+    async def _reconcile(self, h: _HostState, placed: list[records.Instance],
+                         held: Mapping[str, Mapping[str, int]], guests: Mapping[str, int],
+                         since: int) -> None:
+        """Make the tracked set match what the database and the hypervisor say (read
+        after ``since``): Nova's update_available_resource."""
+        here = {i.id for i in placed}
+        h.dropped &= here  # the database has caught up with those
+        for inst in placed:
+            iid = inst.id
+            if iid in h.tracked or iid in h.dropped or iid in h.building:
+                continue
+            if iid not in held and iid not in guests:
+                continue  # neither a claim nor a guest here: not on this host after all
+            flavor = await self._flavor(inst)
+            if iid in h.tracked or iid in h.dropped or iid in h.building:
+                continue  # changed while the flavor was read
+            self._track(h, iid, flavor, held.get(iid) or flavor.amounts(), force=True)
+        for iid, usage in list(h.tracked.items()):
+            if usage.seq > since or iid in h.building:
+                continue  # tracked after the reads: they cannot know it
+            if iid not in here or (iid not in held and iid not in guests):
+                LOG.info("server %s is no longer on %s", iid, h.name)
+                self._untrack(h, iid)
+
+    def view(self, host: str) -> ComputeView:
+        """The compute view as Nova's resource tracker computes it: used = reserved +
+        the tracked servers' flavors; free = total - used (no ratio, may be
+        negative); disk in MiB (root + ephemeral + swap)."""
+        h = self._host(host)
+        info = self._info(h)
+        o = self.options
+        tracked = h.tracked.values()
+        memory_used = o.reserved_host_memory_mb + sum(u.memory_mb for u in tracked)
+        disk_used_mb = o.reserved_host_disk_mb + sum(u.disk_mb for u in tracked)
+        return ComputeView(
+            vcpus_used=o.reserved_host_cpus + sum(u.vcpus for u in tracked),
+            free_ram_mb=info.memory_mb - memory_used,
+            free_disk_mb=info.disk_gb * 1024 - disk_used_mb,
+            num_instances=len(h.tracked),
+            num_io_ops=len(h.building),
+            failed_builds=h.failed_builds,
+        )
+
+    def tracked(self, host: str) -> frozenset[str]:
+        """The servers counted on the host."""
+        return frozenset(self._host(host).tracked)
+
+    def _writer(self, h: _HostState) -> Callable[[], Awaitable[None]]:
+        async def write() -> None:
+            v = self.view(h.name)
+            await self._db(self.db.upsert_host, h.name, vcpus_used=v.vcpus_used,
+                           free_ram_mb=v.free_ram_mb, free_disk_mb=v.free_disk_mb,
+                           num_instances=v.num_instances, num_io_ops=v.num_io_ops,
+                           failed_builds=v.failed_builds)
+        return write
+
+    def _reporter(self, h: _HostState) -> Callable[[], Awaitable[None]] | None:
+        report = self._report
+        if report is None:
+            return None
+
+        async def call() -> None:
+            await report(h.name)
+        return call
+
+    async def update_host(self, host: str) -> None:
+        """Write the host's compute view now and tell the scheduler (coalesced with
+        other changes of the host: returns once a write that started after this
+        call is in the database)."""
+        h = self._host(host)
+        assert h.reporter is not None
+        await h.reporter.request()
+
+    async def update_available_resource(self, host: str) -> None:
+        """The periodic recount (Nova's update_available_resource): reconcile the
+        tracked servers with the database and the hypervisor, then write and report."""
+        h = self._host(host)
+        since = self._seq
+        guests = dict(await asyncio.to_thread(h.driver.list_instances))
+        placed = await self._db(self._placed, h.name)
+        held = await self._db(self._held, h.uuid)
+        await self._reconcile(h, placed, held, guests, since)
+        await self.update_host(host)
+
+    async def heartbeat(self) -> None:
+        for h in self._hosts.values():
+            if h.service_id is None:
+                continue
+            try:
+                await self._db(self.db.heartbeat, h.service_id)
+            except errors.NotFound:  # the service row went away: register again
+                svc = await self._db(self.db.register_service, h.name, "compute",
+                                     endpoint=self.endpoint)
+                h.service_id = svc.id
+
+    async def periodic(self) -> None:
+        """One round of the periodic tasks: heartbeats, power sync, usage reports."""
+        await self.heartbeat()
+        for host in self._hosts:
+            try:
+                await self.sync_power_states(host)
+                await self.update_available_resource(host)
+            except Exception:  # noqa: BLE001 - one host must not stop the others
+                LOG.warning("periodic task failed for %s", host, exc_info=True)
+
+    def start_periodic(self, interval: float) -> None:
+        """Run periodic() every ``interval`` seconds in the background until close()."""
+        if self._periodic_task is not None:
+            raise RuntimeError("the periodic task is already running")
+
+        async def loop() -> None:
+            while True:
+                await asyncio.sleep(interval)
+                try:
+                    await self.periodic()
+                except Exception:  # noqa: BLE001 - the next round tries again
+                    LOG.warning("compute periodic task failed", exc_info=True)
+
+        self._periodic_task = asyncio.get_running_loop().create_task(loop(), name="compute-periodic")
+
+    async def close(self) -> None:
+        """Stop the periodic task, let the last view writes finish, run the cleanups
+        and close the drivers. New calls get Unavailable. Call it after the gRPC
+        server stopped (builds in flight have finished then)."""
+        self._closing = True
+        task, self._periodic_task = self._periodic_task, None
+        if task is not None:
+            task.cancel()
+            with suppress(asyncio.CancelledError):
+                await task
+        for h in self._hosts.values():
+            if h.reporter is not None:
+                await h.reporter.close(_CLOSE_TIMEOUT)
+        for cleanup in reversed(self._cleanups):
+            try:
+                await cleanup()
+            except Exception:  # noqa: BLE001 - close the rest anyway
+                LOG.warning("compute agent cleanup failed", exc_info=True)
+        for h in self._hosts.values():
+            await asyncio.to_thread(h.driver.close)
+
+    # ---- building and deleting -----------------------------------------------------
+
+    async def build(self, host: str, instance_id: str, name: str, flavor: GuestFlavor,
+                    image: GuestImage | None, allocation: Mapping[str, int]) -> int:
+        """Claim locally (``allocation``, what the scheduler claimed here; the
+        flavor's resources if empty), spawn, start. Returns the power state.
+        BuildFailed (ComputeResourcesUnavailable for a claim that does not fit) when
+        the guest cannot be built here; Invalid for a malformed request; NotFound
+        for a host this agent does not serve. A repeated build of a server already
+        running here returns its power state."""
+        h = self._host(host)
+        _check_instance_id(instance_id, "server.id")
+        _check_flavor(flavor)
+        amounts = _check_allocation(allocation) or flavor.amounts()
+        await self._serving()
+        async with self._build_slot(), self._lock(instance_id):
+            if instance_id in h.tracked:
+                try:
+                    power = await asyncio.to_thread(h.driver.power_state, instance_id)
+                except DriverError:
+                    pass  # counted from the database, not built yet (or libvirt is down:
+                    # the build below says so)
+                else:
+                    LOG.info("server %s already runs on %s", instance_id, host)
+                    return int(power)
+            return await self._build(h, instance_id, name or instance_id, flavor, image, amounts)
+
+    @asynccontextmanager
+    async def _build_slot(self) -> AsyncIterator[None]:
+        if self._builds is None:
+            yield
+            return
+        async with self._builds:
+            yield
+
+    async def _build(self, h: _HostState, instance_id: str, name: str, flavor: GuestFlavor,
+                     image: GuestImage | None, amounts: Mapping[str, int]) -> int:
+        h.dropped.discard(instance_id)
+        h.building.add(instance_id)
+        try:
+            try:
+                self._track(h, instance_id, flavor, amounts, force=False)
+            except PlacementError as e:
+                raise ComputeResourcesUnavailable(
+                    f"Insufficient compute resources on host {h.name}: {e}") from None
+            if h.name in self.options.fail_builds_on:
+                raise BuildFailed(f"build failure injected on host {h.name} (fail_builds_on)")
+            await asyncio.to_thread(
+                h.driver.spawn, instance_id, name, flavor.vcpus, flavor.memory_mb, flavor.root_gb,
+                image.path if image is not None else None,
+                image.disk_format if image is not None else "qcow2")
+            power = int(await asyncio.to_thread(h.driver.power_state, instance_id))
+        except asyncio.CancelledError:
+            # the caller went away (or the agent is stopping): no guest stays behind
+            # untracked for long; the periodic reap destroys it if it was spawned
+            self._untrack(h, instance_id)
+            h.dropped.add(instance_id)
+            h.building.discard(instance_id)
+            assert h.reporter is not None
+            await h.reporter.request(wait=False)
+            raise
+        except Exception as e:  # noqa: BLE001 - any failure reschedules, as in Nova
+            self._untrack(h, instance_id)
+            h.dropped.add(instance_id)
+            failure = await self._build_failure(h, instance_id, e)
+            h.building.discard(instance_id)
+            await self._build_failed(h)
+            raise failure from None
+        h.building.discard(instance_id)
+        h.failed_builds = 0
+        await self.update_host(h.name)
+        return power
+
+    async def _build_failure(self, h: _HostState, instance_id: str, e: Exception) -> BuildFailed:
+        """The BuildFailed to raise for ``e``, after cleaning up what it left."""
+        if isinstance(e, BuildFailed):
+            LOG.info("build of %s on %s failed: %s", instance_id, h.name, e)
+            return e
+        if isinstance(e, DriverError):
+            if not isinstance(e, (SpawnFailed, InstanceExists)):
+                # SpawnFailed leaves nothing behind; anything else might have
+                await self._destroy_quietly(h, instance_id)
+            LOG.warning("build of %s on %s failed: %s", instance_id, h.name, e)
+            return BuildFailed(str(e))
+        LOG.error("build of %s on %s failed unexpectedly", instance_id, h.name, exc_info=e)
+        await self._destroy_quietly(h, instance_id)
+        return BuildFailed(f"unexpected error building {instance_id} on {h.name}: {e!r}")
+
+    async def _destroy_quietly(self, h: _HostState, instance_id: str) -> None:
+        try:
+            await asyncio.to_thread(h.driver.destroy, instance_id)
+        except Exception:  # noqa: BLE001 - best effort; the periodic reap retries
+            LOG.warning("could not clean up %s on %s", instance_id, h.name, exc_info=True)
+
+    async def _build_failed(self, h: _HostState) -> None:
+        """Nova's _build_failed: count it; at the threshold the host disables itself
+        and the count starts afresh (for when an admin enables it again)."""
+        h.failed_builds += 1
+        threshold = self.options.consecutive_build_service_disable_threshold
+        if threshold and h.failed_builds >= threshold:
+            LOG.error("disabling %s after %d consecutive build failures", h.name, h.failed_builds)
+            try:
+                await self._db(self.db.disable_service, h.name, "compute",
+                               reason=f"Auto-disabled due to {h.failed_builds} build failures")
+            except Exception:  # noqa: BLE001 - the count is still reported
+                LOG.warning("could not disable %s", h.name, exc_info=True)
+            else:
+                h.failed_builds = 0
+        await self.update_host(h.name)
+
+    async def delete(self, host: str, instance_id: str) -> None:
+        """Destroy the guest (disk and all) and drop its local claim. A guest the host
+        does not have is fine, so a retry is safe."""
+        h = self._host(host)
+        _check_instance_id(instance_id, "server_id")
+        await self._serving()
+        async with self._lock(instance_id):
+            try:
+                await asyncio.to_thread(h.driver.destroy, instance_id)
+            except HypervisorUnavailable as e:
+                raise errors.Unavailable(str(e)) from None
+            self._untrack(h, instance_id)
+            h.dropped.add(instance_id)
+        await self.update_host(host)
+
+    # ---- lifecycle actions ---------------------------------------------------------
+
+    async def reboot_instance(self, host: str, instance_id: str, *, hard: bool) -> int:
+        """Soft: ACPI shutdown and start, hard after the driver's timeout (as Nova);
+        hard: power cycle. Returns the power state (RUNNING)."""
+        return await self._act(host, instance_id, "reboot", lambda d: d.reboot(instance_id, hard))
+
+    async def stop_instance(self, host: str, instance_id: str) -> int:
+        """Shut the guest down: SHUTDOWN."""
+        return await self._act(host, instance_id, "stop", lambda d: d.power_off(instance_id))
+
+    async def start_instance(self, host: str, instance_id: str) -> int:
+        """Power a stopped guest on: RUNNING."""
+        return await self._act(host, instance_id, "start", lambda d: d.power_on(instance_id))
+
+    async def pause_instance(self, host: str, instance_id: str) -> int:
+        """Freeze the guest's vCPUs, memory kept: PAUSED."""
+        return await self._act(host, instance_id, "pause", lambda d: d.pause(instance_id))
+
+    async def unpause_instance(self, host: str, instance_id: str) -> int:
+        """Let a paused guest run again: RUNNING."""
+        return await self._act(host, instance_id, "unpause", lambda d: d.unpause(instance_id))
+
+    async def suspend_instance(self, host: str, instance_id: str) -> int:
+        """Save the guest's memory to disk and stop it (libvirt managed save, as
+        Nova): the power state is SHUTDOWN, the vm_state (SUSPENDED) the conductor's."""
+        return await self._act(host, instance_id, "suspend", lambda d: d.suspend(instance_id))
+
+    async def resume_instance(self, host: str, instance_id: str) -> int:
+        """Restore a suspended guest from its saved memory: RUNNING."""
+        return await self._act(host, instance_id, "resume", lambda d: d.resume(instance_id))
+
+    async def _act(self, host: str, instance_id: str, action: str,
+                   fn: Callable[[Driver], object]) -> int:
+        h = self._host(host)
+        _check_instance_id(instance_id, "server_id")
+        await self._serving()
+        async with self._lock(instance_id):
+            try:
+                await asyncio.to_thread(fn, h.driver)
+                power = await asyncio.to_thread(h.driver.power_state, instance_id)
+            except InstanceNotFound:
+                raise errors.NotFound(f"server {instance_id} has no guest on host {host}") from None
+            except ActionFailed as e:
+                raise errors.InvalidState(f"cannot {action} server {instance_id}: {e.reason}") from None
+            except HypervisorUnavailable as e:
+                raise errors.Unavailable(str(e)) from None
+        LOG.info("%s of %s on %s: power state %s", action, instance_id, host,
+                 PowerState.NAMES.get(int(power), power))
+        return int(power)
+
+    # ---- power state sync (Nova's _sync_power_states) ------------------------------
+
+    async def sync_power_states(self, host: str) -> None:
+        """Nova's _sync_power_states for one host: the database's power state follows
+        the hypervisor's; a server ACTIVE whose guest shut down (or crashed, or
+        pm-suspended) by itself is stopped (STOPPED/SHUTDOWN), a STOPPED one whose
+        guest runs is forced off, a PAUSED one whose guest shut down is stopped; a
+        missing guest only sets NOSTATE. Servers with a task in flight are left
+        alone. Guests whose server was deleted, or is now on another host, are
+        destroyed."""
+        h = self._host(host)
+        guests = dict(await asyncio.to_thread(h.driver.list_instances))
+        placed = await self._db(self._placed, host)
+        await self._sync(h, guests, placed)
+
+    async def _sync(self, h: _HostState, guests: Mapping[str, int],
+                    placed: list[records.Instance]) -> None:
+        for inst in placed:
+            if inst.task_state is not None or self._busy(h, inst.id):
+                continue  # "During sync_power_state the instance has a pending task"
+            try:
+                await self._sync_instance(h, inst, int(guests.get(inst.id, PowerState.NOSTATE)))
+            except Exception:  # noqa: BLE001 - the next round tries again
+                LOG.warning("power state sync of %s failed", inst.id, exc_info=True)
+        here = {i.id for i in placed}
+        for iid in sorted(set(guests) - here):
+            if not self._busy(h, iid):
+                try:
+                    await self._reap(h, iid)
+                except Exception:  # noqa: BLE001
+                    LOG.warning("could not reap guest %s on %s", iid, h.name, exc_info=True)
+
+    async def _sync_instance(self, h: _HostState, inst: records.Instance, power: int) -> None:
+        vm = inst.vm_state
+        stop = force_off = False
+        if vm == VmState.ACTIVE:
+            if power in (PowerState.SHUTDOWN, PowerState.CRASHED, PowerState.SUSPENDED):
+                stop = True  # "Instance shutdown by itself. Calling the stop API."
+            elif power == PowerState.NOSTATE:
+                if inst.power_state != power:
+                    LOG.warning("server %s: its guest is unexpectedly not found on %s",
+                                inst.id, h.name)
+            # PAUSED: "Instance is paused unexpectedly. Ignore."
+        elif vm == VmState.STOPPED:
+            force_off = power not in (PowerState.NOSTATE, PowerState.SHUTDOWN, PowerState.CRASHED)
+        elif vm == VmState.PAUSED:
+            stop = power in (PowerState.SHUTDOWN, PowerState.CRASHED)
+        # BUILDING, SUSPENDED, ERROR: only the power state follows (Nova ignores them)
+        if not (stop or force_off):
+            if power != inst.power_state:
+                LOG.info("server %s: power state %s -> %s (sync)", inst.id,
+                         PowerState.NAMES.get(inst.power_state), PowerState.NAMES.get(power))
+                await self._db(self.db.update_instance, inst.id, expected_vm_state=vm,
+                               expected_task_state=None, power_state=power)
+            return
+        async with self._lock(inst.id):
+            try:
+                current = await self._db(self.db.get_instance, inst.id)
+            except errors.NotFound:
+                return
+            if current.vm_state != vm or current.task_state is not None or current.host != h.name:
+                return  # someone acted meanwhile
+            LOG.warning("server %s (%s) on %s: guest is %s; stopping it (sync)", inst.id, vm,
+                        h.name, PowerState.NAMES.get(power))
+            if power != PowerState.NOSTATE:
+                try:
+                    await asyncio.to_thread(h.driver.power_off, inst.id)
+                    power = int(await asyncio.to_thread(h.driver.power_state, inst.id))
+                except InstanceNotFound:
+                    power = PowerState.NOSTATE
+            applied = await self._db(self.db.update_instance, inst.id, expected_vm_state=vm,
+                                     expected_task_state=None, vm_state=VmState.STOPPED,
+                                     power_state=power)
+            if applied and vm != VmState.STOPPED:
+                await self._record_stop(inst)
+
+    async def _record_stop(self, inst: records.Instance) -> None:
+        """The "stop" instance action Nova's compute API records when the sync calls it."""
+        try:
+            action = await self._db(
+                self.db.start_instance_action, inst.id, "stop", project_id=inst.project_id,
+                message="Instance shutdown by itself (power state sync)")
+            await self._db(self.db.finish_instance_action, action.id)
+        except errors.NotFound:
+            pass
+
+    async def _reap(self, h: _HostState, instance_id: str) -> None:
+        """A guest no server on this host owns: destroyed when its server was deleted
+        or lives on another host now; left alone (and logged once) when the database
+        does not know it (another cloud's, or another test's)."""
+        try:
+            inst = await self._db(self.db.get_instance, instance_id, include_deleted=True)
+        except errors.NotFound:
+            if instance_id not in h.unknown_guests:
+                h.unknown_guests.add(instance_id)
+                LOG.warning("guest %s on %s belongs to no server this cloud knows; leaving it",
+                            instance_id, h.name)
+            return
+        if inst.deleted_at is None and inst.host == h.name:
+            return  # placed here after all (it moved meanwhile)
+        async with self._lock(instance_id):
+            if instance_id in h.building:
+                return
+            LOG.warning("destroying guest %s on %s: its server is %s", instance_id, h.name,
+                        "deleted" if inst.deleted_at is not None else f"on host {inst.host}")
+            await asyncio.to_thread(h.driver.destroy, instance_id)
+            self._untrack(h, instance_id)
+
+
+# ---- request checks ------------------------------------------------------------------
+
+def _check_instance_id(instance_id: str, field: str) -> None:
+    if not instance_id:
+        raise errors.Invalid(field, "required")
+    try:
+        domain_name(instance_id)
+    except InvalidInstanceId as e:
+        raise errors.Invalid(field, str(e)) from None
+
+
+def _check_flavor(flavor: GuestFlavor) -> None:
+    for name, low in (("vcpus", 1), ("memory_mb", 1), ("root_gb", 0), ("ephemeral_gb", 0),
+                      ("swap", 0)):
+        value = getattr(flavor, name)
+        if not isinstance(value, int) or value < low:
+            raise errors.Invalid(f"flavor.{name}", f"must be an integer >= {low}, got {value!r}")
+
+
+def _check_allocation(allocation: Mapping[str, int]) -> dict[str, int]:
+    out: dict[str, int] = {}
+    for rc, amount in allocation.items():
+        if not rc or not isinstance(amount, int) or amount < 1:
+            raise errors.Invalid(f"allocation.{rc}", f"must be an integer >= 1, got {amount!r}")
+        out[rc] = amount
+    return out
+
+
+__all__ = [
+    "BuildFailed", "ComputeManager", "ComputeOptions", "ComputeResourcesUnavailable",
+    "ComputeView", "Driver", "GuestFlavor", "GuestImage",
+]
