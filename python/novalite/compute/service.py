@@ -1,0 +1,174 @@
+"""`novalite compute`: one agent serving its hosts over gRPC.
+
+    running, manager = await start(settings)
+    ...
+    await stop(running, manager)
+
+* ``test:///...`` (settings.compute.virt_uri): simulated hosts, one libvirt test
+  driver each, their node files under ``<data_dir>/nodes/<host>.xml`` (written with
+  the sizes from settings the first time, then kept: they hold the hosts' guests
+  across restarts);
+* ``qemu:///system`` (or any other qemu URI): the machine itself as one real host,
+  named ``compute.hosts[0]`` or the machine's hostname, guests' disks under
+  ``compute.instances_path``.
+
+The gRPC server starts first (its port may be 0: picked), then every host is
+registered with that endpoint and recovered; calls arriving meanwhile wait. A
+periodic task heartbeats, syncs power states and reports usage every
+settings.report_interval seconds.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import socket
+from pathlib import Path
+from typing import Iterable
+
+from novalite.auth.tokens import SERVICE, RefreshingToken, TokenSigner
+from novalite.compute.manager import ComputeManager, ComputeOptions, Driver
+from novalite.compute.servicer import ComputeAgentServicer
+from novalite.db.database import Database
+from novalite.rpc.novalite.internal.v1 import compute_agent_pb2_grpc
+from novalite.scheduler.rpcapi import SchedulerClient
+from novalite.services.server import RunningServer, run_forever, start_server
+from novalite.settings import ConfigError, Settings, join_address, split_address
+from novalite.virt import LibvirtDriver, node_uri, write_test_node
+
+LOG = logging.getLogger(__name__)
+
+NODES_DIR = "nodes"
+# For real guests until settings carry them: how long a soft reboot waits for the
+# guest to shut down before a hard one (Nova's [libvirt] wait_soft_reboot_seconds is
+# 120), and how long a stop waits for a clean shutdown (0: power off at once, which a
+# guest without an OS needs; Nova's shutdown_timeout is 60). The driver's defaults.
+DEFAULT_SOFT_REBOOT_TIMEOUT = 60.0
+DEFAULT_SHUTDOWN_TIMEOUT = 0.0
+
+
+def node_path(settings: Settings, host: str) -> Path:
+    """The node file of a simulated host."""
+    return settings.data_dir / NODES_DIR / f"{host}.xml"
+
+
+def host_names(settings: Settings) -> tuple[str, ...]:
+    """The hosts an agent with these settings serves."""
+    cs = settings.compute
+    if _is_test(cs.virt_uri):
+        names = cs.host_names
+        for name in names:
+            if "/" in name or name.startswith(".") or "\0" in name:
+                raise ConfigError("compute.hosts", f"{name!r} cannot name a node file")
+        return names
+    if len(cs.hosts) > 1:
+        raise ConfigError("compute.hosts", f"{cs.virt_uri} is one real host: give at most one name")
+    return (cs.hosts[0] if cs.hosts else socket.gethostname(),)
+
+
+def _is_test(uri: str) -> bool:
+    return uri.startswith("test:")
+
+
+def make_drivers(settings: Settings, *, soft_reboot_timeout: float | None = None,
+                 shutdown_timeout: float | None = None) -> dict[str, Driver]:
+    """One driver per host (blocking: each connects to libvirt). A simulated host's
+    node file is written only when missing."""
+    cs = settings.compute
+    drivers: dict[str, Driver] = {}
+    try:
+        for name in host_names(settings):
+            if _is_test(cs.virt_uri):
+                path = node_path(settings, name)
+                if not path.exists():
+                    write_test_node(path, name, cs.host_vcpus, cs.host_memory_mb,
+                                    disk_gb=cs.host_disk_gb)
+                drivers[name] = LibvirtDriver(node_uri(path))
+            else:
+                drivers[name] = LibvirtDriver(
+                    cs.virt_uri, instances_path=cs.instances_path,
+                    soft_reboot_timeout=(DEFAULT_SOFT_REBOOT_TIMEOUT if soft_reboot_timeout is None
+                                         else soft_reboot_timeout),
+                    shutdown_timeout=(DEFAULT_SHUTDOWN_TIMEOUT if shutdown_timeout is None
+                                      else shutdown_timeout))
+    except BaseException:
+        for driver in drivers.values():
+            driver.close()
+        raise
+    return drivers
+
+
+async def start(settings: Settings, *, signer: TokenSigner | None = None,
+                fail_builds_on: Iterable[str] = frozenset(),
+                periodic_interval: float | None = None,
+                soft_reboot_timeout: float | None = None,
+                shutdown_timeout: float | None = None) -> tuple[RunningServer, ComputeManager]:
+    """Start a compute agent: drivers, gRPC server on settings.listen.compute,
+    registration and recovery of every host, the periodic task. Returns the server
+    and the manager; stop both with ``stop``.
+
+    ``fail_builds_on``: hosts whose builds fail (tests of rescheduling).
+    ``periodic_interval``: seconds between periodic rounds (settings.report_interval).
+    ``soft_reboot_timeout`` / ``shutdown_timeout``: for real guests, how long a soft
+    reboot / a stop waits for the guest OS (Nova's [libvirt] wait_soft_reboot_seconds
+    and [DEFAULT] shutdown_timeout; the driver's defaults otherwise)."""
+    signer = signer if signer is not None else TokenSigner(settings.secret)
+    db = Database(settings.database_url, default_quotas=settings.quotas.as_dict())
+    try:
+        await asyncio.to_thread(db.upgrade)
+        drivers = await asyncio.to_thread(make_drivers, settings,
+                                          soft_reboot_timeout=soft_reboot_timeout,
+                                          shutdown_timeout=shutdown_timeout)
+    except BaseException:
+        db.close()
+        raise
+    token = RefreshingToken(signer, "service", f"compute@{socket.gethostname()}", [SERVICE])
+    scheduler = SchedulerClient(settings.endpoint("scheduler"), token,
+                                timeout=float(settings.report_interval))
+    manager = ComputeManager(
+        db, drivers, ComputeOptions.from_settings(settings.compute, fail_builds_on=fail_builds_on),
+        endpoint="", report=scheduler.host_changed)
+    manager.add_cleanup(lambda: asyncio.to_thread(db.close))
+    manager.add_cleanup(scheduler.close)
+    try:
+        running = await start_server(
+            "compute", [(compute_agent_pb2_grpc.add_ComputeAgentServicer_to_server,
+                         ComputeAgentServicer(manager))],
+            settings.listen.compute, settings, signer=signer)
+    except BaseException:
+        await manager.close()
+        raise
+    try:
+        # where others dial: this machine's address for the service, with the port
+        # actually bound (the listen port may be 0)
+        address, _ = split_address(settings.endpoint("compute"))
+        manager.endpoint = join_address(address, running.port)
+        await manager.start()
+        manager.start_periodic(periodic_interval if periodic_interval is not None
+                               else float(settings.report_interval))
+    except BaseException:
+        await running.stop(None)
+        await manager.close()
+        raise
+    return running, manager
+
+
+async def stop(running: RunningServer, manager: ComputeManager, grace: float | None = 10.0) -> None:
+    """Stop gracefully: no new calls, builds in flight get ``grace`` seconds to
+    finish, then the periodic task, the clients, the database and the drivers."""
+    await running.stop(grace)
+    await manager.close()
+
+
+def main(settings: Settings, *, fail_builds_on: Iterable[str] = frozenset()) -> None:
+    """Run an agent until SIGTERM or SIGINT, then stop gracefully: no new calls,
+    builds in flight get settings.graceful_shutdown_timeout seconds to finish."""
+    async def run() -> None:
+        running, manager = await start(settings, fail_builds_on=fail_builds_on)
+        await run_forever(running, grace=settings.graceful_shutdown_timeout,
+                          on_stop=[manager.close])
+
+    asyncio.run(run())
+
+
+__all__ = ["host_names", "main", "make_drivers", "node_path", "start", "stop"]
