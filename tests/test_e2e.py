@@ -238,15 +238,17 @@ def test_anti_affinity_group_spreads_servers(cloud: LocalCloud, flavor: Any) -> 
 
 
 def test_a_failed_build_lands_on_an_alternate(tmp_path: Any) -> None:
-    """Builds fail on half the hosts: every server still ends ACTIVE, on the others,
-    after a second attempt for those first sent to a failing host."""
+    """Builds fail on the three hosts the scheduler prefers (equal hosts: table
+    order): two servers still end ACTIVE, on an alternate, after retries. (With as
+    many servers as hosts there would be no alternate: Nova's alternates exclude
+    every host selected for the request.)"""
     failing = [f"compute-{i:03d}" for i in range(1, 4)]
     c = LocalCloud(tmp_path / "alt", hosts=6, fail_builds_on=failing, report_interval=2)
     with c:
         admin = Api(c, c.admin_token())
         f = admin.flavors.CreateFlavor(flavors_pb2.CreateFlavorRequest(name="f", vcpus=1, memory_mb=256, root_gb=1))
         ids = [s.id for s in admin.servers.CreateServer(servers_pb2.CreateServerRequest(
-            name="alt", flavor_id=f.id, min_count=6, max_count=6)).servers]
+            name="alt", flavor_id=f.id, min_count=2, max_count=2)).servers]
         final = admin.wait(ids, {"ACTIVE", "ERROR"})
         assert {s.status for s in final.values()} == {"ACTIVE"}
         db = _db(c)
@@ -255,4 +257,4 @@ def test_a_failed_build_lands_on_an_alternate(tmp_path: Any) -> None:
         finally:
             db.close()
         assert not {i.host for i in instances} & set(failing)
-        assert any(i.attempts > 1 for i in instances)
+        assert all(i.attempts == 3 for i in instances)  # chosen, first alternate, second

@@ -12,15 +12,16 @@ from novalite import convert, errors
 from novalite.compute.manager import BuildFailed
 from novalite.db import records
 from novalite.db.database import Database
+from novalite.rpc.novalite.compute.v1 import servers_pb2
 from novalite.rpc.novalite.internal.v1 import compute_agent_pb2, compute_agent_pb2_grpc
 from novalite.services.client import TokenSource, channel
 from novalite.services.status import domain_error
 
 _ACTIONS = {
     "reboot_soft": ("RebootInstance", lambda i, h: compute_agent_pb2.RebootInstanceRequest(
-        server_id=i, host=h, type=1)),
+        server_id=i, host=h, type=servers_pb2.REBOOT_TYPE_SOFT)),
     "reboot_hard": ("RebootInstance", lambda i, h: compute_agent_pb2.RebootInstanceRequest(
-        server_id=i, host=h, type=2)),
+        server_id=i, host=h, type=servers_pb2.REBOOT_TYPE_HARD)),
     "stop": ("StopInstance", lambda i, h: compute_agent_pb2.StopInstanceRequest(server_id=i, host=h)),
     "start": ("StartInstance", lambda i, h: compute_agent_pb2.StartInstanceRequest(server_id=i, host=h)),
     "pause": ("PauseInstance", lambda i, h: compute_agent_pb2.PauseInstanceRequest(server_id=i, host=h)),

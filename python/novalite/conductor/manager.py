@@ -14,16 +14,13 @@ from datetime import datetime, timezone
 from typing import Any, Mapping, Protocol, Sequence
 
 from novalite import errors
+from novalite.compute.manager import BuildFailed
 from novalite.db import records
 from novalite.db.database import Database
 from novalite.db.states import PowerState, TaskState, VmState
 from novalite.placement import Flavor, Image, InstanceGroup, RequestSpec, Selection
 
 LOG = logging.getLogger(__name__)
-
-
-class BuildFailed(Exception):
-    """The compute agent could not build the server on that host."""
 
 
 class SchedulerAPI(Protocol):
