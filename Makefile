@@ -7,11 +7,13 @@ PY := $(VENV)/bin/python
 setup:
 	@scripts/setup.sh
 
-## The main job: the placement demo (100,000 simulated hosts, 10,000 servers).
+## The main job: the whole stack on this machine, 100 servers booted through the API.
 demo: setup
-	$(PY) -m novalite.cli placement-demo
+	$(PY) -m novalite.cli demo --data-dir $(CURDIR)/novalite-demo
 
-placement-demo: demo
+## The placement core alone: 10,000 servers on 100,000 simulated hosts.
+placement-demo: setup
+	$(PY) -m novalite.cli placement-demo
 
 ## Every test: the Rust core's own tests, then pytest for the rest.
 test: setup test-core test-python

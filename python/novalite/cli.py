@@ -1,6 +1,7 @@
 """The `novalite` command.
 
     novalite up                      the whole cloud on this machine (one command)
+    novalite demo                    up, boot a batch of servers, summarise, tear down
     novalite api|conductor|scheduler|compute    one service (several machines)
     novalite server|flavor|host|quota|image|group ...   talk to a running cloud
     novalite token create            sign a token with the cloud's secret
@@ -78,6 +79,19 @@ def build_parser() -> argparse.ArgumentParser:
     real.add_argument("--real-host", dest="real_host", action="store_true", default=None,
                       help="also run this machine as a real QEMU host (default: when libvirtd is reachable)")
     real.add_argument("--no-real-host", dest="real_host", action="store_false")
+
+    demo_up = sub.add_parser("demo", help="run the cloud, boot a batch of servers through the API, summarise",
+                             description="Start every service on this machine (as `novalite up` does), create a "
+                                         "flavor, boot a batch of servers in one request as a member of project "
+                                         "'demo' with a progress bar, print where they landed and how fast, then "
+                                         "delete them and stop the cloud (unless --keep).")
+    demo_up.add_argument("--data-dir", default=None, help="default: ./novalite-demo")
+    demo_up.add_argument("--hosts", type=_positive("--hosts"), default=20, help="simulated hosts (default 20)")
+    demo_up.add_argument("--servers", type=_positive("--servers"), default=100, help="servers to boot (default 100)")
+    demo_up.add_argument("--keep", action="store_true", help="leave the cloud and the servers running")
+    real2 = demo_up.add_mutually_exclusive_group()
+    real2.add_argument("--real-host", dest="real_host", action="store_true", default=None)
+    real2.add_argument("--no-real-host", dest="real_host", action="store_false")
 
     for name in SERVICE_NAMES:
         p = sub.add_parser(name, help=f"run the {name} service",
@@ -199,6 +213,11 @@ def main(argv: Sequence[str] | None = None) -> int:
             return 0 if result.servers_placed == result.servers_requested else 1
         if args.command == "up":
             return run_up(args)
+        if args.command == "demo":
+            from novalite import demo
+
+            return demo.run(Path(args.data_dir or "novalite-demo"), args.hosts, args.servers,
+                            args.real_host, args.keep)
         if args.command in SERVICE_NAMES:
             return run_service(args.command, args)
         if args.command == "token":
