@@ -780,6 +780,51 @@ def test_capacity_refusal_leaves_nothing_written(db: Database) -> None:
     assert db.get_allocations("old") == {h1.uuid: {"VCPU": 2}}
 
 
+def test_claim_many_is_one_compare_and_swap_all_or_nothing(db: Database) -> None:
+    h1 = db.upsert_host("h1", inventories={"VCPU": Inventory(total=4)})
+    h2 = db.upsert_host("h2", inventories={"VCPU": Inventory(total=4)})
+    # later consumers in the batch see the earlier ones' usage: 3 x 2 VCPU on h1 does
+    # not fit, so nothing at all is written and no generation moves
+    before = {h.name: h for h in db.list_hosts()}
+    with pytest.raises(errors.CapacityExceeded):
+        db.claim_allocations_many({c: {h1.uuid: {"VCPU": 2}} for c in ("a", "b", "c")})
+    assert {h.name: h for h in db.list_hosts()} == before
+    # a stale generation refuses the whole batch
+    with pytest.raises(errors.GenerationConflict):
+        db.claim_allocations_many({"a": {h1.uuid: {"VCPU": 2}}, "b": {h2.uuid: {"VCPU": 1}}},
+                                  generations={h1.uuid: before["h1"].generation,
+                                               h2.uuid: before["h2"].generation + 1})
+    assert db.get_allocations("a") == {} and db.get_allocations("b") == {}
+    generations = db.claim_allocations_many(
+        {"a": {h1.uuid: {"VCPU": 2}}, "b": {h1.uuid: {"VCPU": 2}}, "c": {h2.uuid: {"VCPU": 1}}},
+        generations={h1.uuid: before["h1"].generation, h2.uuid: before["h2"].generation})
+    # each provider's generation moves once for the whole batch
+    assert generations == {h1.uuid: before["h1"].generation + 1,
+                           h2.uuid: before["h2"].generation + 1}
+    hosts = {h.name: h for h in db.list_hosts()}
+    assert hosts["h1"].usage == {"VCPU": 4} and hosts["h2"].usage == {"VCPU": 1}
+    with pytest.raises(errors.Invalid):
+        db.claim_allocations_many({"d": {h2.uuid: {"VCPU": 0}}})
+    assert db.get_allocations("d") == {}
+
+
+def test_compute_view_is_written_without_moving_the_generation(db: Database) -> None:
+    host = host_with(db)
+    db.set_compute_view("host1", vcpus_used=3, free_ram_mb=1024, free_disk_mb=2048,
+                        num_instances=2, num_io_ops=1, failed_builds=0)
+    after = db.get_host("host1")
+    assert after.generation == host.generation
+    assert (after.vcpus_used, after.free_ram_mb, after.num_instances, after.num_io_ops) == \
+        (3, 1024, 2, 1)
+    with pytest.raises(errors.Invalid):
+        db.set_compute_view("host1", vcpus_used=-1, free_ram_mb=0, free_disk_mb=0,
+                            num_instances=0, num_io_ops=0, failed_builds=0)
+    with pytest.raises(errors.NotFound):
+        db.set_compute_view("nope", vcpus_used=0, free_ram_mb=0, free_disk_mb=0,
+                            num_instances=0, num_io_ops=0, failed_builds=0)
+    assert db.get_host("host1") == after
+
+
 @pytest.mark.parametrize("amount, reason", [
     (1, "min_unit"), (9, "max_unit"), (5, "step_size"),
 ])

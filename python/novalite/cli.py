@@ -33,6 +33,18 @@ def _positive(kind: str) -> Callable[[str], int]:
     return parse
 
 
+def _non_negative(kind: str) -> Callable[[str], int]:
+    def parse(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"{kind} must be an integer, got {text!r}") from None
+        if value < 0:
+            raise argparse.ArgumentTypeError(f"{kind} must be >= 0, got {value}")
+        return value
+    return parse
+
+
 def _csv(text: str) -> list[str]:
     return [x for x in (p.strip() for p in text.split(",")) if x]
 
@@ -71,7 +83,8 @@ def build_parser() -> argparse.ArgumentParser:
                                     "until Ctrl-C.")
     up.add_argument("--data-dir", default=None, help="default: ./novalite-data")
     up.add_argument("--database-url")
-    up.add_argument("--hosts", type=_positive("--hosts"), default=20, help="simulated hosts (default 20)")
+    up.add_argument("--hosts", type=_non_negative("--hosts"), default=20,
+                    help="simulated hosts (default 20; 0: only this machine, as a real host)")
     up.add_argument("--host-vcpus", type=_positive("--host-vcpus"), default=16)
     up.add_argument("--host-memory-mb", type=_positive("--host-memory-mb"), default=65536)
     up.add_argument("--host-disk-gb", type=_positive("--host-disk-gb"), default=1000)
@@ -155,6 +168,10 @@ def run_up(args: argparse.Namespace) -> int:
 
     data_dir = Path(args.data_dir or "novalite-data")
     real = libvirtd_reachable() if args.real_host is None else args.real_host
+    if args.hosts == 0 and not real:
+        print("error: --hosts 0 leaves no host: libvirtd is not reachable here (or --no-real-host)",
+              file=sys.stderr)
+        return 1
     cloud = LocalCloud(data_dir, hosts=args.hosts, host_vcpus=args.host_vcpus,
                        host_memory_mb=args.host_memory_mb, host_disk_gb=args.host_disk_gb,
                        database_url=args.database_url, real_host=real)
@@ -173,7 +190,7 @@ def run_up(args: argparse.Namespace) -> int:
     env_file.write_text(f"export NOVALITE_API={cloud.endpoint('api')}\nexport NOVALITE_TOKEN={token}\n")
     os.chmod(env_file, 0o600)
     print("\nnovalite is up:")
-    for s in ("api", "conductor", "scheduler", "compute") + (("compute_real",) if real else ()):
+    for s in [s for s in ("api", "conductor", "scheduler", "compute", "compute_real") if s in cloud.processes]:
         print(f"  {s:<13} {cloud.endpoint(s)}   log: {cloud.data_dir / 'logs' / (s + '.log')}")
     print(f"\nadmin token (also in {env_file}, `source` it):\n  export NOVALITE_API={cloud.endpoint('api')}\n"
           f"  export NOVALITE_TOKEN={token}\n\nCtrl-C stops every service.", flush=True)

@@ -61,6 +61,12 @@ class Process:
 
 @dataclass
 class LocalCloud:
+    """``hosts`` simulated hosts (one agent serving them all; 0: no simulated agent)
+    and, with ``real_host``, a second agent running this machine itself as a real
+    host on qemu:///system (its guests' disks under ``<data_dir>/instances``). At
+    least one of the two. ``wait_soft_reboot_seconds`` / ``shutdown_timeout``: the
+    real host's (settings.compute), None for the settings' defaults."""
+
     data_dir: Path
     hosts: int = 20
     host_vcpus: int = 16
@@ -70,11 +76,15 @@ class LocalCloud:
     real_host: bool = False
     fail_builds_on: Sequence[str] = ()
     report_interval: int = 10
+    wait_soft_reboot_seconds: float | None = None
+    shutdown_timeout: float | None = None
     python: str = sys.executable
     ports: dict[str, int] = field(default_factory=dict)
     processes: dict[str, Process] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
+        if self.hosts < 0 or (self.hosts == 0 and not self.real_host):
+            raise ValueError(f"hosts must be >= 1, or 0 with real_host, got {self.hosts}")
         self.data_dir = Path(self.data_dir).resolve()
         self.data_dir.mkdir(parents=True, exist_ok=True)
         (self.data_dir / "logs").mkdir(exist_ok=True)
@@ -107,10 +117,14 @@ class LocalCloud:
             "",
             "[compute]",
             'virt_uri = "test:///default"',
-            f"host_count = {self.hosts}",
+            # with no simulated host the simulated agent does not run at all
+            f"host_count = {max(self.hosts, 1)}",
             f"host_vcpus = {self.host_vcpus}",
             f"host_memory_mb = {self.host_memory_mb}",
             f"host_disk_gb = {self.host_disk_gb}",
+            *(f"{name} = {float(value)}" for name, value in (
+                ("wait_soft_reboot_seconds", self.wait_soft_reboot_seconds),
+                ("shutdown_timeout", self.shutdown_timeout)) if value is not None),
             "",
         ]
         self.config_path.write_text("\n".join(lines))
@@ -139,10 +153,10 @@ class LocalCloud:
         db = Database(self.database_url or f"sqlite:///{self.data_dir / 'novalite.db'}")
         db.upgrade()
         db.close()
-        order = list(SERVICES)
+        order = [s for s in SERVICES if s != "compute" or self.hosts > 0]
         commands = {s: self._command(s) for s in order}
         if self.real_host:
-            order.insert(1, "compute_real")
+            order.insert(order.index("scheduler"), "compute_real")
             commands["compute_real"] = [
                 *self._command("compute"), "--virt-uri", "qemu:///system",
                 "--listen", self.endpoint("compute_real"), "--hosts", socket.gethostname()]

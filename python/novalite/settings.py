@@ -208,6 +208,13 @@ class ComputeSettings:
     max_concurrent_builds: int = 10
     # Failed builds in a row after which the host disables itself; 0 never (Nova).
     consecutive_build_service_disable_threshold: int = 10
+    # Real guests: seconds a soft reboot waits for the guest OS to shut down before
+    # a hard reboot (Nova's [libvirt] wait_soft_reboot_seconds; 120 there, 60 here),
+    # and seconds a stop waits for a clean shutdown before pulling the plug (Nova's
+    # [DEFAULT] shutdown_timeout; 60 there, 0 here: a guest without an OS, like the
+    # setup's blank image, never shuts down by itself).
+    wait_soft_reboot_seconds: float = 60.0
+    shutdown_timeout: float = 0.0
 
     def __post_init__(self) -> None:
         if not isinstance(self.virt_uri, str) or "://" not in self.virt_uri:
@@ -231,6 +238,10 @@ class ComputeSettings:
             value = getattr(self, name)
             if not _is_number(value) or not math.isfinite(value) or value <= 0:
                 raise ConfigError(f"compute.{name}", f"must be a number > 0, got {value!r}")
+        for name in ("wait_soft_reboot_seconds", "shutdown_timeout"):
+            value = getattr(self, name)
+            if not _is_number(value) or not 0 <= value < math.inf:
+                raise ConfigError(f"compute.{name}", f"must be a number of seconds >= 0, got {value!r}")
         if not isinstance(self.instances_path, Path):
             raise ConfigError("compute.instances_path", f"expected a path, got {self.instances_path!r}")
 

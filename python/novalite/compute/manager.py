@@ -110,7 +110,7 @@ class ComputeOptions:
     cpu_allocation_ratio: float = 4.0
     ram_allocation_ratio: float = 1.0
     disk_allocation_ratio: float = 1.0
-    # builds running at once on this agent; 0: no limit (Nova's max_concurrent_builds)
+    # builds running at once on each host; 0: no limit (Nova's max_concurrent_builds)
     max_concurrent_builds: int = 10
     # failed builds in a row after which a host disables itself; 0: never
     consecutive_build_service_disable_threshold: int = 10
@@ -282,8 +282,9 @@ class ComputeManager:
         self._claimed: dict[str, str] = {}  # consumer -> host holding its local claim
         self._locks: dict[str, _LockEntry] = {}
         self._seq = 0
-        self._builds = (asyncio.Semaphore(options.max_concurrent_builds)
-                        if options.max_concurrent_builds > 0 else None)
+        # Nova's max_concurrent_builds is per compute service, i.e. per host: an
+        # agent serving many (simulated) hosts keeps one limit for each
+        self._builds: dict[str, asyncio.Semaphore] = {}
         self._flavor_swap: dict[str, int] = {}
         self._ready = asyncio.Event()
         self._closing = False
@@ -531,7 +532,7 @@ class ComputeManager:
     def _writer(self, h: _HostState) -> Callable[[], Awaitable[None]]:
         async def write() -> None:
             v = self.view(h.name)
-            await self._db(self.db.upsert_host, h.name, vcpus_used=v.vcpus_used,
+            await self._db(self.db.set_compute_view, h.name, vcpus_used=v.vcpus_used,
                            free_ram_mb=v.free_ram_mb, free_disk_mb=v.free_disk_mb,
                            num_instances=v.num_instances, num_io_ops=v.num_io_ops,
                            failed_builds=v.failed_builds)
@@ -637,7 +638,7 @@ class ComputeManager:
         _check_flavor(flavor)
         amounts = _check_allocation(allocation) or flavor.amounts()
         await self._serving()
-        async with self._build_slot(), self._lock(instance_id):
+        async with self._build_slot(host), self._lock(instance_id):
             if instance_id in h.tracked:
                 try:
                     power = await asyncio.to_thread(h.driver.power_state, instance_id)
@@ -650,11 +651,15 @@ class ComputeManager:
             return await self._build(h, instance_id, name or instance_id, flavor, image, amounts)
 
     @asynccontextmanager
-    async def _build_slot(self) -> AsyncIterator[None]:
-        if self._builds is None:
+    async def _build_slot(self, host: str) -> AsyncIterator[None]:
+        limit = self.options.max_concurrent_builds
+        if limit <= 0:
             yield
             return
-        async with self._builds:
+        slots = self._builds.get(host)
+        if slots is None:
+            slots = self._builds[host] = asyncio.Semaphore(limit)
+        async with slots:
             yield
 
     async def _build(self, h: _HostState, instance_id: str, name: str, flavor: GuestFlavor,

@@ -39,12 +39,6 @@ from novalite.virt import LibvirtDriver, node_uri, write_test_node
 LOG = logging.getLogger(__name__)
 
 NODES_DIR = "nodes"
-# For real guests until settings carry them: how long a soft reboot waits for the
-# guest to shut down before a hard one (Nova's [libvirt] wait_soft_reboot_seconds is
-# 120), and how long a stop waits for a clean shutdown (0: power off at once, which a
-# guest without an OS needs; Nova's shutdown_timeout is 60). The driver's defaults.
-DEFAULT_SOFT_REBOOT_TIMEOUT = 60.0
-DEFAULT_SHUTDOWN_TIMEOUT = 0.0
 
 
 def node_path(settings: Settings, host: str) -> Path:
@@ -87,9 +81,9 @@ def make_drivers(settings: Settings, *, soft_reboot_timeout: float | None = None
             else:
                 drivers[name] = LibvirtDriver(
                     cs.virt_uri, instances_path=cs.instances_path,
-                    soft_reboot_timeout=(DEFAULT_SOFT_REBOOT_TIMEOUT if soft_reboot_timeout is None
+                    soft_reboot_timeout=(cs.wait_soft_reboot_seconds if soft_reboot_timeout is None
                                          else soft_reboot_timeout),
-                    shutdown_timeout=(DEFAULT_SHUTDOWN_TIMEOUT if shutdown_timeout is None
+                    shutdown_timeout=(cs.shutdown_timeout if shutdown_timeout is None
                                       else shutdown_timeout))
     except BaseException:
         for driver in drivers.values():
@@ -111,7 +105,7 @@ async def start(settings: Settings, *, signer: TokenSigner | None = None,
     ``periodic_interval``: seconds between periodic rounds (settings.report_interval).
     ``soft_reboot_timeout`` / ``shutdown_timeout``: for real guests, how long a soft
     reboot / a stop waits for the guest OS (Nova's [libvirt] wait_soft_reboot_seconds
-    and [DEFAULT] shutdown_timeout; the driver's defaults otherwise)."""
+    and [DEFAULT] shutdown_timeout; settings.compute's otherwise)."""
     signer = signer if signer is not None else TokenSigner(settings.secret)
     db = Database(settings.database_url, default_quotas=settings.quotas.as_dict())
     try:

@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import base64
 import math
+import random
 import re
 import threading
 import time
@@ -135,6 +136,7 @@ class Database:
                                      "a known resource with a limit >= -1")
             self._default_quotas[resource] = limit
         self._clock = clock
+        self._busy_timeout = busy_timeout
         self.engine: Engine
         if self.backend == "sqlite":
             if parsed.database in (None, "", ":memory:") or parsed.query.get("mode") == "memory":
@@ -169,7 +171,8 @@ class Database:
         """A connection whose transaction takes the write lock (SQLite) or an
         advisory lock (PostgreSQL), for migrations/env.py."""
         with self.engine.connect() as conn:
-            conn.execution_options(novalite_write=True)
+            # no retry loop here: let SQLite's own busy handler wait for the lock
+            conn.execution_options(novalite_write=True, novalite_wait=True)
             with conn.begin():
                 if self.backend == "postgresql":
                     conn.execute(sa.text("SELECT pg_advisory_xact_lock(7386617)"))
@@ -971,6 +974,28 @@ class Database:
             return self._hosts(s, [row], SERVICE_DOWN_TIME)[0]
         return self._write(work)
 
+    def set_compute_view(self, name: str, *, vcpus_used: int, free_ram_mb: int, free_disk_mb: int,
+                         num_instances: int, num_io_ops: int, failed_builds: int) -> None:
+        """Write a host's compute view (what the compute agent counts after every
+        change): one UPDATE, no generation bump, nothing read back. NotFound for an
+        unknown host."""
+        for counter, value in (("vcpus_used", vcpus_used), ("num_instances", num_instances),
+                               ("num_io_ops", num_io_ops), ("failed_builds", failed_builds)):
+            _not_negative(counter, value)
+        for field, value in (("free_ram_mb", free_ram_mb), ("free_disk_mb", free_disk_mb)):
+            if not _is_int(value):
+                raise errors.Invalid(field, "must be an integer")
+
+        def work(s: Session) -> None:
+            rp = m.ResourceProvider
+            result = s.execute(sa.update(rp).where(rp.name == name).values(
+                vcpus_used=vcpus_used, free_ram_mb=free_ram_mb, free_disk_mb=free_disk_mb,
+                num_instances=num_instances, num_io_ops=num_io_ops, failed_builds=failed_builds,
+                updated_at=self._clock()))
+            if result.rowcount != 1:  # type: ignore[attr-defined]
+                raise errors.NotFound(f"host {name} not found")
+        self._write(work)
+
     def get_host(self, name: str | None = None, *, uuid: str | None = None,
                  service_down_time: float = SERVICE_DOWN_TIME) -> Host:
         """A host by name or by resource provider uuid."""
@@ -1157,6 +1182,76 @@ class Database:
                     s.add(a(consumer_uuid=consumer_uuid, provider_uuid=provider,
                             resource_class=rc, used=amount, created_at=now))
             s.flush()
+            return new_generations
+        return self._write(work)
+
+    def claim_allocations_many(
+        self, claims: Mapping[str, Mapping[str, Mapping[str, int]]], *,
+        generations: Mapping[str, int] | None = None,
+    ) -> dict[str, int]:
+        """``claim_allocations`` for several consumers at once ({consumer: {provider:
+        {resource class: amount}}}), all or nothing, in one transaction: a
+        multi-create's instances are claimed with one compare-and-swap per provider
+        instead of one transaction each. Later consumers see the earlier ones'
+        usage. Returns the providers' new generations (each bumped once)."""
+        wanted: dict[str, dict[str, dict[str, int]]] = {}
+        for consumer, allocations in claims.items():
+            for provider, resources in allocations.items():
+                for rc, amount in resources.items():
+                    if not _is_int(amount) or amount < 1:
+                        raise errors.Invalid(f"allocations.{consumer}.{provider}.{rc}",
+                                             "must be an integer >= 1")
+                    wanted.setdefault(consumer, {}).setdefault(provider, {})[rc] = amount
+            if consumer not in wanted:
+                raise errors.Invalid(f"allocations.{consumer}", "must allocate something")
+        if not wanted:
+            raise errors.Invalid("allocations", "must allocate something")
+
+        def work(s: Session) -> dict[str, int]:
+            a = m.Allocation
+            consumers = sorted(wanted)
+            held: dict[tuple[str, str, str], int] = {
+                (c, p, rc): used for c, p, rc, used in s.execute(
+                    sa.select(a.consumer_uuid, a.provider_uuid, a.resource_class, a.used)
+                    .where(a.consumer_uuid.in_(consumers)))}
+            providers = sorted({p for w in wanted.values() for p in w})
+            touched = sorted(set(providers) | {p for _, p, _ in held})
+            expected = generations or {}
+            # bump first, in uuid order: takes the providers' row locks (PostgreSQL)
+            new_generations = {p: self._bump_generation(s, p, expected.get(p)) for p in touched}
+            s.execute(sa.delete(a).where(a.consumer_uuid.in_(consumers)))
+            inventories = {(i.provider_uuid, i.resource_class): i for i in s.scalars(
+                sa.select(m.Inventory).where(m.Inventory.provider_uuid.in_(providers)))}
+            usage = {(p, rc): int(used) for p, rc, used in s.execute(
+                sa.select(a.provider_uuid, a.resource_class, sa.func.sum(a.used))
+                .where(a.provider_uuid.in_(providers))
+                .group_by(a.provider_uuid, a.resource_class))}
+            now = self._clock()
+            rows = []
+            for consumer in consumers:
+                for provider, resources in sorted(wanted[consumer].items()):
+                    for rc, amount in sorted(resources.items()):
+                        inv = inventories.get((provider, rc))
+                        if inv is None:
+                            raise errors.CapacityExceeded(provider, rc, amount,
+                                                          "no inventory of that class")
+                        if amount < inv.min_unit or amount > inv.max_unit:
+                            raise errors.CapacityExceeded(
+                                provider, rc, amount,
+                                f"outside min_unit {inv.min_unit} .. max_unit {inv.max_unit}")
+                        if amount % inv.step_size:
+                            raise errors.CapacityExceeded(
+                                provider, rc, amount, f"not a multiple of step_size {inv.step_size}")
+                        capacity = int((inv.total - inv.reserved) * inv.allocation_ratio)
+                        used = usage.get((provider, rc), 0)
+                        if used + amount > capacity and amount > held.get((consumer, provider, rc), 0):
+                            raise errors.CapacityExceeded(
+                                provider, rc, amount, f"{used} of {capacity} in use")
+                        usage[(provider, rc)] = used + amount
+                        rows.append({"consumer_uuid": consumer, "provider_uuid": provider,
+                                     "resource_class": rc, "used": amount, "created_at": now})
+            if rows:
+                s.execute(sa.insert(a), rows)
             return new_generations
         return self._write(work)
 
@@ -1354,8 +1449,16 @@ class Database:
 
     def _write(self, work: Callable[[Session], T]) -> T:
         """Run ``work`` in a write transaction and commit it; run it again if
-        PostgreSQL reports a deadlock or serialization failure (nothing was kept)."""
-        for attempt in range(_RETRIES):
+        PostgreSQL reports a deadlock or serialization failure (nothing was kept).
+
+        On SQLite the write lock is asked for without SQLite's own busy handler
+        (which sleeps 1, 2, 5, 10... up to 100 ms between tries and so hands the lock
+        over slowly between processes): a busy database is retried here after a
+        fraction of a millisecond, up to ``busy_timeout``."""
+        attempt = 0
+        deadline = time.monotonic() + self._busy_timeout
+        pause = 0.0002
+        while True:
             try:
                 with self.engine.connect() as conn:
                     conn.execution_options(novalite_write=True)
@@ -1365,11 +1468,15 @@ class Database:
             except sa.exc.IntegrityError as e:
                 raise errors.Conflict(f"conflicts with existing data: {e.orig}") from e
             except sa.exc.DBAPIError as e:
+                if self.backend == "sqlite" and _sqlite_busy(e) and time.monotonic() < deadline:
+                    time.sleep(pause * (0.5 + random.random()))
+                    pause = min(pause * 1.5, 0.005)
+                    continue
                 sqlstate = getattr(e.orig, "sqlstate", None)
                 if sqlstate not in _RETRYABLE_SQLSTATES or attempt == _RETRIES - 1:
                     raise
                 time.sleep(0.01 * 2 ** attempt)
-        raise AssertionError("unreachable")
+                attempt += 1
 
     def _read(self, work: Callable[[Session], T]) -> T:
         """Run ``work`` in a read-only transaction, one snapshot throughout."""
@@ -1398,10 +1505,19 @@ def _configure_sqlite(engine: Engine, busy_timeout: float) -> None:
 
     @event.listens_for(engine, "begin")
     def on_begin(conn: Connection) -> None:
-        # A write transaction takes the write lock up front: racing writers wait for
-        # it (busy_timeout) rather than failing when a read lock cannot be upgraded.
-        write = conn.get_execution_options().get("novalite_write", False)
+        # A write transaction takes the write lock up front, so racing writers wait
+        # for it rather than failing when a read lock cannot be upgraded; the
+        # waiting is Database._write's (busy_timeout 0 here), reads keep SQLite's.
+        options = conn.get_execution_options()
+        write = options.get("novalite_write", False)
+        quick = write and not options.get("novalite_wait", False)
+        conn.exec_driver_sql(f"PRAGMA busy_timeout = {0 if quick else int(busy_timeout * 1000)}")
         conn.exec_driver_sql("BEGIN IMMEDIATE" if write else "BEGIN")
+
+
+def _sqlite_busy(e: sa.exc.DBAPIError) -> bool:
+    """SQLITE_BUSY: another connection holds the write lock."""
+    return "database is locked" in str(e.orig) or getattr(e.orig, "sqlite_errorname", "") == "SQLITE_BUSY"
 
 
 # --- validation -----------------------------------------------------------------------

@@ -252,22 +252,18 @@ class SchedulerManager:
                                   "(hosts kept changing under the scheduler)")
 
     def _write_allocations(self, spec: RequestSpec, selections: list[list[Selection]]) -> set[str]:
-        """Write each instance's allocation; on a conflict undo the ones written and
-        return the hosts to refresh (empty when everything was written)."""
-        written: list[str] = []
-        for uuid, sels in zip(spec.instance_uuids, selections):
-            chosen = sels[0]
-            provider = self._provider[chosen.host]
-            try:
-                generations = self.db.claim_allocations(
-                    uuid, {provider: dict(chosen.allocation)},
-                    generations={provider: self._generation[chosen.host]})
-            except (errors.GenerationConflict, errors.CapacityExceeded, errors.NotFound):
-                for done in written:
-                    self._note(self.db.release_allocations(done))
-                return {chosen.host} | {s[0].host for s in selections[:len(written)]}
-            self._note(generations)
-            written.append(uuid)
+        """Write every instance's allocation in one transaction, with a compare-and-
+        swap on each chosen host's generation. Returns the hosts to refresh when it
+        lost a race (nothing was written then), else an empty set."""
+        claims = {uuid: {self._provider[sels[0].host]: dict(sels[0].allocation)}
+                  for uuid, sels in zip(spec.instance_uuids, selections)}
+        hosts = {sels[0].host for sels in selections}
+        try:
+            generations = self.db.claim_allocations_many(
+                claims, generations={self._provider[h]: self._generation[h] for h in hosts})
+        except (errors.GenerationConflict, errors.CapacityExceeded, errors.NotFound):
+            return hosts
+        self._note(generations)
         return set()
 
     def _note(self, generations: Mapping[str, int]) -> None:
