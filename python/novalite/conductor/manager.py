@@ -68,6 +68,15 @@ _FINAL_VM_STATE = {
     "suspend": VmState.SUSPENDED, "resume": VmState.ACTIVE,
 }
 
+# The event the compute step of an action is recorded as: Nova's wrap_instance_event
+# names it after the compute manager's method.
+_ACTION_EVENT = {
+    "reboot_soft": "compute_reboot_instance", "reboot_hard": "compute_reboot_instance",
+    "stop": "compute_stop_instance", "start": "compute_start_instance",
+    "pause": "compute_pause_instance", "unpause": "compute_unpause_instance",
+    "suspend": "compute_suspend_instance", "resume": "compute_resume_instance",
+}
+
 
 class ConductorManager:
     def __init__(self, db: Database, scheduler: SchedulerAPI, compute: ComputeAPI) -> None:
@@ -232,7 +241,7 @@ class ConductorManager:
         except errors.NotFound:
             return
         record = self._action_record(instance_id, action, request_id)
-        event = self.db.start_action_event(record.id, f"compute_{action}") if record else None
+        event = self.db.start_action_event(record.id, _ACTION_EVENT[action]) if record else None
         final = _FINAL_VM_STATE[action]
         try:
             if not inst.host:
