@@ -137,10 +137,16 @@ class Progress:
             print(file=sys.stderr)
 
 
+def _settled(server: Any) -> bool:
+    """No task in flight and a final status (ACTIVE or ERROR ...; not DELETED)."""
+    return server.status in FINAL_STATUSES - {"DELETED"} and not server.task_state
+
+
 def wait_for(client: Client, ids: Sequence[str], timeout: float, label: str = "waiting",
-             done: Callable[[str], bool] = lambda status: status in FINAL_STATUSES - {"DELETED"}) -> dict[str, Any]:
-    """Watch the servers until each one is done (ACTIVE or ERROR ...), with a progress
-    bar. Returns the last state of each."""
+             done: Callable[[Any], bool] = _settled) -> dict[str, Any]:
+    """Watch the servers until ``done(server)`` holds for each one (by default: no
+    task in flight and ACTIVE, ERROR, SHUTOFF ...), with a progress bar. Returns the
+    last state of each."""
     progress = Progress(len(ids), label)
     latest: dict[str, Any] = {}
     deadline = time.monotonic() + timeout
@@ -152,7 +158,7 @@ def wait_for(client: Client, ids: Sequence[str], timeout: float, label: str = "w
             for s in latest.values():
                 counts[s.status] = counts.get(s.status, 0) + 1
             progress.update(counts)
-            if len(latest) == len(ids) and all(done(s.status) for s in latest.values()):
+            if len(latest) == len(ids) and all(done(s) for s in latest.values()):
                 progress.update(counts, force=True)
                 break
             if time.monotonic() > deadline:
@@ -223,7 +229,7 @@ def server_delete(client: Client, a: argparse.Namespace) -> int:
     for sid in a.ids:
         client.servers.DeleteServer(servers_pb2.DeleteServerRequest(id=sid))
     if a.wait:
-        wait_for(client, a.ids, a.timeout, label="deleting", done=lambda s: s == "DELETED")
+        wait_for(client, a.ids, a.timeout, label="deleting", done=lambda s: s.status == "DELETED")
     return 0
 
 
@@ -242,8 +248,9 @@ _ACTION_RPCS = {
 def server_action(client: Client, a: argparse.Namespace) -> int:
     _ACTION_RPCS[a.action](client, a)
     if a.wait:
-        final = wait_for(client, [a.id], a.timeout, label=a.action,
-                         done=lambda s: s in FINAL_STATUSES)
+        # the status alone does not tell: a server being stopped, paused or
+        # suspended stays ACTIVE until its task is done (Nova's status map)
+        final = wait_for(client, [a.id], a.timeout, label=a.action)
         _show(client, final[a.id], ["id", "status", "vm_state", "task_state", "power_state"])
     return 0
 
