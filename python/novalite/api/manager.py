@@ -67,8 +67,8 @@ _UUID_RE = re.compile(r"^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f
 _VERSION_PREDICATE_RE = re.compile(r"^\s*(<=|>=|<|>|!=|==)\s*[0-9]+(\.[0-9]+)*\s*$")
 
 # Nova's @check_instance_state for the lifecycle actions: allowed vm_states (the
-# task_state must be None), the task_state set while the action runs, and the name
-# Nova's action log (os-instance-actions) gives it.
+# task_state must be None, except as ACTION_TASK_STATES says), the task_state set
+# while the action runs, and the name Nova's action log (os-instance-actions) gives it.
 ACTIONS: dict[str, tuple[frozenset[str], str, str]] = {
     "reboot_soft": (frozenset({VmState.ACTIVE}), TaskState.REBOOTING, "reboot"),
     "reboot_hard": (frozenset({VmState.ACTIVE, VmState.STOPPED, VmState.PAUSED, VmState.SUSPENDED,
@@ -80,6 +80,15 @@ ACTIONS: dict[str, tuple[frozenset[str], str, str]] = {
     "suspend": (frozenset({VmState.ACTIVE}), TaskState.SUSPENDING, "suspend"),
     "resume": (frozenset({VmState.SUSPENDED}), TaskState.RESUMING, "resume"),
 }
+# The task_states an action may start in (None for all but a hard reboot). Nova's
+# task_states.ALLOW_REBOOT: a hard reboot may take over from a soft reboot that
+# hangs (a guest ignoring ACPI) or from a pause, unpause, suspend or resume in
+# flight; the action it takes over from then leaves the final state to it.
+ACTION_TASK_STATES: dict[str, frozenset[str | None]] = {
+    action: frozenset({None}) for action in ACTIONS}
+ACTION_TASK_STATES["reboot_hard"] = frozenset({
+    None, TaskState.REBOOTING, TaskState.REBOOTING_HARD, TaskState.RESUMING,
+    TaskState.UNPAUSING, TaskState.PAUSING, TaskState.SUSPENDING})
 
 T = TypeVar("T")
 
@@ -483,29 +492,32 @@ class ApiManager:
         if action not in ACTIONS:
             raise errors.Invalid("action", f"unknown action {action!r}")
         allowed, task, log_name = ACTIONS[action]
+        tasks = ACTION_TASK_STATES[action]
         request_id = current_request_id() or new_request_id()
 
-        def mark() -> tuple[records.Instance, records.InstanceAction]:
+        def mark() -> tuple[records.Instance, str | None, records.InstanceAction]:
             inst = self._visible(claims, server_id)
-            if inst.vm_state not in allowed or inst.task_state is not None:
+            if inst.vm_state not in allowed or inst.task_state not in tasks:
                 raise errors.InvalidState(
                     f"cannot {log_name} server {inst.id} while it is {inst.status} "
                     f"(vm_state {inst.vm_state}, task_state {inst.task_state or 'none'})")
             if not self.db.update_instance(inst.id, expected_vm_state=inst.vm_state,
-                                           expected_task_state=None, task_state=task):
+                                           expected_task_state=inst.task_state, task_state=task):
                 raise errors.InvalidState(f"server {inst.id} changed state meanwhile; try again")
             entry = self.db.start_instance_action(inst.id, log_name, request_id=request_id,
                                                   user_id=claims.user_id,
                                                   project_id=claims.project_id)
-            return self.db.get_instance(inst.id), entry
+            return self.db.get_instance(inst.id), inst.task_state, entry
 
-        inst, entry = await asyncio.to_thread(mark)
+        inst, previous_task, entry = await asyncio.to_thread(mark)
         try:
             await self.conductor.server_action(inst.id, action, request_id)
         except BaseException:
             def undo() -> None:
                 try:
-                    self.db.update_instance(inst.id, expected_task_state=task, task_state=None)
+                    # back to the task this one took over from (None, mostly)
+                    self.db.update_instance(inst.id, expected_task_state=task,
+                                            task_state=previous_task)
                     self.db.finish_instance_action(entry.id, message="Error")
                 except errors.NotFound:
                     pass
@@ -899,6 +911,7 @@ class WatchFeed:
 
 
 __all__: Sequence[str] = [
-    "ACTIONS", "ApiManager", "ConductorAPI", "CreateServer", "HostView", "IssuedToken", "Page",
+    "ACTION_TASK_STATES", "ACTIONS", "ApiManager", "ConductorAPI", "CreateServer", "HostView",
+    "IssuedToken", "Page",
     "SchedulerAPI", "ServerFilters", "WatchFeed", "check_image_properties",
 ]

@@ -68,6 +68,14 @@ _FINAL_VM_STATE = {
     "suspend": VmState.SUSPENDED, "resume": VmState.ACTIVE,
 }
 
+# The task_state the API sets for each action (api.manager.ACTIONS).
+_ACTION_TASK = {
+    "reboot_soft": TaskState.REBOOTING, "reboot_hard": TaskState.REBOOTING_HARD,
+    "stop": TaskState.POWERING_OFF, "start": TaskState.POWERING_ON,
+    "pause": TaskState.PAUSING, "unpause": TaskState.UNPAUSING,
+    "suspend": TaskState.SUSPENDING, "resume": TaskState.RESUMING,
+}
+
 # The event the compute step of an action is recorded as: Nova's wrap_instance_event
 # names it after the compute manager's method.
 _ACTION_EVENT = {
@@ -235,7 +243,14 @@ class ConductorManager:
     async def server_action(self, instance_id: str, action: str, request_id: str | None = None) -> None:
         """Carry out an action the API accepted (it set the task_state): on the
         server's host, then commit the final state, as Nova's compute manager does.
-        A failure puts the task_state back and records a fault on the action."""
+        A failure puts the task_state back and records a fault on the action.
+
+        Either is written only while the server still has this action's task_state
+        (or none: an earlier action with the same task finished first), as Nova's
+        instance.save(expected_task_state=...): a hard reboot that took over
+        meanwhile (the API allows one during a soft reboot, pause, suspend...) or a
+        delete keeps its own task, and the action it superseded ends in Error
+        (Nova's UnexpectedTaskStateError) without touching the server."""
         try:
             inst = self.db.get_instance(instance_id)
         except errors.NotFound:
@@ -243,6 +258,7 @@ class ConductorManager:
         record = self._action_record(instance_id, action, request_id)
         event = self.db.start_action_event(record.id, _ACTION_EVENT[action]) if record else None
         final = _FINAL_VM_STATE[action]
+        expected = (_ACTION_TASK[action], None)
         try:
             if not inst.host:
                 raise errors.InvalidState(f"server {instance_id} is on no host")
@@ -250,19 +266,33 @@ class ConductorManager:
         except Exception as e:  # noqa: BLE001 - reported on the action and as a fault
             LOG.warning("%s of %s failed: %s", action, instance_id, e)
             self._try(lambda: self.db.update_instance(
-                instance_id, task_state=None,
+                instance_id, expected_task_state=expected, task_state=None,
                 fault=records.NewFault(500, f"{action} failed: {e}")))
-            if event is not None:
-                self.db.finish_action_event(event.id, result="Error", traceback=str(e))
-            if record is not None:
-                self.db.finish_instance_action(record.id, message=str(e))
+            self._finish_action(record, event, str(e))
             return
-        self._try(lambda: self.db.update_instance(
-            instance_id, vm_state=final, task_state=None, power_state=power))
+        if not self._try(lambda: self.db.update_instance(
+                instance_id, expected_task_state=expected, vm_state=final, task_state=None,
+                power_state=power)):
+            try:
+                now = self.db.get_instance(instance_id).task_state
+            except errors.NotFound:
+                now = TaskState.DELETING
+            LOG.info("%s of %s done, but its task is now %s: leaving the state to that one",
+                     action, instance_id, now)
+            self._finish_action(record, event, f"UnexpectedTaskStateError: expected task_state "
+                                               f"{expected[0]}, found {now}")
+            return
+        self._finish_action(record, event, None)
+
+    def _finish_action(self, record: records.InstanceAction | None,
+                       event: records.ActionEvent | None, error: str | None) -> None:
+        """Close an action and its compute event: Success, or Error with the reason
+        in the event's traceback (the action's message is "Error", as Nova's)."""
         if event is not None:
-            self.db.finish_action_event(event.id, result="Success")
+            self.db.finish_action_event(event.id, result="Error" if error else "Success",
+                                        traceback=error)
         if record is not None:
-            self.db.finish_instance_action(record.id)
+            self.db.finish_instance_action(record.id, message="Error" if error else None)
 
     def _action_record(self, instance_id: str, action: str, request_id: str | None) -> records.InstanceAction | None:
         """The instance action the API started for this request (or the latest
