@@ -101,10 +101,10 @@ class RecordingScheduler(scheduler_pb2_grpc.SchedulerServicer):
     def __init__(self) -> None:
         self.reports: list[str] = []
 
-    async def ReportHost(self, request: scheduler_pb2.ReportHostRequest,
-                         context: Any) -> scheduler_pb2.ReportHostResponse:
-        self.reports.append(request.name)
-        return scheduler_pb2.ReportHostResponse()
+    async def ReportHosts(self, request: scheduler_pb2.ReportHostsRequest,
+                          context: Any) -> scheduler_pb2.ReportHostsResponse:
+        self.reports.extend(request.names)
+        return scheduler_pb2.ReportHostsResponse()
 
 
 # --- the harness -----------------------------------------------------------------------------

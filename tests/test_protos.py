@@ -58,7 +58,7 @@ EXPECTED_SERVICES: dict[str, dict[str, str]] = {
         "BuildServers": UNARY, "ServerAction": UNARY,
     },
     "novalite.internal.v1.Scheduler": {
-        "SelectDestinations": UNARY, "ReportHost": UNARY, "ReleaseAllocation": UNARY,
+        "SelectDestinations": UNARY, "ReportHosts": UNARY, "ReleaseAllocation": UNARY,
         "ClaimAllocation": UNARY,
     },
     "novalite.internal.v1.ComputeAgent": {

@@ -10,6 +10,7 @@ from typing import Any, Iterable, Mapping, cast
 
 from google.protobuf.timestamp_pb2 import Timestamp
 
+from novalite import errors
 from novalite.db import records
 from novalite.db.states import PowerState, TaskState, VmState
 from novalite.placement import model
@@ -287,3 +288,14 @@ def selections_from_proto(p: scheduler_pb2.SelectDestinationsResponse) -> list[l
 
 def allocation(values: Mapping[str, int]) -> dict[str, int]:
     return {str(k): int(v) for k, v in values.items()}
+
+
+def host_names(values: Iterable[str], field: str = "names") -> list[str]:
+    """Host names from a request: at least one, each 1-255 characters."""
+    names = list(values)
+    if not names:
+        raise errors.Invalid(field, "must name at least one host")
+    for i, name in enumerate(names):
+        if not name or len(name) > 255:
+            raise errors.Invalid(f"{field}[{i}]", "must be 1 to 255 characters")
+    return names

@@ -96,7 +96,7 @@ POLICY: Mapping[str, frozenset[str]] = MappingProxyType({
     }),
     **_service("novalite.internal.v1.Scheduler", {
         "SelectDestinations": SERVICES,
-        "ReportHost": SERVICES,
+        "ReportHosts": SERVICES,
         "ReleaseAllocation": SERVICES,
         "ClaimAllocation": SERVICES,
     }),

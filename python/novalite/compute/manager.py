@@ -42,6 +42,7 @@ from typing import ParamSpec, Protocol, TypeVar
 from novalite import errors
 from novalite.db import records
 from novalite.db.database import Database
+from novalite.db.records import ComputeView
 from novalite.db.states import PowerState, VmState
 from novalite.placement import Host, HostTable, Inventory, PlacementError
 from novalite.settings import ComputeSettings
@@ -167,19 +168,6 @@ class GuestImage:
 
 
 @dataclass(frozen=True)
-class ComputeView:
-    """The compute-node view of a host (Nova's ComputeNode columns the scheduler's
-    HostState reads). free_* may be negative (over-committed)."""
-
-    vcpus_used: int
-    free_ram_mb: int
-    free_disk_mb: int
-    num_instances: int
-    num_io_ops: int
-    failed_builds: int
-
-
-@dataclass(frozen=True)
 class _Usage:
     vcpus: int
     memory_mb: int
@@ -188,42 +176,52 @@ class _Usage:
 
 
 class _Reporter:
-    """Writes one host's compute view to the database and asks the scheduler to
-    re-read the host. Requests coalesce: a caller waits for a write that started
-    after it asked (one write in flight per host, however many builds finish)."""
+    """Writes the compute views of an agent's hosts to the database and tells the
+    scheduler which hosts changed. Requests coalesce: the hosts that changed while a
+    write was in flight go together in the next one (one transaction, one scheduler
+    call, each view as it is when written); a caller waits for a write that started
+    after it asked."""
 
-    def __init__(self, host: str, write: Callable[[], Awaitable[None]],
-                 report: Callable[[], Awaitable[None]] | None) -> None:
-        self._host = host
+    def __init__(self, view: Callable[[str], ComputeView],
+                 write: Callable[[dict[str, ComputeView]], Awaitable[None]],
+                 report: Callable[[list[str]], Awaitable[None]] | None) -> None:
+        self._view = view
         self._write = write
         self._report = report
+        self._dirty: set[str] = set()
         self._waiters: list[asyncio.Future[None]] = []
         self._task: asyncio.Task[None] | None = None
 
-    async def request(self, *, wait: bool = True) -> None:
+    async def request(self, host: str, *, wait: bool = True) -> None:
         loop = asyncio.get_running_loop()
-        done: asyncio.Future[None] = loop.create_future()
-        self._waiters.append(done)
-        if self._task is None or self._task.done():
-            self._task = loop.create_task(self._run(), name=f"report-{self._host}")
+        self._dirty.add(host)
+        done: asyncio.Future[None] | None = None
         if wait:
+            done = loop.create_future()
+            self._waiters.append(done)
+        if self._task is None or self._task.done():
+            self._task = loop.create_task(self._run(), name="compute-view-writer")
+        if done is not None:
             await asyncio.shield(done)
 
     async def _run(self) -> None:
-        while self._waiters:
+        while self._dirty:
+            hosts, self._dirty = sorted(self._dirty), set()
             waiters, self._waiters = self._waiters, []
             try:
-                await self._write()
+                await self._write({h: self._view(h) for h in hosts})
             except Exception:  # noqa: BLE001 - the periodic update writes it again
-                LOG.warning("could not write the compute view of %s", self._host, exc_info=True)
+                LOG.warning("could not write the compute views of %s", ", ".join(hosts),
+                            exc_info=True)
             for waiter in waiters:
                 if not waiter.done():
                     waiter.set_result(None)
             if self._report is not None:
                 try:
-                    await self._report()
+                    await self._report(hosts)
                 except Exception:  # noqa: BLE001 - the periodic report catches up
-                    LOG.warning("could not report %s to the scheduler", self._host, exc_info=True)
+                    LOG.warning("could not report %s to the scheduler", ", ".join(hosts),
+                                exc_info=True)
 
     async def close(self, timeout: float) -> None:
         task = self._task
@@ -249,7 +247,6 @@ class _HostState:
         self.building: set[str] = set()
         self.failed_builds = 0
         self.unknown_guests: set[str] = set()
-        self.reporter: _Reporter | None = None
 
 
 class _LockEntry:
@@ -267,16 +264,14 @@ class ComputeManager:
     start()). ``report(host)``: tells the scheduler a host changed."""
 
     def __init__(self, db: Database, drivers: Mapping[str, Driver], options: ComputeOptions, *,
-                 endpoint: str, report: Callable[[str], Awaitable[None]] | None = None) -> None:
+                 endpoint: str, report: Callable[[list[str]], Awaitable[None]] | None = None) -> None:
         if not drivers:
             raise ValueError("a compute agent needs at least one host")
         self.db = db
         self.options = options
         self.endpoint = endpoint
-        self._report = report
         self._hosts = {name: _HostState(name, driver) for name, driver in drivers.items()}
-        for h in self._hosts.values():
-            h.reporter = _Reporter(h.name, self._writer(h), self._reporter(h))
+        self._reporter = _Reporter(self.view, self._write_views, report)
         # local claims, through the same core the scheduler uses
         self.claims = HostTable()
         self._claimed: dict[str, str] = {}  # consumer -> host holding its local claim
@@ -529,31 +524,26 @@ class ComputeManager:
         """The servers counted on the host."""
         return frozenset(self._host(host).tracked)
 
-    def _writer(self, h: _HostState) -> Callable[[], Awaitable[None]]:
-        async def write() -> None:
-            v = self.view(h.name)
-            await self._db(self.db.set_compute_view, h.name, vcpus_used=v.vcpus_used,
-                           free_ram_mb=v.free_ram_mb, free_disk_mb=v.free_disk_mb,
-                           num_instances=v.num_instances, num_io_ops=v.num_io_ops,
-                           failed_builds=v.failed_builds)
-        return write
-
-    def _reporter(self, h: _HostState) -> Callable[[], Awaitable[None]] | None:
-        report = self._report
-        if report is None:
-            return None
-
-        async def call() -> None:
-            await report(h.name)
-        return call
+    async def _write_views(self, views: dict[str, ComputeView]) -> None:
+        try:
+            await self._db(self.db.set_compute_views, views)
+        except Exception:
+            if len(views) == 1:
+                raise
+            # one host's failure (gone from the database, say) must not hold back
+            # the others' views: write them one by one
+            for name, view in views.items():
+                try:
+                    await self._db(self.db.set_compute_views, {name: view})
+                except Exception:  # noqa: BLE001 - logged; the periodic update retries
+                    LOG.warning("could not write the compute view of %s", name, exc_info=True)
 
     async def update_host(self, host: str) -> None:
         """Write the host's compute view now and tell the scheduler (coalesced with
         other changes of the host: returns once a write that started after this
         call is in the database)."""
-        h = self._host(host)
-        assert h.reporter is not None
-        await h.reporter.request()
+        self._host(host)
+        await self._reporter.request(host)
 
     async def update_available_resource(self, host: str) -> None:
         """The periodic recount (Nova's update_available_resource): reconcile the
@@ -612,9 +602,7 @@ class ComputeManager:
             task.cancel()
             with suppress(asyncio.CancelledError):
                 await task
-        for h in self._hosts.values():
-            if h.reporter is not None:
-                await h.reporter.close(_CLOSE_TIMEOUT)
+        await self._reporter.close(_CLOSE_TIMEOUT)
         for cleanup in reversed(self._cleanups):
             try:
                 await cleanup()
@@ -685,8 +673,7 @@ class ComputeManager:
             self._untrack(h, instance_id)
             h.dropped.add(instance_id)
             h.building.discard(instance_id)
-            assert h.reporter is not None
-            await h.reporter.request(wait=False)
+            await self._reporter.request(h.name, wait=False)
             raise
         except Exception as e:  # noqa: BLE001 - any failure reschedules, as in Nova
             self._untrack(h, instance_id)
@@ -835,36 +822,50 @@ class ComputeManager:
                 except Exception:  # noqa: BLE001
                     LOG.warning("could not reap guest %s on %s", iid, h.name, exc_info=True)
 
-    async def _sync_instance(self, h: _HostState, inst: records.Instance, power: int) -> None:
-        vm = inst.vm_state
-        stop = force_off = False
+    @staticmethod
+    def _stop_or_force_off(vm: str, power: int) -> tuple[bool, bool]:
+        """What Nova's _sync_instance_power_state does about a guest in ``power``
+        for a server in ``vm``: (call the stop API, force the guest off)."""
         if vm == VmState.ACTIVE:
-            if power in (PowerState.SHUTDOWN, PowerState.CRASHED, PowerState.SUSPENDED):
-                stop = True  # "Instance shutdown by itself. Calling the stop API."
-            elif power == PowerState.NOSTATE:
-                if inst.power_state != power:
-                    LOG.warning("server %s: its guest is unexpectedly not found on %s",
-                                inst.id, h.name)
-            # PAUSED: "Instance is paused unexpectedly. Ignore."
-        elif vm == VmState.STOPPED:
-            force_off = power not in (PowerState.NOSTATE, PowerState.SHUTDOWN, PowerState.CRASHED)
-        elif vm == VmState.PAUSED:
-            stop = power in (PowerState.SHUTDOWN, PowerState.CRASHED)
-        # BUILDING, SUSPENDED, ERROR: only the power state follows (Nova ignores them)
-        if not (stop or force_off):
-            if power != inst.power_state:
-                LOG.info("server %s: power state %s -> %s (sync)", inst.id,
-                         PowerState.NAMES.get(inst.power_state), PowerState.NAMES.get(power))
-                await self._db(self.db.update_instance, inst.id, expected_vm_state=vm,
-                               expected_task_state=None, power_state=power)
+            # SHUTDOWN, CRASHED, SUSPENDED: "Instance shutdown by itself. Calling the
+            # stop API."; PAUSED: "Instance is paused unexpectedly. Ignore."
+            return power in (PowerState.SHUTDOWN, PowerState.CRASHED, PowerState.SUSPENDED), False
+        if vm == VmState.STOPPED:
+            return False, power not in (PowerState.NOSTATE, PowerState.SHUTDOWN, PowerState.CRASHED)
+        if vm == VmState.PAUSED:
+            return power in (PowerState.SHUTDOWN, PowerState.CRASHED), False
+        return False, False  # BUILDING, SUSPENDED, ERROR: only the power state follows
+
+    async def _sync_instance(self, h: _HostState, inst: records.Instance, power: int) -> None:
+        if power == inst.power_state and not any(self._stop_or_force_off(inst.vm_state, power)):
             return
+        # The listing and the server were read a while ago, and an action may have
+        # completed in between (a guest listed SHUTDOWN, its server read ACTIVE once
+        # started): decide on fresh reads of both, under the instance's lock, as Nova's
+        # query_driver_power_state_and_sync does.
         async with self._lock(inst.id):
             try:
-                current = await self._db(self.db.get_instance, inst.id)
+                power = int(await asyncio.to_thread(h.driver.power_state, inst.id))
+            except InstanceNotFound:
+                power = PowerState.NOSTATE
+            try:
+                inst = await self._db(self.db.get_instance, inst.id)
             except errors.NotFound:
                 return
-            if current.vm_state != vm or current.task_state is not None or current.host != h.name:
+            if inst.task_state is not None or inst.host != h.name:
                 return  # someone acted meanwhile
+            vm = inst.vm_state
+            stop, force_off = self._stop_or_force_off(vm, power)
+            if not (stop or force_off):
+                if power != inst.power_state:
+                    if vm == VmState.ACTIVE and power == PowerState.NOSTATE:
+                        LOG.warning("server %s: its guest is unexpectedly not found on %s",
+                                    inst.id, h.name)
+                    LOG.info("server %s: power state %s -> %s (sync)", inst.id,
+                             PowerState.NAMES.get(inst.power_state), PowerState.NAMES.get(power))
+                    await self._db(self.db.update_instance, inst.id, expected_vm_state=vm,
+                                   expected_task_state=None, power_state=power)
+                return
             LOG.warning("server %s (%s) on %s: guest is %s; stopping it (sync)", inst.id, vm,
                         h.name, PowerState.NAMES.get(power))
             if power != PowerState.NOSTATE:

@@ -121,7 +121,7 @@ async def start(settings: Settings, *, signer: TokenSigner | None = None,
                                 timeout=float(settings.report_interval))
     manager = ComputeManager(
         db, drivers, ComputeOptions.from_settings(settings.compute, fail_builds_on=fail_builds_on),
-        endpoint="", report=scheduler.host_changed)
+        endpoint="", report=scheduler.hosts_changed)
     manager.add_cleanup(lambda: asyncio.to_thread(db.close))
     manager.add_cleanup(scheduler.close)
     try:

@@ -185,12 +185,13 @@ class ConductorManager:
                 continue
             done = self._try(lambda: self.db.update_instance(
                 inst.id, expected_vm_state=VmState.BUILDING, vm_state=VmState.ACTIVE,
-                task_state=None, power_state=power, launched_at=_now()))
+                task_state=None, power_state=power, launched_at=_now(),
+                finish_action="create"))
             if not done:
                 # deleted while building: the guest must not outlive its server
                 await self._quietly(self.compute.delete(current.host, inst.id))
                 await self.scheduler.release(inst.id)
-            self._finish_create(inst.id, None)
+                self._finish_create(inst.id, None)
             return
         self._error(inst.id,
                     "Exceeded maximum number of retries. Exhausted all hosts available "
@@ -207,8 +208,8 @@ class ConductorManager:
     def _error(self, instance_id: str, message: str, details: Mapping[str, Any], *, code: int) -> None:
         self._try(lambda: self.db.update_instance(
             instance_id, vm_state=VmState.ERROR, task_state=None,
-            fault=records.NewFault(code=code, message=message, details=dict(details))))
-        self._finish_create(instance_id, message)
+            fault=records.NewFault(code=code, message=message, details=dict(details)),
+            finish_action="create", action_message=message))
 
     def _finish_create(self, instance_id: str, message: str | None) -> None:
         try:

@@ -42,7 +42,7 @@ from sqlalchemy.orm import Session
 from novalite import errors
 from novalite.db import models as m
 from novalite.db.records import (
-    ActionEvent, Aggregate, Allocation, Flavor, Fault, Host, Image, Instance,
+    ActionEvent, Aggregate, Allocation, ComputeView, Flavor, Fault, Host, Image, Instance,
     InstanceAction, InstancePage, Inventory, NewFault, QuotaSet, Service, ServerGroup,
 )
 from novalite.db.states import STATUSES, PowerState, TaskState, VmState, states_with_status
@@ -137,6 +137,12 @@ class Database:
             self._default_quotas[resource] = limit
         self._clock = clock
         self._busy_timeout = busy_timeout
+        # group commit (SQLite): writers that arrive while one is committing go
+        # together in the next transaction
+        self._commits = threading.Condition()
+        self._queue: list[_Pending] = []
+        self._leading = False
+        self._leader: int | None = None
         self.engine: Engine
         if self.backend == "sqlite":
             if parsed.database in (None, "", ":memory:") or parsed.query.get("mode") == "memory":
@@ -484,7 +490,8 @@ class Database:
         expected_task_state: Any = UNSET, vm_state: Any = UNSET, task_state: Any = UNSET,
         power_state: Any = UNSET, host: Any = UNSET, node: Any = UNSET,
         availability_zone: Any = UNSET, launched_at: Any = UNSET, add_attempt: bool = False,
-        fault: NewFault | None = None,
+        fault: NewFault | None = None, finish_action: str | None = None,
+        action_message: str | None = None,
     ) -> bool:
         """Change a live instance's state (and where it runs), compare-and-swap.
 
@@ -492,8 +499,10 @@ class Database:
         a collection of values the current state must match. Returns False, having
         changed nothing, when it does not; NotFound when there is no such live
         instance. ``add_attempt`` counts one more build attempt; ``fault`` is
-        recorded in the same transaction when the change applies. Deleting goes
-        through delete_instance, which releases quota.
+        recorded in the same transaction when the change applies, and so is the end
+        of the instance's unfinished actions named ``finish_action`` (e.g. "create",
+        with ``action_message`` when it failed). Deleting goes through
+        delete_instance, which releases quota.
         """
         values: dict[str, Any] = {}
         if vm_state is not UNSET:
@@ -533,6 +542,14 @@ class Database:
                 return False
             if fault is not None:
                 s.add(_new_fault(instance_id, fault, now))
+            if finish_action is not None:
+                a = m.InstanceAction
+                done: dict[str, Any] = {"finish_time": now}
+                if action_message is not None:
+                    done["message"] = action_message
+                s.execute(sa.update(a).where(a.instance_id == instance_id,
+                                             a.action == finish_action,
+                                             a.finish_time.is_(None)).values(**done))
             return True
         return self._write(work)
 
@@ -976,25 +993,36 @@ class Database:
 
     def set_compute_view(self, name: str, *, vcpus_used: int, free_ram_mb: int, free_disk_mb: int,
                          num_instances: int, num_io_ops: int, failed_builds: int) -> None:
-        """Write a host's compute view (what the compute agent counts after every
-        change): one UPDATE, no generation bump, nothing read back. NotFound for an
-        unknown host."""
-        for counter, value in (("vcpus_used", vcpus_used), ("num_instances", num_instances),
-                               ("num_io_ops", num_io_ops), ("failed_builds", failed_builds)):
-            _not_negative(counter, value)
-        for field, value in (("free_ram_mb", free_ram_mb), ("free_disk_mb", free_disk_mb)):
-            if not _is_int(value):
-                raise errors.Invalid(field, "must be an integer")
+        """Write one host's compute view (see ``set_compute_views``)."""
+        self.set_compute_views({name: ComputeView(
+            vcpus_used=vcpus_used, free_ram_mb=free_ram_mb, free_disk_mb=free_disk_mb,
+            num_instances=num_instances, num_io_ops=num_io_ops, failed_builds=failed_builds)})
+
+    def set_compute_views(self, views: Mapping[str, ComputeView]) -> None:
+        """Write hosts' compute views (what a compute agent counts after every
+        change) in one transaction: one UPDATE each, no generation bump, nothing
+        read back. All or nothing: NotFound naming an unknown host, Invalid for a
+        negative counter."""
+        for name, v in views.items():
+            for counter, value in (("vcpus_used", v.vcpus_used), ("num_instances", v.num_instances),
+                                   ("num_io_ops", v.num_io_ops), ("failed_builds", v.failed_builds)):
+                _not_negative(counter, value)
+            for field, value in (("free_ram_mb", v.free_ram_mb), ("free_disk_mb", v.free_disk_mb)):
+                if not _is_int(value):
+                    raise errors.Invalid(field, "must be an integer")
 
         def work(s: Session) -> None:
             rp = m.ResourceProvider
-            result = s.execute(sa.update(rp).where(rp.name == name).values(
-                vcpus_used=vcpus_used, free_ram_mb=free_ram_mb, free_disk_mb=free_disk_mb,
-                num_instances=num_instances, num_io_ops=num_io_ops, failed_builds=failed_builds,
-                updated_at=self._clock()))
-            if result.rowcount != 1:  # type: ignore[attr-defined]
-                raise errors.NotFound(f"host {name} not found")
-        self._write(work)
+            now = self._clock()
+            for name, v in sorted(views.items()):
+                result = s.execute(sa.update(rp).where(rp.name == name).values(
+                    vcpus_used=v.vcpus_used, free_ram_mb=v.free_ram_mb,
+                    free_disk_mb=v.free_disk_mb, num_instances=v.num_instances,
+                    num_io_ops=v.num_io_ops, failed_builds=v.failed_builds, updated_at=now))
+                if result.rowcount != 1:  # type: ignore[attr-defined]
+                    raise errors.NotFound(f"host {name} not found")
+        if views:
+            self._write(work)
 
     def get_host(self, name: str | None = None, *, uuid: str | None = None,
                  service_down_time: float = SERVICE_DOWN_TIME) -> Host:
@@ -1009,6 +1037,17 @@ class Database:
             if row is None:
                 raise errors.NotFound(f"host {name or uuid} not found")
             return self._hosts(s, [row], service_down_time)[0]
+        return self._read(work)
+
+    def get_hosts(self, names: Iterable[str], *,
+                  service_down_time: float = SERVICE_DOWN_TIME) -> dict[str, Host]:
+        """The hosts of those names that exist, read as one snapshot."""
+        wanted = sorted(set(names))
+
+        def work(s: Session) -> dict[str, Host]:
+            rp = m.ResourceProvider
+            rows = list(s.scalars(sa.select(rp).where(rp.name.in_(wanted)))) if wanted else []
+            return {h.name: h for h in self._hosts(s, rows, service_down_time)}
         return self._read(work)
 
     def list_hosts(self, *, service_down_time: float = SERVICE_DOWN_TIME) -> list[Host]:
@@ -1448,8 +1487,74 @@ class Database:
         return (pg_insert if self.backend == "postgresql" else sqlite_insert)(model)
 
     def _write(self, work: Callable[[Session], T]) -> T:
-        """Run ``work`` in a write transaction and commit it; run it again if
-        PostgreSQL reports a deadlock or serialization failure (nothing was kept).
+        """Run ``work`` in a write transaction and commit it; return once committed.
+
+        On SQLite, which has one writer at a time across every process, writes of
+        this process's threads that arrive while another of its transactions holds
+        the lock are committed together (group commit): the first waiting thread
+        runs everyone's work in one transaction, each in a savepoint of its own, so
+        a work that fails (bad input, a conflict) is rolled back alone and raises in
+        its own caller, and each caller returns after the commit that holds its
+        work. Fewer, larger transactions hand SQLite's lock between processes far
+        less often."""
+        if self.backend != "sqlite":
+            return self._transaction(work)
+        if self._leader == threading.get_ident():
+            raise RuntimeError("a database write inside another write's transaction")
+        pending = _Pending(work)
+        with self._commits:
+            self._queue.append(pending)
+            while self._leading and not pending.finished:
+                self._commits.wait()
+            if pending.finished:
+                return pending.result()
+            self._leading = True
+            self._leader = threading.get_ident()
+            batch, self._queue = self._queue, []
+        try:
+            self._commit_group(batch)
+        finally:
+            with self._commits:
+                self._leading = False
+                self._leader = None
+                self._commits.notify_all()
+        return pending.result()
+
+    def _commit_group(self, batch: list[_Pending]) -> None:
+        if len(batch) == 1:
+            only = batch[0]
+            try:
+                only.value = self._transaction(only.work)
+            except BaseException as e:  # noqa: BLE001 - handed to its caller
+                only.error = e
+            only.finished = True
+            return
+
+        def everyone(s: Session) -> None:
+            s.connection()  # BEGIN IMMEDIATE: a busy database is retried whole
+            for p in batch:
+                p.error = None
+                try:
+                    with s.begin_nested():
+                        p.value = p.work(s)
+                except sa.exc.OperationalError:
+                    raise  # the transaction itself failed: nothing is kept
+                except sa.exc.IntegrityError as e:
+                    p.error = errors.Conflict(f"conflicts with existing data: {e.orig}")
+                except Exception as e:  # noqa: BLE001 - handed to its caller
+                    p.error = e
+        try:
+            self._transaction(everyone)
+        except BaseException as e:  # noqa: BLE001 - nothing was committed
+            for p in batch:
+                p.error = e
+        for p in batch:
+            p.finished = True
+
+    def _transaction(self, work: Callable[[Session], T]) -> T:
+        """Run ``work`` in a write transaction of its own and commit it; run it
+        again if PostgreSQL reports a deadlock or serialization failure (nothing
+        was kept).
 
         On SQLite the write lock is asked for without SQLite's own busy handler
         (which sleeps 1, 2, 5, 10... up to 100 ms between tries and so hands the lock
@@ -1487,6 +1592,23 @@ class Database:
             with Session(bind=conn, autoflush=False) as s:
                 with s.begin():
                     return work(s)
+
+
+class _Pending:
+    """One caller's work waiting for a group commit, and its outcome."""
+
+    __slots__ = ("work", "value", "error", "finished")
+
+    def __init__(self, work: Callable[[Session], Any]) -> None:
+        self.work = work
+        self.value: Any = None
+        self.error: BaseException | None = None
+        self.finished = False
+
+    def result(self) -> Any:
+        if self.error is not None:
+            raise self.error
+        return self.value
 
 
 def _configure_sqlite(engine: Engine, busy_timeout: float) -> None:

@@ -177,6 +177,19 @@ class Inventory:
 
 
 @dataclass(frozen=True)
+class ComputeView:
+    """What a compute agent counts on one of its hosts (Nova's compute node
+    fields the weighers read): advisory, rewritten after every change."""
+
+    vcpus_used: int
+    free_ram_mb: int
+    free_disk_mb: int
+    num_instances: int
+    num_io_ops: int
+    failed_builds: int
+
+
+@dataclass(frozen=True)
 class Host:
     """A compute host: its resource provider, inventories, usage and the compute
     agent's advisory view, as the scheduler loads it."""

@@ -59,6 +59,32 @@ def _triples(value: Iterable[object]) -> list[tuple[str, str, str]]:
     return out
 
 
+class _Ticket:
+    """One select_destinations call waiting for, or decided in, a round."""
+
+    def __init__(self, spec: RequestSpec, return_alternates: bool) -> None:
+        self.spec = spec
+        self.return_alternates = return_alternates
+        self.selections: list[list[Selection]] | None = None
+        self.error: BaseException | None = None
+        self.finished = False
+        self.deferred = False
+
+    def succeed(self) -> None:
+        self.finished = True
+
+    def fail(self, error: BaseException) -> None:
+        self.selections = None
+        self.error = error
+        self.finished = True
+
+    def result(self) -> list[list[Selection]]:
+        if self.error is not None:
+            raise self.error
+        assert self.selections is not None
+        return self.selections
+
+
 class SchedulerManager:
     """Select destinations over the in-memory host table, claiming in the database."""
 
@@ -75,11 +101,15 @@ class SchedulerManager:
         self.scheduler = Scheduler(self.table, config)
         # what the database said last: host name -> (provider uuid, generation)
         self._provider: dict[str, str] = {}
+        self._host_of: dict[str, str] = {}  # provider uuid -> host name
         self._generation: dict[str, int] = {}
         self._aggregates_seen: set[str] = set()
         # who holds what, host by host (mirrors the table's ledger for quick syncs)
         self._held: dict[str, dict[str, dict[str, int]]] = {}
         self._by_host: dict[str, set[str]] = {}
+        # select_destinations calls waiting for the next round
+        self._queue_lock = threading.Lock()
+        self._queue: list[_Ticket] = []
 
     # ---- loading and refreshing ----------------------------------------------------
 
@@ -118,18 +148,23 @@ class SchedulerManager:
 
     def _add_or_refresh(self, h: records.Host) -> None:
         """Make the table's copy of one host match the database record: inventory,
-        usage (consumer by consumer), compute view, service state, instances."""
+        usage (consumer by consumer), compute view, service state, instances. The
+        allocations are read only when the host's generation moved since the last
+        time this scheduler knew it (every allocation change moves it)."""
         for agg in h.aggregates:
             if agg not in self._aggregates_seen:
                 for a in self.db.list_aggregates():
                     self._set_aggregate(a)
                 break
         real = {rc: _inventory(h.inventories.get(rc)) for rc in RESOURCE_CLASSES}
-        allocations: dict[str, dict[str, int]] = defaultdict(dict)
-        for a in self.db.list_allocations(h.uuid):
-            allocations[a.consumer_uuid][a.resource_class] = a.used
         known = h.name in self._provider
+        allocations: dict[str, dict[str, int]] | None = None
+        if not known or self._generation.get(h.name) != h.generation:
+            allocations = defaultdict(dict)
+            for a in self.db.list_allocations(h.uuid):
+                allocations[a.consumer_uuid][a.resource_class] = a.used
         if not known:
+            assert allocations is not None
             roomy = {rc: Inventory(total=_LOAD_TOTAL) for rc in RESOURCE_CLASSES}
             self.table.add_host(self._model_host(h, roomy))
             for consumer, amounts in allocations.items():
@@ -149,11 +184,13 @@ class SchedulerManager:
                 self.table.remove_host_from_aggregate(agg, h.name)
             for agg in set(host.aggregates) - current:
                 self.table.add_host_to_aggregate(agg, h.name)
-            self._sync_consumers(h.name, allocations)
+            if allocations is not None:
+                self._sync_consumers(h.name, allocations)
         for rc in RESOURCE_CLASSES:
             if self.table.inventory(h.name, rc) != real[rc]:
                 self.table.set_inventory(h.name, rc, real[rc])
         self._provider[h.name] = h.uuid
+        self._host_of[h.uuid] = h.name
         self._generation[h.name] = h.generation
 
     def _replace_consumer(self, consumer: str, allocation: Mapping[str, Mapping[str, int]]) -> None:
@@ -193,20 +230,27 @@ class SchedulerManager:
 
     def refresh_host(self, name: str) -> None:
         """Re-read one host from the database (a compute report, or a conflict)."""
+        self.refresh_hosts([name])
+
+    def refresh_hosts(self, names: Iterable[str]) -> None:
+        """Re-read hosts from the database, one snapshot for all of them: a host it
+        no longer has is dropped."""
+        wanted = set(names)
         with self._lock:
-            try:
-                h = self.db.get_host(name, service_down_time=self.service_down_time)
-            except errors.NotFound:
-                if name in self._provider:
+            found = self.db.get_hosts(wanted, service_down_time=self.service_down_time)
+            for name in sorted(wanted):
+                h = found.get(name)
+                if h is not None:
+                    self._add_or_refresh(h)
+                elif name in self._provider:
                     self._forget(name)
-                return
-            self._add_or_refresh(h)
 
     def _forget(self, name: str) -> None:
         for consumer in list(self._by_host.get(name, set())):
             self.table.release(consumer)
             self._index(consumer, None)
         self.table.remove_host(name)
+        self._host_of.pop(self._provider.get(name, ""), None)
         self._provider.pop(name, None)
         self._generation.pop(name, None)
 
@@ -225,39 +269,111 @@ class SchedulerManager:
     def select_destinations(self, spec: RequestSpec, *, return_alternates: bool = True) -> list[list[Selection]]:
         """Nova's select_destinations: one list per instance, chosen host first, then
         alternates; each chosen host's allocation is written to the database before
-        this returns. NoValidHost (domain error) carries the rejection counts."""
-        with self._lock:
-            for attempt in range(self.max_retries):
-                seed = self._rng.getrandbits(64)
-                try:
-                    dry = self.scheduler.select(spec, claim=False, seed=seed,
-                                                return_alternates=return_alternates)
-                except NoValidHost as e:
-                    raise errors.NoValidHost(str(e), e.rejections, e.instance_index) from None
-                except (PlacementError, ConfigError) as e:
-                    raise errors.Invalid("request_spec", str(e)) from None
-                conflicted = self._write_allocations(spec, dry.selections)
-                if not conflicted:
-                    # the same seed over the same table gives the same answer: apply it
-                    done = self.scheduler.select(spec, claim=True, seed=seed,
-                                                 return_alternates=return_alternates)
-                    assert [s[0].host for s in done.selections] == [s[0].host for s in dry.selections]
-                    for uuid, sels in zip(spec.instance_uuids, done.selections):
-                        self._index(uuid, {sels[0].host: dict(sels[0].allocation)})
-                    return done.selections
-                LOG.info("allocation conflict on %s (attempt %d); refreshing", sorted(conflicted), attempt + 1)
-                for host in conflicted:
-                    self.refresh_host(host)
-            raise errors.Conflict(f"could not claim resources after {self.max_retries} attempts "
-                                  "(hosts kept changing under the scheduler)")
+        this returns. NoValidHost (domain error) carries the rejection counts.
 
-    def _write_allocations(self, spec: RequestSpec, selections: list[list[Selection]]) -> set[str]:
-        """Write every instance's allocation in one transaction, with a compare-and-
-        swap on each chosen host's generation. Returns the hosts to refresh when it
-        lost a race (nothing was written then), else an empty set."""
-        claims = {uuid: {self._provider[sels[0].host]: dict(sels[0].allocation)}
-                  for uuid, sels in zip(spec.instance_uuids, selections)}
-        hosts = {sels[0].host for sels in selections}
+        Requests that arrive while another is being written go together: each is
+        decided in turn over the in-memory table (each sees the ones before it), and
+        their allocations are written in one transaction, a compare-and-swap on each
+        chosen host's generation. When that loses a race (another replica, or an
+        alternate claimed by a conductor, got there first), the round's claims are
+        undone in memory, the hosts re-read, and the round decided again."""
+        ticket = _Ticket(spec, return_alternates)
+        with self._queue_lock:
+            self._queue.append(ticket)
+        with self._lock:
+            if not ticket.finished:
+                with self._queue_lock:
+                    batch, self._queue = self._queue, []
+                try:
+                    self._select_round(batch)
+                except BaseException as e:
+                    for t in batch:
+                        if not t.finished:
+                            t.fail(e)
+                    raise
+        return ticket.result()
+
+    def _select_round(self, batch: list[_Ticket]) -> None:
+        for attempt in range(self.max_retries):
+            chosen: list[_Ticket] = []
+            consumers: set[str] = set()
+            for t in batch:
+                if t.finished:
+                    continue
+                if consumers & set(t.spec.instance_uuids):
+                    # the same instance twice in one round: it waits for the next
+                    with self._queue_lock:
+                        self._queue.append(t)
+                    t.deferred = True
+                    continue
+                try:
+                    placed = self.scheduler.select(t.spec, claim=True, seed=self._rng.getrandbits(64),
+                                                   return_alternates=t.return_alternates)
+                except NoValidHost as e:
+                    t.fail(errors.NoValidHost(str(e), e.rejections, e.instance_index))
+                    continue
+                except (PlacementError, ConfigError) as e:
+                    t.fail(errors.Invalid("request_spec", str(e)))
+                    continue
+                t.selections = placed.selections
+                consumers.update(t.spec.instance_uuids)
+                chosen.append(t)
+            if not chosen:
+                break
+            try:
+                conflicted = self._write_allocations(chosen)
+            except Exception as e:  # noqa: BLE001 - nothing was written: undo, report
+                self._undo(chosen)
+                for t in chosen:
+                    t.fail(e)
+                break
+            if not conflicted:
+                for t in chosen:
+                    assert t.selections is not None
+                    for uuid, sels in zip(t.spec.instance_uuids, t.selections):
+                        self._index(uuid, {sels[0].host: dict(sels[0].allocation)})
+                    t.succeed()
+                break
+            LOG.info("allocation conflict on %s (attempt %d); refreshing", sorted(conflicted), attempt + 1)
+            self._undo(chosen)
+            batch = [t for t in batch if not t.finished and not t.deferred]
+        for t in batch:
+            if not t.finished and not t.deferred:
+                t.fail(errors.Conflict(f"could not claim resources after {self.max_retries} attempts "
+                                       "(hosts kept changing under the scheduler)"))
+        if any(t.deferred for t in batch):
+            with self._queue_lock:
+                again, self._queue = self._queue, []
+            for t in again:
+                t.deferred = False
+            self._select_round(again)
+
+    def _undo(self, chosen: list[_Ticket]) -> None:
+        """Take a round's claims back out of the table, and re-read its hosts in
+        full (allocations too: a re-scheduled instance may have held one before)."""
+        hosts: set[str] = set()
+        for t in chosen:
+            for uuid, sels in zip(t.spec.instance_uuids, t.selections or []):
+                hosts.add(sels[0].host)
+                self.table.release(uuid)
+                self._index(uuid, None)
+            t.selections = None
+        for host in hosts:
+            if host in self._generation:
+                self._generation[host] = -1
+        self.refresh_hosts(hosts)
+
+    def _write_allocations(self, chosen: list[_Ticket]) -> set[str]:
+        """Write a round's allocations in one transaction, with a compare-and-swap
+        on each chosen host's generation. Returns the hosts to refresh when it lost
+        a race (nothing was written then), else an empty set."""
+        claims: dict[str, dict[str, dict[str, int]]] = {}
+        hosts: set[str] = set()
+        for t in chosen:
+            assert t.selections is not None
+            for uuid, sels in zip(t.spec.instance_uuids, t.selections):
+                claims[uuid] = {self._provider[sels[0].host]: dict(sels[0].allocation)}
+                hosts.add(sels[0].host)
         try:
             generations = self.db.claim_allocations_many(
                 claims, generations={self._provider[h]: self._generation[h] for h in hosts})
@@ -267,10 +383,15 @@ class SchedulerManager:
         return set()
 
     def _note(self, generations: Mapping[str, int]) -> None:
-        by_uuid = {u: n for n, u in self._provider.items()}
+        """Providers' generations after a write of ours. Each write moves a
+        generation by one: a jump of more means someone else wrote in between, so
+        the generation is forgotten (the next claim there fails its compare-and-swap
+        and re-reads the host) rather than taken for what this scheduler has seen."""
         for provider, gen in generations.items():
-            if provider in by_uuid:
-                self._generation[by_uuid[provider]] = gen
+            name = self._host_of.get(provider)
+            if name is None:
+                continue
+            self._generation[name] = gen if self._generation.get(name) == gen - 1 else -1
 
     def release(self, instance_uuid: str) -> None:
         """A build failed or a server is gone: drop its allocation everywhere."""

@@ -3,7 +3,7 @@ agents call it); domain in, domain out, domain errors raised."""
 
 from __future__ import annotations
 
-from typing import Mapping
+from typing import Mapping, Sequence
 
 import grpc.aio
 
@@ -50,4 +50,9 @@ class SchedulerClient:
 
     async def host_changed(self, host: str) -> None:
         """Ask the scheduler to re-read one host from the database."""
-        await _call(self._stub.ReportHost(scheduler_pb2.ReportHostRequest(name=host), timeout=self._timeout))
+        await self.hosts_changed([host])
+
+    async def hosts_changed(self, hosts: Sequence[str]) -> None:
+        """Ask the scheduler to re-read these hosts from the database (one call)."""
+        await _call(self._stub.ReportHosts(scheduler_pb2.ReportHostsRequest(names=list(hosts)),
+                                           timeout=self._timeout))

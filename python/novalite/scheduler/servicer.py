@@ -22,10 +22,10 @@ class SchedulerServicer(scheduler_pb2_grpc.SchedulerServicer):
                                              return_alternates=request.return_alternates)
         return convert.selections_to_proto(request.instance_uuids, selections)
 
-    async def ReportHost(self, request: scheduler_pb2.ReportHostRequest,
-                         context: Any) -> scheduler_pb2.ReportHostResponse:
-        await asyncio.to_thread(self.manager.refresh_host, request.name)
-        return scheduler_pb2.ReportHostResponse()
+    async def ReportHosts(self, request: scheduler_pb2.ReportHostsRequest,
+                          context: Any) -> scheduler_pb2.ReportHostsResponse:
+        await asyncio.to_thread(self.manager.refresh_hosts, convert.host_names(request.names))
+        return scheduler_pb2.ReportHostsResponse()
 
     async def ReleaseAllocation(self, request: scheduler_pb2.ReleaseAllocationRequest,
                                 context: Any) -> scheduler_pb2.ReleaseAllocationResponse:

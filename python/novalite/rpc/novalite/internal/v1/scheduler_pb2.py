@@ -22,13 +22,11 @@ _runtime_version.ValidateProtobufRuntimeVersion(
 _sym_db = _symbol_database.Default()
 
 
-from google.protobuf import timestamp_pb2 as google_dot_protobuf_dot_timestamp__pb2
 from novalite.rpc.novalite.compute.v1 import faults_pb2 as novalite_dot_compute_dot_v1_dot_faults__pb2
-from novalite.rpc.novalite.compute.v1 import hosts_pb2 as novalite_dot_compute_dot_v1_dot_hosts__pb2
 from novalite.rpc.novalite.internal.v1 import request_spec_pb2 as novalite_dot_internal_dot_v1_dot_request__spec__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n$novalite/internal/v1/scheduler.proto\x12\x14novalite.internal.v1\x1a\x1fgoogle/protobuf/timestamp.proto\x1a novalite/compute/v1/faults.proto\x1a\x1fnovalite/compute/v1/hosts.proto\x1a\'novalite/internal/v1/request_spec.proto\"\x87\x01\n\x19SelectDestinationsRequest\x12\x37\n\x0crequest_spec\x18\x01 \x01(\x0b\x32!.novalite.internal.v1.RequestSpec\x12\x16\n\x0einstance_uuids\x18\x02 \x03(\t\x12\x19\n\x11return_alternates\x18\x03 \x01(\x08\"Y\n\x1aSelectDestinationsResponse\x12;\n\nselections\x18\x01 \x03(\x0b\x32\'.novalite.internal.v1.InstanceSelection\"Z\n\x11InstanceSelection\x12\x15\n\rinstance_uuid\x18\x01 \x01(\t\x12.\n\x05hosts\x18\x02 \x03(\x0b\x32\x1f.novalite.internal.v1.Selection\"\xcf\x01\n\tSelection\x12\x0c\n\x04host\x18\x01 \x01(\t\x12\x11\n\thost_uuid\x18\x02 \x01(\t\x12\x43\n\nallocation\x18\x03 \x03(\x0b\x32/.novalite.internal.v1.Selection.AllocationEntry\x12\x19\n\x11\x61vailability_zone\x18\x04 \x01(\t\x12\x0e\n\x06weight\x18\x05 \x01(\x01\x1a\x31\n\x0f\x41llocationEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\x03:\x02\x38\x01\"i\n\x0bNoValidHost\x12\x0e\n\x06reason\x18\x01 \x01(\t\x12\x32\n\nrejections\x18\x02 \x03(\x0b\x32\x1e.novalite.compute.v1.Rejection\x12\x16\n\x0einstance_index\x18\x03 \x01(\x05\"\x95\x01\n\tInventory\x12\x16\n\x0eresource_class\x18\x01 \x01(\t\x12\r\n\x05total\x18\x02 \x01(\x03\x12\x10\n\x08reserved\x18\x03 \x01(\x03\x12\x10\n\x08min_unit\x18\x04 \x01(\x03\x12\x10\n\x08max_unit\x18\x05 \x01(\x03\x12\x11\n\tstep_size\x18\x06 \x01(\x03\x12\x18\n\x10\x61llocation_ratio\x18\x07 \x01(\x01\"S\n\x11SupportedInstance\x12\x14\n\x0c\x61rchitecture\x18\x01 \x01(\t\x12\x17\n\x0fhypervisor_type\x18\x02 \x01(\t\x12\x0f\n\x07vm_mode\x18\x03 \x01(\t\"\x8f\x03\n\x11ReportHostRequest\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x0c\n\x04uuid\x18\x02 \x01(\t\x12\x34\n\x0binventories\x18\x03 \x03(\x0b\x32\x1f.novalite.internal.v1.Inventory\x12\x31\n\x07\x63ompute\x18\x04 \x01(\x0b\x32 .novalite.compute.v1.ComputeView\x12\x17\n\x0fhypervisor_type\x18\x05 \x01(\t\x12\x1a\n\x12hypervisor_version\x18\x06 \x01(\x03\x12\x44\n\x13supported_instances\x18\x07 \x03(\x0b\x32\'.novalite.internal.v1.SupportedInstance\x12\x10\n\x08\x63pu_info\x18\x08 \x01(\t\x12\x0e\n\x06traits\x18\t \x03(\t\x12\x16\n\x0einstance_uuids\x18\n \x03(\t\x12\x0f\n\x07host_ip\x18\x0b \x01(\t\x12/\n\x0breported_at\x18\x0c \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"\x14\n\x12ReportHostResponse\"1\n\x18ReleaseAllocationRequest\x12\x15\n\rinstance_uuid\x18\x01 \x01(\t\"\x1b\n\x19ReleaseAllocationResponse\"\xc2\x01\n\x16\x43laimAllocationRequest\x12\x15\n\rinstance_uuid\x18\x01 \x01(\t\x12\x0c\n\x04host\x18\x02 \x01(\t\x12P\n\nallocation\x18\x03 \x03(\x0b\x32<.novalite.internal.v1.ClaimAllocationRequest.AllocationEntry\x1a\x31\n\x0f\x41llocationEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\x03:\x02\x38\x01\"*\n\x17\x43laimAllocationResponse\x12\x0f\n\x07\x63laimed\x18\x01 \x01(\x08\x32\xcb\x03\n\tScheduler\x12w\n\x12SelectDestinations\x12/.novalite.internal.v1.SelectDestinationsRequest\x1a\x30.novalite.internal.v1.SelectDestinationsResponse\x12_\n\nReportHost\x12\'.novalite.internal.v1.ReportHostRequest\x1a(.novalite.internal.v1.ReportHostResponse\x12t\n\x11ReleaseAllocation\x12..novalite.internal.v1.ReleaseAllocationRequest\x1a/.novalite.internal.v1.ReleaseAllocationResponse\x12n\n\x0f\x43laimAllocation\x12,.novalite.internal.v1.ClaimAllocationRequest\x1a-.novalite.internal.v1.ClaimAllocationResponseb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n$novalite/internal/v1/scheduler.proto\x12\x14novalite.internal.v1\x1a novalite/compute/v1/faults.proto\x1a\'novalite/internal/v1/request_spec.proto\"\x87\x01\n\x19SelectDestinationsRequest\x12\x37\n\x0crequest_spec\x18\x01 \x01(\x0b\x32!.novalite.internal.v1.RequestSpec\x12\x16\n\x0einstance_uuids\x18\x02 \x03(\t\x12\x19\n\x11return_alternates\x18\x03 \x01(\x08\"Y\n\x1aSelectDestinationsResponse\x12;\n\nselections\x18\x01 \x03(\x0b\x32\'.novalite.internal.v1.InstanceSelection\"Z\n\x11InstanceSelection\x12\x15\n\rinstance_uuid\x18\x01 \x01(\t\x12.\n\x05hosts\x18\x02 \x03(\x0b\x32\x1f.novalite.internal.v1.Selection\"\xcf\x01\n\tSelection\x12\x0c\n\x04host\x18\x01 \x01(\t\x12\x11\n\thost_uuid\x18\x02 \x01(\t\x12\x43\n\nallocation\x18\x03 \x03(\x0b\x32/.novalite.internal.v1.Selection.AllocationEntry\x12\x19\n\x11\x61vailability_zone\x18\x04 \x01(\t\x12\x0e\n\x06weight\x18\x05 \x01(\x01\x1a\x31\n\x0f\x41llocationEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\x03:\x02\x38\x01\"i\n\x0bNoValidHost\x12\x0e\n\x06reason\x18\x01 \x01(\t\x12\x32\n\nrejections\x18\x02 \x03(\x0b\x32\x1e.novalite.compute.v1.Rejection\x12\x16\n\x0einstance_index\x18\x03 \x01(\x05\"#\n\x12ReportHostsRequest\x12\r\n\x05names\x18\x01 \x03(\t\"\x15\n\x13ReportHostsResponse\"1\n\x18ReleaseAllocationRequest\x12\x15\n\rinstance_uuid\x18\x01 \x01(\t\"\x1b\n\x19ReleaseAllocationResponse\"\xc2\x01\n\x16\x43laimAllocationRequest\x12\x15\n\rinstance_uuid\x18\x01 \x01(\t\x12\x0c\n\x04host\x18\x02 \x01(\t\x12P\n\nallocation\x18\x03 \x03(\x0b\x32<.novalite.internal.v1.ClaimAllocationRequest.AllocationEntry\x1a\x31\n\x0f\x41llocationEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\x03:\x02\x38\x01\"*\n\x17\x43laimAllocationResponse\x12\x0f\n\x07\x63laimed\x18\x01 \x01(\x08\x32\xce\x03\n\tScheduler\x12w\n\x12SelectDestinations\x12/.novalite.internal.v1.SelectDestinationsRequest\x1a\x30.novalite.internal.v1.SelectDestinationsResponse\x12\x62\n\x0bReportHosts\x12(.novalite.internal.v1.ReportHostsRequest\x1a).novalite.internal.v1.ReportHostsResponse\x12t\n\x11ReleaseAllocation\x12..novalite.internal.v1.ReleaseAllocationRequest\x1a/.novalite.internal.v1.ReleaseAllocationResponse\x12n\n\x0f\x43laimAllocation\x12,.novalite.internal.v1.ClaimAllocationRequest\x1a-.novalite.internal.v1.ClaimAllocationResponseb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -39,36 +37,32 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_SELECTION_ALLOCATIONENTRY']._serialized_options = b'8\001'
   _globals['_CLAIMALLOCATIONREQUEST_ALLOCATIONENTRY']._loaded_options = None
   _globals['_CLAIMALLOCATIONREQUEST_ALLOCATIONENTRY']._serialized_options = b'8\001'
-  _globals['_SELECTDESTINATIONSREQUEST']._serialized_start=204
-  _globals['_SELECTDESTINATIONSREQUEST']._serialized_end=339
-  _globals['_SELECTDESTINATIONSRESPONSE']._serialized_start=341
-  _globals['_SELECTDESTINATIONSRESPONSE']._serialized_end=430
-  _globals['_INSTANCESELECTION']._serialized_start=432
-  _globals['_INSTANCESELECTION']._serialized_end=522
-  _globals['_SELECTION']._serialized_start=525
-  _globals['_SELECTION']._serialized_end=732
-  _globals['_SELECTION_ALLOCATIONENTRY']._serialized_start=683
-  _globals['_SELECTION_ALLOCATIONENTRY']._serialized_end=732
-  _globals['_NOVALIDHOST']._serialized_start=734
-  _globals['_NOVALIDHOST']._serialized_end=839
-  _globals['_INVENTORY']._serialized_start=842
-  _globals['_INVENTORY']._serialized_end=991
-  _globals['_SUPPORTEDINSTANCE']._serialized_start=993
-  _globals['_SUPPORTEDINSTANCE']._serialized_end=1076
-  _globals['_REPORTHOSTREQUEST']._serialized_start=1079
-  _globals['_REPORTHOSTREQUEST']._serialized_end=1478
-  _globals['_REPORTHOSTRESPONSE']._serialized_start=1480
-  _globals['_REPORTHOSTRESPONSE']._serialized_end=1500
-  _globals['_RELEASEALLOCATIONREQUEST']._serialized_start=1502
-  _globals['_RELEASEALLOCATIONREQUEST']._serialized_end=1551
-  _globals['_RELEASEALLOCATIONRESPONSE']._serialized_start=1553
-  _globals['_RELEASEALLOCATIONRESPONSE']._serialized_end=1580
-  _globals['_CLAIMALLOCATIONREQUEST']._serialized_start=1583
-  _globals['_CLAIMALLOCATIONREQUEST']._serialized_end=1777
-  _globals['_CLAIMALLOCATIONREQUEST_ALLOCATIONENTRY']._serialized_start=683
-  _globals['_CLAIMALLOCATIONREQUEST_ALLOCATIONENTRY']._serialized_end=732
-  _globals['_CLAIMALLOCATIONRESPONSE']._serialized_start=1779
-  _globals['_CLAIMALLOCATIONRESPONSE']._serialized_end=1821
-  _globals['_SCHEDULER']._serialized_start=1824
-  _globals['_SCHEDULER']._serialized_end=2283
+  _globals['_SELECTDESTINATIONSREQUEST']._serialized_start=138
+  _globals['_SELECTDESTINATIONSREQUEST']._serialized_end=273
+  _globals['_SELECTDESTINATIONSRESPONSE']._serialized_start=275
+  _globals['_SELECTDESTINATIONSRESPONSE']._serialized_end=364
+  _globals['_INSTANCESELECTION']._serialized_start=366
+  _globals['_INSTANCESELECTION']._serialized_end=456
+  _globals['_SELECTION']._serialized_start=459
+  _globals['_SELECTION']._serialized_end=666
+  _globals['_SELECTION_ALLOCATIONENTRY']._serialized_start=617
+  _globals['_SELECTION_ALLOCATIONENTRY']._serialized_end=666
+  _globals['_NOVALIDHOST']._serialized_start=668
+  _globals['_NOVALIDHOST']._serialized_end=773
+  _globals['_REPORTHOSTSREQUEST']._serialized_start=775
+  _globals['_REPORTHOSTSREQUEST']._serialized_end=810
+  _globals['_REPORTHOSTSRESPONSE']._serialized_start=812
+  _globals['_REPORTHOSTSRESPONSE']._serialized_end=833
+  _globals['_RELEASEALLOCATIONREQUEST']._serialized_start=835
+  _globals['_RELEASEALLOCATIONREQUEST']._serialized_end=884
+  _globals['_RELEASEALLOCATIONRESPONSE']._serialized_start=886
+  _globals['_RELEASEALLOCATIONRESPONSE']._serialized_end=913
+  _globals['_CLAIMALLOCATIONREQUEST']._serialized_start=916
+  _globals['_CLAIMALLOCATIONREQUEST']._serialized_end=1110
+  _globals['_CLAIMALLOCATIONREQUEST_ALLOCATIONENTRY']._serialized_start=617
+  _globals['_CLAIMALLOCATIONREQUEST_ALLOCATIONENTRY']._serialized_end=666
+  _globals['_CLAIMALLOCATIONRESPONSE']._serialized_start=1112
+  _globals['_CLAIMALLOCATIONRESPONSE']._serialized_end=1154
+  _globals['_SCHEDULER']._serialized_start=1157
+  _globals['_SCHEDULER']._serialized_end=1619
 # @@protoc_insertion_point(module_scope)

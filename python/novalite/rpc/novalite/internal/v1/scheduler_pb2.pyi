@@ -1,8 +1,4 @@
-import datetime
-
-from google.protobuf import timestamp_pb2 as _timestamp_pb2
 from novalite.rpc.novalite.compute.v1 import faults_pb2 as _faults_pb2
-from novalite.rpc.novalite.compute.v1 import hosts_pb2 as _hosts_pb2
 from novalite.rpc.novalite.internal.v1 import request_spec_pb2 as _request_spec_pb2
 from google.protobuf.internal import containers as _containers
 from google.protobuf import descriptor as _descriptor
@@ -67,63 +63,13 @@ class NoValidHost(_message.Message):
     instance_index: int
     def __init__(self, reason: _Optional[str] = ..., rejections: _Optional[_Iterable[_Union[_faults_pb2.Rejection, _Mapping]]] = ..., instance_index: _Optional[int] = ...) -> None: ...
 
-class Inventory(_message.Message):
-    __slots__ = ("resource_class", "total", "reserved", "min_unit", "max_unit", "step_size", "allocation_ratio")
-    RESOURCE_CLASS_FIELD_NUMBER: _ClassVar[int]
-    TOTAL_FIELD_NUMBER: _ClassVar[int]
-    RESERVED_FIELD_NUMBER: _ClassVar[int]
-    MIN_UNIT_FIELD_NUMBER: _ClassVar[int]
-    MAX_UNIT_FIELD_NUMBER: _ClassVar[int]
-    STEP_SIZE_FIELD_NUMBER: _ClassVar[int]
-    ALLOCATION_RATIO_FIELD_NUMBER: _ClassVar[int]
-    resource_class: str
-    total: int
-    reserved: int
-    min_unit: int
-    max_unit: int
-    step_size: int
-    allocation_ratio: float
-    def __init__(self, resource_class: _Optional[str] = ..., total: _Optional[int] = ..., reserved: _Optional[int] = ..., min_unit: _Optional[int] = ..., max_unit: _Optional[int] = ..., step_size: _Optional[int] = ..., allocation_ratio: _Optional[float] = ...) -> None: ...
+class ReportHostsRequest(_message.Message):
+    __slots__ = ("names",)
+    NAMES_FIELD_NUMBER: _ClassVar[int]
+    names: _containers.RepeatedScalarFieldContainer[str]
+    def __init__(self, names: _Optional[_Iterable[str]] = ...) -> None: ...
 
-class SupportedInstance(_message.Message):
-    __slots__ = ("architecture", "hypervisor_type", "vm_mode")
-    ARCHITECTURE_FIELD_NUMBER: _ClassVar[int]
-    HYPERVISOR_TYPE_FIELD_NUMBER: _ClassVar[int]
-    VM_MODE_FIELD_NUMBER: _ClassVar[int]
-    architecture: str
-    hypervisor_type: str
-    vm_mode: str
-    def __init__(self, architecture: _Optional[str] = ..., hypervisor_type: _Optional[str] = ..., vm_mode: _Optional[str] = ...) -> None: ...
-
-class ReportHostRequest(_message.Message):
-    __slots__ = ("name", "uuid", "inventories", "compute", "hypervisor_type", "hypervisor_version", "supported_instances", "cpu_info", "traits", "instance_uuids", "host_ip", "reported_at")
-    NAME_FIELD_NUMBER: _ClassVar[int]
-    UUID_FIELD_NUMBER: _ClassVar[int]
-    INVENTORIES_FIELD_NUMBER: _ClassVar[int]
-    COMPUTE_FIELD_NUMBER: _ClassVar[int]
-    HYPERVISOR_TYPE_FIELD_NUMBER: _ClassVar[int]
-    HYPERVISOR_VERSION_FIELD_NUMBER: _ClassVar[int]
-    SUPPORTED_INSTANCES_FIELD_NUMBER: _ClassVar[int]
-    CPU_INFO_FIELD_NUMBER: _ClassVar[int]
-    TRAITS_FIELD_NUMBER: _ClassVar[int]
-    INSTANCE_UUIDS_FIELD_NUMBER: _ClassVar[int]
-    HOST_IP_FIELD_NUMBER: _ClassVar[int]
-    REPORTED_AT_FIELD_NUMBER: _ClassVar[int]
-    name: str
-    uuid: str
-    inventories: _containers.RepeatedCompositeFieldContainer[Inventory]
-    compute: _hosts_pb2.ComputeView
-    hypervisor_type: str
-    hypervisor_version: int
-    supported_instances: _containers.RepeatedCompositeFieldContainer[SupportedInstance]
-    cpu_info: str
-    traits: _containers.RepeatedScalarFieldContainer[str]
-    instance_uuids: _containers.RepeatedScalarFieldContainer[str]
-    host_ip: str
-    reported_at: _timestamp_pb2.Timestamp
-    def __init__(self, name: _Optional[str] = ..., uuid: _Optional[str] = ..., inventories: _Optional[_Iterable[_Union[Inventory, _Mapping]]] = ..., compute: _Optional[_Union[_hosts_pb2.ComputeView, _Mapping]] = ..., hypervisor_type: _Optional[str] = ..., hypervisor_version: _Optional[int] = ..., supported_instances: _Optional[_Iterable[_Union[SupportedInstance, _Mapping]]] = ..., cpu_info: _Optional[str] = ..., traits: _Optional[_Iterable[str]] = ..., instance_uuids: _Optional[_Iterable[str]] = ..., host_ip: _Optional[str] = ..., reported_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ...) -> None: ...
-
-class ReportHostResponse(_message.Message):
+class ReportHostsResponse(_message.Message):
     __slots__ = ()
     def __init__(self) -> None: ...
 

@@ -43,10 +43,10 @@ class SchedulerStub:
                 request_serializer=novalite_dot_internal_dot_v1_dot_scheduler__pb2.SelectDestinationsRequest.SerializeToString,
                 response_deserializer=novalite_dot_internal_dot_v1_dot_scheduler__pb2.SelectDestinationsResponse.FromString,
                 _registered_method=True)
-        self.ReportHost = channel.unary_unary(
-                '/novalite.internal.v1.Scheduler/ReportHost',
-                request_serializer=novalite_dot_internal_dot_v1_dot_scheduler__pb2.ReportHostRequest.SerializeToString,
-                response_deserializer=novalite_dot_internal_dot_v1_dot_scheduler__pb2.ReportHostResponse.FromString,
+        self.ReportHosts = channel.unary_unary(
+                '/novalite.internal.v1.Scheduler/ReportHosts',
+                request_serializer=novalite_dot_internal_dot_v1_dot_scheduler__pb2.ReportHostsRequest.SerializeToString,
+                response_deserializer=novalite_dot_internal_dot_v1_dot_scheduler__pb2.ReportHostsResponse.FromString,
                 _registered_method=True)
         self.ReleaseAllocation = channel.unary_unary(
                 '/novalite.internal.v1.Scheduler/ReleaseAllocation',
@@ -80,11 +80,14 @@ class SchedulerServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
-    def ReportHost(self, request, context):
-        """From a compute agent, after each change on its host and periodically:
-        replaces the scheduler's in-memory view of that host (a host reporting for
-        the first time is added). Reports older than the last one applied for the
-        host are ignored.
+    def ReportHosts(self, request, context):
+        """From a compute agent after changes on its hosts (batched: one call for
+        every host that changed since its last report) and periodically, or from
+        the API after an admin enabled or disabled a host: the scheduler re-reads
+        those hosts from the database, which holds the record (the call only says
+        where to look). A host it does not know yet is added; one the database no
+        longer has is dropped. Allocations are re-read only for a host whose
+        generation moved since the scheduler last saw it.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -115,10 +118,10 @@ def add_SchedulerServicer_to_server(servicer, server):
                     request_deserializer=novalite_dot_internal_dot_v1_dot_scheduler__pb2.SelectDestinationsRequest.FromString,
                     response_serializer=novalite_dot_internal_dot_v1_dot_scheduler__pb2.SelectDestinationsResponse.SerializeToString,
             ),
-            'ReportHost': grpc.unary_unary_rpc_method_handler(
-                    servicer.ReportHost,
-                    request_deserializer=novalite_dot_internal_dot_v1_dot_scheduler__pb2.ReportHostRequest.FromString,
-                    response_serializer=novalite_dot_internal_dot_v1_dot_scheduler__pb2.ReportHostResponse.SerializeToString,
+            'ReportHosts': grpc.unary_unary_rpc_method_handler(
+                    servicer.ReportHosts,
+                    request_deserializer=novalite_dot_internal_dot_v1_dot_scheduler__pb2.ReportHostsRequest.FromString,
+                    response_serializer=novalite_dot_internal_dot_v1_dot_scheduler__pb2.ReportHostsResponse.SerializeToString,
             ),
             'ReleaseAllocation': grpc.unary_unary_rpc_method_handler(
                     servicer.ReleaseAllocation,
@@ -173,7 +176,7 @@ class Scheduler:
             _registered_method=True)
 
     @staticmethod
-    def ReportHost(request,
+    def ReportHosts(request,
             target,
             options=(),
             channel_credentials=None,
@@ -186,9 +189,9 @@ class Scheduler:
         return grpc.experimental.unary_unary(
             request,
             target,
-            '/novalite.internal.v1.Scheduler/ReportHost',
-            novalite_dot_internal_dot_v1_dot_scheduler__pb2.ReportHostRequest.SerializeToString,
-            novalite_dot_internal_dot_v1_dot_scheduler__pb2.ReportHostResponse.FromString,
+            '/novalite.internal.v1.Scheduler/ReportHosts',
+            novalite_dot_internal_dot_v1_dot_scheduler__pb2.ReportHostsRequest.SerializeToString,
+            novalite_dot_internal_dot_v1_dot_scheduler__pb2.ReportHostsResponse.FromString,
             options,
             channel_credentials,
             insecure,

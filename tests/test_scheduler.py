@@ -1,0 +1,151 @@
+"""The scheduler manager over a real database: its in-memory table follows the
+database through reports, and its claims stay correct when others write too
+(another scheduler replica, a conductor releasing behind its back)."""
+
+from __future__ import annotations
+
+import threading
+import uuid
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import pytest
+
+from novalite import errors
+from novalite.db.database import Database
+from novalite.db.records import ComputeView, Inventory
+from novalite.placement import Flavor, RequestSpec, SchedulerConfig
+from novalite.scheduler.manager import SchedulerManager
+
+SMALL = Flavor("small", vcpus=1, memory_mb=512, root_gb=1)
+
+
+@pytest.fixture
+def db(tmp_path: Path) -> Database:
+    database = Database(f"sqlite:///{tmp_path}/novalite.db")
+    database.upgrade()
+    yield database  # type: ignore[misc]
+    database.close()
+
+
+def add_host(db: Database, name: str, vcpus: int = 4) -> str:
+    service = db.register_service(name, "compute")
+    return db.upsert_host(name, service_id=service.id, inventories={
+        "VCPU": Inventory(total=vcpus), "MEMORY_MB": Inventory(total=8192),
+        "DISK_GB": Inventory(total=100)}).uuid
+
+
+def scheduler(db: Database) -> SchedulerManager:
+    manager = SchedulerManager(db, SchedulerConfig())
+    manager.load()
+    return manager
+
+
+def place(manager: SchedulerManager, count: int = 1) -> list[str]:
+    spec = RequestSpec(flavor=SMALL, instance_uuids=[str(uuid.uuid4()) for _ in range(count)])
+    return [sels[0].host for sels in manager.select_destinations(spec)]
+
+
+def test_two_replicas_never_overcommit_a_host(db: Database) -> None:
+    add_host(db, "h1", vcpus=3)
+    a, b = scheduler(db), scheduler(db)
+    # each replica believes the host is empty at first; the generation check makes
+    # the second one re-read the host instead of overcommitting it
+    assert place(a, 2) == ["h1", "h1"]
+    assert place(b) == ["h1"]
+    with pytest.raises(errors.NoValidHost):
+        place(a)
+    with pytest.raises(errors.NoValidHost):
+        place(b)
+    assert db.get_host("h1").usage["VCPU"] == 3
+
+
+def test_concurrent_requests_share_rounds_and_never_overcommit(db: Database) -> None:
+    for name in ("h1", "h2", "h3"):
+        add_host(db, name, vcpus=4)
+    s = scheduler(db)
+    barrier = threading.Barrier(16)
+
+    def one(_: int) -> str:
+        barrier.wait()
+        try:
+            return place(s)[0]
+        except errors.NoValidHost:
+            return "none"
+
+    with ThreadPoolExecutor(16) as pool:
+        placed = list(pool.map(one, range(16)))
+    assert sorted(placed).count("none") == 4
+    assert {h: placed.count(h) for h in ("h1", "h2", "h3")} == {"h1": 4, "h2": 4, "h3": 4}
+    assert {h.name: h.usage["VCPU"] for h in db.list_hosts()} == {"h1": 4, "h2": 4, "h3": 4}
+    assert {h: s.table.usage(h)["VCPU"] for h in ("h1", "h2", "h3")} == {"h1": 4, "h2": 4, "h3": 4}
+
+
+def test_a_lost_race_is_undone_and_decided_again(db: Database) -> None:
+    add_host(db, "h1", vcpus=2)
+    add_host(db, "h2", vcpus=2)
+    # the RAM weigher prefers h1 (more free RAM in the compute view)
+    db.set_compute_views({
+        "h1": ComputeView(vcpus_used=0, free_ram_mb=8192, free_disk_mb=0, num_instances=0,
+                          num_io_ops=0, failed_builds=0),
+        "h2": ComputeView(vcpus_used=0, free_ram_mb=4096, free_disk_mb=0, num_instances=0,
+                          num_io_ops=0, failed_builds=0)})
+    s, other = scheduler(db), scheduler(db)
+    # another replica fills h1 behind this scheduler's back; this one still picks
+    # h1 first, loses the compare-and-swap, undoes its claim and lands on h2
+    other.select_destinations(RequestSpec(flavor=Flavor("two", vcpus=2, memory_mb=512),
+                                          instance_uuids=["big"]))
+    assert db.get_allocations("big") == {db.get_host("h1").uuid: {"VCPU": 2, "MEMORY_MB": 512}}
+    assert place(s) == ["h2"]
+    assert s.table.usage("h1")["VCPU"] == 2 and s.table.usage("h2")["VCPU"] == 1
+    assert db.get_host("h2").usage["VCPU"] == 1
+
+
+def test_a_release_behind_its_back_is_seen_after_its_own_release(db: Database) -> None:
+    add_host(db, "h1", vcpus=2)
+    s = scheduler(db)
+    first = RequestSpec(flavor=SMALL, instance_uuids=["a"])
+    second = RequestSpec(flavor=SMALL, instance_uuids=["b"])
+    s.select_destinations(first)
+    s.select_destinations(second)
+    # someone else frees "a" (a deleted server), then the scheduler frees "b": its
+    # generation jumped by two, so it must not take the database's generation for
+    # what it has seen, or it would never learn that "a" is gone
+    db.release_allocations("a")
+    s.release("b")
+    assert db.get_host("h1").usage == {}
+    s.refresh_hosts(["h1"])
+    assert s.table.usage("h1").get("VCPU", 0) == 0
+    assert place(s, 2) == ["h1", "h1"]
+
+
+def test_reports_add_update_and_drop_hosts(db: Database) -> None:
+    add_host(db, "h1")
+    s = scheduler(db)
+    add_host(db, "h2")
+    db.set_compute_views({
+        "h1": ComputeView(vcpus_used=3, free_ram_mb=100, free_disk_mb=0,
+                          num_instances=3, num_io_ops=0, failed_builds=0),
+        "h2": ComputeView(vcpus_used=0, free_ram_mb=8192, free_disk_mb=102400,
+                          num_instances=0, num_io_ops=0, failed_builds=0)})
+    s.refresh_hosts(["h1", "h2"])
+    assert sorted(s.hosts()) == ["h1", "h2"]
+    free_ram = dict(zip(s.table.host_names(), s.table.column("free_ram_mb").tolist()))
+    assert (free_ram["h1"], free_ram["h2"]) == (100, 8192)
+    # the RAM weigher now prefers the emptier h2
+    assert place(s) == ["h2"]
+    db.release_allocations(next(iter(db.list_allocations(db.get_host("h2").uuid))).consumer_uuid)
+    db.delete_host("h2")
+    s.refresh_hosts(["h2"])
+    assert s.hosts() == ["h1"]
+
+
+def test_a_report_must_name_hosts() -> None:
+    from novalite import convert
+
+    with pytest.raises(errors.Invalid) as e:
+        convert.host_names([])
+    assert e.value.field == "names"
+    with pytest.raises(errors.Invalid) as e:
+        convert.host_names(["ok", "x" * 256])
+    assert e.value.field == "names[1]"
