@@ -258,3 +258,25 @@ def test_a_failed_build_lands_on_an_alternate(tmp_path: Any) -> None:
             db.close()
         assert not {i.host for i in instances} & set(failing)
         assert all(i.attempts == 3 for i in instances)  # chosen, first alternate, second
+
+
+def test_watchers_that_hang_up_do_not_bring_the_api_down(cloud: LocalCloud, admin: Api,
+                                                         flavor: Any) -> None:
+    """A client cancelling WatchServers after its first event, again and again (what
+    `novalite server ... --wait` does): the API must stay up. Reading the peer of a
+    cancelled call in the logging interceptor crashed it with SIGSEGV in a few tries."""
+    server = admin.servers.CreateServer(servers_pb2.CreateServerRequest(
+        name="watched", flavor_id=flavor.id)).servers[0]
+    admin.wait([server.id], {"ACTIVE"})
+    for _ in range(200):
+        client = Api(cloud, cloud.admin_token())
+        stream = client.servers.WatchServers(servers_pb2.WatchServersRequest(ids=[server.id]),
+                                             timeout=30)
+        try:
+            assert next(stream).server.id == server.id
+        finally:
+            stream.cancel()
+            client.channel.close()
+    assert cloud.processes["api"].alive(), cloud.processes["api"].log_tail()
+    assert admin.servers.GetServer(servers_pb2.GetServerRequest(id=server.id)).status == "ACTIVE"
+    admin.servers.DeleteServer(servers_pb2.DeleteServerRequest(id=server.id))

@@ -195,6 +195,10 @@ class LoggingInterceptor(ScopedInterceptor):
     async def scope(self, method: str, rpc_type: str, context: Context) -> AsyncIterator[None]:
         call, token = _enter_call(method, _incoming_request_id(context))
         context.set_trailing_metadata(((REQUEST_ID_METADATA, call.request_id),))
+        # read now, while the call is alive: grpc_call_get_peer on a call the client
+        # cancelled reads freed transport memory (grpc/grpc#29069), and a
+        # WatchServers stream cancelled by its client crashed the server (SIGSEGV)
+        peer = context.peer()
 
         def finished(code: str, seconds: float) -> None:
             level = logging.DEBUG if method in _QUIET_METHODS else logging.INFO
@@ -208,7 +212,7 @@ class LoggingInterceptor(ScopedInterceptor):
                 "request_id": call.request_id,
                 "project": claims.project_id if claims else None,
                 "user": claims.user_id if claims else None,
-                "peer": context.peer(),
+                "peer": peer,
             }})
 
         try:
