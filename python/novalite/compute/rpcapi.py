@@ -1,9 +1,11 @@
 """The client side of the compute agents (the conductor calls them): a host name is
-resolved to its agent's endpoint through the services table."""
+resolved to its agent's endpoint through the services table (remembered for a few
+seconds, and read again when a call finds the agent unreachable)."""
 
 from __future__ import annotations
 
-from typing import Mapping
+import time
+from typing import Any, Mapping
 
 import grpc
 import grpc.aio
@@ -31,6 +33,12 @@ _ACTIONS = {
 }
 
 
+# How long a host's agent endpoint is taken from memory before the services table is
+# read again (an agent restarted elsewhere is found within this, or at once when a
+# call finds the old endpoint unreachable).
+ENDPOINT_TTL = 5.0
+
+
 class ComputeClient:
     def __init__(self, db: Database, token: TokenSource, *, build_timeout: float = 300.0,
                  timeout: float = 120.0) -> None:
@@ -40,21 +48,46 @@ class ComputeClient:
         self._channels: list[grpc.aio.Channel] = []
         self._build_timeout = build_timeout
         self._timeout = timeout
+        self._endpoints: dict[str, tuple[str, float]] = {}  # host -> (endpoint, when read)
 
     async def close(self) -> None:
         for ch in self._channels:
             await ch.close()
 
-    def _stub(self, host: str) -> compute_agent_pb2_grpc.ComputeAgentStub:
-        svc = self.db.get_service(host, "compute")
-        if not svc.endpoint:
-            raise errors.Unavailable(f"compute service of host {host!r} has no endpoint")
-        stub = self._stubs.get(svc.endpoint)
+    def _stub(self, host: str, *, fresh: bool = False) -> tuple[compute_agent_pb2_grpc.ComputeAgentStub, bool]:
+        """The host's agent stub, and whether its endpoint came from memory."""
+        known = self._endpoints.get(host)
+        cached = not fresh and known is not None and time.monotonic() - known[1] < ENDPOINT_TTL
+        if cached:
+            assert known is not None
+            endpoint = known[0]
+        else:
+            svc = self.db.get_service(host, "compute")
+            if not svc.endpoint:
+                raise errors.Unavailable(f"compute service of host {host!r} has no endpoint")
+            endpoint = svc.endpoint
+            self._endpoints[host] = (endpoint, time.monotonic())
+        stub = self._stubs.get(endpoint)
         if stub is None:
-            ch = channel(svc.endpoint, self._token)
+            ch = channel(endpoint, self._token)
             self._channels.append(ch)
-            stub = self._stubs[svc.endpoint] = compute_agent_pb2_grpc.ComputeAgentStub(ch)
-        return stub
+            stub = self._stubs[endpoint] = compute_agent_pb2_grpc.ComputeAgentStub(ch)
+        return stub, cached
+
+    async def _invoke(self, host: str, method: str, request: Any, timeout: float) -> Any:
+        """Call the host's agent. When an endpoint taken from memory is unreachable,
+        the services table is read again and, if the agent has moved, the call is
+        made there (every agent call is safe to repeat)."""
+        stub, cached = self._stub(host)
+        try:
+            return await getattr(stub, method)(request, timeout=timeout)
+        except grpc.aio.AioRpcError as e:
+            if e.code() != grpc.StatusCode.UNAVAILABLE or not cached:
+                raise
+            moved, _ = self._stub(host, fresh=True)
+            if moved is stub:
+                raise
+            return await getattr(moved, method)(request, timeout=timeout)
 
     async def build(self, host: str, instance: records.Instance, flavor: records.Flavor,
                     image: records.Image | None, allocation: Mapping[str, int]) -> int:
@@ -64,7 +97,7 @@ class ComputeClient:
         if image is not None:
             request.image.CopyFrom(convert.image(image))
         try:
-            reply = await self._stub(host).BuildInstance(request, timeout=self._build_timeout)
+            reply = await self._invoke(host, "BuildInstance", request, self._build_timeout)
         except grpc.aio.AioRpcError as e:
             raise BuildFailed(f"{e.code().name}: {e.details()}") from None
         except errors.NovaliteError as e:
@@ -73,8 +106,8 @@ class ComputeClient:
 
     async def delete(self, host: str, instance_id: str) -> None:
         try:
-            await self._stub(host).DeleteInstance(
-                compute_agent_pb2.DeleteInstanceRequest(server_id=instance_id, host=host), timeout=self._timeout)
+            await self._invoke(host, "DeleteInstance", compute_agent_pb2.DeleteInstanceRequest(
+                server_id=instance_id, host=host), self._timeout)
         except grpc.aio.AioRpcError as e:
             err = domain_error(e)
             if err is not None:
@@ -84,7 +117,7 @@ class ComputeClient:
     async def action(self, host: str, instance_id: str, action: str) -> int:
         method, build = _ACTIONS[action]
         try:
-            reply = await getattr(self._stub(host), method)(build(instance_id, host), timeout=self._timeout)
+            reply = await self._invoke(host, method, build(instance_id, host), self._timeout)
         except grpc.aio.AioRpcError as e:
             err = domain_error(e)
             if err is not None:

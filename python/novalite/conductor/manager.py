@@ -128,49 +128,39 @@ class ConductorManager:
         )
 
     async def build(self, request: BuildRequest) -> None:
-        try:
-            instances = [self.db.get_instance(i) for i in request.server_ids]
-        except errors.NotFound:
-            # deleted before we got to it: build what is left
-            instances = []
-            for i in request.server_ids:
-                try:
-                    instances.append(self.db.get_instance(i))
-                except errors.NotFound:
-                    pass
+        # every database call of a build runs in a worker thread: the event loop
+        # stays free, and concurrent builds' writes commit together
+        instances = await asyncio.to_thread(self._live_instances, request.server_ids)
         if not instances:
             return
-        spec = self.request_spec(request, instances)
+        spec = await asyncio.to_thread(self.request_spec, request, instances)
         try:
             selections = await self.scheduler.select_destinations(spec)
         except errors.NoValidHost as e:
             counts = ", ".join(f"{n} {c}" for c, n in e.rejections if n) or "no hosts"
             message = f"No valid host was found. {counts}"
             for inst in instances:
-                self._error(inst.id, message, {"rejections": [list(r) for r in e.rejections],
-                                               "instance_index": e.instance_index}, code=500)
+                await self._error(inst.id, message, {"rejections": [list(r) for r in e.rejections],
+                                                     "instance_index": e.instance_index}, code=500)
             return
         except Exception as e:  # noqa: BLE001 - any scheduler failure becomes the fault
             LOG.exception("scheduling failed for %s", request.server_ids)
             for inst in instances:
-                self._error(inst.id, f"Scheduling failed: {e}", {}, code=500)
+                await self._error(inst.id, f"Scheduling failed: {e}", {}, code=500)
             return
         await asyncio.gather(*(self._build_one(inst, sels) for inst, sels in zip(instances, selections)))
 
     async def _build_one(self, inst: records.Instance, selections: list[Selection]) -> None:
-        flavor = self.db.get_flavor(inst.flavor_id, include_deleted=True)
-        image = self.db.get_image(inst.image_id, include_deleted=True) if inst.image_id else None
+        flavor, image = await asyncio.to_thread(self._flavor_and_image, inst)
         alternates = list(selections[1:])
         current: Selection | None = selections[0]
         reasons: list[str] = []
         while current is not None:
-            try:
-                applied = self.db.update_instance(
-                    inst.id, expected_vm_state=VmState.BUILDING, host=current.host,
-                    node=current.host, task_state=TaskState.SPAWNING,
-                    availability_zone=current.availability_zone, add_attempt=True)
-            except errors.NotFound:
-                applied = False
+            host = current
+            applied = await asyncio.to_thread(self._try, lambda: self.db.update_instance(
+                inst.id, expected_vm_state=VmState.BUILDING, host=host.host,
+                node=host.host, task_state=TaskState.SPAWNING,
+                availability_zone=host.availability_zone, add_attempt=True))
             if not applied:
                 # deleted (or otherwise moved on) while we were scheduling
                 await self.scheduler.release(inst.id)
@@ -183,7 +173,7 @@ class ConductorManager:
                 await self.scheduler.release(inst.id)
                 current = await self._next_alternate(inst, alternates)
                 continue
-            done = self._try(lambda: self.db.update_instance(
+            done = await asyncio.to_thread(self._try, lambda: self.db.update_instance(
                 inst.id, expected_vm_state=VmState.BUILDING, vm_state=VmState.ACTIVE,
                 task_state=None, power_state=power, launched_at=_now(),
                 finish_action="create"))
@@ -191,12 +181,28 @@ class ConductorManager:
                 # deleted while building: the guest must not outlive its server
                 await self._quietly(self.compute.delete(current.host, inst.id))
                 await self.scheduler.release(inst.id)
-                self._finish_create(inst.id, None)
+                await asyncio.to_thread(self._finish_create, inst.id, None)
             return
-        self._error(inst.id,
+        await self._error(inst.id,
                     "Exceeded maximum number of retries. Exhausted all hosts available "
                     f"for retrying build failures for instance {inst.id}.",
                     {"attempts": reasons}, code=500)
+
+    def _live_instances(self, ids: Sequence[str]) -> list[records.Instance]:
+        """The servers of a build that still exist (one may be deleted before the
+        build gets to it: the rest are built)."""
+        found = []
+        for i in ids:
+            try:
+                found.append(self.db.get_instance(i))
+            except errors.NotFound:
+                pass
+        return found
+
+    def _flavor_and_image(self, inst: records.Instance) -> tuple[records.Flavor, records.Image | None]:
+        flavor = self.db.get_flavor(inst.flavor_id, include_deleted=True)
+        image = self.db.get_image(inst.image_id, include_deleted=True) if inst.image_id else None
+        return flavor, image
 
     async def _next_alternate(self, inst: records.Instance, alternates: list[Selection]) -> Selection | None:
         while alternates:
@@ -205,8 +211,9 @@ class ConductorManager:
                 return alt
         return None
 
-    def _error(self, instance_id: str, message: str, details: Mapping[str, Any], *, code: int) -> None:
-        self._try(lambda: self.db.update_instance(
+    async def _error(self, instance_id: str, message: str, details: Mapping[str, Any], *,
+                     code: int) -> None:
+        await asyncio.to_thread(self._try, lambda: self.db.update_instance(
             instance_id, vm_state=VmState.ERROR, task_state=None,
             fault=records.NewFault(code=code, message=message, details=dict(details)),
             finish_action="create", action_message=message))
@@ -321,7 +328,7 @@ class ConductorManager:
             if inst.host is None and inst.task_state == TaskState.SCHEDULING:
                 pending.setdefault(inst.reservation_id, []).append(inst)
             elif inst.host is not None:
-                self._error(inst.id, "Build interrupted by a conductor restart", {}, code=500)
+                await self._error(inst.id, "Build interrupted by a conductor restart", {}, code=500)
         for batch in pending.values():
             first = batch[0]
             self.accept(BuildRequest(server_ids=[i.id for i in batch], availability_zone=first.availability_zone,
