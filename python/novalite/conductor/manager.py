@@ -107,10 +107,9 @@ class ConductorManager:
         if self._tasks:
             await asyncio.wait(list(self._tasks), timeout=timeout)
 
-    def request_spec(self, request: BuildRequest, instances: list[records.Instance]) -> RequestSpec:
+    def _request_spec(self, request: BuildRequest, instances: list[records.Instance],
+                      flavor: records.Flavor, image: records.Image | None) -> RequestSpec:
         first = instances[0]
-        flavor = self.db.get_flavor(first.flavor_id, include_deleted=True)
-        image = self.db.get_image(first.image_id, include_deleted=True) if first.image_id else None
         group = None
         if request.group_id:
             g = self.db.get_server_group(request.group_id)
@@ -133,7 +132,9 @@ class ConductorManager:
         instances = await asyncio.to_thread(self._live_instances, request.server_ids)
         if not instances:
             return
-        spec = await asyncio.to_thread(self.request_spec, request, instances)
+        # the servers of one request share their flavor and image
+        flavor, image = await asyncio.to_thread(self._flavor_and_image, instances[0])
+        spec = await asyncio.to_thread(self._request_spec, request, instances, flavor, image)
         try:
             selections = await self.scheduler.select_destinations(spec)
         except errors.NoValidHost as e:
@@ -148,10 +149,11 @@ class ConductorManager:
             for inst in instances:
                 await self._error(inst.id, f"Scheduling failed: {e}", {}, code=500)
             return
-        await asyncio.gather(*(self._build_one(inst, sels) for inst, sels in zip(instances, selections)))
+        await asyncio.gather(*(self._build_one(inst, sels, flavor, image)
+                               for inst, sels in zip(instances, selections)))
 
-    async def _build_one(self, inst: records.Instance, selections: list[Selection]) -> None:
-        flavor, image = await asyncio.to_thread(self._flavor_and_image, inst)
+    async def _build_one(self, inst: records.Instance, selections: list[Selection],
+                         flavor: records.Flavor, image: records.Image | None) -> None:
         alternates = list(selections[1:])
         current: Selection | None = selections[0]
         reasons: list[str] = []
