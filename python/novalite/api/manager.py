@@ -61,6 +61,16 @@ DISK_FORMATS = ("qcow2", "raw")
 VIRTUAL_SIZE_PROPERTY = "virtual_size"
 _GIB = 1 << 30
 
+# Nova's ImageMetaProps._legacy_property_map, for the properties the scheduler
+# reads: an image registered with Glance's old names (`--property architecture=...`)
+# is scheduled as Nova would schedule it, not as if it had no such property.
+LEGACY_IMAGE_PROPERTIES = {
+    "architecture": "hw_architecture",
+    "hypervisor_type": "img_hv_type",
+    "vm_mode": "hw_vm_mode",
+    "hypervisor_version_requires": "img_hv_requested_version",
+}
+
 # A canonical (lowercase, dashed) UUID, as the API hands out for every id.
 _UUID_RE = re.compile(r"^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$")
 # img_hv_requested_version: comma-separated "<op> <release version>" predicates.
@@ -219,21 +229,33 @@ def _non_negative_int_text(field_name: str, value: str) -> int:
 
 def check_image_properties(properties: Mapping[str, str]) -> dict[str, str]:
     """Glance-style image properties, checked the way Nova's typed ImageMetaProps
-    fields would refuse them (the scheduler would otherwise refuse every build)."""
+    fields would refuse them (the scheduler would otherwise refuse every build).
+    Legacy names (``architecture``, ``hypervisor_type``, ...) are stored under their
+    current names, as ImageMetaProps reads them; the current name wins if both are
+    given. An error names the property as the caller spelled it."""
     props = _check_string_map("properties", properties)
+    spelled: dict[str, str] = {}
+    for legacy, current in LEGACY_IMAGE_PROPERTIES.items():
+        if legacy in props:
+            value = props.pop(legacy)
+            if current not in props:
+                props[current] = value
+                spelled[current] = legacy
     for key, canonicalize, what in (("hw_architecture", canonicalize_arch, "architecture"),
                                     ("img_hv_type", canonicalize_hv_type, "hypervisor type"),
                                     ("hw_vm_mode", canonicalize_vm_mode, "VM mode")):
         if key in props and canonicalize(props[key]) is None:
-            raise errors.Invalid(f"properties.{key}", f"unknown {what} {props[key][:64]!r}")
+            raise errors.Invalid(f"properties.{spelled.get(key, key)}",
+                                 f"unknown {what} {props[key][:64]!r}")
     for key in ("min_disk", "min_ram", "hw_maxphysaddr_bits"):
         if key in props:
             _non_negative_int_text(f"properties.{key}", props[key])
     requested = props.get("img_hv_requested_version")
     if requested is not None:
+        key = spelled.get("img_hv_requested_version", "img_hv_requested_version")
         for part in requested.split(","):
             if not _VERSION_PREDICATE_RE.match(part):
-                raise errors.Invalid("properties.img_hv_requested_version",
+                raise errors.Invalid(f"properties.{key}",
                                      f"bad predicate {part[:64]!r}: an operator and a release "
                                      "version, e.g. '>= 6.0'")
     if VIRTUAL_SIZE_PROPERTY in props:
