@@ -64,6 +64,9 @@ CONFIG_ENV = "NOVALITE_CONFIG"
 SECRET_ENV = "NOVALITE_SECRET"
 # Variables under these prefixes belong to the test harness, not to the settings.
 _ENV_IGNORED_PREFIXES = ("NOVALITE_TEST_",)
+# Nor do these: the client commands' endpoint and token (what `source
+# <data_dir>/env` sets), and the tests' opt-out of real QEMU guests.
+_ENV_IGNORED = frozenset({"NOVALITE_API", "NOVALITE_TOKEN", "NOVALITE_SKIP_QEMU"})
 SECRET_FILE = "secret.key"
 MIN_SECRET_BYTES = 16
 # The services of one cloud; each has a listen address and a metrics port.
@@ -462,7 +465,7 @@ def _from_file(path: Path) -> dict[str, _Value]:
 def _from_environment(env: Mapping[str, str]) -> dict[str, _Value]:
     out: dict[str, _Value] = {}
     for name, value in env.items():
-        if not name.startswith(ENV_PREFIX) or name == CONFIG_ENV \
+        if not name.startswith(ENV_PREFIX) or name == CONFIG_ENV or name in _ENV_IGNORED \
                 or name.startswith(_ENV_IGNORED_PREFIXES):
             continue
         source = f"environment variable {name}"
