@@ -178,13 +178,21 @@ def run_up(args: argparse.Namespace) -> int:
     print(f"starting novalite in {cloud.data_dir} ({args.hosts} simulated hosts"
           f"{' + this machine as a real QEMU host' if real else ''})", flush=True)
     stop = {"now": False}
-    signal.signal(signal.SIGTERM, lambda *_: stop.update(now=True))
+    # Ctrl-C and SIGTERM ask to stop, neither raises: a KeyboardInterrupt in the
+    # middle of starting a service would leave it running unknown to us, in a session
+    # of its own that Ctrl-C does not reach. A start in progress finishes first.
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(sig, lambda *_: stop.update(now=True))
     try:
         cloud.start()
     except (RuntimeError, TimeoutError) as e:
         print(f"error: {e}", file=sys.stderr)
         cloud.stop()
         return 1
+    if stop["now"]:
+        print("interrupted while starting; stopping...", flush=True)
+        cloud.stop()
+        return 0
     token = cloud.admin_token()
     env_file = cloud.data_dir / "env"
     env_file.write_text(f"export NOVALITE_API={cloud.endpoint('api')}\nexport NOVALITE_TOKEN={token}\n")
@@ -194,15 +202,12 @@ def run_up(args: argparse.Namespace) -> int:
         print(f"  {s:<13} {cloud.endpoint(s)}   log: {cloud.data_dir / 'logs' / (s + '.log')}")
     print(f"\nadmin token (also in {env_file}, `source` it):\n  export NOVALITE_API={cloud.endpoint('api')}\n"
           f"  export NOVALITE_TOKEN={token}\n\nCtrl-C stops every service.", flush=True)
-    try:
-        while not stop["now"]:
-            for name, proc in cloud.processes.items():
-                if not proc.alive():
-                    print(f"error: {name} exited:\n{proc.log_tail()}", file=sys.stderr)
-                    stop["now"] = True
-            time.sleep(0.5)
-    except KeyboardInterrupt:
-        pass
+    while not stop["now"]:
+        for name, proc in cloud.processes.items():
+            if not proc.alive():
+                print(f"error: {name} exited:\n{proc.log_tail()}", file=sys.stderr)
+                stop["now"] = True
+        time.sleep(0.5)
     print("stopping...", flush=True)
     cloud.stop()
     return 0
