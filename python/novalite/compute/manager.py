@@ -175,12 +175,16 @@ class _Usage:
     seq: int  # when it was tracked: a reconcile only drops entries older than its reads
 
 
+# Seconds a compute report waits to gather more changed hosts (see _Reporter).
+REPORT_DELAY = 0.05
+
+
 class _Reporter:
     """Writes the compute views of an agent's hosts to the database and tells the
     scheduler which hosts changed. Requests coalesce: the hosts that changed while a
-    write was in flight go together in the next one (one transaction, one scheduler
-    call, each view as it is when written); a caller waits for a write that started
-    after it asked."""
+    write was in flight go together in the next one (one transaction, each view as
+    it is when written), and the reports of REPORT_DELAY seconds in one call; a
+    caller waits for a write that started after it asked."""
 
     def __init__(self, view: Callable[[str], ComputeView],
                  write: Callable[[dict[str, ComputeView]], Awaitable[None]],
@@ -191,6 +195,8 @@ class _Reporter:
         self._dirty: set[str] = set()
         self._waiters: list[asyncio.Future[None]] = []
         self._task: asyncio.Task[None] | None = None
+        self._unreported: set[str] = set()
+        self._report_task: asyncio.Task[None] | None = None
 
     async def request(self, host: str, *, wait: bool = True) -> None:
         loop = asyncio.get_running_loop()
@@ -217,22 +223,36 @@ class _Reporter:
                 if not waiter.done():
                     waiter.set_result(None)
             if self._report is not None:
-                try:
-                    await self._report(hosts)
-                except Exception:  # noqa: BLE001 - the periodic report catches up
-                    LOG.warning("could not report %s to the scheduler", ", ".join(hosts),
-                                exc_info=True)
+                self._unreported.update(hosts)
+                if self._report_task is None or self._report_task.done():
+                    self._report_task = asyncio.get_running_loop().create_task(
+                        self._send_reports(), name="compute-reports")
+
+    async def _send_reports(self) -> None:
+        """Tell the scheduler which hosts changed, at most once per REPORT_DELAY:
+        its table already counts what it placed, so a report only confirms the
+        agent's own view, and one call for many builds costs less than one each."""
+        assert self._report is not None
+        while self._unreported:
+            await asyncio.sleep(REPORT_DELAY)
+            hosts, self._unreported = sorted(self._unreported), set()
+            try:
+                await self._report(hosts)
+            except Exception:  # noqa: BLE001 - the periodic report catches up
+                LOG.warning("could not report %s to the scheduler", ", ".join(hosts),
+                            exc_info=True)
 
     async def close(self, timeout: float) -> None:
-        task = self._task
-        if task is None or task.done():
-            return
-        try:
-            await asyncio.wait_for(asyncio.shield(task), timeout)
-        except Exception:  # noqa: BLE001 - timed out or failed: closing anyway
-            task.cancel()
-            with suppress(asyncio.CancelledError, Exception):
-                await task
+        for which in ("_task", "_report_task"):  # the writer may start a report
+            task: asyncio.Task[None] | None = getattr(self, which)
+            if task is None or task.done():
+                continue
+            try:
+                await asyncio.wait_for(asyncio.shield(task), timeout)
+            except Exception:  # noqa: BLE001 - timed out or failed: closing anyway
+                task.cancel()
+                with suppress(asyncio.CancelledError, Exception):
+                    await task
 
 
 class _HostState:
