@@ -1178,51 +1178,7 @@ class Database:
                 wanted.setdefault(provider, {})[rc] = amount
         if not wanted:
             raise errors.Invalid("allocations", "must allocate something; release instead")
-
-        def work(s: Session) -> dict[str, int]:
-            a = m.Allocation
-            held: dict[tuple[str, str], int] = {
-                (p, rc): used for p, rc, used in s.execute(
-                    sa.select(a.provider_uuid, a.resource_class, a.used)
-                    .where(a.consumer_uuid == consumer_uuid))}
-            touched = sorted(set(wanted) | {p for p, _ in held})
-            expected = generations or {}
-            # Bump generations first, in uuid order: on PostgreSQL the UPDATE takes
-            # the provider's row lock, so the usage read below cannot miss a racing
-            # claim, and a stale expected generation fails here.
-            new_generations = {p: self._bump_generation(s, p, expected.get(p))
-                               for p in touched}
-            s.execute(sa.delete(a).where(a.consumer_uuid == consumer_uuid))
-            inventories = {(i.provider_uuid, i.resource_class): i for i in s.scalars(
-                sa.select(m.Inventory).where(m.Inventory.provider_uuid.in_(list(wanted))))}
-            usage = {(p, rc): int(used) for p, rc, used in s.execute(
-                sa.select(a.provider_uuid, a.resource_class, sa.func.sum(a.used))
-                .where(a.provider_uuid.in_(list(wanted)))
-                .group_by(a.provider_uuid, a.resource_class))}
-            now = self._clock()
-            for provider, resources in sorted(wanted.items()):
-                for rc, amount in sorted(resources.items()):
-                    inv = inventories.get((provider, rc))
-                    if inv is None:
-                        raise errors.CapacityExceeded(provider, rc, amount,
-                                                      "no inventory of that class")
-                    if amount < inv.min_unit or amount > inv.max_unit:
-                        raise errors.CapacityExceeded(
-                            provider, rc, amount,
-                            f"outside min_unit {inv.min_unit} .. max_unit {inv.max_unit}")
-                    if amount % inv.step_size:
-                        raise errors.CapacityExceeded(
-                            provider, rc, amount, f"not a multiple of step_size {inv.step_size}")
-                    capacity = int((inv.total - inv.reserved) * inv.allocation_ratio)
-                    used = usage.get((provider, rc), 0)
-                    if used + amount > capacity and amount > held.get((provider, rc), 0):
-                        raise errors.CapacityExceeded(
-                            provider, rc, amount, f"{used} of {capacity} in use")
-                    s.add(a(consumer_uuid=consumer_uuid, provider_uuid=provider,
-                            resource_class=rc, used=amount, created_at=now))
-            s.flush()
-            return new_generations
-        return self._write(work)
+        return self._write(lambda s: self._claim(s, {consumer_uuid: wanted}, generations or {}))
 
     def claim_allocations_many(
         self, claims: Mapping[str, Mapping[str, Mapping[str, int]]], *,
@@ -1245,54 +1201,61 @@ class Database:
                 raise errors.Invalid(f"allocations.{consumer}", "must allocate something")
         if not wanted:
             raise errors.Invalid("allocations", "must allocate something")
+        return self._write(lambda s: self._claim(s, wanted, generations or {}))
 
-        def work(s: Session) -> dict[str, int]:
-            a = m.Allocation
-            consumers = sorted(wanted)
-            held: dict[tuple[str, str, str], int] = {
-                (c, p, rc): used for c, p, rc, used in s.execute(
-                    sa.select(a.consumer_uuid, a.provider_uuid, a.resource_class, a.used)
-                    .where(a.consumer_uuid.in_(consumers)))}
-            providers = sorted({p for w in wanted.values() for p in w})
-            touched = sorted(set(providers) | {p for _, p, _ in held})
-            expected = generations or {}
-            # bump first, in uuid order: takes the providers' row locks (PostgreSQL)
-            new_generations = {p: self._bump_generation(s, p, expected.get(p)) for p in touched}
-            s.execute(sa.delete(a).where(a.consumer_uuid.in_(consumers)))
-            inventories = {(i.provider_uuid, i.resource_class): i for i in s.scalars(
-                sa.select(m.Inventory).where(m.Inventory.provider_uuid.in_(providers)))}
-            usage = {(p, rc): int(used) for p, rc, used in s.execute(
-                sa.select(a.provider_uuid, a.resource_class, sa.func.sum(a.used))
-                .where(a.provider_uuid.in_(providers))
-                .group_by(a.provider_uuid, a.resource_class))}
-            now = self._clock()
-            rows = []
-            for consumer in consumers:
-                for provider, resources in sorted(wanted[consumer].items()):
-                    for rc, amount in sorted(resources.items()):
-                        inv = inventories.get((provider, rc))
-                        if inv is None:
-                            raise errors.CapacityExceeded(provider, rc, amount,
-                                                          "no inventory of that class")
-                        if amount < inv.min_unit or amount > inv.max_unit:
-                            raise errors.CapacityExceeded(
-                                provider, rc, amount,
-                                f"outside min_unit {inv.min_unit} .. max_unit {inv.max_unit}")
-                        if amount % inv.step_size:
-                            raise errors.CapacityExceeded(
-                                provider, rc, amount, f"not a multiple of step_size {inv.step_size}")
-                        capacity = int((inv.total - inv.reserved) * inv.allocation_ratio)
-                        used = usage.get((provider, rc), 0)
-                        if used + amount > capacity and amount > held.get((consumer, provider, rc), 0):
-                            raise errors.CapacityExceeded(
-                                provider, rc, amount, f"{used} of {capacity} in use")
-                        usage[(provider, rc)] = used + amount
-                        rows.append({"consumer_uuid": consumer, "provider_uuid": provider,
-                                     "resource_class": rc, "used": amount, "created_at": now})
-            if rows:
-                s.execute(sa.insert(a), rows)
-            return new_generations
-        return self._write(work)
+    def _claim(self, s: Session, wanted: Mapping[str, Mapping[str, Mapping[str, int]]],
+               expected: Mapping[str, int]) -> dict[str, int]:
+        """The transaction of claim_allocations(_many): replace each consumer's
+        allocations with ``wanted[consumer]``, checking every amount against the
+        providers' inventories and usage (the consumers in order, each seeing the
+        ones before it); each touched provider's generation bumped once, with a
+        compare-and-swap where ``expected`` names it."""
+        a = m.Allocation
+        consumers = sorted(wanted)
+        held: dict[tuple[str, str, str], int] = {
+            (c, p, rc): used for c, p, rc, used in s.execute(
+                sa.select(a.consumer_uuid, a.provider_uuid, a.resource_class, a.used)
+                .where(a.consumer_uuid.in_(consumers)))}
+        providers = sorted({p for w in wanted.values() for p in w})
+        touched = sorted(set(providers) | {p for _, p, _ in held})
+        # Bump generations first, in uuid order: on PostgreSQL the UPDATE takes the
+        # provider's row lock, so the usage read below cannot miss a racing claim,
+        # and a stale expected generation fails here.
+        new_generations = {p: self._bump_generation(s, p, expected.get(p)) for p in touched}
+        s.execute(sa.delete(a).where(a.consumer_uuid.in_(consumers)))
+        inventories = {(i.provider_uuid, i.resource_class): i for i in s.scalars(
+            sa.select(m.Inventory).where(m.Inventory.provider_uuid.in_(providers)))}
+        usage = {(p, rc): int(used) for p, rc, used in s.execute(
+            sa.select(a.provider_uuid, a.resource_class, sa.func.sum(a.used))
+            .where(a.provider_uuid.in_(providers))
+            .group_by(a.provider_uuid, a.resource_class))}
+        now = self._clock()
+        rows = []
+        for consumer in consumers:
+            for provider, resources in sorted(wanted[consumer].items()):
+                for rc, amount in sorted(resources.items()):
+                    inv = inventories.get((provider, rc))
+                    if inv is None:
+                        raise errors.CapacityExceeded(provider, rc, amount,
+                                                      "no inventory of that class")
+                    if amount < inv.min_unit or amount > inv.max_unit:
+                        raise errors.CapacityExceeded(
+                            provider, rc, amount,
+                            f"outside min_unit {inv.min_unit} .. max_unit {inv.max_unit}")
+                    if amount % inv.step_size:
+                        raise errors.CapacityExceeded(
+                            provider, rc, amount, f"not a multiple of step_size {inv.step_size}")
+                    capacity = int((inv.total - inv.reserved) * inv.allocation_ratio)
+                    used = usage.get((provider, rc), 0)
+                    if used + amount > capacity and amount > held.get((consumer, provider, rc), 0):
+                        raise errors.CapacityExceeded(
+                            provider, rc, amount, f"{used} of {capacity} in use")
+                    usage[(provider, rc)] = used + amount
+                    rows.append({"consumer_uuid": consumer, "provider_uuid": provider,
+                                 "resource_class": rc, "used": amount, "created_at": now})
+        if rows:
+            s.execute(sa.insert(a), rows)
+        return new_generations
 
     def release_allocations(self, consumer_uuid: str) -> dict[str, int]:
         """Remove all of a consumer's allocations, bumping each provider's
