@@ -15,7 +15,6 @@ from __future__ import annotations
 import asyncio
 import os
 import signal
-import subprocess
 import uuid
 from pathlib import Path
 
@@ -24,48 +23,17 @@ import pytest
 from novalite.db import records
 from novalite.db.states import PowerState, VmState
 from novalite.settings import ComputeSettings
-from novalite.virt import HypervisorUnavailable, LibvirtDriver, domain_name, images
-from novalite.virt import driver as driver_mod
+from novalite.virt import LibvirtDriver, domain_name, images
 
+from qemu import GUEST_MB, URI, domstate, require_libvirtd, skip_if_not_wanted, virsh
 from test_compute import Cloud, agent_env, agent_process, run, stop_process, wait_registered
 
-URI = "qemu:///system"
-GUEST_MB = 64
-
-if os.environ.get("NOVALITE_SKIP_QEMU") == "1":
-    pytest.skip("NOVALITE_SKIP_QEMU=1: real QEMU guests not tested", allow_module_level=True)
-
-
-def _setup_failure(reason: str) -> None:
-    pytest.fail(
-        f"real QEMU guests cannot be tested: {reason}\n"
-        "Run `sudo PYTHON=<this python> scripts/setup_libvirt.sh` (packages, qemu.conf, "
-        "virtlogd, libvirtd, libvirt-python), or set NOVALITE_SKIP_QEMU=1 to skip "
-        "these tests deliberately.",
-        pytrace=False,
-    )
+skip_if_not_wanted()
 
 
 @pytest.fixture(scope="module", autouse=True)
 def libvirtd() -> None:
-    if driver_mod._libvirt is None:
-        _setup_failure("libvirt-python is not importable from this Python")
-    try:
-        with LibvirtDriver(URI):
-            pass
-    except HypervisorUnavailable as exc:
-        _setup_failure(str(exc))
-
-
-def virsh(*args: str) -> str:
-    proc = subprocess.run(["virsh", "-c", URI, *args], capture_output=True, text=True,
-                          check=False, timeout=60)
-    assert proc.returncode == 0, f"virsh {' '.join(args)}: {proc.stderr.strip()}"
-    return proc.stdout
-
-
-def domstate(iid: str) -> str:
-    return virsh("domstate", domain_name(iid)).strip()
+    require_libvirtd()
 
 
 def all_domains() -> list[str]:

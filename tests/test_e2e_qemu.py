@@ -39,20 +39,17 @@ from novalite.rpc.novalite.compute.v1 import (
     servers_pb2,
     states_pb2,
 )
-from novalite.virt import HypervisorUnavailable, LibvirtDriver, domain_name, images
-from novalite.virt import driver as driver_mod
+from novalite.virt import LibvirtDriver, domain_name, images
 
+from qemu import GUEST_MB, URI, domstate, require_libvirtd, skip_if_not_wanted, virsh
 from test_e2e import Api as _Api
 
-URI = "qemu:///system"
-GUEST_MB = 64
 SIMULATED = 2
 # LocalCloud (and `novalite up`) run this machine as a host named after it.
 REAL_HOST = socket.gethostname()
 NOVALITE = [sys.executable, "-m", "novalite.cli"]
 
-if os.environ.get("NOVALITE_SKIP_QEMU") == "1":
-    pytest.skip("NOVALITE_SKIP_QEMU=1: real QEMU guests not tested", allow_module_level=True)
+skip_if_not_wanted()
 
 Code = grpc.StatusCode
 VM = states_pb2.VmState
@@ -60,40 +57,12 @@ POWER = states_pb2.PowerState
 TASK = states_pb2.TaskState
 
 
-def _setup_failure(reason: str) -> None:
-    pytest.fail(
-        f"real QEMU guests cannot be tested: {reason}\n"
-        "Run `sudo PYTHON=<this python> scripts/setup_libvirt.sh` (packages, qemu.conf, "
-        "virtlogd, libvirtd, libvirt-python), or set NOVALITE_SKIP_QEMU=1 to skip "
-        "these tests deliberately.",
-        pytrace=False,
-    )
-
-
 @pytest.fixture(scope="module", autouse=True)
 def libvirtd() -> None:
-    if driver_mod._libvirt is None:
-        _setup_failure("libvirt-python is not importable from this Python")
-    try:
-        with LibvirtDriver(URI):
-            pass
-    except HypervisorUnavailable as exc:
-        _setup_failure(str(exc))
+    require_libvirtd()
 
 
 # ---- libvirt's view (virsh) ------------------------------------------------------------
-
-def virsh(*args: str, check: bool = True) -> str:
-    proc = subprocess.run(["virsh", "-c", URI, *args], capture_output=True, text=True,
-                          check=False, timeout=60)
-    if check:
-        assert proc.returncode == 0, f"virsh {' '.join(args)}: {proc.stderr.strip()}"
-    return proc.stdout if proc.returncode == 0 else ""
-
-
-def domstate(sid: str) -> str:
-    return virsh("domstate", domain_name(sid)).strip()
-
 
 def domid(sid: str) -> str:
     return virsh("domid", domain_name(sid)).strip()

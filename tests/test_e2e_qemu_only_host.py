@@ -48,55 +48,25 @@ from novalite.rpc.novalite.compute.v1 import (
     servers_pb2,
     states_pb2,
 )
-from novalite.virt import HypervisorUnavailable, LibvirtDriver, domain_name, images
-from novalite.virt import driver as driver_mod
+from novalite.virt import LibvirtDriver, domain_name, images
 
+from qemu import GUEST_MB, URI, domstate, require_libvirtd, skip_if_not_wanted, virsh
 from test_e2e import BACKENDS, Api, _postgres_database
 
-URI = "qemu:///system"
-GUEST_MB = 64
 ROOT = Path(__file__).resolve().parent.parent
 # the power sync runs every report_interval seconds; a guest destroyed behind
 # novalite's back must show as SHUTOFF within this many
 SYNC_BOUND = 15.0
 
-if os.environ.get("NOVALITE_SKIP_QEMU") == "1":
-    pytest.skip("NOVALITE_SKIP_QEMU=1: real QEMU guests not tested", allow_module_level=True)
-
-
-def _setup_failure(reason: str) -> None:
-    pytest.fail(
-        f"real QEMU guests cannot be tested: {reason}\n"
-        "Run `sudo PYTHON=<this python> scripts/setup_libvirt.sh` (packages, qemu.conf, "
-        "virtlogd, libvirtd, libvirt-python), or set NOVALITE_SKIP_QEMU=1 to skip "
-        "these tests deliberately.",
-        pytrace=False,
-    )
+skip_if_not_wanted()
 
 
 @pytest.fixture(scope="module")
 def libvirtd() -> None:
-    if driver_mod._libvirt is None:
-        _setup_failure("libvirt-python is not importable from this Python")
-    try:
-        with LibvirtDriver(URI):
-            pass
-    except HypervisorUnavailable as exc:
-        _setup_failure(str(exc))
+    require_libvirtd()
 
 
 # ---- libvirt's view ---------------------------------------------------------------------
-
-def virsh(*args: str) -> str:
-    proc = subprocess.run(["virsh", "-c", URI, *args], capture_output=True, text=True,
-                          check=False, timeout=60)
-    assert proc.returncode == 0, f"virsh {' '.join(args)}: {proc.stderr.strip()}"
-    return proc.stdout
-
-
-def domstate(sid: str) -> str:
-    return virsh("domstate", domain_name(sid)).strip()
-
 
 def domid(sid: str) -> str:
     return virsh("domid", domain_name(sid)).strip()

@@ -10,7 +10,6 @@ explicitly with NOVALITE_SKIP_QEMU=1 (CI never sets it).
 from __future__ import annotations
 
 import os
-import subprocess
 import threading
 import time
 import uuid
@@ -32,32 +31,9 @@ from novalite.virt import (
 from novalite.virt import driver as driver_mod
 from novalite.virt import images
 
-URI = "qemu:///system"
-GUEST_MB = 64
+from qemu import GUEST_MB, URI, domstate, require_libvirtd, setup_failure, skip_if_not_wanted, virsh
 
-if os.environ.get("NOVALITE_SKIP_QEMU") == "1":
-    pytest.skip("NOVALITE_SKIP_QEMU=1: real QEMU guests not tested", allow_module_level=True)
-
-
-def _setup_failure(reason: str) -> None:
-    pytest.fail(
-        f"real QEMU guests cannot be tested: {reason}\n"
-        "Run `sudo PYTHON=<this python> scripts/setup_libvirt.sh` (packages, qemu.conf, "
-        "virtlogd, libvirtd, libvirt-python), or set NOVALITE_SKIP_QEMU=1 to skip "
-        "these tests deliberately.",
-        pytrace=False,
-    )
-
-
-def virsh(*args: str) -> str:
-    proc = subprocess.run(["virsh", "-c", URI, *args], capture_output=True, text=True,
-                          check=False, timeout=60)
-    assert proc.returncode == 0, f"virsh {' '.join(args)}: {proc.stderr.strip()}"
-    return proc.stdout
-
-
-def virsh_state(iid: str) -> str:
-    return virsh("domstate", domain_name(iid)).strip()
+skip_if_not_wanted()
 
 
 @pytest.fixture(scope="module")
@@ -72,12 +48,11 @@ def image(workdir: Path) -> images.ImageInfo:
 
 @pytest.fixture(scope="module")
 def drv(workdir: Path) -> Iterator[LibvirtDriver]:
-    if driver_mod._libvirt is None:
-        _setup_failure("libvirt-python is not importable from this Python")
+    require_libvirtd()
     try:
         d = LibvirtDriver(URI, instances_path=workdir / "instances", soft_reboot_timeout=1.0)
     except HypervisorUnavailable as exc:
-        _setup_failure(str(exc))
+        setup_failure(str(exc))
     yield d
     d.close()
 
@@ -122,7 +97,7 @@ def test_spawn_real_guest(drv: LibvirtDriver, image: images.ImageInfo,
     elapsed = time.monotonic() - started
     assert elapsed < 10, f"create+start took {elapsed:.2f} s"
     assert domain_name(iid) in virsh("list", "--name").split()
-    assert virsh_state(iid) == "running"
+    assert domstate(iid) == "running"
     assert drv.power_state(iid) == PowerState.RUNNING
     assert drv.list_instances()[iid] == PowerState.RUNNING
 
@@ -148,33 +123,33 @@ def test_lifecycle(drv: LibvirtDriver, image: images.ImageInfo, spawned: list[st
     name = domain_name(iid)
 
     drv.pause(iid)
-    assert (drv.power_state(iid), virsh_state(iid)) == (PowerState.PAUSED, "paused")
+    assert (drv.power_state(iid), domstate(iid)) == (PowerState.PAUSED, "paused")
     drv.unpause(iid)
-    assert (drv.power_state(iid), virsh_state(iid)) == (PowerState.RUNNING, "running")
+    assert (drv.power_state(iid), domstate(iid)) == (PowerState.RUNNING, "running")
 
     drv.suspend(iid)  # managedSave
-    assert (drv.power_state(iid), virsh_state(iid)) == (PowerState.SHUTDOWN, "shut off")
+    assert (drv.power_state(iid), domstate(iid)) == (PowerState.SHUTDOWN, "shut off")
     assert drv.is_suspended(iid)
     assert "Managed save:   yes" in virsh("dominfo", name)
     drv.resume(iid)
-    assert (drv.power_state(iid), virsh_state(iid)) == (PowerState.RUNNING, "running")
+    assert (drv.power_state(iid), domstate(iid)) == (PowerState.RUNNING, "running")
     assert "Managed save:   no" in virsh("dominfo", name)
 
     drv.power_off(iid)
-    assert (drv.power_state(iid), virsh_state(iid)) == (PowerState.SHUTDOWN, "shut off")
+    assert (drv.power_state(iid), domstate(iid)) == (PowerState.SHUTDOWN, "shut off")
     drv.power_on(iid)
-    assert (drv.power_state(iid), virsh_state(iid)) == (PowerState.RUNNING, "running")
+    assert (drv.power_state(iid), domstate(iid)) == (PowerState.RUNNING, "running")
 
     # a hard reboot is a new QEMU process: libvirt gives the domain a new id
     before = virsh("domid", name).strip()
     assert drv.reboot(iid, hard=True) == "hard"
     after = virsh("domid", name).strip()
-    assert after != before and virsh_state(iid) == "running"
+    assert after != before and domstate(iid) == "running"
     # soft: ACPI shutdown request; a guest with no OS ignores it, so after
     # soft_reboot_timeout the driver falls back to a hard reboot, as Nova does
     assert drv.reboot(iid) in ("soft", "hard")
     assert virsh("domid", name).strip() != after
-    assert (drv.power_state(iid), virsh_state(iid)) == (PowerState.RUNNING, "running")
+    assert (drv.power_state(iid), domstate(iid)) == (PowerState.RUNNING, "running")
 
 
 def test_destroy_removes_domain_and_disk(drv: LibvirtDriver, image: images.ImageInfo,
