@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Installs (when missing) and starts a private PostgreSQL server for the tests,
 # idempotently, and writes its URL to $VENV/postgres.url. The server keeps its data
-# in $VENV/pgdata and listens on 127.0.0.1:$PGPORT only.
+# in $VENV/pgdata and listens on 127.0.0.1 only, on $PGPORT or, when something else
+# (another checkout's server, say) holds that port, the next free one.
 #
 #   sudo VENV=.venv scripts/setup_postgres.sh
 #
@@ -40,9 +41,12 @@ fi
 d="$DATA"
 while [ "$d" != "/" ]; do d=$(dirname "$d"); chmod o+x "$d" 2>/dev/null || true; done
 
+port_in_use() { (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
 if as_pg "$bindir/pg_ctl -D '$DATA' status" >/dev/null 2>&1; then
+    PGPORT=$(sed -n 4p "$DATA/postmaster.pid")
     say "already running on port $PGPORT"
 else
+    while port_in_use "$PGPORT"; do PGPORT=$((PGPORT + 1)); done
     say "starting on 127.0.0.1:$PGPORT"
     as_pg "$bindir/pg_ctl -D '$DATA' -l '$DATA/server.log' -w -t 60 \
         -o \"-p $PGPORT -c listen_addresses=127.0.0.1 -c unix_socket_directories='$DATA' -c max_connections=200 -c fsync=on\" start" >/dev/null
