@@ -17,7 +17,7 @@ import sqlalchemy as sa
 
 from novalite import errors
 from novalite.db import Database
-from novalite.db.records import Inventory, NewFault
+from novalite.db.records import ComputeView, Inventory, NewFault
 from novalite.db.states import PowerState, TaskState, VmState
 
 PG_URL = os.environ.get("NOVALITE_TEST_POSTGRES_URL")
@@ -808,21 +808,27 @@ def test_claim_many_is_one_compare_and_swap_all_or_nothing(db: Database) -> None
     assert db.get_allocations("d") == {}
 
 
-def test_compute_view_is_written_without_moving_the_generation(db: Database) -> None:
+def test_compute_views_are_written_together_without_moving_generations(db: Database) -> None:
     host = host_with(db)
-    db.set_compute_view("host1", vcpus_used=3, free_ram_mb=1024, free_disk_mb=2048,
-                        num_instances=2, num_io_ops=1, failed_builds=0)
-    after = db.get_host("host1")
-    assert after.generation == host.generation
+    other = host_with(db, "host2")
+    db.set_compute_views({
+        "host1": ComputeView(vcpus_used=3, free_ram_mb=1024, free_disk_mb=2048,
+                             num_instances=2, num_io_ops=1, failed_builds=0),
+        "host2": ComputeView(vcpus_used=1, free_ram_mb=-5, free_disk_mb=0,
+                             num_instances=1, num_io_ops=0, failed_builds=4)})
+    after, after2 = db.get_host("host1"), db.get_host("host2")
+    assert (after.generation, after2.generation) == (host.generation, other.generation)
     assert (after.vcpus_used, after.free_ram_mb, after.num_instances, after.num_io_ops) == \
         (3, 1024, 2, 1)
+    assert (after2.free_ram_mb, after2.failed_builds) == (-5, 4)  # over-committed: negative
+    # all or nothing: a bad counter or an unknown host writes no view at all
     with pytest.raises(errors.Invalid):
-        db.set_compute_view("host1", vcpus_used=-1, free_ram_mb=0, free_disk_mb=0,
-                            num_instances=0, num_io_ops=0, failed_builds=0)
+        db.set_compute_views({"host1": ComputeView(0, 0, 0, 0, 0, 0),
+                              "host2": ComputeView(-1, 0, 0, 0, 0, 0)})
     with pytest.raises(errors.NotFound):
-        db.set_compute_view("nope", vcpus_used=0, free_ram_mb=0, free_disk_mb=0,
-                            num_instances=0, num_io_ops=0, failed_builds=0)
-    assert db.get_host("host1") == after
+        db.set_compute_views({"host1": ComputeView(0, 0, 0, 0, 0, 0),
+                              "nope": ComputeView(0, 0, 0, 0, 0, 0)})
+    assert (db.get_host("host1"), db.get_host("host2")) == (after, after2)
 
 
 @pytest.mark.parametrize("amount, reason", [

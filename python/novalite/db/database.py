@@ -991,13 +991,6 @@ class Database:
             return self._hosts(s, [row], SERVICE_DOWN_TIME)[0]
         return self._write(work)
 
-    def set_compute_view(self, name: str, *, vcpus_used: int, free_ram_mb: int, free_disk_mb: int,
-                         num_instances: int, num_io_ops: int, failed_builds: int) -> None:
-        """Write one host's compute view (see ``set_compute_views``)."""
-        self.set_compute_views({name: ComputeView(
-            vcpus_used=vcpus_used, free_ram_mb=free_ram_mb, free_disk_mb=free_disk_mb,
-            num_instances=num_instances, num_io_ops=num_io_ops, failed_builds=failed_builds)})
-
     def set_compute_views(self, views: Mapping[str, ComputeView]) -> None:
         """Write hosts' compute views (what a compute agent counts after every
         change) in one transaction: one UPDATE each, no generation bump, nothing
