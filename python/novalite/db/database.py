@@ -30,7 +30,7 @@ from collections import defaultdict
 from contextlib import contextmanager
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
-from typing import Any, Callable, Iterable, Iterator, Mapping, TypeVar
+from typing import Any, Callable, Iterable, Iterator, Mapping, TypeVar, cast
 
 import sqlalchemy as sa
 from sqlalchemy import event
@@ -1463,7 +1463,7 @@ class Database:
             while self._leading and not pending.finished:
                 self._commits.wait()
             if pending.finished:
-                return pending.result()
+                return cast(T, pending.result())
             self._leading = True
             self._leader = threading.get_ident()
             batch, self._queue = self._queue, []
@@ -1474,7 +1474,7 @@ class Database:
                 self._leading = False
                 self._leader = None
                 self._commits.notify_all()
-        return pending.result()
+        return cast(T, pending.result())
 
     def _commit_group(self, batch: list[_Pending]) -> None:
         if len(batch) == 1:

@@ -153,8 +153,8 @@ class SchedulerManager:
         time this scheduler knew it (every allocation change moves it)."""
         for agg in h.aggregates:
             if agg not in self._aggregates_seen:
-                for a in self.db.list_aggregates():
-                    self._set_aggregate(a)
+                for aggregate in self.db.list_aggregates():
+                    self._set_aggregate(aggregate)
                 break
         real = {rc: _inventory(h.inventories.get(rc)) for rc in RESOURCE_CLASSES}
         known = h.name in self._provider
