@@ -207,7 +207,8 @@ class ComputeSettings:
     disk_allocation_ratio: float = 1.0
     # Guests' disks; a relative path is taken under data_dir.
     instances_path: Path = Path("instances")
-    # Builds running at once on this agent; 0 means no limit (as in Nova).
+    # Builds running at once on each host this agent serves (Nova's is per compute
+    # service, i.e. per host); 0 means no limit (as in Nova).
     max_concurrent_builds: int = 10
     # Failed builds in a row after which the host disables itself; 0 never (Nova).
     consecutive_build_service_disable_threshold: int = 10

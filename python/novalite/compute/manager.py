@@ -103,18 +103,17 @@ class Driver(Protocol):
 
 @dataclass(frozen=True)
 class ComputeOptions:
-    """Nova's [DEFAULT] compute options the agent needs (from ComputeSettings)."""
+    """Nova's [DEFAULT] compute options the agent needs, taken from ComputeSettings
+    (``from_settings``), where their defaults and meanings live."""
 
-    reserved_host_memory_mb: int = 512
-    reserved_host_cpus: int = 0
-    reserved_host_disk_mb: int = 0
-    cpu_allocation_ratio: float = 4.0
-    ram_allocation_ratio: float = 1.0
-    disk_allocation_ratio: float = 1.0
-    # builds running at once on each host; 0: no limit (Nova's max_concurrent_builds)
-    max_concurrent_builds: int = 10
-    # failed builds in a row after which a host disables itself; 0: never
-    consecutive_build_service_disable_threshold: int = 10
+    reserved_host_memory_mb: int
+    reserved_host_cpus: int
+    reserved_host_disk_mb: int
+    cpu_allocation_ratio: float
+    ram_allocation_ratio: float
+    disk_allocation_ratio: float
+    max_concurrent_builds: int
+    consecutive_build_service_disable_threshold: int
     # hosts whose builds fail on purpose (to exercise rescheduling; tests only)
     fail_builds_on: frozenset[str] = frozenset()
 
