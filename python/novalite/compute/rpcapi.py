@@ -17,7 +17,7 @@ from novalite.db.database import Database
 from novalite.rpc.novalite.compute.v1 import servers_pb2
 from novalite.rpc.novalite.internal.v1 import compute_agent_pb2, compute_agent_pb2_grpc
 from novalite.services.client import TokenSource, channel
-from novalite.services.status import domain_error
+from novalite.services.status import domain_call
 
 _ACTIONS = {
     "reboot_soft": ("RebootInstance", lambda i, h: compute_agent_pb2.RebootInstanceRequest(
@@ -105,22 +105,10 @@ class ComputeClient:
         return int(reply.power_state)
 
     async def delete(self, host: str, instance_id: str) -> None:
-        try:
-            await self._invoke(host, "DeleteInstance", compute_agent_pb2.DeleteInstanceRequest(
-                server_id=instance_id, host=host), self._timeout)
-        except grpc.aio.AioRpcError as e:
-            err = domain_error(e)
-            if err is not None:
-                raise err from None
-            raise
+        await domain_call(self._invoke(host, "DeleteInstance", compute_agent_pb2.DeleteInstanceRequest(
+            server_id=instance_id, host=host), self._timeout))
 
     async def action(self, host: str, instance_id: str, action: str) -> int:
         method, build = _ACTIONS[action]
-        try:
-            reply = await self._invoke(host, method, build(instance_id, host), self._timeout)
-        except grpc.aio.AioRpcError as e:
-            err = domain_error(e)
-            if err is not None:
-                raise err from None
-            raise
+        reply = await domain_call(self._invoke(host, method, build(instance_id, host), self._timeout))
         return int(reply.power_state)

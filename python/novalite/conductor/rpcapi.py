@@ -4,11 +4,9 @@ from __future__ import annotations
 
 from typing import Sequence
 
-import grpc.aio
-
 from novalite.rpc.novalite.internal.v1 import conductor_pb2, conductor_pb2_grpc, request_spec_pb2
 from novalite.services.client import TokenSource, channel
-from novalite.services.status import domain_error
+from novalite.services.status import domain_call
 
 ACTIONS = {
     "delete": conductor_pb2.ServerActionRequest.ACTION_DELETE,
@@ -33,15 +31,6 @@ class ConductorClient:
     async def close(self) -> None:
         await self._channel.close()
 
-    async def _call(self, coro):  # type: ignore[no-untyped-def]
-        try:
-            return await coro
-        except grpc.aio.AioRpcError as e:
-            err = domain_error(e)
-            if err is not None:
-                raise err from None
-            raise
-
     async def build_servers(self, server_ids: Sequence[str], *, availability_zone: str | None,
                             group_id: str | None, same_host: Sequence[str],
                             different_host: Sequence[str], request_id: str) -> None:
@@ -51,7 +40,7 @@ class ConductorClient:
             spec.availability_zone = availability_zone
         if group_id is not None:
             spec.instance_group.uuid = group_id
-        await self._call(self._stub.BuildServers(
+        await domain_call(self._stub.BuildServers(
             conductor_pb2.BuildServersRequest(request_spec=spec, server_ids=list(server_ids)),
             timeout=self._timeout))
 
@@ -59,5 +48,5 @@ class ConductorClient:
         await self.server_action(server_id, "delete", "")
 
     async def server_action(self, server_id: str, action: str, request_id: str) -> None:
-        await self._call(self._stub.ServerAction(conductor_pb2.ServerActionRequest(
+        await domain_call(self._stub.ServerAction(conductor_pb2.ServerActionRequest(
             id=server_id, action=ACTIONS[action], request_id=request_id), timeout=self._timeout))

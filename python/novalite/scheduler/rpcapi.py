@@ -5,23 +5,11 @@ from __future__ import annotations
 
 from typing import Mapping, Sequence
 
-import grpc.aio
-
 from novalite import convert
 from novalite.placement import model
 from novalite.rpc.novalite.internal.v1 import scheduler_pb2, scheduler_pb2_grpc
 from novalite.services.client import TokenSource, channel
-from novalite.services.status import domain_error
-
-
-async def _call(coro):  # type: ignore[no-untyped-def]
-    try:
-        return await coro
-    except grpc.aio.AioRpcError as e:
-        err = domain_error(e)
-        if err is not None:
-            raise err from None
-        raise
+from novalite.services.status import domain_call
 
 
 class SchedulerClient:
@@ -34,17 +22,17 @@ class SchedulerClient:
         await self._channel.close()
 
     async def select_destinations(self, spec: model.RequestSpec) -> list[list[model.Selection]]:
-        reply = await _call(self._stub.SelectDestinations(scheduler_pb2.SelectDestinationsRequest(
+        reply = await domain_call(self._stub.SelectDestinations(scheduler_pb2.SelectDestinationsRequest(
             request_spec=convert.request_spec_to_proto(spec),
             instance_uuids=list(spec.instance_uuids), return_alternates=True), timeout=self._timeout))
         return convert.selections_from_proto(reply)
 
     async def release(self, instance_uuid: str) -> None:
-        await _call(self._stub.ReleaseAllocation(
+        await domain_call(self._stub.ReleaseAllocation(
             scheduler_pb2.ReleaseAllocationRequest(instance_uuid=instance_uuid), timeout=self._timeout))
 
     async def claim_alternate(self, instance_uuid: str, host: str, allocation: Mapping[str, int]) -> bool:
-        reply = await _call(self._stub.ClaimAllocation(scheduler_pb2.ClaimAllocationRequest(
+        reply = await domain_call(self._stub.ClaimAllocation(scheduler_pb2.ClaimAllocationRequest(
             instance_uuid=instance_uuid, host=host, allocation=dict(allocation)), timeout=self._timeout))
         return bool(reply.claimed)
 
@@ -54,5 +42,5 @@ class SchedulerClient:
 
     async def hosts_changed(self, hosts: Sequence[str]) -> None:
         """Ask the scheduler to re-read these hosts from the database (one call)."""
-        await _call(self._stub.ReportHosts(scheduler_pb2.ReportHostsRequest(names=list(hosts)),
+        await domain_call(self._stub.ReportHosts(scheduler_pb2.ReportHostsRequest(names=list(hosts)),
                                            timeout=self._timeout))

@@ -7,8 +7,8 @@
 long-running service whose tokens expire). Calls made while serving an RPC also
 pass its request id on, so one user request reads as one thread across the logs of
 every service. A failed call raises grpc.aio.AioRpcError (grpc.RpcError from
-``sync_channel``) as usual; ``novalite.services.status.domain_error`` turns it back
-into the domain error it stands for.
+``sync_channel``) as usual; ``novalite.services.status.domain_call`` (or
+``domain_error``) turns it back into the domain error it stands for.
 """
 
 from __future__ import annotations

@@ -26,7 +26,7 @@ error (a conductor re-raises the scheduler's NoValidHost, with its counts).
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any, Iterable, Sequence
+from typing import Any, Awaitable, Iterable, Sequence, TypeVar
 
 import grpc
 import grpc.aio
@@ -160,6 +160,21 @@ def request_id_of(error: grpc.RpcError) -> str | None:
         if key == REQUEST_ID_METADATA:
             return value.decode() if isinstance(value, bytes) else value
     return None
+
+
+_T = TypeVar("_T")
+
+
+async def domain_call(call: Awaitable[_T]) -> _T:
+    """Await a call to another novalite service; a failure that stands for a domain
+    error (see ``domain_error``) is raised as that error, any other as it came."""
+    try:
+        return await call
+    except grpc.aio.AioRpcError as e:
+        err = domain_error(e)
+        if err is not None:
+            raise err from None
+        raise
 
 
 def domain_error(error: grpc.RpcError) -> errors.NovaliteError | None:
