@@ -29,11 +29,10 @@ import uuid
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
-from typing import Any, Awaitable, Callable, Iterator, Sequence
+from typing import Any, Awaitable, Callable, Sequence
 
 import grpc
 import grpc.aio
-import pytest
 import sqlalchemy as sa
 from google.rpc import error_details_pb2
 from grpc_health.v1 import health_pb2, health_pb2_grpc
@@ -68,34 +67,8 @@ from novalite.services.status import status_details
 from novalite.settings import Settings, load_settings
 
 ROOT = Path(__file__).resolve().parent.parent
-PG_URL = os.environ.get("NOVALITE_TEST_POSTGRES_URL")
 SECRET = b"a shared secret of 32 bytes!!!!!"
 Code = grpc.StatusCode
-
-
-# --- backends ---------------------------------------------------------------------------
-
-@pytest.fixture(params=["sqlite", "postgresql"])
-def db_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
-    """A fresh, empty database: a file for SQLite, a schema of its own (first on
-    the search_path) for PostgreSQL, dropped afterwards."""
-    if request.param == "sqlite":
-        yield f"sqlite:///{tmp_path}/novalite.db"
-        return
-    if not PG_URL:
-        pytest.skip("NOVALITE_TEST_POSTGRES_URL is not set")
-    base = Database(PG_URL).url
-    schema = f"test_api_{uuid.uuid4().hex[:12]}"
-    engine = sa.create_engine(base)
-    with engine.begin() as conn:
-        conn.exec_driver_sql(f"CREATE SCHEMA {schema}")
-    try:
-        yield base.update_query_dict({"options": f"-csearch_path={schema}"}) \
-            .render_as_string(hide_password=False)
-    finally:
-        with engine.begin() as conn:
-            conn.exec_driver_sql(f"DROP SCHEMA {schema} CASCADE")
-        engine.dispose()
 
 
 # --- the service under test, with its fake neighbours ----------------------------------

@@ -28,7 +28,7 @@ import time
 import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Awaitable, Callable, Iterator, Mapping
+from typing import Any, Awaitable, Callable, Mapping
 
 import grpc
 import grpc.aio
@@ -54,7 +54,6 @@ from novalite.services.server import RunningServer, start_server
 from novalite.settings import ComputeSettings, Listen, MetricsPorts, Settings
 from novalite.virt import LibvirtDriver, domain_name, node_uri
 
-PG_URL = os.environ.get("NOVALITE_TEST_POSTGRES_URL")
 ROOT = Path(__file__).resolve().parent.parent
 SECRET = b"compute agent tests' shared secret"
 HOSTS = ("compute-001", "compute-002", "compute-003")
@@ -68,31 +67,6 @@ COMPUTE = ComputeSettings(
     disk_allocation_ratio=1.0, consecutive_build_service_disable_threshold=3)
 EMPTY_VIEW = {"vcpus_used": 1, "free_ram_mb": 4096 - 512, "free_disk_mb": 40 * 1024 - 2048,
               "num_instances": 0, "num_io_ops": 0, "failed_builds": 0}
-
-
-# --- database backends (as tests/test_db.py) ----------------------------------------------
-
-@pytest.fixture(params=["sqlite", "postgresql"])
-def db_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
-    """A fresh, empty database: a file for SQLite, a schema of its own (first on the
-    search_path) for PostgreSQL, dropped afterwards."""
-    if request.param == "sqlite":
-        yield f"sqlite:///{tmp_path}/novalite.db"
-        return
-    if not PG_URL:
-        pytest.skip("NOVALITE_TEST_POSTGRES_URL is not set")
-    base = Database(PG_URL).url
-    schema = f"test_{uuid.uuid4().hex[:12]}"
-    engine = sa.create_engine(base)
-    with engine.begin() as conn:
-        conn.exec_driver_sql(f"CREATE SCHEMA {schema}")
-    try:
-        yield base.update_query_dict({"options": f"-csearch_path={schema}"}) \
-            .render_as_string(hide_password=False)
-    finally:
-        with engine.begin() as conn:
-            conn.exec_driver_sql(f"DROP SCHEMA {schema} CASCADE")
-        engine.dispose()
 
 
 # --- a stand-in scheduler: records the hosts it is told about -------------------------------

@@ -17,7 +17,7 @@ from alembic.migration import MigrationContext
 from novalite.db import Database
 from novalite.db.database import MIGRATIONS_DIR
 from novalite.db.models import Base
-from test_db import PYTHON_DIR, backend, new_url, run_threads  # noqa: F401 - fixtures
+from test_db import PYTHON_DIR, run_threads
 
 MODEL_TABLES = {
     "instances", "instance_faults", "instance_actions", "instance_action_events",
