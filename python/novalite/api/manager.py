@@ -567,8 +567,11 @@ class ApiManager:
         wanted = frozenset(ids)
 
         def check() -> None:
-            for sid in wanted:
-                self._visible(claims, sid)
+            found = self.db.get_instances(
+                wanted, project_id=None if claims.is_admin else claims.project_id)
+            for sid in ids:
+                if sid not in found:
+                    raise errors.NotFound(f"instance {sid} not found")
 
         await asyncio.to_thread(check)
         subscriber = _Subscriber(None if claims.is_admin else claims.project_id, wanted or None)

@@ -193,13 +193,8 @@ class ConductorManager:
     def _live_instances(self, ids: Sequence[str]) -> list[records.Instance]:
         """The servers of a build that still exist (one may be deleted before the
         build gets to it: the rest are built)."""
-        found = []
-        for i in ids:
-            try:
-                found.append(self.db.get_instance(i))
-            except errors.NotFound:
-                pass
-        return found
+        found = self.db.get_instances(ids)
+        return [found[i] for i in ids if i in found]
 
     def _flavor_and_image(self, inst: records.Instance) -> tuple[records.Flavor, records.Image | None]:
         flavor = self.db.get_flavor(inst.flavor_id, include_deleted=True)

@@ -30,7 +30,7 @@ from collections import defaultdict
 from contextlib import contextmanager
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
-from typing import Any, Callable, Iterable, Iterator, Mapping, TypeVar, cast
+from typing import Any, Callable, Iterable, Iterator, Mapping, Sequence, TypeVar, cast
 
 import sqlalchemy as sa
 from sqlalchemy import event
@@ -76,6 +76,19 @@ _RETRIES = 5
 # a time per process. Across processes the database's own lock serialises them.
 _MIGRATION_LOCK = threading.Lock()
 
+# The hot paths (a server's create, its state changes, the scheduler's claims) read
+# and write tables through SQLAlchemy Core: loading plain rows costs a fraction of
+# building ORM objects. An instance row's columns carry the ORM attribute names, so
+# the record builders read either kind.
+_INSTANCES = cast(sa.Table, m.Instance.__table__)
+_FLAVORS = cast(sa.Table, m.Flavor.__table__)
+_QUOTA_USAGES = cast(sa.Table, m.QuotaUsage.__table__)
+_ALLOCATIONS = cast(sa.Table, m.Allocation.__table__)
+_INVENTORIES = cast(sa.Table, m.Inventory.__table__)
+_PROVIDERS = cast(sa.Table, m.ResourceProvider.__table__)
+_INSTANCE_ROW = tuple(c.label("metadata_") if c.name == "metadata" else c
+                      for c in _INSTANCES.c)
+
 
 class _Unset:
     """Marks an argument that was not given (None is a meaningful value)."""
@@ -92,6 +105,18 @@ class _Unset:
 
 
 UNSET: Any = _Unset()
+
+
+_STATEMENTS: dict[str, Any] = {}
+
+
+def _stmt(key: str, build: Callable[[], T]) -> T:
+    """A statement built once (with bind parameters) and reused: building one
+    costs more than running it."""
+    stmt = _STATEMENTS.get(key)
+    if stmt is None:
+        stmt = _STATEMENTS[key] = build()
+    return cast(T, stmt)
 
 
 def _utcnow() -> datetime:
@@ -227,7 +252,17 @@ class Database:
     def get_flavor(self, flavor_id: str, *, include_deleted: bool = False) -> Flavor:
         """A flavor by id; deleted ones only with include_deleted (instances built
         from a deleted flavor still name it)."""
-        return self._read(lambda s: _flavor(self._flavor_row(s, flavor_id, include_deleted)))
+        def query() -> Any:
+            stmt = sa.select(_FLAVORS).where(_FLAVORS.c.id == sa.bindparam("id"))
+            return stmt if include_deleted else stmt.where(_FLAVORS.c.deleted_at.is_(None))
+
+        def work(s: Session) -> Flavor:
+            row = s.connection().execute(_stmt(f"flavor deleted={include_deleted}", query),
+                                         {"id": flavor_id}).one_or_none()
+            if row is None:
+                raise errors.NotFound(f"flavor {flavor_id} not found")
+            return _flavor(row)
+        return self._read(work)
 
     def list_flavors(self, *, is_public: bool | None = None) -> list[Flavor]:
         """Live flavors by name, optionally only public or only private ones."""
@@ -367,8 +402,12 @@ class Database:
         reservation = reservation_id or f"r-{uuidlib.uuid4().hex[:8]}"
 
         def work(s: Session) -> list[Instance]:
-            flavor = s.scalar(sa.select(m.Flavor).where(m.Flavor.id == flavor_id,
-                                                        m.Flavor.deleted_at.is_(None)))
+            conn = s.connection()
+            flavor = conn.execute(_stmt("live flavor", lambda: sa.select(
+                _FLAVORS.c.id, _FLAVORS.c.vcpus, _FLAVORS.c.memory_mb, _FLAVORS.c.root_gb,
+                _FLAVORS.c.ephemeral_gb).where(_FLAVORS.c.id == sa.bindparam("id"),
+                                               _FLAVORS.c.deleted_at.is_(None))),
+                                  {"id": flavor_id}).one_or_none()
             if flavor is None:
                 raise errors.Invalid("flavor_id", f"flavor {flavor_id} not found")
             if image_id is not None:
@@ -385,7 +424,7 @@ class Database:
             limits = self._limits(s, project_id)
             count = max_count
             for resource in ("instances", "cores", "ram"):
-                limit, in_use, per = limits[resource], usages[resource].in_use, per_instance[resource]
+                limit, in_use, per = limits[resource], usages[resource], per_instance[resource]
                 if limit < 0 or per == 0:
                     continue
                 room = (limit - in_use) // per
@@ -394,30 +433,25 @@ class Database:
                 count = min(count, room)
 
             now = self._clock()
-            for resource, per in per_instance.items():
-                usages[resource].in_use += count * per
-                usages[resource].updated_at = now
-            rows = []
-            for i in range(count):
-                row = m.Instance(
-                    id=_new_uuid(), name=f"{name}-{i + 1}" if count > 1 else name,
-                    project_id=project_id, user_id=user_id, flavor_id=flavor.id,
-                    image_id=image_id, vcpus=flavor.vcpus, memory_mb=flavor.memory_mb,
-                    root_gb=flavor.root_gb, ephemeral_gb=flavor.ephemeral_gb,
-                    vm_state=VmState.BUILDING, task_state=TaskState.SCHEDULING,
-                    power_state=PowerState.NOSTATE, host=None, node=None,
-                    availability_zone=availability_zone, metadata_=dict(meta),
-                    reservation_id=reservation, launched_at=None, created_at=now,
-                    updated_at=now, deleted_at=None, attempts=0, group_id=group_id)
-                rows.append(row)
-            s.add_all(rows)
-            s.flush()
-            s.add_all(m.InstanceAction(
-                instance_id=row.id, action="create", request_id=request_id,
-                user_id=user_id, project_id=project_id, start_time=now,
-                finish_time=None, message=None) for row in rows)
-            s.flush()
-            return [_instance(row) for row in rows]
+            self._set_usages(s, project_id, {r: usages[r] + count * per
+                                             for r, per in per_instance.items()}, now)
+            rows = [dict(
+                id=_new_uuid(), name=f"{name}-{i + 1}" if count > 1 else name,
+                project_id=project_id, user_id=user_id, flavor_id=flavor.id,
+                image_id=image_id, vcpus=flavor.vcpus, memory_mb=flavor.memory_mb,
+                root_gb=flavor.root_gb, ephemeral_gb=flavor.ephemeral_gb,
+                vm_state=VmState.BUILDING, task_state=TaskState.SCHEDULING,
+                power_state=PowerState.NOSTATE, host=None, node=None,
+                availability_zone=availability_zone, metadata=dict(meta),
+                reservation_id=reservation, launched_at=None, created_at=now,
+                updated_at=now, deleted_at=None, attempts=0, group_id=group_id)
+                for i in range(count)]
+            conn.execute(_stmt("insert instance", lambda: sa.insert(_INSTANCES)), rows)
+            conn.execute(_stmt("insert action", lambda: sa.insert(m.InstanceAction.__table__)), [
+                {"instance_id": row["id"], "action": "create", "request_id": request_id,
+                 "user_id": user_id, "project_id": project_id, "start_time": now,
+                 "finish_time": None, "message": None} for row in rows])
+            return [Instance(**{**row, "metadata": dict(meta)}) for row in rows]
         return self._write(work)
 
     def get_instance(self, instance_id: str, *, project_id: str | None = None,
@@ -425,16 +459,41 @@ class Database:
         """An instance with its latest fault. With project_id, another project's
         instance is NotFound too."""
         def work(s: Session) -> Instance:
-            q = sa.select(m.Instance).where(m.Instance.id == instance_id)
-            if project_id is not None:
-                q = q.where(m.Instance.project_id == project_id)
-            if not include_deleted:
-                q = q.where(m.Instance.deleted_at.is_(None))
-            row = s.scalars(q).one_or_none()
+            def query() -> Any:
+                i = _INSTANCES.c
+                q = sa.select(*_INSTANCE_ROW).where(i.id == sa.bindparam("id"))
+                if project_id is not None:
+                    q = q.where(i.project_id == sa.bindparam("project_id"))
+                if not include_deleted:
+                    q = q.where(i.deleted_at.is_(None))
+                return q
+            row = s.connection().execute(
+                _stmt(f"instance project={project_id is not None} deleted={include_deleted}",
+                      query), {"id": instance_id, "project_id": project_id}).one_or_none()
             if row is None:
                 raise errors.NotFound(f"instance {instance_id} not found")
             return self._instances_with_faults(s, [row])[0]
         return self._read(work)
+
+    def get_instances(self, instance_ids: Iterable[str], *,
+                      project_id: str | None = None) -> dict[str, Instance]:
+        """The live ones of these instances (of that project, when given), each with
+        its latest fault, read as one snapshot; the missing are simply absent."""
+        wanted = sorted(set(instance_ids))
+
+        def query() -> Any:
+            i = _INSTANCES.c
+            q = sa.select(*_INSTANCE_ROW).where(i.id.in_(sa.bindparam("ids", expanding=True)),
+                                                i.deleted_at.is_(None))
+            return q if project_id is None else q.where(i.project_id == sa.bindparam("project_id"))
+
+        def work(s: Session) -> dict[str, Instance]:
+            conn = s.connection()
+            rows = [row for chunk in _chunks(wanted, 500) for row in conn.execute(
+                _stmt(f"instances project={project_id is not None}", query),
+                {"ids": chunk, "project_id": project_id})]
+            return {inst.id: inst for inst in self._instances_with_faults(s, rows)}
+        return self._read(work) if wanted else {}
 
     def list_instances(
         self, *, project_id: str | None = None, status: str | None = None,
@@ -456,8 +515,8 @@ class Database:
         after = _decode_marker(marker) if marker is not None else None
 
         def work(s: Session) -> InstancePage:
-            i = m.Instance
-            q = sa.select(i).order_by(i.created_at.desc(), i.id.desc())
+            i = _INSTANCES.c
+            q = sa.select(*_INSTANCE_ROW).order_by(i.created_at.desc(), i.id.desc())
             if not include_deleted:
                 q = q.where(i.deleted_at.is_(None))
             if project_id is not None:
@@ -478,7 +537,7 @@ class Database:
                                    sa.and_(i.created_at == created_at, i.id < last_id)))
             if limit is not None:
                 q = q.limit(limit + 1)
-            rows = list(s.scalars(q))
+            rows = list(s.execute(q))
             more = limit is not None and len(rows) > limit
             rows = rows[:limit] if limit is not None else rows
             next_marker = _encode_marker(rows[-1]) if more else None
@@ -522,34 +581,57 @@ class Database:
                              ("launched_at", launched_at)):
             if value is not UNSET:
                 values[field] = value
-        if add_attempt:
-            values["attempts"] = m.Instance.attempts + 1
+        params: dict[str, Any] = {f"v_{k}": v for k, v in values.items()}
+        params["b_id"] = instance_id
+        shape: list[object] = [tuple(sorted(values)), add_attempt]
+        for name, expected in (("vm_state", expected_vm_state), ("task_state", expected_task_state)):
+            if expected is UNSET:
+                shape.append(None)
+                continue
+            wanted = ([expected] if expected is None or isinstance(expected, (str, int))
+                      else list(expected))
+            present = [v for v in wanted if v is not None]
+            shape.append((None in wanted, bool(present)))
+            params[f"e_{name}"] = present
+
+        def statement() -> Any:
+            i = _INSTANCES.c
+            stmt = sa.update(_INSTANCES).where(i.id == sa.bindparam("b_id"),
+                                               i.deleted_at.is_(None))
+            for name, matched in zip(("vm_state", "task_state"), shape[2:]):
+                if matched is not None:
+                    with_none, with_present = cast(tuple[bool, bool], matched)
+                    stmt = stmt.where(_matches_bound(i[name], f"e_{name}", with_none, with_present))
+            new: dict[str, Any] = {k: sa.bindparam(f"v_{k}") for k in values}
+            if add_attempt:
+                new["attempts"] = i.attempts + 1
+            return stmt.values(**new, updated_at=sa.bindparam("v_updated_at"))
 
         def work(s: Session) -> bool:
-            i = m.Instance
-            stmt = sa.update(i).where(i.id == instance_id, i.deleted_at.is_(None))
-            if expected_vm_state is not UNSET:
-                stmt = stmt.where(_matches(i.vm_state, expected_vm_state))
-            if expected_task_state is not UNSET:
-                stmt = stmt.where(_matches(i.task_state, expected_task_state))
+            conn = s.connection()
             now = self._clock()
-            result = s.execute(stmt.values(**values, updated_at=now)
-                               .execution_options(synchronize_session=False))
+            result = conn.execute(_stmt(f"update instance {shape}", statement),
+                                  {**params, "v_updated_at": now})
             if _rowcount(result) == 0:
-                if s.scalar(sa.select(i.id).where(i.id == instance_id,
-                                                  i.deleted_at.is_(None))) is None:
+                i = _INSTANCES.c
+                if conn.execute(_stmt("live instance id", lambda: sa.select(i.id).where(
+                        i.id == sa.bindparam("id"), i.deleted_at.is_(None))),
+                        {"id": instance_id}).first() is None:
                     raise errors.NotFound(f"instance {instance_id} not found")
                 return False
             if fault is not None:
                 s.add(_new_fault(instance_id, fault, now))
             if finish_action is not None:
-                a = m.InstanceAction
-                done: dict[str, Any] = {"finish_time": now}
-                if action_message is not None:
-                    done["message"] = action_message
-                s.execute(sa.update(a).where(a.instance_id == instance_id,
-                                             a.action == finish_action,
-                                             a.finish_time.is_(None)).values(**done))
+                a = m.InstanceAction.__table__.c
+                with_message = action_message is not None
+                conn.execute(_stmt(f"finish action message={with_message}", lambda: sa.update(
+                    m.InstanceAction.__table__).where(
+                        a.instance_id == sa.bindparam("b_instance_id"),
+                        a.action == sa.bindparam("b_action"), a.finish_time.is_(None)).values(
+                            finish_time=sa.bindparam("b_now"),
+                            **({"message": sa.bindparam("b_message")} if with_message else {}))),
+                    {"b_instance_id": instance_id, "b_action": finish_action, "b_now": now,
+                     "b_message": action_message})
             return True
         return self._write(work)
 
@@ -572,24 +654,28 @@ class Database:
             row.power_state = PowerState.NOSTATE
             row.deleted_at = row.updated_at = now
             usages = self._lock_usages(s, row.project_id)
-            for resource, amount in (("instances", 1), ("cores", row.vcpus),
-                                     ("ram", row.memory_mb)):
-                usages[resource].in_use = max(0, usages[resource].in_use - amount)
-                usages[resource].updated_at = now
+            self._set_usages(s, row.project_id, {
+                resource: max(0, usages[resource] - amount)
+                for resource, amount in (("instances", 1), ("cores", row.vcpus),
+                                         ("ram", row.memory_mb))}, now)
             s.flush()
             self._release(s, instance_id)
             return self._instances_with_faults(s, [row])[0]
         return self._write(work)
 
-    def _instances_with_faults(self, s: Session, rows: list[m.Instance]) -> list[Instance]:
+    def _instances_with_faults(self, s: Session, rows: Sequence[Any]) -> list[Instance]:
+        """Records of instance rows (ORM objects or _INSTANCE_ROW rows), each with
+        its latest fault."""
         if not rows:
             return []
-        latest: dict[str, m.InstanceFault] = {}
+        latest: dict[str, Any] = {}
         ids = [r.id for r in rows]
+        f = m.InstanceFault.__table__.c
+        query = _stmt("faults", lambda: sa.select(m.InstanceFault.__table__)
+                      .where(f.instance_id.in_(sa.bindparam("ids", expanding=True)))
+                      .order_by(f.instance_id, f.created_at, f.id))
         for chunk in _chunks(ids, 500):
-            f = m.InstanceFault
-            for fault in s.scalars(sa.select(f).where(f.instance_id.in_(chunk))
-                                   .order_by(f.instance_id, f.created_at, f.id)):
+            for fault in s.connection().execute(query, {"ids": chunk}):
                 latest[fault.instance_id] = fault
         return [_instance(r, _fault(latest[r.id]) if r.id in latest else None) for r in rows]
 
@@ -736,24 +822,43 @@ class Database:
 
     def _limits(self, s: Session, project_id: str) -> dict[str, int]:
         limits = dict(self._default_quotas)
-        for row in s.scalars(sa.select(m.Quota).where(m.Quota.project_id == project_id)):
-            limits[row.resource] = row.hard_limit
+        q = m.Quota.__table__.c
+        for resource, hard_limit in s.connection().execute(_stmt("limits", lambda: sa.select(
+                q.resource, q.hard_limit).where(q.project_id == sa.bindparam("project_id"))),
+                {"project_id": project_id}):
+            limits[resource] = hard_limit
         return limits
 
-    def _lock_usages(self, s: Session, project_id: str) -> dict[str, m.QuotaUsage]:
-        """The project's usage rows, created if missing, locked until commit. On
-        PostgreSQL a racing insert waits for ours and then does nothing, and FOR
-        UPDATE then reads the committed row; on SQLite the write lock is held."""
-        now = self._clock()
-        s.execute(self._insert(m.QuotaUsage).values(
-            [{"project_id": project_id, "resource": r, "in_use": 0, "updated_at": now}
-             for r in QUOTA_RESOURCES]).on_conflict_do_nothing())
-        rows = s.scalars(sa.select(m.QuotaUsage)
-                         .where(m.QuotaUsage.project_id == project_id)
-                         .order_by(m.QuotaUsage.resource)
-                         .with_for_update()
-                         .execution_options(populate_existing=True))
-        return {row.resource: row for row in rows}
+    def _lock_usages(self, s: Session, project_id: str) -> dict[str, int]:
+        """The project's usage of each resource, its rows created if missing and
+        locked until commit. On PostgreSQL a racing insert waits for ours and then
+        does nothing, and FOR UPDATE then reads the committed row; on SQLite the
+        write lock is held."""
+        conn = s.connection()
+        u = _QUOTA_USAGES.c
+        conn.execute(_stmt(f"{self.backend} insert missing usages", lambda: self._insert(
+            m.QuotaUsage).values(project_id=sa.bindparam("project_id"),
+                                 resource=sa.bindparam("resource"), in_use=0,
+                                 updated_at=sa.bindparam("now")).on_conflict_do_nothing()),
+            [{"project_id": project_id, "resource": r, "now": self._clock()}
+             for r in QUOTA_RESOURCES])
+        rows = conn.execute(_stmt("lock usages", lambda: sa.select(u.resource, u.in_use)
+                                  .where(u.project_id == sa.bindparam("project_id"))
+                                  .order_by(u.resource).with_for_update()),
+                            {"project_id": project_id})
+        return {resource: int(in_use) for resource, in_use in rows}
+
+    @staticmethod
+    def _set_usages(s: Session, project_id: str, in_use: Mapping[str, int],
+                    now: datetime) -> None:
+        """Write back usages read by _lock_usages in the same transaction."""
+        u = _QUOTA_USAGES.c
+        s.connection().execute(_stmt("set usage", lambda: sa.update(_QUOTA_USAGES).where(
+            u.project_id == sa.bindparam("b_project_id"),
+            u.resource == sa.bindparam("b_resource")).values(
+                in_use=sa.bindparam("b_in_use"), updated_at=sa.bindparam("b_now"))),
+            [{"b_project_id": project_id, "b_resource": r, "b_in_use": n, "b_now": now}
+             for r, n in sorted(in_use.items())])
 
     # --- server groups ---------------------------------------------------------------
 
@@ -1004,16 +1109,23 @@ class Database:
                 if not _is_int(value):
                     raise errors.Invalid(field, "must be an integer")
 
+        fields = ("vcpus_used", "free_ram_mb", "free_disk_mb", "num_instances", "num_io_ops",
+                  "failed_builds")
+
         def work(s: Session) -> None:
-            rp = m.ResourceProvider
+            rp = _PROVIDERS.c
             now = self._clock()
-            for name, v in sorted(views.items()):
-                result = s.execute(sa.update(rp).where(rp.name == name).values(
-                    vcpus_used=v.vcpus_used, free_ram_mb=v.free_ram_mb,
-                    free_disk_mb=v.free_disk_mb, num_instances=v.num_instances,
-                    num_io_ops=v.num_io_ops, failed_builds=v.failed_builds, updated_at=now))
-                if result.rowcount != 1:  # type: ignore[attr-defined]
-                    raise errors.NotFound(f"host {name} not found")
+            conn = s.connection()
+            result = conn.execute(_stmt("set compute view", lambda: sa.update(_PROVIDERS).where(
+                rp.name == sa.bindparam("b_name")).values(
+                    updated_at=sa.bindparam("b_now"),
+                    **{f: sa.bindparam(f"b_{f}") for f in fields})),
+                [{"b_name": name, "b_now": now, **{f"b_{f}": getattr(v, f) for f in fields}}
+                 for name, v in sorted(views.items())])
+            if _rowcount(result) != len(views):
+                known = set(conn.execute(sa.select(rp.name).where(rp.name.in_(list(views))))
+                            .scalars())
+                raise errors.NotFound(f"host {min(set(views) - known)} not found")
         if views:
             self._write(work)
 
@@ -1038,8 +1150,10 @@ class Database:
         wanted = sorted(set(names))
 
         def work(s: Session) -> dict[str, Host]:
-            rp = m.ResourceProvider
-            rows = list(s.scalars(sa.select(rp).where(rp.name.in_(wanted)))) if wanted else []
+            rp = _PROVIDERS.c
+            rows = list(s.connection().execute(_stmt("providers named", lambda: sa.select(
+                _PROVIDERS).where(rp.name.in_(sa.bindparam("names", expanding=True)))),
+                {"names": wanted})) if wanted else []
             return {h.name: h for h in self._hosts(s, rows, service_down_time)}
         return self._read(work)
 
@@ -1098,38 +1212,50 @@ class Database:
                service_down_time: float, everything: bool = False) -> list[Host]:
         """Host records for provider rows; ``everything`` reads whole tables
         instead of filtering on the providers."""
+        conn = s.connection()
         uuids = [r.uuid for r in rows]
         names = [r.name for r in rows]
+        keys = {"uuids": uuids, "names": names}
 
-        def where(column: Any, keys: list[str]) -> Any:
-            return sa.true() if everything else column.in_(keys)
+        def query(table: Any, columns: Sequence[str], key_column: str, keys: str,
+                  sum_of: str | None = None) -> Any:
+            """SELECT columns (with sum(sum_of) per them) FROM table, of rows whose
+            key_column is in the bind parameter ``keys`` unless ``everything``."""
+            def build() -> Any:
+                c = table.c
+                picked = [c[n] for n in columns]
+                stmt = sa.select(*picked, *([sa.func.sum(c[sum_of])] if sum_of else []))
+                if not everything:
+                    stmt = stmt.where(c[key_column].in_(sa.bindparam(keys, expanding=True)))
+                return stmt.group_by(*picked) if sum_of else stmt
+            return _stmt(f"hosts {table.name} {columns} everything={everything}", build)
 
         inventories: dict[str, dict[str, Inventory]] = defaultdict(dict)
-        for i in s.scalars(sa.select(m.Inventory).where(where(m.Inventory.provider_uuid, uuids))):
+        for i in conn.execute(query(_INVENTORIES, [c.name for c in _INVENTORIES.c],
+                                    "provider_uuid", "uuids"), keys):
             inventories[i.provider_uuid][i.resource_class] = Inventory(
                 total=i.total, reserved=i.reserved, min_unit=i.min_unit, max_unit=i.max_unit,
                 step_size=i.step_size, allocation_ratio=i.allocation_ratio)
         usage: dict[str, dict[str, int]] = defaultdict(dict)
-        a = m.Allocation
-        for provider, rc, used in s.execute(
-                sa.select(a.provider_uuid, a.resource_class, sa.func.sum(a.used))
-                .where(where(a.provider_uuid, uuids))
-                .group_by(a.provider_uuid, a.resource_class)):
+        for provider, rc, used in conn.execute(query(
+                _ALLOCATIONS, ["provider_uuid", "resource_class"], "provider_uuid", "uuids",
+                sum_of="used"), keys):
             usage[provider][rc] = int(used)
         traits: dict[str, set[str]] = defaultdict(set)
-        for provider, trait in s.execute(
-                sa.select(m.ProviderTrait.provider_uuid, m.ProviderTrait.trait_name)
-                .where(where(m.ProviderTrait.provider_uuid, uuids))):
+        for provider, trait in conn.execute(query(
+                m.ProviderTrait.__table__, ["provider_uuid", "trait_name"], "provider_uuid",
+                "uuids"), keys):
             traits[provider].add(trait)
         aggregates: dict[str, set[str]] = defaultdict(set)
-        for aggregate_id, host in s.execute(
-                sa.select(m.AggregateHost.aggregate_id, m.AggregateHost.host)
-                .where(where(m.AggregateHost.host, names))):
+        for aggregate_id, host in conn.execute(query(
+                m.AggregateHost.__table__, ["aggregate_id", "host"], "host", "names"), keys):
             aggregates[host].add(aggregate_id)
-        services: dict[int, m.Service] = {}
+        services: dict[int, Any] = {}
         service_ids = [r.service_id for r in rows if r.service_id is not None]
         if service_ids:
-            for svc in s.scalars(sa.select(m.Service).where(m.Service.id.in_(service_ids))):
+            sv = m.Service.__table__
+            for svc in conn.execute(_stmt("services by id", lambda: sa.select(sv).where(
+                    sv.c.id.in_(sa.bindparam("ids", expanding=True)))), {"ids": service_ids}):
                 services[svc.id] = svc
         now = self._clock()
         return [Host(
@@ -1203,25 +1329,34 @@ class Database:
         providers' inventories and usage (the consumers in order, each seeing the
         ones before it); each touched provider's generation bumped once, with a
         compare-and-swap where ``expected`` names it."""
-        a = m.Allocation
+        conn = s.connection()
+        a = _ALLOCATIONS.c
         consumers = sorted(wanted)
         held: dict[tuple[str, str, str], int] = {
-            (c, p, rc): used for c, p, rc, used in s.execute(
-                sa.select(a.consumer_uuid, a.provider_uuid, a.resource_class, a.used)
-                .where(a.consumer_uuid.in_(consumers)))}
+            (c, p, rc): used for c, p, rc, used in conn.execute(_stmt("held", lambda: sa.select(
+                a.consumer_uuid, a.provider_uuid, a.resource_class, a.used)
+                .where(a.consumer_uuid.in_(sa.bindparam("consumers", expanding=True)))),
+                {"consumers": consumers})}
         providers = sorted({p for w in wanted.values() for p in w})
         touched = sorted(set(providers) | {p for _, p, _ in held})
         # Bump generations first, in uuid order: on PostgreSQL the UPDATE takes the
         # provider's row lock, so the usage read below cannot miss a racing claim,
         # and a stale expected generation fails here.
         new_generations = {p: self._bump_generation(s, p, expected.get(p)) for p in touched}
-        s.execute(sa.delete(a).where(a.consumer_uuid.in_(consumers)))
-        inventories = {(i.provider_uuid, i.resource_class): i for i in s.scalars(
-            sa.select(m.Inventory).where(m.Inventory.provider_uuid.in_(providers)))}
-        usage = {(p, rc): int(used) for p, rc, used in s.execute(
-            sa.select(a.provider_uuid, a.resource_class, sa.func.sum(a.used))
-            .where(a.provider_uuid.in_(providers))
-            .group_by(a.provider_uuid, a.resource_class))}
+        conn.execute(_stmt("drop held", lambda: sa.delete(_ALLOCATIONS).where(
+            a.consumer_uuid.in_(sa.bindparam("consumers", expanding=True)))),
+            {"consumers": consumers})
+        inv = _INVENTORIES.c
+        inventories = {(i.provider_uuid, i.resource_class): i for i in conn.execute(
+            _stmt("inventories of", lambda: sa.select(_INVENTORIES).where(
+                inv.provider_uuid.in_(sa.bindparam("providers", expanding=True)))),
+            {"providers": providers})}
+        usage = {(p, rc): int(used) for p, rc, used in conn.execute(
+            _stmt("usage of", lambda: sa.select(a.provider_uuid, a.resource_class,
+                                                sa.func.sum(a.used))
+                  .where(a.provider_uuid.in_(sa.bindparam("providers", expanding=True)))
+                  .group_by(a.provider_uuid, a.resource_class)),
+            {"providers": providers})}
         now = self._clock()
         rows = []
         for consumer in consumers:
@@ -1247,7 +1382,7 @@ class Database:
                     rows.append({"consumer_uuid": consumer, "provider_uuid": provider,
                                  "resource_class": rc, "used": amount, "created_at": now})
         if rows:
-            s.execute(sa.insert(a), rows)
+            conn.execute(_stmt("insert allocation", lambda: sa.insert(_ALLOCATIONS)), rows)
         return new_generations
 
     def release_allocations(self, consumer_uuid: str) -> dict[str, int]:
@@ -1289,11 +1424,16 @@ class Database:
     @staticmethod
     def _bump_generation(s: Session, provider_uuid: str, expected: int | None) -> int:
         rp = m.ResourceProvider
-        stmt = sa.update(rp).where(rp.uuid == provider_uuid)
-        if expected is not None:
-            stmt = stmt.where(rp.generation == expected)
-        new = s.scalar(stmt.values(generation=rp.generation + 1).returning(rp.generation)
-                       .execution_options(synchronize_session=False))
+
+        def statement() -> Any:
+            c = m.ResourceProvider.__table__.c
+            stmt = sa.update(m.ResourceProvider.__table__).where(c.uuid == sa.bindparam("b_uuid"))
+            if expected is not None:
+                stmt = stmt.where(c.generation == sa.bindparam("b_expected"))
+            return stmt.values(generation=c.generation + 1).returning(c.generation)
+        new = s.connection().execute(
+            _stmt(f"bump generation checked={expected is not None}", statement),
+            {"b_uuid": provider_uuid, "b_expected": expected}).scalar()
         if new is None:
             if s.get(rp, provider_uuid) is None:
                 raise errors.NotFound(f"resource provider {provider_uuid} not found")
@@ -1589,7 +1729,11 @@ def _configure_sqlite(engine: Engine, busy_timeout: float) -> None:
         options = conn.get_execution_options()
         write = options.get("novalite_write", False)
         quick = write and not options.get("novalite_wait", False)
-        conn.exec_driver_sql(f"PRAGMA busy_timeout = {0 if quick else int(busy_timeout * 1000)}")
+        timeout_ms = 0 if quick else int(busy_timeout * 1000)
+        info = conn.connection.info  # per SQLite connection: set only when it changes
+        if info.get("busy_timeout_ms") != timeout_ms:
+            conn.exec_driver_sql(f"PRAGMA busy_timeout = {timeout_ms}")
+            info["busy_timeout_ms"] = timeout_ms
         conn.exec_driver_sql("BEGIN IMMEDIATE" if write else "BEGIN")
 
 
@@ -1665,21 +1809,19 @@ def _valid_inventory(rc: str, inv: Inventory) -> Inventory:
 
 # --- queries --------------------------------------------------------------------------
 
-def _matches(column: Any, expected: Any) -> Any:
-    """column equals expected, or is one of them (None meaning NULL)."""
-    values = ([expected] if expected is None or isinstance(expected, (str, int))
-              else list(expected))
+def _matches_bound(column: Any, name: str, with_none: bool, with_present: bool) -> Any:
+    """column is NULL (with_none) or one of the values in the expanding bind
+    parameter ``name`` (with_present)."""
     conditions = []
-    if None in values:
+    if with_none:
         conditions.append(column.is_(None))
-    present = [v for v in values if v is not None]
-    if present:
-        conditions.append(column.in_(present))
+    if with_present:
+        conditions.append(column.in_(sa.bindparam(name, expanding=True)))
     return sa.or_(*conditions) if conditions else sa.false()
 
 
 def _status_condition(status: str) -> Any:
-    i = m.Instance
+    i = _INSTANCES.c
     conditions = []
     for vm_state, task_states, include in states_with_status(status):
         if include:
@@ -1692,7 +1834,7 @@ def _status_condition(status: str) -> Any:
     return sa.or_(*conditions) if conditions else sa.false()
 
 
-def _encode_marker(row: m.Instance) -> str:
+def _encode_marker(row: Any) -> str:
     raw = f"{row.created_at.isoformat()}|{row.id}".encode()
     return base64.urlsafe_b64encode(raw).decode().rstrip("=")
 
