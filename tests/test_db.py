@@ -862,11 +862,17 @@ def test_racing_claimers_with_one_generation(db: Database) -> None:
 
 
 def test_racing_claimers_without_generations_respect_capacity(db: Database) -> None:
+    """Racing claims (committed together on SQLite) fill the host exactly; a claim
+    refused after it bumped the generation leaves no trace, the others stay."""
     host = db.upsert_host("h", inventories={"VCPU": Inventory(total=5)})
     results = run_threads(12, lambda i: db.claim_allocations(f"c{i}", {host.uuid: {"VCPU": 1}}))
     assert sum(isinstance(r, dict) for r in results) == 5
     assert all(isinstance(r, errors.CapacityExceeded) for r in results if not isinstance(r, dict))
-    assert db.get_host("h").usage == {"VCPU": 5}
+    after = db.get_host("h")
+    assert after.usage == {"VCPU": 5}
+    assert after.generation == host.generation + 5
+    assert sorted(a.consumer_uuid for a in db.list_allocations(host.uuid)) == sorted(
+        f"c{i}" for i, r in enumerate(results) if isinstance(r, dict))
 
 
 def test_release_bumps_generations(db: Database) -> None:

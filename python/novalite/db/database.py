@@ -1626,26 +1626,38 @@ class Database:
             only.finished = True
             return
 
-        def everyone(s: Session) -> None:
-            s.connection()  # BEGIN IMMEDIATE: a busy database is retried whole
-            for p in batch:
-                p.error = None
-                try:
-                    with s.begin_nested():
+        # Everyone's work in one transaction. A work that raises rolls the whole
+        # transaction back; it gets its error and the others run again without it
+        # (cheaper than a savepoint around each work, since errors are rare).
+        pending = list(batch)
+        while pending:
+            failed: list[_Pending] = []
+
+            def everyone(s: Session) -> None:
+                s.connection()  # BEGIN IMMEDIATE: a busy database is retried whole
+                for p in pending:
+                    try:
                         p.value = p.work(s)
-                except sa.exc.OperationalError:
-                    raise  # the transaction itself failed: nothing is kept
-                except sa.exc.IntegrityError as e:
-                    p.error = errors.Conflict(f"conflicts with existing data: {e.orig}")
-                except Exception as e:  # noqa: BLE001 - handed to its caller
+                        s.flush()  # its ORM changes, so that their errors are its own
+                    except sa.exc.OperationalError:
+                        raise  # the transaction itself failed: nothing is kept
+                    except Exception as e:  # noqa: BLE001 - handed to its caller
+                        p.error = (errors.Conflict(f"conflicts with existing data: {e.orig}")
+                                   if isinstance(e, sa.exc.IntegrityError) else e)
+                        failed.append(p)
+                        raise _WorkFailed from e
+            try:
+                self._transaction(everyone)
+            except _WorkFailed:
+                pending.remove(failed[0])
+                failed[0].finished = True
+                continue
+            except BaseException as e:  # noqa: BLE001 - nothing was committed
+                for p in pending:
                     p.error = e
-        try:
-            self._transaction(everyone)
-        except BaseException as e:  # noqa: BLE001 - nothing was committed
-            for p in batch:
-                p.error = e
-        for p in batch:
-            p.finished = True
+            for p in pending:
+                p.finished = True
+            return
 
     def _transaction(self, work: Callable[[Session], T]) -> T:
         """Run ``work`` in a write transaction of its own and commit it; run it
@@ -1688,6 +1700,10 @@ class Database:
             with Session(bind=conn, autoflush=False) as s:
                 with s.begin():
                     return work(s)
+
+
+class _WorkFailed(Exception):
+    """A work of a group commit raised: the group's transaction is rolled back."""
 
 
 class _Pending:
