@@ -13,6 +13,7 @@ metrics on HTTP. ``run_forever`` stops it gracefully on SIGTERM or SIGINT.
 from __future__ import annotations
 
 import asyncio
+import gc
 import logging
 import signal
 from typing import Any, Awaitable, Callable, Iterable, Sequence
@@ -192,6 +193,11 @@ async def run_forever(
     itself), then stop every server gracefully, giving calls in flight ``grace``
     seconds (services pass settings.graceful_shutdown_timeout), and await the
     ``on_stop`` callbacks in order (close the database, stop periodic tasks...)."""
+    # What a service allocated while starting (modules, stubs, mappers, hosts) lives
+    # as long as the process: frozen, the garbage collector stops rescanning it,
+    # which made full collections pause a service for 25-60 ms under load.
+    gc.collect()
+    gc.freeze()
     loop = asyncio.get_running_loop()
     stop = stop_event if stop_event is not None else asyncio.Event()
     installed: list[signal.Signals] = []
