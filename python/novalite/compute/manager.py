@@ -183,7 +183,8 @@ class _Reporter:
     scheduler which hosts changed. Requests coalesce: the hosts that changed while a
     write was in flight go together in the next one (one transaction, each view as
     it is when written), and the reports of REPORT_DELAY seconds in one call; a
-    caller waits for a write that started after it asked."""
+    caller waits for a write that started after it asked. A write nobody waits for
+    (after a build) first gathers REPORT_DELAY seconds of changes."""
 
     def __init__(self, view: Callable[[str], ComputeView],
                  write: Callable[[dict[str, ComputeView]], Awaitable[None]],
@@ -210,6 +211,9 @@ class _Reporter:
             await asyncio.shield(done)
 
     async def _run(self) -> None:
+        if not self._waiters:
+            # nobody waits for this write: gather the changes of REPORT_DELAY in it
+            await asyncio.sleep(REPORT_DELAY)
         while self._dirty:
             hosts, self._dirty = sorted(self._dirty), set()
             waiters, self._waiters = self._waiters, []
@@ -240,6 +244,11 @@ class _Reporter:
             except Exception:  # noqa: BLE001 - the periodic report catches up
                 LOG.warning("could not report %s to the scheduler", ", ".join(hosts),
                             exc_info=True)
+
+    async def settled(self) -> None:
+        """Return once every change asked for so far is written."""
+        while self._task is not None and not self._task.done():
+            await asyncio.shield(self._task)
 
     async def close(self, timeout: float) -> None:
         for which in ("_task", "_report_task"):  # the writer may start a report
@@ -564,6 +573,11 @@ class ComputeManager:
         self._host(host)
         await self._reporter.request(host)
 
+    async def views_written(self) -> None:
+        """Return once the compute views of every change so far (a build's, which
+        is written shortly after it) are in the database."""
+        await self._reporter.settled()
+
     async def update_available_resource(self, host: str) -> None:
         """The periodic recount (Nova's update_available_resource): reconcile the
         tracked servers with the database and the hypervisor, then write and report."""
@@ -703,7 +717,10 @@ class ComputeManager:
             raise failure from None
         h.building.discard(instance_id)
         h.failed_builds = 0
-        await self.update_host(h.name)
+        # The view is derived (the allocation, already claimed, is what counts; the
+        # periodic recount rebuilds the view): written and reported shortly, together
+        # with the other builds', without holding up this one's answer.
+        await self._reporter.request(h.name, wait=False)
         return power
 
     async def _build_failure(self, h: _HostState, instance_id: str, e: Exception) -> BuildFailed:
