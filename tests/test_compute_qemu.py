@@ -144,7 +144,11 @@ def test_a_killed_agent_finds_its_real_guest_again(tmp_path: Path) -> None:
             image = await guest_image(cloud)
             inst = await boot(cloud, host, image, spawned)
             qemu_id = virsh("domid", domain_name(inst.id)).strip()
-            before = await cloud.view(host)
+            deadline = asyncio.get_running_loop().time() + 10
+            while (before := await cloud.view(host))["num_instances"] != 1:
+                # the agent writes its view shortly after the build
+                assert asyncio.get_running_loop().time() < deadline, before
+                await asyncio.sleep(0.05)
             await asyncio.to_thread(stop_process, proc, signal.SIGKILL)
         finally:
             await asyncio.to_thread(stop_process, proc, signal.SIGKILL)

@@ -193,6 +193,17 @@ def _usage(db: Database, name: str) -> tuple[dict[str, int], tuple[int, int, int
             (h.vcpus_used, h.free_ram_mb, h.free_disk_mb, h.num_instances))
 
 
+def _usage_once(db: Database, name: str, done: Callable[[Any], bool],
+                timeout: float = 10.0) -> tuple[dict[str, int], tuple[int, int, int, int]]:
+    """_usage once ``done(usage)`` holds: the agent writes its view shortly after a
+    build (the allocations are written before it)."""
+    deadline = time.monotonic() + timeout
+    while not done(got := _usage(db, name)):
+        assert time.monotonic() < deadline, got
+        time.sleep(0.05)
+    return got
+
+
 def _code(fn: Callable[[], Any]) -> grpc.StatusCode:
     with pytest.raises(grpc.RpcError) as e:
         fn()
@@ -276,10 +287,9 @@ def test_create_every_lifecycle_action_and_delete(cloud: LocalCloud, admin: Qemu
         info = images.image_info(disk)
         assert (info.format, info.backing_file, info.virtual_size) == ("qcow2", image.path, 1 << 30)
         # and the database counts it
-        allocations, view = _usage(db, host.name)
-        assert allocations == {rc: idle[0].get(rc, 0) + n for rc, n in
-                               (("VCPU", 1), ("MEMORY_MB", GUEST_MB), ("DISK_GB", 1))}
-        assert view[3] == idle[1][3] + 1
+        assert _usage(db, host.name)[0] == {rc: idle[0].get(rc, 0) + n for rc, n in
+                                            (("VCPU", 1), ("MEMORY_MB", GUEST_MB), ("DISK_GB", 1))}
+        allocations, view = _usage_once(db, host.name, lambda u: u[1][3] == idle[1][3] + 1)
 
         steps = (  # action, API status, power state, libvirt state
             ("pause", "PAUSED", states_pb2.POWER_STATE_PAUSED, "paused"),
