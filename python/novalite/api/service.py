@@ -21,7 +21,7 @@ from novalite.auth.tokens import SERVICE, RefreshingToken, TokenSigner
 from novalite.conductor.rpcapi import ConductorClient
 from novalite.db.database import Database
 from novalite.scheduler.rpcapi import SchedulerClient
-from novalite.services.server import RunningServer, run_forever, start_server
+from novalite.services.server import RunningServer, run_forever, run_process, start_server
 from novalite.settings import Settings
 
 LOG = logging.getLogger(__name__)
@@ -117,7 +117,7 @@ async def serve(settings: Settings) -> None:
 
 def main(settings: Settings) -> None:
     """``novalite api``: serve the public API until SIGTERM."""
-    asyncio.run(serve(settings))
+    run_process(lambda: serve(settings))
 
 
 __all__ = ["MAX_REQUEST_BYTES", "ApiServer", "main", "serve", "start"]

@@ -32,7 +32,7 @@ from novalite.compute.servicer import ComputeAgentServicer
 from novalite.db.database import Database
 from novalite.rpc.novalite.internal.v1 import compute_agent_pb2_grpc
 from novalite.scheduler.rpcapi import SchedulerClient
-from novalite.services.server import RunningServer, run_forever, start_server
+from novalite.services.server import RunningServer, run_forever, run_process, start_server
 from novalite.settings import ConfigError, Settings, join_address, split_address
 from novalite.virt import LibvirtDriver, node_uri, write_test_node
 
@@ -162,7 +162,7 @@ def main(settings: Settings, *, fail_builds_on: Iterable[str] = frozenset()) -> 
         await run_forever(running, grace=settings.graceful_shutdown_timeout,
                           on_stop=[manager.close])
 
-    asyncio.run(run())
+    run_process(run)
 
 
 __all__ = ["host_names", "main", "make_drivers", "node_path", "start", "stop"]

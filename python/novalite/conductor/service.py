@@ -14,7 +14,7 @@ from novalite.conductor.servicer import ConductorServicer
 from novalite.db.database import Database
 from novalite.rpc.novalite.internal.v1 import conductor_pb2_grpc
 from novalite.scheduler.rpcapi import SchedulerClient
-from novalite.services.server import RunningServer, run_forever, start_server
+from novalite.services.server import RunningServer, run_forever, run_process, start_server
 from novalite.settings import Settings
 
 LOG = logging.getLogger(__name__)
@@ -74,4 +74,4 @@ def main(settings: Settings) -> None:
                           on_stop=[lambda: service.manager.drain(settings.graceful_shutdown_timeout)])
         await service.stop(0)
 
-    asyncio.run(run())
+    run_process(run)

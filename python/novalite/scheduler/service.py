@@ -12,7 +12,7 @@ from novalite.db.database import Database
 from novalite.rpc.novalite.internal.v1 import scheduler_pb2_grpc
 from novalite.scheduler.manager import SchedulerManager
 from novalite.scheduler.servicer import SchedulerServicer
-from novalite.services.server import RunningServer, run_forever, start_server
+from novalite.services.server import RunningServer, run_forever, run_process, start_server
 from novalite.settings import Settings
 
 LOG = logging.getLogger(__name__)
@@ -69,4 +69,4 @@ def main(settings: Settings) -> None:
                           on_stop=[lambda: asyncio.to_thread(service.db.close)])
         service._periodic.cancel()
 
-    asyncio.run(run())
+    run_process(run)
