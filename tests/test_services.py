@@ -39,7 +39,7 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection_pb2, reflection_pb2_grpc
 
 from novalite import errors
-from novalite.auth.tokens import ADMIN, MEMBER, TokenSigner
+from novalite.auth.tokens import ADMIN, MEMBER, SERVICE, TokenSigner
 from novalite.rpc.novalite.compute.v1 import flavors_pb2, flavors_pb2_grpc, servers_pb2, servers_pb2_grpc
 from novalite.services import context
 from novalite.services.client import channel
@@ -466,6 +466,27 @@ def test_each_rpc_is_logged_with_its_fields(tmp_path: Path, caplog: pytest.LogCa
     assert line["request_id"] == "req-from-client" and line["project"] == "project-a"
     text = TextFormatter().format(lines[0])
     assert "code=OK" in text and "request_id=req-from-client" in text
+
+
+def test_services_calls_are_logged_at_info_only_when_they_fail(
+        tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    """The services' calls to each other would bury the users' (a create makes
+    four): at INFO only their failures are logged, all of them at DEBUG."""
+    async def scenario(cloud: Cloud) -> None:
+        # a service's token (allowed the public methods too, for this test's server)
+        service = cloud.signer.issue("service", "conductor@here", [SERVICE, ADMIN])
+        async with cloud.channel(service) as ch:
+            await flavors_pb2_grpc.FlavorsStub(ch).ListFlavors(flavors_pb2.ListFlavorsRequest())
+            await failure(flavors_pb2_grpc.FlavorsStub(ch).CreateFlavor(create("not-found")))
+        async with cloud.channel("member") as ch:
+            await flavors_pb2_grpc.FlavorsStub(ch).ListFlavors(flavors_pb2.ListFlavorsRequest())
+    with caplog.at_level(logging.DEBUG, logger="novalite.rpc"):
+        run(tmp_path, scenario)
+    lines = [(r.levelname, r.fields["method"], r.fields["code"])  # type: ignore[attr-defined]
+             for r in caplog.records if r.name == "novalite.rpc"]
+    assert lines == [("DEBUG", f"/{FLAVORS}/ListFlavors", "OK"),
+                     ("INFO", f"/{FLAVORS}/CreateFlavor", "NOT_FOUND"),
+                     ("INFO", f"/{FLAVORS}/ListFlavors", "OK")]
 
 
 def test_configure_logging_follows_the_settings(tmp_path: Path) -> None:
