@@ -4,6 +4,7 @@ database through reports, and its claims stay correct when others write too
 
 from __future__ import annotations
 
+import logging
 import threading
 import uuid
 from concurrent.futures import ThreadPoolExecutor
@@ -117,6 +118,22 @@ def test_a_release_behind_its_back_is_seen_after_its_own_release(db: Database) -
     s.refresh_hosts(["h1"])
     assert s.table.usage("h1").get("VCPU", 0) == 0
     assert place(s, 2) == ["h1", "h1"]
+
+
+def test_a_deleted_servers_release_leaves_no_stale_generation(
+        db: Database, caplog: pytest.LogCaptureFixture) -> None:
+    """Deleting the record releases the allocation (moving the host's generation)
+    before the conductor tells the scheduler: the next claim there must not lose
+    its compare-and-swap to the scheduler's own outdated generation."""
+    add_host(db, "h1", vcpus=2)
+    s = scheduler(db)
+    s.select_destinations(RequestSpec(flavor=SMALL, instance_uuids=["a"]))
+    db.release_allocations("a")  # as delete_instance does
+    s.release("a")
+    with caplog.at_level(logging.INFO, logger="novalite.scheduler.manager"):
+        assert place(s, 2) == ["h1", "h1"]
+    assert not [r for r in caplog.records if "conflict" in r.getMessage()]
+    assert db.get_host("h1").usage["VCPU"] == 2
 
 
 def test_reports_add_update_and_drop_hosts(db: Database) -> None:

@@ -394,15 +394,23 @@ class SchedulerManager:
             self._generation[name] = gen if self._generation.get(name) == gen - 1 else -1
 
     def release(self, instance_uuid: str) -> None:
-        """A build failed or a server is gone: drop its allocation everywhere."""
+        """A build failed or a server is gone: drop its allocation everywhere. When
+        the database held nothing any more (a deleted server's record released it,
+        moving the host's generation), the hosts it held are re-read now, so the next
+        claim there does not lose its compare-and-swap to a generation long past."""
         with self._lock:
             try:
-                self._note(self.db.release_allocations(instance_uuid))
+                generations = self.db.release_allocations(instance_uuid)
             except errors.NotFound:
-                pass
+                generations = {}
+            self._note(generations)
+            held = set(self._held.get(instance_uuid, {}))
             if instance_uuid in self._held:
                 self.table.release(instance_uuid)
                 self._index(instance_uuid, None)
+            stale = held - {self._host_of.get(p) for p in generations}
+            if stale:
+                self.refresh_hosts(stale)
 
     def claim_alternate(self, instance_uuid: str, host: str, allocation: Mapping[str, int]) -> bool:
         """Claim a specific host (an alternate) for an instance: in the database with
