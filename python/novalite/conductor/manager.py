@@ -129,12 +129,10 @@ class ConductorManager:
     async def build(self, request: BuildRequest) -> None:
         # every database call of a build runs in a worker thread: the event loop
         # stays free, and concurrent builds' writes commit together
-        instances = await asyncio.to_thread(self._live_instances, request.server_ids)
-        if not instances:
+        prepared = await asyncio.to_thread(self._prepare, request)
+        if prepared is None:
             return
-        # the servers of one request share their flavor and image
-        flavor, image = await asyncio.to_thread(self._flavor_and_image, instances[0])
-        spec = await asyncio.to_thread(self._request_spec, request, instances, flavor, image)
+        instances, flavor, image, spec = prepared
         try:
             selections = await self.scheduler.select_destinations(spec)
         except errors.NoValidHost as e:
@@ -195,6 +193,17 @@ class ConductorManager:
         build gets to it: the rest are built)."""
         found = self.db.get_instances(ids)
         return [found[i] for i in ids if i in found]
+
+    def _prepare(self, request: BuildRequest) -> tuple[
+            list[records.Instance], records.Flavor, records.Image | None, RequestSpec] | None:
+        """What a build needs from the database (one worker thread): the servers
+        still to build, their flavor and image (shared by one request's servers) and
+        the request spec; None when every server is gone."""
+        instances = self._live_instances(request.server_ids)
+        if not instances:
+            return None
+        flavor, image = self._flavor_and_image(instances[0])
+        return instances, flavor, image, self._request_spec(request, instances, flavor, image)
 
     def _flavor_and_image(self, inst: records.Instance) -> tuple[records.Flavor, records.Image | None]:
         flavor = self.db.get_flavor(inst.flavor_id, include_deleted=True)
@@ -337,15 +346,20 @@ class ConductorManager:
         """Delete a server: the guest on its host, then the record (which releases
         quota and allocations), then the scheduler's copy of the claim."""
         try:
-            inst = self.db.get_instance(instance_id)
+            inst = await asyncio.to_thread(self.db.get_instance, instance_id)
         except errors.NotFound:
             return
-        self._try(lambda: self.db.update_instance(instance_id, task_state=TaskState.DELETING))
+        await asyncio.to_thread(self._try, lambda: self.db.update_instance(
+            instance_id, task_state=TaskState.DELETING))
         if inst.host:
             try:
                 await self.compute.delete(inst.host, instance_id)
             except Exception:  # noqa: BLE001 - an unreachable host must not keep the record
                 LOG.exception("deleting %s on %s failed; removing the record anyway", instance_id, inst.host)
+        await asyncio.to_thread(self._delete_record, instance_id)
+        await self.scheduler.release(instance_id)
+
+    def _delete_record(self, instance_id: str) -> None:
         record = self._action_record(instance_id, "delete", None)
         if record is not None:
             self.db.finish_instance_action(record.id)
@@ -353,7 +367,6 @@ class ConductorManager:
             self.db.delete_instance(instance_id)
         except errors.NotFound:
             pass
-        await self.scheduler.release(instance_id)
 
 
 __all__ = ["BuildFailed", "BuildRequest", "ComputeAPI", "ConductorManager", "PowerState", "SchedulerAPI"]
