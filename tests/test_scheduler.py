@@ -136,6 +136,20 @@ def test_a_deleted_servers_release_leaves_no_stale_generation(
     assert db.get_host("h1").usage["VCPU"] == 2
 
 
+def test_a_release_after_other_changes_re_reads_the_host(db: Database) -> None:
+    """Two changes behind the scheduler's back before it hears of one: the
+    generation moved by two, so it re-reads the host and sees both."""
+    add_host(db, "h1", vcpus=2)
+    s = scheduler(db)
+    s.select_destinations(RequestSpec(flavor=SMALL, instance_uuids=["a"]))
+    s.select_destinations(RequestSpec(flavor=SMALL, instance_uuids=["b"]))
+    db.release_allocations("a")
+    db.release_allocations("b")
+    s.release("a")
+    assert s.table.usage("h1").get("VCPU", 0) == 0
+    assert place(s, 2) == ["h1", "h1"]
+
+
 def test_reports_add_update_and_drop_hosts(db: Database) -> None:
     add_host(db, "h1")
     s = scheduler(db)

@@ -1391,6 +1391,17 @@ class Database:
             conn.execute(_stmt("insert allocation", lambda: sa.insert(_ALLOCATIONS)), rows)
         return new_generations
 
+    def get_generations(self, provider_uuids: Iterable[str]) -> dict[str, int]:
+        """The current generation of each of these resource providers that exists."""
+        wanted = sorted(set(provider_uuids))
+
+        def work(s: Session) -> dict[str, int]:
+            rp = _PROVIDERS.c
+            return {uuid: int(gen) for uuid, gen in s.connection().execute(
+                _stmt("generations", lambda: sa.select(rp.uuid, rp.generation).where(
+                    rp.uuid.in_(sa.bindparam("uuids", expanding=True)))), {"uuids": wanted})}
+        return self._read(work) if wanted else {}
+
     def release_allocations(self, consumer_uuid: str) -> dict[str, int]:
         """Remove all of a consumer's allocations, bumping each provider's
         generation. Returns the new generations ({} when it held nothing)."""

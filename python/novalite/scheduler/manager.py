@@ -394,10 +394,13 @@ class SchedulerManager:
             self._generation[name] = gen if self._generation.get(name) == gen - 1 else -1
 
     def release(self, instance_uuid: str) -> None:
-        """A build failed or a server is gone: drop its allocation everywhere. When
-        the database held nothing any more (a deleted server's record released it,
-        moving the host's generation), the hosts it held are re-read now, so the next
-        claim there does not lose its compare-and-swap to a generation long past."""
+        """A build failed or a server is gone: drop its allocation everywhere.
+
+        When the database held nothing any more, a deleted server's record released
+        it, moving the host's generation behind this scheduler's back; left alone,
+        the next claim there would lose its compare-and-swap and redo its round. So
+        the host's generation is read: one step past the known one is that release
+        (taken as seen); more, and the host is re-read in full."""
         with self._lock:
             try:
                 generations = self.db.release_allocations(instance_uuid)
@@ -408,9 +411,22 @@ class SchedulerManager:
             if instance_uuid in self._held:
                 self.table.release(instance_uuid)
                 self._index(instance_uuid, None)
-            stale = held - {self._host_of.get(p) for p in generations}
-            if stale:
-                self.refresh_hosts(stale)
+            released_by_others = held - {self._host_of.get(p) for p in generations}
+            if released_by_others:
+                self._catch_up(released_by_others)
+
+    def _catch_up(self, hosts: set[str]) -> None:
+        providers = {self._provider[h]: h for h in hosts if h in self._provider}
+        now = self.db.get_generations(providers)
+        stale = {h for h in hosts if h not in self._provider}
+        for provider, host in providers.items():
+            known = self._generation.get(host, -1)  # -1: not known (see _note)
+            if known >= 0 and now.get(provider) == known + 1:
+                self._generation[host] = now[provider]
+            else:
+                stale.add(host)
+        if stale:
+            self.refresh_hosts(stale)
 
     def claim_alternate(self, instance_uuid: str, host: str, allocation: Mapping[str, int]) -> bool:
         """Claim a specific host (an alternate) for an instance: in the database with
