@@ -1604,12 +1604,12 @@ class Database:
 
         On SQLite, which has one writer at a time across every process, writes of
         this process's threads that arrive while another of its transactions holds
-        the lock are committed together (group commit): the first waiting thread
-        runs everyone's work in one transaction, each in a savepoint of its own, so
-        a work that fails (bad input, a conflict) is rolled back alone and raises in
-        its own caller, and each caller returns after the commit that holds its
-        work. Fewer, larger transactions hand SQLite's lock between processes far
-        less often."""
+        the lock, or while it waits for its turn (_writer_turn), are committed
+        together (group commit): the first waiting thread runs everyone's work in one
+        transaction; a work that fails (bad input, a conflict) rolls it back and
+        raises in its own caller while the others run again without it, and each
+        caller returns after the commit that holds its work. Fewer, larger
+        transactions hand SQLite's lock between processes far less often."""
         if self.backend != "sqlite":
             return self._transaction(work)
         if self._leader == threading.get_ident():
