@@ -51,7 +51,7 @@ from novalite.rpc.novalite.internal.v1 import (
 )
 from novalite.services.client import channel
 from novalite.services.server import RunningServer, start_server
-from novalite.settings import ComputeSettings, Listen, MetricsPorts, Settings
+from novalite.settings import ComputeSettings, Listen, MetricsPorts, Settings, split_address
 from novalite.virt import LibvirtDriver, domain_name, node_uri
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -741,6 +741,22 @@ def test_main_serves_until_sigterm(tmp_path: Path, db_url: str) -> None:
         assert all(s.endpoint and not s.endpoint.endswith(":0") for s in services)
         stderr = stop_process(proc)
         assert proc.returncode == 0, stderr
+    finally:
+        stop_process(proc, signal.SIGKILL)
+        db.close()
+
+
+def test_an_agent_registers_the_address_it_advertises(tmp_path: Path, db_url: str) -> None:
+    """On several machines the agent listens on every interface and registers the
+    address the conductors should dial (advertise_host), with the port it bound."""
+    env = agent_env(tmp_path / "data", db_url, ComputeSettings(host_count=1))
+    env.update(NOVALITE_LISTEN_COMPUTE="0.0.0.0:0", NOVALITE_ADVERTISE_HOST="compute-7.example")
+    proc = agent_process(env)
+    db = Database(db_url)
+    try:
+        [service] = wait_registered(proc, db, 1)
+        host, port = split_address(service.endpoint or "")
+        assert host == "compute-7.example" and port > 0
     finally:
         stop_process(proc, signal.SIGKILL)
         db.close()

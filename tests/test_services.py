@@ -641,6 +641,8 @@ def test_simulated_host_names_and_the_endpoint_of_a_wildcard(tmp_path: Path) -> 
     ("env", "NOVALITE_SERVICE_DOWN_TIME=soon", "service_down_time: expected an integer"),
     ("env", "NOVALITE_REPORT_INTERVAL=60", "report_interval: must be less than service_down_time"),
     ("env", "NOVALITE_SECRET=short", "secret: must be at least 16 bytes"),
+    ("env", "NOVALITE_ADVERTISE_HOST=0.0.0.0", "advertise_host: expected a host name or IP"),
+    ("env", "NOVALITE_ADVERTISE_HOST=node7:8774", "advertise_host: expected a host name or IP"),
     ("override", "compute.nope=1", "compute.nope: unknown setting of [compute]"),
     ("override", "nope.x=1", "nope.x: unknown setting"),
     ("override", "metrics_ports.api=-2", "metrics_ports.api: must be a port"),

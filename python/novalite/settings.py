@@ -43,6 +43,7 @@ it; on another machine, ``NOVALITE_SECRET=$(cat secret.key)`` gives the same sec
 from __future__ import annotations
 
 import base64
+import ipaddress
 import math
 import os
 import secrets as _secrets
@@ -105,6 +106,18 @@ def split_address(address: str) -> tuple[str, int]:
     if port > 65535:
         raise ValueError(f"port must be 0..65535, got {port}")
     return host, port
+
+
+def _advertisable(host: object) -> bool:
+    """Empty, a host name, or an IP address that is not a wildcard (no port)."""
+    if not isinstance(host, str):
+        return False
+    if ":" in host:  # only an IPv6 address has colons
+        try:
+            return not ipaddress.IPv6Address(host).is_unspecified
+        except ValueError:
+            return False
+    return host not in ("0.0.0.0",) and all(c.isalnum() or c in ".-_" for c in host)
 
 
 def join_address(host: str, port: int) -> str:
@@ -272,6 +285,11 @@ class Settings:
     # Empty means sqlite:///<data_dir>/novalite.db.
     database_url: str = ""
     listen: Listen = field(default_factory=Listen)
+    # The host name or IP address other machines reach this machine's services at,
+    # recorded when a conductor, scheduler or compute agent registers. Empty: the
+    # host each service listens on (the loopback address for 0.0.0.0): right on one
+    # machine; on several, set it, or listen on an address the others can reach.
+    advertise_host: str = ""
     metrics_ports: MetricsPorts = field(default_factory=MetricsPorts)
     # Nova's [DEFAULT] options: no heartbeat for service_down_time seconds means a
     # service is down; services report every report_interval seconds.
@@ -322,6 +340,10 @@ class Settings:
             raise ConfigError("log_format", f"must be json or text, got {self.log_format!r}")
         if self.explicit_secret is not None:
             _check_secret(self.explicit_secret, "secret")
+        if not _advertisable(self.advertise_host):
+            raise ConfigError("advertise_host", "expected a host name or IP address others "
+                                                "can reach (no port, not 0.0.0.0), got "
+                                                f"{self.advertise_host!r}")
 
     @property
     def secret_path(self) -> Path:
@@ -338,6 +360,11 @@ class Settings:
     def endpoint(self, service: str) -> str:
         """The address a client on this machine dials to reach ``service``."""
         return connect_address(self.listen.of(service))
+
+    def advertised(self, service: str, port: int) -> str:
+        """The address a service of this machine registers for others to dial, its
+        server bound to ``port``: advertise_host, else the host of ``endpoint``."""
+        return join_address(self.advertise_host or split_address(self.endpoint(service))[0], port)
 
 
 def load_or_create_secret(path: Path) -> bytes:

@@ -33,7 +33,7 @@ from novalite.db.database import Database
 from novalite.rpc.novalite.internal.v1 import compute_agent_pb2_grpc
 from novalite.scheduler.rpcapi import SchedulerClient
 from novalite.services.server import RunningServer, run_forever, run_process, start_server
-from novalite.settings import ConfigError, Settings, join_address, split_address
+from novalite.settings import ConfigError, Settings
 from novalite.virt import LibvirtDriver, node_uri, write_test_node
 
 LOG = logging.getLogger(__name__)
@@ -135,8 +135,7 @@ async def start(settings: Settings, *, signer: TokenSigner | None = None,
     try:
         # where others dial: this machine's address for the service, with the port
         # actually bound (the listen port may be 0)
-        address, _ = split_address(settings.endpoint("compute"))
-        manager.endpoint = join_address(address, running.port)
+        manager.endpoint = settings.advertised("compute", running.port)
         await manager.start()
         manager.start_periodic(periodic_interval if periodic_interval is not None
                                else float(settings.report_interval))

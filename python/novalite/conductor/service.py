@@ -61,7 +61,7 @@ async def start(settings: Settings, *, signer: TokenSigner | None = None) -> Con
         "conductor", [(conductor_pb2_grpc.add_ConductorServicer_to_server, ConductorServicer(manager))],
         settings.listen.conductor, settings, signer=signer)
     svc = await asyncio.to_thread(db.register_service, f"{socket.gethostname()}:{server.port}", "conductor",
-                                  endpoint=f"{settings.endpoint('conductor').rsplit(':', 1)[0]}:{server.port}")
+                                  endpoint=settings.advertised("conductor", server.port))
     await manager.resume_interrupted()
     periodic = asyncio.get_running_loop().create_task(_heartbeat(settings, db, svc.id))
     return ConductorService(settings, server, manager, db, scheduler, compute, periodic)

@@ -56,7 +56,7 @@ async def start(settings: Settings, *, signer: TokenSigner | None = None) -> Sch
         "scheduler", [(scheduler_pb2_grpc.add_SchedulerServicer_to_server, SchedulerServicer(manager))],
         settings.listen.scheduler, settings, signer=signer or TokenSigner(settings.secret))
     svc = await asyncio.to_thread(db.register_service, f"{socket.gethostname()}:{server.port}", "scheduler",
-                                  endpoint=f"{settings.endpoint('scheduler').rsplit(':', 1)[0]}:{server.port}")
+                                  endpoint=settings.advertised("scheduler", server.port))
     LOG.info("scheduler serving %d hosts", count)
     periodic = asyncio.get_running_loop().create_task(_periodic(settings, manager, db, svc.id))
     return SchedulerService(settings, server, manager, db, periodic)
