@@ -202,3 +202,28 @@ def test_zone_pruned_decisions_match(variant: str) -> None:
         got = outcome(lambda: rust.select_destinations(spec, claim=False, seed=seed))
         want = outcome(lambda: oracle.select_destinations(spec, claim=False, seed=seed))
         assert_same_selections(got, want)
+
+
+@pytest.mark.parametrize("policy", ["anti-affinity", "soft-affinity"])
+def test_a_grouped_multi_create_counts_its_own_instances_for_image_properties(
+        policy: str) -> None:
+    """Nova's _consume_selected_host puts a stub of each instance of a grouped
+    multi-create into its host's instances, and ImagePropertiesWeigher counts them
+    (with the request's image): with a negative multiplier the second instance
+    spreads to the other host, in the core as in the reference."""
+    hosts = [model.Host(name=n, uuid=f"uuid-{n}", vcpu=model.Inventory(total=4),
+                        memory_mb=model.Inventory(total=4096), disk_gb=model.Inventory(total=100),
+                        instances={f"old-{n}": {"os_distro": "debian"}})
+             for n in ("a", "b")]
+    config = SchedulerConfig(enabled_filters=[], weight_classes=("ImagePropertiesWeigher",),
+                             image_props_weight_multiplier=-2.0)
+    spec = model.RequestSpec(
+        flavor=model.Flavor("f", vcpus=1, memory_mb=64), instance_uuids=["i0", "i1"],
+        image=model.Image(id="img", properties={"os_distro": "ubuntu"}),
+        instance_group=model.InstanceGroup(uuid="g", policy=policy, members=["i0", "i1"]))
+    rust = core.Scheduler(core.HostTable(hosts), config)
+    oracle = ref.Scheduler(ref.HostTable(hosts), config)
+    got = rust.select_destinations(spec, claim=True, seed=1)
+    want = oracle.select_destinations(spec, claim=True, seed=1)
+    assert_same_selections(("ok", got), ("ok", want))
+    assert sorted(sels[0].host for sels in got) == ["a", "b"]

@@ -952,6 +952,9 @@ impl<'p, 'a> Batch<'p, 'a> {
             if !already_here && g.member_set.contains(uuid) {
                 self.vals[p].members += 1;
             }
+            if !already_here {
+                self.vals[p].image_stubs += 1;
+            }
         }
     }
 

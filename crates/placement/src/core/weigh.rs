@@ -21,6 +21,10 @@ pub struct Vals {
     pub num_instances: i64,
     /// Server-group members on the host.
     pub members: i64,
+    /// Instances of this request placed on the host, with a server group: Nova's
+    /// `_consume_selected_host` puts a stub of each into the host's instances,
+    /// which ImagePropertiesWeigher then counts with the request's image.
+    pub image_stubs: i64,
 }
 
 impl Vals {
@@ -34,6 +38,7 @@ impl Vals {
             num_io_ops: t.num_io_ops[r],
             num_instances: t.num_instances[r],
             members: if plan.base_members.is_empty() { 0 } else { plan.base_members.get(&(r as u32)).copied().unwrap_or(0) },
+            image_stubs: 0,
         }
     }
 }
@@ -263,7 +268,9 @@ impl WeighPlan {
                 WeigherKind::Metrics => cfg.metrics_weight_setting.is_empty(),
                 // Nova returns 0 for every host when the *option* is 0
                 WeigherKind::ImageProperties => {
-                    cfg.multiplier(kind) == 0.0 || input.image_properties.is_empty() || t.instance_image.is_empty()
+                    cfg.multiplier(kind) == 0.0
+                        || input.image_properties.is_empty()
+                        || (t.instance_image.is_empty() && plan.req.group.is_none())
                 }
                 _ => false,
             };
@@ -282,7 +289,7 @@ impl WeighPlan {
                         | WeigherKind::NumInstances
                         | WeigherKind::SoftAffinity
                         | WeigherKind::SoftAntiAffinity
-                );
+                ) || (kind == WeigherKind::ImageProperties && plan.req.group.is_some());
                 weighers.push(Weigher { kind, minval: kind.minval(), mult, dynamic });
             }
         }
@@ -323,7 +330,7 @@ impl WeighPlan {
                 }
             }
             WeigherKind::Metrics => self.metrics_raw(plan, w, r),
-            WeigherKind::ImageProperties => self.image_props_raw(plan, r),
+            WeigherKind::ImageProperties => self.image_props_raw(plan, r, v.image_stubs),
         };
         match w.minval {
             Some(m) if x < m => m,
@@ -349,10 +356,18 @@ impl WeighPlan {
         value
     }
 
-    fn image_props_raw(&self, plan: &Plan, r: usize) -> f64 {
+    /// ImagePropertiesWeigher's raw value: each (property, value) pair of the
+    /// request's image counted over the images of the host's instances, ``stubs``
+    /// of them this request's own (booted from the request's image).
+    fn image_props_raw(&self, plan: &Plan, r: usize, stubs: i64) -> f64 {
         let t = plan.t;
         let setting = &plan.cfg.image_props_weight_setting;
         let mut counts: std::collections::BTreeMap<&(String, String), usize> = Default::default();
+        if stubs > 0 {
+            for pair in &self.image_props {
+                counts.insert(pair, stubs as usize);
+            }
+        }
         for uuid in &t.host_instances[r] {
             let Some(&p) = t.instance_image.get(uuid) else { continue };
             for pair in t.image_props.get(p) {
