@@ -16,7 +16,7 @@ import pytest
 
 from novalite import errors
 from novalite.db import Database
-from novalite.db.records import ComputeView, Inventory, NewFault
+from novalite.db.records import ComputeView, EventStep, Inventory, NewFault
 from novalite.db.states import PowerState, TaskState, VmState
 
 PYTHON_DIR = Path(__file__).resolve().parent.parent / "python"
@@ -413,6 +413,32 @@ def test_error_state_and_fault_in_one_write(db: Database, flavor_id: str) -> Non
     assert not db.update_instance(instance.id, expected_vm_state=VmState.BUILDING,
                                   fault=NewFault(500, "never"))
     assert db.latest_instance_fault(instance.id).message == "No valid host was found."  # type: ignore[union-attr]
+
+
+def test_action_steps_are_written_with_the_state_change(db: Database, flavor_id: str) -> None:
+    """The create action's events go with the state changes that make them: opened,
+    closed by name, on the instance's open action only; a refused change writes
+    none; closing needs a result."""
+    instance = create(db, flavor_id)[0]
+    build = EventStep("create", "compute__do_build_and_run_instance")
+    assert db.update_instance(instance.id, expected_vm_state=VmState.BUILDING, host="h1",
+                              task_state=TaskState.SPAWNING, events=[
+                                  EventStep("create", "conductor_schedule_and_build_instances",
+                                            result="Success"), build])
+    assert not db.update_instance(instance.id, expected_vm_state=VmState.ACTIVE, events=[build])
+    with pytest.raises(errors.Invalid) as e:
+        db.update_instance(instance.id, events=[EventStep("create", build.event, close=True)])
+    assert e.value.field == "events.result"
+    assert db.update_instance(instance.id, vm_state=VmState.ACTIVE, task_state=None,
+                              finish_action="create", events=[
+                                  EventStep("create", build.event, result="Success", close=True)])
+    # the action is finished now: a step for it has nothing to attach to
+    assert db.update_instance(instance.id, events=[EventStep("create", "late")])
+    [action] = db.list_instance_actions(instance.id)
+    assert action.finish_time is not None
+    assert [(ev.event, ev.result, ev.finish_time is not None) for ev in action.events] == [
+        ("conductor_schedule_and_build_instances", "Success", True),
+        ("compute__do_build_and_run_instance", "Success", True)]
 
 
 def test_faults_latest_wins(db: Database, flavor_id: str) -> None:

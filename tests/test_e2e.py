@@ -126,6 +126,17 @@ def test_boot_100_servers_across_20_hosts_then_delete_them(cloud: LocalCloud, ad
         for host, amounts in expected.items():
             assert usage[host] == dict(amounts), host
         assert len(expected) == 20  # spread over every host
+        # each create action: finished, scheduled and built without error (a member
+        # sees the steps, not their error details)
+        for sid in ids[:5]:
+            [create] = user.servers.ListServerActions(
+                servers_pb2.ListServerActionsRequest(id=sid)).actions
+            assert (create.action, create.message, create.HasField("finish_time")) == \
+                ("create", "", True)
+            assert [(e.event, e.result) for e in create.events] == [
+                ("conductor_schedule_and_build_instances", "Success"),
+                ("compute__do_build_and_run_instance", "Success")]
+            assert create.events[0].start_time.ToDatetime() <= create.events[1].start_time.ToDatetime()
         for sid in ids:
             user.servers.DeleteServer(servers_pb2.DeleteServerRequest(id=sid))
         deadline = time.monotonic() + 120
@@ -217,6 +228,13 @@ def test_quota_and_no_valid_host(cloud: LocalCloud, admin: Api, flavor: Any) -> 
     assert "No valid host" in final.fault.message
     counts = {r.check: r.hosts for r in final.fault.rejections}
     assert counts.get("MEMORY_MB") == 20, counts
+    # the create action ended in error at its scheduling step (the reason for admins)
+    [create] = admin.servers.ListServerActions(
+        servers_pb2.ListServerActionsRequest(id=server.id)).actions
+    assert (create.action, create.message) == ("create", "Error")
+    assert [(e.event, e.result) for e in create.events] == [
+        ("conductor_schedule_and_build_instances", "Error")]
+    assert "No valid host" in create.events[0].traceback
     user.servers.DeleteServer(servers_pb2.DeleteServerRequest(id=server.id))
 
 
@@ -258,6 +276,18 @@ def test_a_failed_build_lands_on_an_alternate(tmp_path: Any) -> None:
             db.close()
         assert not {i.host for i in instances} & set(failing)
         assert all(i.attempts == 3 for i in instances)  # chosen, first alternate, second
+        # the create action shows the scheduling and each host's build, in order
+        for inst in instances:
+            [create] = admin.servers.ListServerActions(
+                servers_pb2.ListServerActionsRequest(id=inst.id)).actions
+            assert create.action == "create" and create.HasField("finish_time")
+            events = [(e.event, e.result) for e in create.events]
+            assert events == [("conductor_schedule_and_build_instances", "Success")] + [
+                ("compute__do_build_and_run_instance", "Error")] * 2 + [
+                ("compute__do_build_and_run_instance", "Success")], events
+            failed_on = [e.traceback.split(":")[0] for e in create.events[1:3]]
+            assert set(failed_on) <= set(failing) and len(set(failed_on)) == 2
+            assert all(e.HasField("finish_time") for e in create.events)
 
 
 def test_watchers_that_hang_up_do_not_bring_the_api_down(cloud: LocalCloud, admin: Api,

@@ -86,6 +86,24 @@ _ACTION_EVENT = {
 }
 
 
+# The create action's events (Nova's names: its conductor's and compute manager's
+# methods).
+_SCHEDULE_EVENT = "conductor_schedule_and_build_instances"
+_BUILD_EVENT = "compute__do_build_and_run_instance"
+_BUILD_STARTS = records.EventStep("create", _BUILD_EVENT)
+_BUILD_SUCCEEDED = records.EventStep("create", _BUILD_EVENT, result="Success", close=True)
+
+
+def _scheduled(started: datetime, error: str | None) -> records.EventStep:
+    """The scheduling step, from when the conductor took the request until now."""
+    return records.EventStep("create", _SCHEDULE_EVENT, result="Error" if error else "Success",
+                             traceback=error, start_time=started)
+
+
+def _build_failed(reason: str) -> records.EventStep:
+    return records.EventStep("create", _BUILD_EVENT, result="Error", traceback=reason, close=True)
+
+
 class ConductorManager:
     def __init__(self, db: Database, scheduler: SchedulerAPI, compute: ComputeAPI) -> None:
         self.db = db
@@ -129,6 +147,7 @@ class ConductorManager:
     async def build(self, request: BuildRequest) -> None:
         # every database call of a build runs in a worker thread: the event loop
         # stays free, and concurrent builds' writes commit together
+        started = _now()
         prepared = await asyncio.to_thread(self._prepare, request)
         if prepared is None:
             return
@@ -140,27 +159,33 @@ class ConductorManager:
             message = f"No valid host was found. {counts}"
             for inst in instances:
                 await self._error(inst.id, message, {"rejections": [list(r) for r in e.rejections],
-                                                     "instance_index": e.instance_index}, code=500)
+                                                     "instance_index": e.instance_index}, code=500,
+                                  events=[_scheduled(started, message)])
             return
         except Exception as e:  # noqa: BLE001 - any scheduler failure becomes the fault
             LOG.exception("scheduling failed for %s", request.server_ids)
             for inst in instances:
-                await self._error(inst.id, f"Scheduling failed: {e}", {}, code=500)
+                await self._error(inst.id, f"Scheduling failed: {e}", {}, code=500,
+                                  events=[_scheduled(started, f"Scheduling failed: {e}")])
             return
-        await asyncio.gather(*(self._build_one(inst, sels, flavor, image)
+        await asyncio.gather(*(self._build_one(inst, sels, flavor, image, started)
                                for inst, sels in zip(instances, selections)))
 
     async def _build_one(self, inst: records.Instance, selections: list[Selection],
-                         flavor: records.Flavor, image: records.Image | None) -> None:
+                         flavor: records.Flavor, image: records.Image | None,
+                         started: datetime) -> None:
         alternates = list(selections[1:])
         current: Selection | None = selections[0]
         reasons: list[str] = []
+        # the create action's events, written with the state changes (Nova's names):
+        # the scheduling, then one build per host tried
+        steps = [_scheduled(started, None), _BUILD_STARTS]
         while current is not None:
             host = current
             applied = await asyncio.to_thread(self._try, lambda: self.db.update_instance(
                 inst.id, expected_vm_state=VmState.BUILDING, host=host.host,
                 node=host.host, task_state=TaskState.SPAWNING,
-                availability_zone=host.availability_zone, add_attempt=True))
+                availability_zone=host.availability_zone, add_attempt=True, events=steps))
             if not applied:
                 # deleted (or otherwise moved on) while we were scheduling
                 await self.scheduler.release(inst.id)
@@ -172,11 +197,12 @@ class ConductorManager:
                 LOG.info("build of %s failed on %s: %s", inst.id, current.host, e)
                 await self.scheduler.release(inst.id)
                 current = await self._next_alternate(inst, alternates)
+                steps = [_build_failed(f"{host.host}: {e}"), _BUILD_STARTS]
                 continue
             done = await asyncio.to_thread(self._try, lambda: self.db.update_instance(
                 inst.id, expected_vm_state=VmState.BUILDING, vm_state=VmState.ACTIVE,
                 task_state=None, power_state=power, launched_at=_now(),
-                finish_action="create"))
+                finish_action="create", events=[_BUILD_SUCCEEDED]))
             if not done:
                 # deleted while building: the guest must not outlive its server
                 await self._quietly(self.compute.delete(current.host, inst.id))
@@ -186,7 +212,7 @@ class ConductorManager:
         await self._error(inst.id,
                     "Exceeded maximum number of retries. Exhausted all hosts available "
                     f"for retrying build failures for instance {inst.id}.",
-                    {"attempts": reasons}, code=500)
+                    {"attempts": reasons}, code=500, events=steps[:1])
 
     def _live_instances(self, ids: Sequence[str]) -> list[records.Instance]:
         """The servers of a build that still exist (one may be deleted before the
@@ -218,11 +244,11 @@ class ConductorManager:
         return None
 
     async def _error(self, instance_id: str, message: str, details: Mapping[str, Any], *,
-                     code: int) -> None:
+                     code: int, events: Sequence[records.EventStep] = ()) -> None:
         await asyncio.to_thread(self._try, lambda: self.db.update_instance(
             instance_id, vm_state=VmState.ERROR, task_state=None,
             fault=records.NewFault(code=code, message=message, details=dict(details)),
-            finish_action="create", action_message=message))
+            finish_action="create", action_message="Error", events=events))
 
     def _finish_create(self, instance_id: str, message: str | None) -> None:
         try:
@@ -266,11 +292,15 @@ class ConductorManager:
         delete keeps its own task, and the action it superseded ends in Error
         (Nova's UnexpectedTaskStateError) without touching the server."""
         try:
-            inst = self.db.get_instance(instance_id)
+            inst = await asyncio.to_thread(self.db.get_instance, instance_id)
         except errors.NotFound:
             return
-        record = self._action_record(instance_id, action, request_id)
-        event = self.db.start_action_event(record.id, _ACTION_EVENT[action]) if record else None
+
+        def start() -> tuple[records.InstanceAction | None, records.ActionEvent | None]:
+            record = self._action_record(instance_id, action, request_id)
+            return record, (self.db.start_action_event(record.id, _ACTION_EVENT[action])
+                            if record else None)
+        record, event = await asyncio.to_thread(start)
         final = _FINAL_VM_STATE[action]
         expected = (_ACTION_TASK[action], None)
         try:
@@ -279,24 +309,31 @@ class ConductorManager:
             power = await self.compute.action(inst.host, instance_id, action)
         except Exception as e:  # noqa: BLE001 - reported on the action and as a fault
             LOG.warning("%s of %s failed: %s", action, instance_id, e)
-            self._try(lambda: self.db.update_instance(
-                instance_id, expected_task_state=expected, task_state=None,
-                fault=records.NewFault(500, f"{action} failed: {e}")))
-            self._finish_action(record, event, str(e))
+            error = e
+
+            def failed() -> None:
+                self._try(lambda: self.db.update_instance(
+                    instance_id, expected_task_state=expected, task_state=None,
+                    fault=records.NewFault(500, f"{action} failed: {error}")))
+                self._finish_action(record, event, str(error))
+            await asyncio.to_thread(failed)
             return
-        if not self._try(lambda: self.db.update_instance(
-                instance_id, expected_task_state=expected, vm_state=final, task_state=None,
-                power_state=power)):
-            try:
-                now = self.db.get_instance(instance_id).task_state
-            except errors.NotFound:
-                now = TaskState.DELETING
-            LOG.info("%s of %s done, but its task is now %s: leaving the state to that one",
-                     action, instance_id, now)
-            self._finish_action(record, event, f"UnexpectedTaskStateError: expected task_state "
-                                               f"{expected[0]}, found {now}")
-            return
-        self._finish_action(record, event, None)
+
+        def done() -> None:
+            if not self._try(lambda: self.db.update_instance(
+                    instance_id, expected_task_state=expected, vm_state=final, task_state=None,
+                    power_state=power)):
+                try:
+                    now = self.db.get_instance(instance_id).task_state
+                except errors.NotFound:
+                    now = TaskState.DELETING
+                LOG.info("%s of %s done, but its task is now %s: leaving the state to that one",
+                         action, instance_id, now)
+                self._finish_action(record, event, f"UnexpectedTaskStateError: expected "
+                                                   f"task_state {expected[0]}, found {now}")
+                return
+            self._finish_action(record, event, None)
+        await asyncio.to_thread(done)
 
     def _finish_action(self, record: records.InstanceAction | None,
                        event: records.ActionEvent | None, error: str | None) -> None:
@@ -334,7 +371,8 @@ class ConductorManager:
             if inst.host is None and inst.task_state == TaskState.SCHEDULING:
                 pending.setdefault(inst.reservation_id, []).append(inst)
             elif inst.host is not None:
-                await self._error(inst.id, "Build interrupted by a conductor restart", {}, code=500)
+                await self._error(inst.id, "Build interrupted by a conductor restart", {}, code=500,
+                                  events=[_build_failed("Build interrupted by a conductor restart")])
         for batch in pending.values():
             first = batch[0]
             self.accept(BuildRequest(server_ids=[i.id for i in batch], availability_zone=first.availability_zone,

@@ -44,8 +44,8 @@ from sqlalchemy.orm import Session
 from novalite import errors
 from novalite.db import models as m
 from novalite.db.records import (
-    ActionEvent, Aggregate, Allocation, ComputeView, Flavor, Fault, Host, Image, Instance,
-    InstanceAction, InstancePage, Inventory, NewFault, QuotaSet, Service, ServerGroup,
+    ActionEvent, Aggregate, Allocation, ComputeView, EventStep, Flavor, Fault, Host, Image,
+    Instance, InstanceAction, InstancePage, Inventory, NewFault, QuotaSet, Service, ServerGroup,
 )
 from novalite.db.states import STATUSES, PowerState, TaskState, VmState, states_with_status
 
@@ -556,7 +556,7 @@ class Database:
         power_state: Any = UNSET, host: Any = UNSET, node: Any = UNSET,
         availability_zone: Any = UNSET, launched_at: Any = UNSET, add_attempt: bool = False,
         fault: NewFault | None = None, finish_action: str | None = None,
-        action_message: str | None = None,
+        action_message: str | None = None, events: Sequence[EventStep] = (),
     ) -> bool:
         """Change a live instance's state (and where it runs), compare-and-swap.
 
@@ -566,9 +566,15 @@ class Database:
         instance. ``add_attempt`` counts one more build attempt; ``fault`` is
         recorded in the same transaction when the change applies, and so is the end
         of the instance's unfinished actions named ``finish_action`` (e.g. "create",
-        with ``action_message`` when it failed). Deleting goes through
-        delete_instance, which releases quota.
+        with ``action_message`` when it failed), after the steps in ``events`` (an
+        action's events, e.g. the create's build on a host, opened or closed).
+        Deleting goes through delete_instance, which releases quota.
         """
+        for step in events:
+            _name("events.action", step.action, max_len=64)
+            _name("events.event", step.event)
+            if step.close and step.result is None:
+                raise errors.Invalid("events.result", "closing an event needs its result")
         values: dict[str, Any] = {}
         if vm_state is not UNSET:
             if vm_state not in VmState.ALL or vm_state == VmState.DELETED:
@@ -627,6 +633,8 @@ class Database:
                 return False
             if fault is not None:
                 s.add(_new_fault(instance_id, fault, now))
+            for step in events:
+                self._event_step(conn, instance_id, step, now)
             if finish_action is not None:
                 a = m.InstanceAction.__table__.c
                 with_message = action_message is not None
@@ -640,6 +648,40 @@ class Database:
                      "b_message": action_message})
             return True
         return self._write(work)
+
+    @staticmethod
+    def _event_step(conn: Connection, instance_id: str, step: EventStep, now: datetime) -> None:
+        """One EventStep of update_instance, on the instance's latest unfinished
+        action of that name (nothing when there is none)."""
+        actions = cast(sa.Table, m.InstanceAction.__table__)
+        events = cast(sa.Table, m.InstanceActionEvent.__table__)
+        a, e = actions.c, events.c
+        params = {"b_instance_id": instance_id, "b_action": step.action, "b_event": step.event,
+                  "b_now": now, "b_start": step.start_time or now,
+                  "b_finish": now if step.result is not None else None,
+                  "b_result": step.result, "b_traceback": step.traceback}
+
+        def open_action() -> Any:
+            return (sa.select(a.id).where(a.instance_id == sa.bindparam("b_instance_id"),
+                                          a.action == sa.bindparam("b_action"),
+                                          a.finish_time.is_(None))
+                    .order_by(a.id.desc()).limit(1).scalar_subquery())
+        if step.close:
+            conn.execute(_stmt("close event", lambda: sa.update(events).where(
+                e.action_id == open_action(), e.event == sa.bindparam("b_event"),
+                e.finish_time.is_(None)).values(
+                    finish_time=sa.bindparam("b_now"), result=sa.bindparam("b_result"),
+                    traceback=sa.bindparam("b_traceback"))), params)
+            return
+        conn.execute(_stmt("add event", lambda: sa.insert(events).from_select(
+            ["action_id", "event", "start_time", "finish_time", "result", "traceback"],
+            sa.select(open_action().label("action_id"),
+                      sa.bindparam("b_event", type_=e.event.type),
+                      sa.bindparam("b_start", type_=e.start_time.type),
+                      sa.bindparam("b_finish", type_=e.finish_time.type),
+                      sa.bindparam("b_result", type_=e.result.type),
+                      sa.bindparam("b_traceback", type_=e.traceback.type))
+            .where(open_action().is_not(None)))), params)
 
     def delete_instance(self, instance_id: str, *, project_id: str | None = None) -> Instance:
         """Soft-delete an instance: DELETED, its quota usage released and its

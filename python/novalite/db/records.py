@@ -61,6 +61,22 @@ class NewFault:
 
 
 @dataclass(frozen=True)
+class EventStep:
+    """A step (event) of the instance's unfinished action ``action``, recorded
+    together with a state change (see update_instance). ``close``: the open event
+    of that name ends now with ``result``. Otherwise a new event starts at
+    ``start_time`` (now when None), already ended now when ``result`` is given.
+    ``result`` is "Success" or "Error" (as Nova writes), ``traceback`` why."""
+
+    action: str
+    event: str
+    result: str | None = None
+    traceback: str | None = None
+    start_time: datetime | None = None
+    close: bool = False
+
+
+@dataclass(frozen=True)
 class Instance:
     id: str
     name: str
