@@ -400,19 +400,21 @@ class ApiManager:
                                      f"{req.group[:64]!r} is not a server group id (a UUID)")
             group_id = req.group.lower()
 
-        try:
-            flavor = self.db.get_flavor(req.flavor_id)
-        except errors.NotFound:
-            raise errors.Invalid("flavor_id", f"unknown flavor {req.flavor_id[:64]!r}") from None
-        if not flavor.is_public and not claims.is_admin:
-            raise errors.Invalid("flavor_id", f"unknown flavor {req.flavor_id[:64]!r}")
+        unknown_flavor = errors.Invalid("flavor_id", f"unknown flavor {req.flavor_id[:64]!r}")
         image: records.Image | None = None
         if req.image_id:  # optional: simulated hosts boot without one
+            try:
+                flavor = self.db.get_flavor(req.flavor_id)
+            except errors.NotFound:
+                raise unknown_flavor from None
+            if not flavor.is_public and not claims.is_admin:
+                raise unknown_flavor
             try:
                 image = self.db.get_image(req.image_id)
             except errors.NotFound:
                 raise errors.Invalid("image_id", f"unknown image {req.image_id[:64]!r}") from None
             _check_image_fits(image, flavor)
+        # (without an image, create_instances checks the flavor: one read fewer)
         if group_id is not None:
             try:
                 self.db.get_server_group(group_id, project_id=claims.project_id)
@@ -424,12 +426,15 @@ class ApiManager:
         try:
             instances = self.db.create_instances(
                 project_id=claims.project_id, user_id=claims.user_id, name=name,
-                flavor_id=flavor.id, image_id=image.id if image else None, min_count=min_count,
-                max_count=max_count, availability_zone=req.availability_zone,
-                metadata=metadata, group_id=group_id, request_id=request_id)
+                flavor_id=req.flavor_id, image_id=image.id if image else None,
+                min_count=min_count, max_count=max_count,
+                availability_zone=req.availability_zone, metadata=metadata, group_id=group_id,
+                request_id=request_id, public_flavor_only=not claims.is_admin)
         except errors.Invalid as e:
             if e.field == "group_id":  # deleted since we looked
                 raise errors.Invalid("scheduler_hints.group", e.message) from None
+            if e.field == "flavor_id":
+                raise unknown_flavor from None
             raise
         return instances, group_id, same, different
 

@@ -379,7 +379,7 @@ class Database:
         image_id: str | None = None, min_count: int = 1, max_count: int = 1,
         availability_zone: str | None = None, metadata: Mapping[str, str] | None = None,
         group_id: str | None = None, reservation_id: str | None = None,
-        request_id: str | None = None,
+        request_id: str | None = None, public_flavor_only: bool = False,
     ) -> list[Instance]:
         """Create a multi-create batch in BUILDING/SCHEDULING, reserving quota in
         the same transaction.
@@ -387,7 +387,8 @@ class Database:
         As Nova does, as many instances as the quota allows are created, between
         min_count and max_count; below min_count it raises QuotaExceeded and writes
         nothing. With more than one, names get "-1", "-2", ... suffixes. A "create"
-        instance action is started for each.
+        instance action is started for each. ``public_flavor_only``: a private
+        flavor is refused as unknown (a member's request).
         """
         project_id = _name("project_id", project_id)
         user_id = _name("user_id", user_id)
@@ -411,10 +412,10 @@ class Database:
             conn = s.connection()
             flavor = conn.execute(_stmt("live flavor", lambda: sa.select(
                 _FLAVORS.c.id, _FLAVORS.c.vcpus, _FLAVORS.c.memory_mb, _FLAVORS.c.root_gb,
-                _FLAVORS.c.ephemeral_gb).where(_FLAVORS.c.id == sa.bindparam("id"),
-                                               _FLAVORS.c.deleted_at.is_(None))),
+                _FLAVORS.c.ephemeral_gb, _FLAVORS.c.is_public).where(
+                    _FLAVORS.c.id == sa.bindparam("id"), _FLAVORS.c.deleted_at.is_(None))),
                                   {"id": flavor_id}).one_or_none()
-            if flavor is None:
+            if flavor is None or (public_flavor_only and not flavor.is_public):
                 raise errors.Invalid("flavor_id", f"flavor {flavor_id} not found")
             if image_id is not None:
                 image = s.get(m.Image, image_id)
@@ -633,8 +634,8 @@ class Database:
                 return False
             if fault is not None:
                 s.add(_new_fault(instance_id, fault, now))
-            for step in events:
-                self._event_step(conn, instance_id, step, now)
+            if events:
+                self._event_steps(conn, instance_id, events, now)
             if finish_action is not None:
                 a = m.InstanceAction.__table__.c
                 with_message = action_message is not None
@@ -650,28 +651,33 @@ class Database:
         return self._write(work)
 
     @staticmethod
-    def _event_step(conn: Connection, instance_id: str, step: EventStep, now: datetime) -> None:
-        """One EventStep of update_instance, on the instance's latest unfinished
-        action of that name (nothing when there is none)."""
+    def _event_steps(conn: Connection, instance_id: str, steps: Sequence[EventStep],
+                     now: datetime) -> None:
+        """update_instance's EventSteps, each on the instance's latest unfinished
+        action of its name (nothing when there is none): the closes, then the new
+        events, each kind in one statement."""
         actions = cast(sa.Table, m.InstanceAction.__table__)
         events = cast(sa.Table, m.InstanceActionEvent.__table__)
         a, e = actions.c, events.c
-        params = {"b_instance_id": instance_id, "b_action": step.action, "b_event": step.event,
-                  "b_now": now, "b_start": step.start_time or now,
-                  "b_finish": now if step.result is not None else None,
-                  "b_result": step.result, "b_traceback": step.traceback}
+        params = [{"b_instance_id": instance_id, "b_action": step.action, "b_event": step.event,
+                   "b_now": now, "b_start": step.start_time or now,
+                   "b_finish": now if step.result is not None else None,
+                   "b_result": step.result, "b_traceback": step.traceback} for step in steps]
+        closing = [p for p, step in zip(params, steps) if step.close]
+        adding = [p for p, step in zip(params, steps) if not step.close]
 
         def open_action() -> Any:
             return (sa.select(a.id).where(a.instance_id == sa.bindparam("b_instance_id"),
                                           a.action == sa.bindparam("b_action"),
                                           a.finish_time.is_(None))
                     .order_by(a.id.desc()).limit(1).scalar_subquery())
-        if step.close:
+        if closing:
             conn.execute(_stmt("close event", lambda: sa.update(events).where(
                 e.action_id == open_action(), e.event == sa.bindparam("b_event"),
                 e.finish_time.is_(None)).values(
                     finish_time=sa.bindparam("b_now"), result=sa.bindparam("b_result"),
-                    traceback=sa.bindparam("b_traceback"))), params)
+                    traceback=sa.bindparam("b_traceback"))), closing)
+        if not adding:
             return
         conn.execute(_stmt("add event", lambda: sa.insert(events).from_select(
             ["action_id", "event", "start_time", "finish_time", "result", "traceback"],
@@ -681,7 +687,7 @@ class Database:
                       sa.bindparam("b_finish", type_=e.finish_time.type),
                       sa.bindparam("b_result", type_=e.result.type),
                       sa.bindparam("b_traceback", type_=e.traceback.type))
-            .where(open_action().is_not(None)))), params)
+            .where(open_action().is_not(None)))), adding)
 
     def delete_instance(self, instance_id: str, *, project_id: str | None = None) -> Instance:
         """Soft-delete an instance: DELETED, its quota usage released and its
