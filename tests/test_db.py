@@ -4,10 +4,14 @@ NOVALITE_TEST_POSTGRES_URL is set, on PostgreSQL (each test in a fresh schema)."
 from __future__ import annotations
 
 import os
+import shutil
+import sqlite3
 import subprocess
 import sys
 import threading
+import time
 import uuid
+from contextlib import closing
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
 from typing import Any, Callable, Iterator
@@ -959,3 +963,29 @@ def test_traits(db: Database) -> None:
     assert db.list_traits() == ["HW_CPU_X86_AVX2"]
     with pytest.raises(errors.Invalid):
         db.create_trait("lower_case")
+
+
+def test_a_service_database_checkpoints_outside_its_commits(tmp_path: Path) -> None:
+    """start_checkpoints (the services call it): the WAL is copied into the database
+    file by a thread of its own, so a commit never has to; SQLite's own checkpoint
+    moves to 10,000 pages as a backstop."""
+    db = Database(f"sqlite:///{tmp_path}/novalite.db")
+    try:
+        db.upgrade()
+        db.start_checkpoints(interval=0.05)
+        with db.engine.connect() as conn:
+            assert conn.exec_driver_sql("PRAGMA wal_autocheckpoint").scalar() == 10_000
+        flavor = db.create_flavor(name="checkpointed", vcpus=1, memory_mb=64, root_gb=1)
+
+        def in_the_file() -> bool:  # the database file alone, without its WAL
+            copy = tmp_path / "copy.db"
+            shutil.copyfile(tmp_path / "novalite.db", copy)
+            with closing(sqlite3.connect(copy)) as c:
+                return c.execute("SELECT count(*) FROM flavors WHERE id = ?",
+                                 (flavor.id,)).fetchone()[0] == 1
+        deadline = time.monotonic() + 10
+        while not in_the_file():
+            assert time.monotonic() < deadline, "the WAL was never checkpointed"
+            time.sleep(0.05)
+    finally:
+        db.close()

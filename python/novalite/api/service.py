@@ -77,6 +77,7 @@ async def start(settings: Settings, *, signer: TokenSigner | None = None,
     """
     signer = signer if signer is not None else TokenSigner(settings.secret)
     db = Database(settings.database_url, default_quotas=settings.quotas.as_dict())
+    db.start_checkpoints()
     closers: list[Callable[[], Awaitable[object]]] = []
 
     async def close_db() -> None:

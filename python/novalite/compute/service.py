@@ -108,6 +108,7 @@ async def start(settings: Settings, *, signer: TokenSigner | None = None,
     and [DEFAULT] shutdown_timeout; settings.compute's otherwise)."""
     signer = signer if signer is not None else TokenSigner(settings.secret)
     db = Database(settings.database_url, default_quotas=settings.quotas.as_dict())
+    db.start_checkpoints()
     try:
         await asyncio.to_thread(db.upgrade)
         drivers = await asyncio.to_thread(make_drivers, settings,

@@ -52,6 +52,7 @@ async def _heartbeat(settings: Settings, db: Database, service_id: int) -> None:
 async def start(settings: Settings, *, signer: TokenSigner | None = None) -> ConductorService:
     signer = signer or TokenSigner(settings.secret)
     db = Database(settings.database_url)
+    db.start_checkpoints()
     await asyncio.to_thread(db.upgrade)
     token = RefreshingToken(signer, "service", f"conductor@{socket.gethostname()}", [SERVICE])
     scheduler = SchedulerClient(settings.endpoint("scheduler"), token)

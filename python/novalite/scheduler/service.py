@@ -49,6 +49,7 @@ async def _periodic(settings: Settings, manager: SchedulerManager, db: Database,
 
 async def start(settings: Settings, *, signer: TokenSigner | None = None) -> SchedulerService:
     db = Database(settings.database_url)
+    db.start_checkpoints()
     await asyncio.to_thread(db.upgrade)
     manager = SchedulerManager(db, settings.scheduler, service_down_time=settings.service_down_time)
     count = await asyncio.to_thread(manager.load)
