@@ -578,16 +578,17 @@ class ComputeManager:
         is written shortly after it) are in the database."""
         await self._reporter.settled()
 
-    async def update_available_resource(self, host: str) -> None:
+    async def update_available_resource(self, host: str, *, wait: bool = True) -> None:
         """The periodic recount (Nova's update_available_resource): reconcile the
-        tracked servers with the database and the hypervisor, then write and report."""
+        tracked servers with the database and the hypervisor, then write and report
+        (``wait``: return once written; else the write joins the other hosts')."""
         h = self._host(host)
         since = self._seq
         guests = dict(await asyncio.to_thread(h.driver.list_instances))
         placed = await self._db(self._placed, h.name)
         held = await self._db(self._held, h.uuid)
         await self._reconcile(h, placed, held, guests, since)
-        await self.update_host(host)
+        await self._reporter.request(host, wait=wait)
 
     async def heartbeat(self) -> None:
         for h in self._hosts.values():
@@ -606,9 +607,11 @@ class ComputeManager:
         for host in self._hosts:
             try:
                 await self.sync_power_states(host)
-                await self.update_available_resource(host)
+                # the views of every host in a few transactions, not one each
+                await self.update_available_resource(host, wait=False)
             except Exception:  # noqa: BLE001 - one host must not stop the others
                 LOG.warning("periodic task failed for %s", host, exc_info=True)
+        await self._reporter.settled()
 
     def start_periodic(self, interval: float) -> None:
         """Run periodic() every ``interval`` seconds in the background until close()."""
