@@ -9,6 +9,7 @@ import threading
 import uuid
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -148,6 +149,31 @@ def test_a_release_after_other_changes_re_reads_the_host(db: Database) -> None:
     s.release("a")
     assert s.table.usage("h1").get("VCPU", 0) == 0
     assert place(s, 2) == ["h1", "h1"]
+
+
+def test_a_claim_between_a_reports_read_and_its_apply_is_not_undone(
+        db: Database, caplog: pytest.LogCaptureFixture) -> None:
+    """A report's hosts are read before the table is locked: when this scheduler
+    claims on one of them in between, the older snapshot must not roll the host's
+    generation back (its next claim would lose the compare-and-swap)."""
+    add_host(db, "h1", vcpus=4)
+    s = scheduler(db)
+    read = db.get_hosts
+
+    def read_then_claim(*args: Any, **kwargs: Any) -> Any:
+        found = read(*args, **kwargs)
+        if not claimed:
+            claimed.append(place(s))  # lands between the read and the apply
+        return found
+    claimed: list[Any] = []
+    db.get_hosts = read_then_claim  # type: ignore[method-assign]
+    s.refresh_hosts(["h1"])
+    db.get_hosts = read  # type: ignore[method-assign]
+    assert claimed == [["h1"]]
+    assert s.table.usage("h1")["VCPU"] == db.get_host("h1").usage["VCPU"] == 1
+    with caplog.at_level(logging.INFO, logger="novalite.scheduler.manager"):
+        assert place(s) == ["h1"]
+    assert not [r for r in caplog.records if "conflict" in r.getMessage()]
 
 
 def test_reports_add_update_and_drop_hosts(db: Database) -> None:

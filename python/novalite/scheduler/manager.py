@@ -234,10 +234,15 @@ class SchedulerManager:
 
     def refresh_hosts(self, names: Iterable[str]) -> None:
         """Re-read hosts from the database, one snapshot for all of them: a host it
-        no longer has is dropped."""
+        no longer has is dropped. The snapshot is read before taking the table's
+        lock (a report of 100 hosts held decisions up for up to 66 ms); a host this
+        scheduler has claimed on since is read again under the lock."""
         wanted = set(names)
+        found = self.db.get_hosts(wanted, service_down_time=self.service_down_time)
         with self._lock:
-            found = self.db.get_hosts(wanted, service_down_time=self.service_down_time)
+            behind = [n for n, h in found.items() if self._generation.get(n, -1) > h.generation]
+            if behind:
+                found.update(self.db.get_hosts(behind, service_down_time=self.service_down_time))
             for name in sorted(wanted):
                 h = found.get(name)
                 if h is not None:
