@@ -26,7 +26,7 @@ import subprocess
 import sys
 import time
 import uuid
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Awaitable, Callable, Mapping
 
@@ -64,7 +64,9 @@ COMPUTE = ComputeSettings(
     virt_uri="test:///default", host_count=3, host_vcpus=4, host_memory_mb=4096,
     host_disk_gb=40, reserved_host_memory_mb=512, reserved_host_cpus=1,
     reserved_host_disk_mb=2048, cpu_allocation_ratio=2.0, ram_allocation_ratio=1.5,
-    disk_allocation_ratio=1.0, consecutive_build_service_disable_threshold=3)
+    disk_allocation_ratio=1.0, consecutive_build_service_disable_threshold=3,
+    # the periodic power sync and recount as often as the tests' rounds allow
+    sync_power_state_interval=1, update_resources_interval=1)
 EMPTY_VIEW = {"vcpus_used": 1, "free_ram_mb": 4096 - 512, "free_disk_mb": 40 * 1024 - 2048,
               "num_instances": 0, "num_io_ops": 0, "failed_builds": 0}
 
@@ -639,6 +641,30 @@ def test_the_periodic_task_heartbeats_syncs_and_reports(tmp_path: Path, db_url: 
         svc = await cloud.q(cloud.db.get_service, "compute-003", "compute")
         assert svc.last_seen_up > first and svc.is_up
     run(tmp_path, db_url, scenario, periodic_interval=0.1)
+
+
+def test_the_power_sync_and_recount_keep_their_own_intervals(tmp_path: Path, db_url: str) -> None:
+    """Nova's periodic tasks: the heartbeat every round, the power sync only every
+    sync_power_state_interval (here never): a guest destroyed behind the agent's
+    back stays ACTIVE in the database while heartbeats go on."""
+    async def scenario(cloud: Cloud) -> None:
+        inst = await cloud.boot("compute-003")
+        first = (await cloud.q(cloud.db.get_service, "compute-003", "compute")).last_seen_up
+        cloud.driver("compute-003")._call(lambda c: c.lookupByName(domain_name(inst.id)).destroy())
+        await asyncio.sleep(1.0)  # ten rounds of 0.1 s
+        assert (await cloud.q(cloud.db.get_instance, inst.id)).vm_state == VmState.ACTIVE
+        svc = await cloud.q(cloud.db.get_service, "compute-003", "compute")
+        assert svc.last_seen_up > first
+    run(tmp_path, db_url, scenario, periodic_interval=0.1,
+        compute=replace(COMPUTE, sync_power_state_interval=-1))
+
+
+def test_periodic_intervals_read_as_novas() -> None:
+    """0 is the default spacing (60 s), negative never, else seconds; Nova's defaults."""
+    assert ComputeSettings().periodic_spacing("update_resources") == 60.0
+    assert ComputeSettings().periodic_spacing("sync_power_state") == 600.0
+    assert ComputeSettings(sync_power_state_interval=-1).periodic_spacing("sync_power_state") is None
+    assert ComputeSettings(update_resources_interval=5).periodic_spacing("update_resources") == 5.0
 
 
 # --- stopping ---------------------------------------------------------------------------------

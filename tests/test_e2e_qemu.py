@@ -213,11 +213,12 @@ LIFECYCLE = [
 
 @pytest.fixture(scope="module")
 def cloud(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalCloud]:
-    # report_interval 1: the agents' periodic task (heartbeat, power-state sync,
-    # usage) runs every second; a soft reboot of a guest without an OS falls back to
-    # a hard one after 1 s
+    # report_interval and the periodic intervals 1: the agents' periodic tasks
+    # (heartbeat, power-state sync, usage) run every second; a soft reboot of a guest
+    # without an OS falls back to a hard one after 1 s
     c = LocalCloud(tmp_path_factory.mktemp("qemu-cloud"), hosts=SIMULATED, host_vcpus=16,
                    host_memory_mb=32768, host_disk_gb=500, real_host=True, report_interval=1,
+                   sync_power_state_interval=1, update_resources_interval=1,
                    wait_soft_reboot_seconds=1.0)
     try:
         with c:
@@ -423,7 +424,7 @@ def test_a_killed_agent_finds_its_guests_again(cloud: LocalCloud, admin: Api,
 def test_a_guest_destroyed_behind_our_back_is_shutoff(admin: Api, boot: Callable[..., Any]) -> None:
     server = boot("victim")
     virsh("destroy", domain_name(server.id))
-    # the agent's power-state sync (every report_interval, 1 s here) stops it, as
+    # the agent's power-state sync (every sync_power_state_interval, 1 s here) stops it, as
     # Nova's _sync_power_states calls the stop API
     stopped = admin.until(server.id, "SHUTOFF", timeout=15)
     assert (stopped.vm_state, stopped.power_state) == (VM.VM_STATE_STOPPED, POWER.POWER_STATE_SHUTDOWN)

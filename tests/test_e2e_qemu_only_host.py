@@ -54,7 +54,7 @@ from qemu import GUEST_MB, URI, domstate, require_libvirtd, skip_if_not_wanted, 
 from test_e2e import BACKENDS, Api, _postgres_database
 
 ROOT = Path(__file__).resolve().parent.parent
-# the power sync runs every report_interval seconds; a guest destroyed behind
+# the power sync runs every sync_power_state_interval seconds (1 here); a guest destroyed behind
 # novalite's back must show as SHUTOFF within this many
 SYNC_BOUND = 15.0
 
@@ -151,6 +151,7 @@ def cloud(request: Any, libvirtd: None,
     url = _postgres_database() if request.param == "postgresql" else None
     c = LocalCloud(tmp_path_factory.mktemp(f"qemu-only-{request.param}"), hosts=0,
                    real_host=True, database_url=url, report_interval=1,
+                   sync_power_state_interval=1, update_resources_interval=1,
                    wait_soft_reboot_seconds=1.0)
     with c:
         try:

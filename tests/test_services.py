@@ -631,6 +631,8 @@ def test_simulated_host_names_and_the_endpoint_of_a_wildcard(tmp_path: Path) -> 
     ("file", "[scheduler]\nmax_attempts = 'three'", "scheduler.max_attempts: expected an integer"),
     ("file", "[scheduler]\nenabled_filters = ['RamFilterr']", "scheduler.enabled_filters: unknown filter"),
     ("file", "[compute]\ncpu_allocation_ratio = 0", "compute.cpu_allocation_ratio: must be a number > 0"),
+    ("file", "[compute]\nupdate_resources_interval = 'often'",
+     "compute.update_resources_interval: expected an integer"),
     ("file", "[quotas]\ncores = -2", "quotas.cores: must be an integer >= -1"),
     ("file", "secret = 'x'", "secret: is never read from a file"),
     ("file", "log_format = 'xml'", "log_format: must be json or text"),

@@ -76,6 +76,10 @@ class LocalCloud:
     real_host: bool = False
     fail_builds_on: Sequence[str] = ()
     report_interval: int = 10
+    # [compute] update_resources_interval / sync_power_state_interval (Nova's
+    # defaults when None)
+    update_resources_interval: int | None = None
+    sync_power_state_interval: int | None = None
     wait_soft_reboot_seconds: float | None = None
     shutdown_timeout: float | None = None
     python: str = sys.executable
@@ -125,6 +129,10 @@ class LocalCloud:
             *(f"{name} = {float(value)}" for name, value in (
                 ("wait_soft_reboot_seconds", self.wait_soft_reboot_seconds),
                 ("shutdown_timeout", self.shutdown_timeout)) if value is not None),
+            *(f"{name} = {int(value)}" for name, value in (
+                ("update_resources_interval", self.update_resources_interval),
+                ("sync_power_state_interval", self.sync_power_state_interval))
+              if value is not None),
             "",
         ]
         self.config_path.write_text("\n".join(lines))

@@ -196,6 +196,10 @@ class Quotas:
         return {f.name: getattr(self, f.name) for f in fields(self)}
 
 
+# oslo.service's default spacing of a periodic task (Nova's interval 0).
+DEFAULT_PERIODIC_SPACING = 60.0
+
+
 @dataclass(frozen=True)
 class ComputeSettings:
     """A compute agent's options, with Nova's names and defaults."""
@@ -232,6 +236,21 @@ class ComputeSettings:
     # setup's blank image, never shuts down by itself).
     wait_soft_reboot_seconds: float = 60.0
     shutdown_timeout: float = 0.0
+    # Nova's periodic tasks beside the heartbeat (which runs every report_interval):
+    # seconds between recounts of each host (update_available_resource) and
+    # between power-state syncs; 0 means Nova's default periodic spacing (60 s), a
+    # negative value never. Nova's defaults: 0 and 600.
+    update_resources_interval: int = 0
+    sync_power_state_interval: int = 600
+
+    def periodic_spacing(self, name: str) -> float | None:
+        """Seconds between runs of the periodic task ``name`` ("update_resources" or
+        "sync_power_state"), as Nova reads its interval: 0 is the default spacing
+        (60 s); None when it never runs (a negative interval)."""
+        value = int(getattr(self, f"{name}_interval"))
+        if value < 0:
+            return None
+        return float(value) if value > 0 else DEFAULT_PERIODIC_SPACING
 
     def __post_init__(self) -> None:
         if not isinstance(self.virt_uri, str) or "://" not in self.virt_uri:
@@ -255,6 +274,10 @@ class ComputeSettings:
             value = getattr(self, name)
             if not _is_number(value) or not math.isfinite(value) or value <= 0:
                 raise ConfigError(f"compute.{name}", f"must be a number > 0, got {value!r}")
+        for name in ("update_resources_interval", "sync_power_state_interval"):
+            if not _is_int(getattr(self, name)):
+                raise ConfigError(f"compute.{name}", f"must be an integer (seconds; 0 means "
+                                                     f"60, negative never), got {getattr(self, name)!r}")
         for name in ("wait_soft_reboot_seconds", "shutdown_timeout"):
             value = getattr(self, name)
             if not _is_number(value) or not 0 <= value < math.inf:

@@ -601,28 +601,46 @@ class ComputeManager:
                                      endpoint=self.endpoint)
                 h.service_id = svc.id
 
-    async def periodic(self) -> None:
-        """One round of the periodic tasks: heartbeats, power sync, usage reports."""
+    async def periodic(self, *, sync: bool = True, recount: bool = True) -> None:
+        """One round of the periodic tasks: heartbeats, then (unless told not to) the
+        power sync and the recount with its usage reports."""
         await self.heartbeat()
+        if not (sync or recount):
+            return
         for host in self._hosts:
             try:
-                await self.sync_power_states(host)
-                # the views of every host in a few transactions, not one each
-                await self.update_available_resource(host, wait=False)
+                if sync:
+                    await self.sync_power_states(host)
+                if recount:
+                    # the views of every host in a few transactions, not one each
+                    await self.update_available_resource(host, wait=False)
             except Exception:  # noqa: BLE001 - one host must not stop the others
                 LOG.warning("periodic task failed for %s", host, exc_info=True)
         await self._reporter.settled()
 
-    def start_periodic(self, interval: float) -> None:
-        """Run periodic() every ``interval`` seconds in the background until close()."""
+    def start_periodic(self, interval: float, *, sync_every: float | None = None,
+                       recount_every: float | None = None) -> None:
+        """Run periodic() every ``interval`` seconds in the background until close():
+        the heartbeat each time, the power sync and the recount once ``sync_every`` /
+        ``recount_every`` seconds have passed since their last run (None: every
+        round; math.inf: never)."""
         if self._periodic_task is not None:
             raise RuntimeError("the periodic task is already running")
+        loop_time = asyncio.get_running_loop().time
+        last = {"sync": loop_time(), "recount": loop_time()}  # start() just did both
+
+        def due(task: str, every: float | None) -> bool:
+            if every is None or loop_time() - last[task] >= every - interval / 2:
+                last[task] = loop_time()
+                return True
+            return False
 
         async def loop() -> None:
             while True:
                 await asyncio.sleep(interval)
                 try:
-                    await self.periodic()
+                    await self.periodic(sync=due("sync", sync_every),
+                                        recount=due("recount", recount_every))
                 except Exception:  # noqa: BLE001 - the next round tries again
                     LOG.warning("compute periodic task failed", exc_info=True)
 

@@ -14,8 +14,9 @@
 
 The gRPC server starts first (its port may be 0: picked), then every host is
 registered with that endpoint and recovered; calls arriving meanwhile wait. A
-periodic task heartbeats, syncs power states and reports usage every
-settings.report_interval seconds.
+periodic task heartbeats every settings.report_interval seconds, and, as Nova's,
+syncs power states every compute.sync_power_state_interval seconds (600) and
+recounts and reports usage every compute.update_resources_interval seconds (60).
 """
 
 from __future__ import annotations
@@ -138,8 +139,11 @@ async def start(settings: Settings, *, signer: TokenSigner | None = None,
         # actually bound (the listen port may be 0)
         manager.endpoint = settings.advertised("compute", running.port)
         await manager.start()
-        manager.start_periodic(periodic_interval if periodic_interval is not None
-                               else float(settings.report_interval))
+        never = float("inf")
+        manager.start_periodic(
+            periodic_interval if periodic_interval is not None else float(settings.report_interval),
+            sync_every=settings.compute.periodic_spacing("sync_power_state") or never,
+            recount_every=settings.compute.periodic_spacing("update_resources") or never)
     except BaseException:
         await running.stop(None)
         await manager.close()
