@@ -20,6 +20,7 @@ stand-in scheduler that records what it is told.
 from __future__ import annotations
 
 import asyncio
+import math
 import os
 import signal
 import subprocess
@@ -663,7 +664,7 @@ def test_periodic_intervals_read_as_novas() -> None:
     """0 is the default spacing (60 s), negative never, else seconds; Nova's defaults."""
     assert ComputeSettings().periodic_spacing("update_resources") == 60.0
     assert ComputeSettings().periodic_spacing("sync_power_state") == 600.0
-    assert ComputeSettings(sync_power_state_interval=-1).periodic_spacing("sync_power_state") is None
+    assert ComputeSettings(sync_power_state_interval=-1).periodic_spacing("sync_power_state") == math.inf
     assert ComputeSettings(update_resources_interval=5).periodic_spacing("update_resources") == 5.0
 
 

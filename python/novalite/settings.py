@@ -243,13 +243,13 @@ class ComputeSettings:
     update_resources_interval: int = 0
     sync_power_state_interval: int = 600
 
-    def periodic_spacing(self, name: str) -> float | None:
+    def periodic_spacing(self, name: str) -> float:
         """Seconds between runs of the periodic task ``name`` ("update_resources" or
         "sync_power_state"), as Nova reads its interval: 0 is the default spacing
-        (60 s); None when it never runs (a negative interval)."""
+        (60 s); infinity when it never runs (a negative interval)."""
         value = int(getattr(self, f"{name}_interval"))
         if value < 0:
-            return None
+            return math.inf
         return float(value) if value > 0 else DEFAULT_PERIODIC_SPACING
 
     def __post_init__(self) -> None:

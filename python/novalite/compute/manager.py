@@ -618,19 +618,19 @@ class ComputeManager:
                 LOG.warning("periodic task failed for %s", host, exc_info=True)
         await self._reporter.settled()
 
-    def start_periodic(self, interval: float, *, sync_every: float | None = None,
-                       recount_every: float | None = None) -> None:
+    def start_periodic(self, interval: float, *, sync_every: float = 0.0,
+                       recount_every: float = 0.0) -> None:
         """Run periodic() every ``interval`` seconds in the background until close():
         the heartbeat each time, the power sync and the recount once ``sync_every`` /
-        ``recount_every`` seconds have passed since their last run (None: every
-        round; math.inf: never)."""
+        ``recount_every`` seconds have passed since their last run (0: every round;
+        math.inf: never)."""
         if self._periodic_task is not None:
             raise RuntimeError("the periodic task is already running")
         loop_time = asyncio.get_running_loop().time
         last = {"sync": loop_time(), "recount": loop_time()}  # start() just did both
 
-        def due(task: str, every: float | None) -> bool:
-            if every is None or loop_time() - last[task] >= every - interval / 2:
+        def due(task: str, every: float) -> bool:
+            if loop_time() - last[task] >= every - interval / 2:
                 last[task] = loop_time()
                 return True
             return False

@@ -139,11 +139,10 @@ async def start(settings: Settings, *, signer: TokenSigner | None = None,
         # actually bound (the listen port may be 0)
         manager.endpoint = settings.advertised("compute", running.port)
         await manager.start()
-        never = float("inf")
         manager.start_periodic(
             periodic_interval if periodic_interval is not None else float(settings.report_interval),
-            sync_every=settings.compute.periodic_spacing("sync_power_state") or never,
-            recount_every=settings.compute.periodic_spacing("update_resources") or never)
+            sync_every=settings.compute.periodic_spacing("sync_power_state"),
+            recount_every=settings.compute.periodic_spacing("update_resources"))
     except BaseException:
         await running.stop(None)
         await manager.close()
