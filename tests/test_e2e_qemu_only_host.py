@@ -355,10 +355,7 @@ def test_create_every_lifecycle_action_and_delete(cloud: LocalCloud, admin: Qemu
         assert domain_name(sid) not in domains("--all")
         assert not disk.parent.exists()
         assert Path(image.path).exists()  # the image itself is untouched
-        deadline = time.monotonic() + 10
-        while _usage(db, host.name) != idle:
-            assert time.monotonic() < deadline, (_usage(db, host.name), idle)
-            time.sleep(0.1)
+        _usage_once(db, host.name, lambda u: u == idle)
     finally:
         db.close()
 
