@@ -33,7 +33,9 @@ from typing import Any, Awaitable, Callable, Sequence
 
 import grpc
 import grpc.aio
+import pytest
 import sqlalchemy as sa
+from google.protobuf.json_format import MessageToDict
 from google.rpc import error_details_pb2
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection_pb2, reflection_pb2_grpc
@@ -373,6 +375,10 @@ def test_list_filters(tmp_path: Path, db_url: str) -> None:
         assert await ids("admin", project_id="project-b") == {other.id}
         assert await ids("admin", host="compute-1") == {web.id}
         assert await ids("admin", host="compute-2") == set()
+        # the name filter ignores case and takes % and _ as themselves
+        assert await ids("a", name="WEB") == {web.id}
+        assert await ids("a", name="Data") == {db_server.id}
+        assert await ids("a", name="%") == set() and await ids("a", name="w_b") == set()
 
         stub = api.servers("a")
         for filters in ({"host": "compute-1"}, {"project_id": "project-b"}):
@@ -429,9 +435,30 @@ def test_fault_details_only_for_admins_when_code_is_500(tmp_path: Path, db_url: 
             {"rejections": [["Placement", 1], ["RamFilter", 3]], "instance_index": 0}))
         mine = await api.servers("a").GetServer(servers_pb2.GetServerRequest(id=server.id))
         assert (mine.status, mine.fault.code, mine.fault.details) == ("ERROR", 500, "")
+        assert not mine.fault.HasField("data")
         assert [(r.check, r.hosts) for r in mine.fault.rejections] == [("Placement", 1), ("RamFilter", 3)]
         admin = await api.servers("admin").GetServer(servers_pb2.GetServerRequest(id=server.id))
-        assert admin.fault.details == '{"instance_index": 0}'
+        # a sentence for people, the same facts as an object for programs
+        assert admin.fault.details == (
+            "No host could take the request's first server, so none of the request's servers "
+            "was placed (a request is placed all or nothing). Of 4 hosts checked, Placement "
+            "removed 1, RamFilter removed 3; none was left.")
+        assert MessageToDict(admin.fault.data) == {"instance_index": 0}
+    run(tmp_path, db_url, scenario)
+
+
+def test_a_failed_builds_fault_tells_each_host_tried(tmp_path: Path, db_url: str) -> None:
+    async def scenario(api: Api) -> None:
+        flavor_id, image_id = await seeded(api, tmp_path)
+        [server] = await api.boot(flavor_id, image_id)
+        api.db.update_instance(server.id, vm_state=VmState.ERROR, task_state=None, fault=NewFault(
+            400, "Exceeded maximum number of retries.",
+            {"attempts": ["compute-1: disk full", "compute-2: image refused"]}))
+        mine = await api.servers("a").GetServer(servers_pb2.GetServerRequest(id=server.id))
+        assert mine.fault.details == ("Tried 2 hosts, and the build failed on each: "
+                                      "compute-1: disk full; compute-2: image refused.")
+        assert MessageToDict(mine.fault.data) == {"attempts": ["compute-1: disk full",
+                                                               "compute-2: image refused"]}
     run(tmp_path, db_url, scenario)
 
 
@@ -596,6 +623,92 @@ def test_forcing_a_host_is_for_admins(tmp_path: Path, db_url: str) -> None:
     run(tmp_path, db_url, scenario)
 
 
+@pytest.mark.parametrize("text, zone, host, node", [
+    ("nova:compute-1", "nova", "compute-1", None),
+    ("az-1:compute-1", "az-1", "compute-1", None),
+    (":compute-1", None, "compute-1", None),
+    ("nova:compute-1:compute-1", "nova", "compute-1", "compute-1"),
+    ("nova::compute-1", "nova", None, "compute-1"),
+])
+def test_an_admin_forces_a_host_with_novas_zone_forms(tmp_path: Path, db_url: str, text: str,
+                                                      zone: str | None, host: str | None,
+                                                      node: str | None) -> None:
+    async def scenario(api: Api) -> None:
+        flavor_id, image_id = await seeded(api, tmp_path)
+        api.db.upsert_host("compute-1")
+        api.db.create_aggregate("rack-1", metadata={"availability_zone": "az-1"})
+        [server] = await api.boot(flavor_id, image_id, who="admin", availability_zone=text)
+        assert server.availability_zone == (zone or "")
+        assert api.conductor.builds[-1]["availability_zone"] == zone
+        row = api.db.get_instance(server.id)
+        assert (row.forced_host, row.forced_node) == (host, node)
+    run(tmp_path, db_url, scenario)
+
+
+@pytest.mark.parametrize("text, why", [
+    ("nova:compute-9", "unknown host 'compute-9'"),
+    ("moon:compute-1", "unknown availability zone 'moon'"),
+    ("nova:compute-1:x:y", "expected 'zone', 'zone:host'"),
+])
+def test_a_bad_forced_host_is_refused_and_writes_nothing(tmp_path: Path, db_url: str, text: str,
+                                                          why: str) -> None:
+    async def scenario(api: Api) -> None:
+        flavor_id, image_id = await seeded(api, tmp_path)
+        api.db.upsert_host("compute-1")
+        error = await failure(api.boot(flavor_id, image_id, who="admin", availability_zone=text))
+        assert bad_field(error) == "availability_zone" and why in (error.details() or "")
+        nothing_written(api, projects=("admin-project",))
+    run(tmp_path, db_url, scenario)
+
+
+@pytest.mark.parametrize("key, value, what", [
+    ("hw:numa_nodes", "2", "NUMA"),
+    ("hw:cpu_policy", "dedicated", "CPU pinning"),
+    ("pci_passthrough:alias", "gpu:1", "PCI passthrough"),
+    ("resources:CUSTOM_GPU", "1", "resource class 'CUSTOM_GPU' is not modelled"),
+    ("resources:PCPU", "4", "resource class 'PCPU' is not modelled"),
+    ("resources1:VCPU", "2", "granular"),
+    ("trait1:HW_CPU_X86_AVX2", "required", "granular"),
+])
+def test_extra_specs_novalite_cannot_honour_are_refused(tmp_path: Path, db_url: str, key: str,
+                                                        value: str, what: str) -> None:
+    """At flavor create, at extra-spec set, and at server create from a flavor that
+    was stored with one before: the error names the key, and nothing is written."""
+    async def scenario(api: Api) -> None:
+        stub = api.flavors()
+        error = await failure(stub.CreateFlavor(flavors_pb2.CreateFlavorRequest(
+            name="m1.numa", vcpus=2, memory_mb=1024, extra_specs={key: value, "ssd": "true"})))
+        assert bad_field(error) == f"extra_specs.{key}" and what in (error.details() or "")
+        assert api.db.list_flavors() == []
+        flavor_id, image_id = await seeded(api, tmp_path)
+        error = await failure(stub.SetFlavorExtraSpecs(flavors_pb2.SetFlavorExtraSpecsRequest(
+            flavor_id=flavor_id, extra_specs={key: value})))
+        assert bad_field(error) == f"extra_specs.{key}"
+        assert dict(api.db.get_flavor(flavor_id).extra_specs) == {}
+        # a flavor written before novalite refused such keys
+        old = api.db.create_flavor(name="m1.old", vcpus=1, memory_mb=512, extra_specs={key: value})
+        for image in (image_id, ""):
+            error = await failure(api.boot(old.id, image))
+            assert bad_field(error) == "flavor_id" and key in (error.details() or "")
+        nothing_written(api)
+    run(tmp_path, db_url, scenario)
+
+
+def test_extra_specs_the_scheduler_reads_or_that_mean_nothing_to_it_are_kept(
+        tmp_path: Path, db_url: str) -> None:
+    async def scenario(api: Api) -> None:
+        specs = {"ssd": "true", "capabilities:cpu_info:vendor": "Intel",
+                 "aggregate_instance_extra_specs:rack": "r1", "trait:HW_CPU_X86_AVX2": "required",
+                 "resources:VCPU": "2", "resources:CUSTOM_GPU": "0", "hw:maxphysaddr_bits": "40",
+                 "hw:cpu_policy": "shared", "company:tier": "gold"}
+        flavor = await api.flavors().CreateFlavor(flavors_pb2.CreateFlavorRequest(
+            name="m1.ok", vcpus=1, memory_mb=512, extra_specs=specs))
+        assert dict(flavor.extra_specs) == specs
+        [server] = await api.boot(flavor.id, await api.image(tmp_path))
+        assert server.status == "BUILD"
+    run(tmp_path, db_url, scenario)
+
+
 def test_a_request_over_the_size_limit_is_refused_by_grpc(tmp_path: Path, db_url: str) -> None:
     async def scenario(api: Api) -> None:
         flavor_id, image_id = await seeded(api, tmp_path)
@@ -701,10 +814,10 @@ def test_flavors(tmp_path: Path, db_url: str) -> None:
         stub = api.flavors()
         small = await stub.CreateFlavor(flavors_pb2.CreateFlavorRequest(
             name="m1.small", vcpus=1, memory_mb=2048, root_gb=20, ephemeral_gb=1, swap=512,
-            extra_specs={"hw:cpu_policy": "dedicated"}))
+            extra_specs={"hw:maxphysaddr_bits": "40"}))
         assert (small.name, small.vcpus, small.memory_mb, small.root_gb, small.ephemeral_gb,
                 small.swap, small.is_public) == ("m1.small", 1, 2048, 20, 1, 512, True)
-        assert dict(small.extra_specs) == {"hw:cpu_policy": "dedicated"}
+        assert dict(small.extra_specs) == {"hw:maxphysaddr_bits": "40"}
         secret = await stub.CreateFlavor(flavors_pb2.CreateFlavorRequest(
             name="a.secret", vcpus=2, memory_mb=4096, is_public=False))
         names = [f"m2.{i}" for i in range(5)]
@@ -735,15 +848,15 @@ def test_flavors(tmp_path: Path, db_url: str) -> None:
         specs = await stub.SetFlavorExtraSpecs(flavors_pb2.SetFlavorExtraSpecsRequest(
             flavor_id=small.id, extra_specs={"trait:HW_CPU_X86_AVX2": "required",
                                              "resources:VCPU": "2"}))
-        assert dict(specs.extra_specs) == {"hw:cpu_policy": "dedicated",
+        assert dict(specs.extra_specs) == {"hw:maxphysaddr_bits": "40",
                                            "trait:HW_CPU_X86_AVX2": "required",
                                            "resources:VCPU": "2"}
         specs = await stub.UnsetFlavorExtraSpecs(flavors_pb2.UnsetFlavorExtraSpecsRequest(
-            flavor_id=small.id, keys=["hw:cpu_policy", "resources:VCPU"]))
+            flavor_id=small.id, keys=["hw:maxphysaddr_bits", "resources:VCPU"]))
         assert dict(specs.extra_specs) == {"trait:HW_CPU_X86_AVX2": "required"}
         error = await failure(stub.UnsetFlavorExtraSpecs(flavors_pb2.UnsetFlavorExtraSpecsRequest(
-            flavor_id=small.id, keys=["hw:cpu_policy"])))
-        assert error.code() is Code.NOT_FOUND and "hw:cpu_policy" in (error.details() or "")
+            flavor_id=small.id, keys=["hw:maxphysaddr_bits"])))
+        assert error.code() is Code.NOT_FOUND and "hw:maxphysaddr_bits" in (error.details() or "")
         assert bad_field(await failure(stub.UnsetFlavorExtraSpecs(
             flavors_pb2.UnsetFlavorExtraSpecsRequest(flavor_id=small.id)))) == "keys"
         assert bad_field(await failure(stub.SetFlavorExtraSpecs(flavors_pb2.SetFlavorExtraSpecsRequest(
@@ -1146,6 +1259,45 @@ def test_watch_emits_the_current_state_then_each_change(tmp_path: Path, db_url: 
         while api.running.manager._feed._task is not None:  # no watcher, no polling
             assert time.monotonic() < deadline
             await asyncio.sleep(0.02)
+    run(tmp_path, db_url, scenario)
+
+
+def test_list_is_newest_first(tmp_path: Path, db_url: str) -> None:
+    async def scenario(api: Api) -> None:
+        flavor_id, image_id = await seeded(api, tmp_path)
+        booted = [(await api.boot(flavor_id, image_id, name=f"vm-{i}"))[0].id for i in range(5)]
+        seen: list[str] = []
+        token = ""
+        while True:
+            page = await api.servers("a").ListServers(servers_pb2.ListServersRequest(
+                page_size=2, page_token=token))
+            seen += [s.id for s in page.servers]
+            token = page.next_page_token
+            if not token:
+                break
+        assert seen == booted[::-1]
+    run(tmp_path, db_url, scenario)
+
+
+def test_watching_servers_already_deleted_gives_their_deleted_state(tmp_path: Path,
+                                                                    db_url: str) -> None:
+    """What `server delete A B --wait` does: the deletes may be over before the watch
+    starts; each deleted server's one event is DELETED. Another project's deleted
+    server stays NOT_FOUND."""
+    async def scenario(api: Api) -> None:
+        flavor_id, image_id = await seeded(api, tmp_path)
+        mine = [(await api.boot(flavor_id, image_id, name=f"vm-{i}"))[0] for i in range(2)]
+        [theirs] = await api.boot(flavor_id, image_id, who="b")
+        for server in (*mine, theirs):
+            api.db.delete_instance(server.id)
+        stream = api.servers("a").WatchServers(servers_pb2.WatchServersRequest(
+            ids=[s.id for s in mine]))
+        events = [await next_event(stream), await next_event(stream)]
+        stream.cancel()
+        assert {e.server.id: e.server.status for e in events} == {s.id: "DELETED" for s in mine}
+        error = await failure(next_event(api.servers("a").WatchServers(
+            servers_pb2.WatchServersRequest(ids=[mine[0].id, theirs.id]))))
+        assert error.code() is Code.NOT_FOUND
     run(tmp_path, db_url, scenario)
 
 

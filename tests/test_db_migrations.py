@@ -13,11 +13,15 @@ from alembic import command
 from alembic.autogenerate import compare_metadata
 from alembic.config import Config
 from alembic.migration import MigrationContext
+from alembic.script import ScriptDirectory
 
 from novalite.db import Database
 from novalite.db.database import MIGRATIONS_DIR
 from novalite.db.models import Base
 from test_db import PYTHON_DIR, run_threads
+
+# the newest revision of the migrations: what an upgrade must leave in alembic_version
+HEAD = ScriptDirectory(str(MIGRATIONS_DIR)).get_current_head()
 
 MODEL_TABLES = {
     "instances", "instance_faults", "instance_actions", "instance_action_events",
@@ -128,7 +132,7 @@ def test_concurrent_upgrades_migrate_once(new_url: Callable[[], str]) -> None:  
         assert results == [None] * 4, results
         with databases[0].engine.connect() as conn:
             assert conn.exec_driver_sql("SELECT version_num FROM alembic_version").all() == \
-                [("0001",)]
+                [(HEAD,)]
         databases[1].create_flavor(name="m1", vcpus=1, memory_mb=64)
         assert [f.name for f in databases[2].list_flavors()] == ["m1"]
     finally:
@@ -151,6 +155,6 @@ def test_concurrent_upgrades_from_separate_processes(
     try:
         with database.engine.connect() as conn:
             assert conn.exec_driver_sql("SELECT version_num FROM alembic_version").all() == \
-                [("0001",)]
+                [(HEAD,)]
     finally:
         database.close()

@@ -255,6 +255,32 @@ def test_anti_affinity_group_spreads_servers(cloud: LocalCloud, flavor: Any) -> 
         user.servers.DeleteServer(servers_pb2.DeleteServerRequest(id=sid))
 
 
+def test_an_admin_forces_a_host_past_the_filters_not_past_its_capacity(
+        cloud: LocalCloud, admin: Api, flavor: Any) -> None:
+    """Nova's "zone:host": the filters are skipped (here an anti-affinity group
+    would keep the two servers apart), the host's capacity is still checked."""
+    admin.quotas.SetQuota(quotas_pb2.SetQuotaRequest(project_id="admin", instances=100, cores=100,
+                                                     ram=10**7))
+    group = admin.groups.CreateServerGroup(server_groups_pb2.CreateServerGroupRequest(
+        name="apart", policy="anti-affinity"))
+    ids = []
+    for zone in ("nova:compute-007", "nova:compute-007:compute-007"):
+        req = servers_pb2.CreateServerRequest(name="pinned", flavor_id=flavor.id, availability_zone=zone)
+        req.scheduler_hints.group = group.id
+        ids += [s.id for s in admin.servers.CreateServer(req).servers]
+    final = admin.wait(ids, {"ACTIVE", "ERROR"})
+    assert [(s.status, s.host, s.availability_zone) for s in final.values()] == \
+        [("ACTIVE", "compute-007", "nova")] * 2
+    huge = admin.flavors.CreateFlavor(flavors_pb2.CreateFlavorRequest(
+        name=f"huge-{uuid.uuid4().hex[:6]}", vcpus=1, memory_mb=2 * 32768, root_gb=1))
+    [big] = admin.servers.CreateServer(servers_pb2.CreateServerRequest(
+        name="too-big", flavor_id=huge.id, availability_zone="nova:compute-007")).servers
+    failed = admin.wait([big.id], {"ERROR"})[big.id]
+    assert "No valid host" in failed.fault.message
+    for sid in [*ids, big.id]:
+        admin.servers.DeleteServer(servers_pb2.DeleteServerRequest(id=sid))
+
+
 def test_a_failed_build_lands_on_an_alternate(tmp_path: Any) -> None:
     """Builds fail on the three hosts the scheduler prefers (equal hosts: table
     order): two servers still end ACTIVE, on an alternate, after retries. (With as

@@ -1,6 +1,7 @@
 """The `novalite` command.
 
     novalite up                      the whole cloud on this machine (one command)
+    novalite down                    stop it
     novalite demo                    up, boot a batch of servers, summarise, tear down
     novalite api|conductor|scheduler|compute    one service (several machines)
     novalite server|flavor|host|quota|image|group ...   talk to a running cloud
@@ -19,6 +20,8 @@ from pathlib import Path
 from typing import Any, Callable, Sequence
 
 SERVICE_NAMES = ("api", "conductor", "scheduler", "compute")
+# in the data directory while `novalite up` runs: its pid, for `novalite down`
+UP_PID_FILE = "up.pid"
 
 
 def _positive(kind: str) -> Callable[[str], int]:
@@ -49,9 +52,14 @@ def _csv(text: str) -> list[str]:
     return [x for x in (p.strip() for p in text.split(",")) if x]
 
 
+DATA_DIR_HELP = ("where the database, the token secret, logs and guests live (default: "
+                 "$NOVALITE_DATA_DIR, else $XDG_DATA_HOME/novalite, i.e. ~/.local/share/novalite; "
+                 "the same for every command)")
+
+
 def _add_settings_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--config", help="a TOML settings file (default: $NOVALITE_CONFIG)")
-    p.add_argument("--data-dir", help="where the database, secret and guests live")
+    p.add_argument("--data-dir", help=DATA_DIR_HELP)
     p.add_argument("--database-url", help="e.g. postgresql+psycopg://user@host/db (default: SQLite in the data dir)")
     p.add_argument("--listen", help="HOST:PORT to serve on (default from the settings)")
 
@@ -81,7 +89,7 @@ def build_parser() -> argparse.ArgumentParser:
                                     "data directory and simulated hosts (plus this machine as a real host when "
                                     "libvirtd can run guests), print the endpoints and an admin token, and run "
                                     "until Ctrl-C.")
-    up.add_argument("--data-dir", default=None, help="default: ./novalite-data")
+    up.add_argument("--data-dir", default=None, help=DATA_DIR_HELP)
     up.add_argument("--database-url")
     up.add_argument("--hosts", type=_non_negative("--hosts"), default=20,
                     help="simulated hosts (default 20; 0: only this machine, as a real host)")
@@ -92,6 +100,17 @@ def build_parser() -> argparse.ArgumentParser:
     real.add_argument("--real-host", dest="real_host", action="store_true", default=None,
                       help="also run this machine as a real QEMU host (default: when libvirtd is reachable)")
     real.add_argument("--no-real-host", dest="real_host", action="store_false")
+    up.add_argument("--max-restarts", type=_non_negative("--max-restarts"), default=5,
+                    help="a service that exits is started again, with a back-off, at most this many "
+                         "times in 10 minutes; then every service stops and `up` exits with status 1 "
+                         "(default 5; 0: the first exit stops the cloud)")
+
+    down = sub.add_parser("down", help="stop the `novalite up` running on a data directory",
+                          description="Ask the `novalite up` of the data directory to stop (as Ctrl-C "
+                                      "does) and wait until every service has stopped. The data stays; "
+                                      "remove the directory to start afresh.")
+    down.add_argument("--data-dir", default=None, help=DATA_DIR_HELP)
+    down.add_argument("--timeout", type=float, default=120.0, help="seconds to wait (default 120)")
 
     demo_up = sub.add_parser("demo", help="run the cloud, boot a batch of servers through the API, summarise",
                              description="Start every service on this machine (as `novalite up` does), create a "
@@ -163,10 +182,25 @@ def run_service(name: str, args: argparse.Namespace) -> int:
     return 0
 
 
-def run_up(args: argparse.Namespace) -> int:
-    from novalite.cloud import LocalCloud, libvirtd_reachable
+def _up_pid(data_dir: Path) -> int | None:
+    """The pid of the `novalite up` running on ``data_dir``, if one runs."""
+    try:
+        pid = int((data_dir / UP_PID_FILE).read_text().strip())
+        os.kill(pid, 0)
+    except (OSError, ValueError):
+        return None
+    return pid
 
-    data_dir = Path(args.data_dir or "novalite-data")
+
+def run_up(args: argparse.Namespace) -> int:
+    from novalite.cloud import LocalCloud, RestartPolicy, Supervisor, libvirtd_reachable
+
+    data_dir = _settings(args).data_dir
+    running = _up_pid(data_dir)
+    if running is not None:
+        print(f"error: novalite up already runs on {data_dir} (pid {running}); stop it with "
+              f"`novalite down --data-dir {data_dir}`, or pass another --data-dir", file=sys.stderr)
+        return 1
     real = libvirtd_reachable() if args.real_host is None else args.real_host
     if args.hosts == 0 and not real:
         print("error: --hosts 0 leaves no host: libvirtd is not reachable here (or --no-real-host)",
@@ -175,6 +209,8 @@ def run_up(args: argparse.Namespace) -> int:
     cloud = LocalCloud(data_dir, hosts=args.hosts, host_vcpus=args.host_vcpus,
                        host_memory_mb=args.host_memory_mb, host_disk_gb=args.host_disk_gb,
                        database_url=args.database_url, real_host=real)
+    pid_file = cloud.data_dir / UP_PID_FILE
+    pid_file.write_text(f"{os.getpid()}\n")
     print(f"starting novalite in {cloud.data_dir} ({args.hosts} simulated hosts"
           f"{' + this machine as a real QEMU host' if real else ''})", flush=True)
     stop = {"now": False}
@@ -184,32 +220,58 @@ def run_up(args: argparse.Namespace) -> int:
     for sig in (signal.SIGINT, signal.SIGTERM):
         signal.signal(sig, lambda *_: stop.update(now=True))
     try:
-        cloud.start()
-    except (RuntimeError, TimeoutError) as e:
-        print(f"error: {e}", file=sys.stderr)
-        cloud.stop()
-        return 1
-    if stop["now"]:
-        print("interrupted while starting; stopping...", flush=True)
+        try:
+            cloud.start()
+        except (RuntimeError, TimeoutError) as e:
+            print(f"error: {e}", file=sys.stderr)
+            cloud.stop()
+            return 1
+        if stop["now"]:
+            print("interrupted while starting; stopping...", flush=True)
+            cloud.stop()
+            return 0
+        token = cloud.admin_token()
+        env_file = cloud.data_dir / "env"
+        env_file.write_text(f"export NOVALITE_API={cloud.endpoint('api')}\nexport NOVALITE_TOKEN={token}\n")
+        os.chmod(env_file, 0o600)
+        print("\nnovalite is up:")
+        for s in [s for s in ("api", "conductor", "scheduler", "compute", "compute_real") if s in cloud.processes]:
+            print(f"  {s:<13} {cloud.endpoint(s)}   log: {cloud.data_dir / 'logs' / (s + '.log')}")
+        print(f"\nthe client commands find the API and an admin token in {env_file}; for other tools:\n"
+              f"  source {env_file}    # NOVALITE_API={cloud.endpoint('api')}, NOVALITE_TOKEN=...\n\n"
+              f"A service that exits is started again (at most {args.max_restarts} times in 10 minutes).\n"
+              "Ctrl-C (or `novalite down`) stops every service.", flush=True)
+        supervisor = Supervisor(cloud, RestartPolicy(max_restarts=args.max_restarts),
+                                say=lambda line: print(f"novalite up: {line}", file=sys.stderr, flush=True))
+        while not stop["now"]:
+            failure = supervisor.poll()
+            if failure is not None:
+                print(f"error: {failure}", file=sys.stderr, flush=True)
+                cloud.stop()
+                return 1
+            time.sleep(0.2)
+        print("stopping...", flush=True)
         cloud.stop()
         return 0
-    token = cloud.admin_token()
-    env_file = cloud.data_dir / "env"
-    env_file.write_text(f"export NOVALITE_API={cloud.endpoint('api')}\nexport NOVALITE_TOKEN={token}\n")
-    os.chmod(env_file, 0o600)
-    print("\nnovalite is up:")
-    for s in [s for s in ("api", "conductor", "scheduler", "compute", "compute_real") if s in cloud.processes]:
-        print(f"  {s:<13} {cloud.endpoint(s)}   log: {cloud.data_dir / 'logs' / (s + '.log')}")
-    print(f"\nadmin token (also in {env_file}, `source` it):\n  export NOVALITE_API={cloud.endpoint('api')}\n"
-          f"  export NOVALITE_TOKEN={token}\n\nCtrl-C stops every service.", flush=True)
-    while not stop["now"]:
-        for name, proc in cloud.processes.items():
-            if not proc.alive():
-                print(f"error: {name} exited:\n{proc.log_tail()}", file=sys.stderr)
-                stop["now"] = True
-        time.sleep(0.5)
-    print("stopping...", flush=True)
-    cloud.stop()
+    finally:
+        if _up_pid(cloud.data_dir) == os.getpid():
+            pid_file.unlink(missing_ok=True)
+
+
+def run_down(args: argparse.Namespace) -> int:
+    data_dir = _settings(args).data_dir
+    pid = _up_pid(data_dir)
+    if pid is None:
+        print(f"novalite up is not running on {data_dir}", file=sys.stderr)
+        return 1
+    os.kill(pid, signal.SIGTERM)
+    deadline = time.monotonic() + args.timeout
+    while _up_pid(data_dir) == pid:
+        if time.monotonic() > deadline:
+            print(f"error: novalite up (pid {pid}) did not stop within {args.timeout:.0f} s", file=sys.stderr)
+            return 1
+        time.sleep(0.1)
+    print(f"stopped novalite up (pid {pid}) on {data_dir}")
     return 0
 
 
@@ -235,6 +297,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             return 0 if result.servers_placed == result.servers_requested else 1
         if args.command == "up":
             return run_up(args)
+        if args.command == "down":
+            return run_down(args)
         if args.command == "demo":
             from novalite import demo
 

@@ -13,7 +13,7 @@ import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Sequence
+from typing import Callable, Sequence
 
 from novalite.auth.tokens import ADMIN, MEMBER, TokenSigner
 from novalite.settings import load_or_create_secret
@@ -164,7 +164,8 @@ class LocalCloud:
         order = [s for s in SERVICES if s != "compute" or self.hosts > 0]
         commands = {s: self._command(s) for s in order}
         if self.real_host:
-            order.insert(order.index("scheduler"), "compute_real")
+            # after the scheduler, so that its first report finds one listening
+            order.insert(order.index("scheduler") + 1, "compute_real")
             commands["compute_real"] = [
                 *self._command("compute"), "--virt-uri", "qemu:///system",
                 "--listen", self.endpoint("compute_real"), "--hosts", socket.gethostname()]
@@ -249,3 +250,95 @@ class LocalCloud:
 
     def remove(self) -> None:
         shutil.rmtree(self.data_dir, ignore_errors=True)
+
+
+def describe_exit(returncode: int | None) -> str:
+    """How a process ended, in words: "exited with status 1", "was killed by SIGKILL"."""
+    if returncode is None:
+        return "is running"
+    if returncode < 0:
+        try:
+            return f"was killed by {signal.Signals(-returncode).name}"
+        except ValueError:
+            return f"was killed by signal {-returncode}"
+    return f"exited with status {returncode}"
+
+
+@dataclass(frozen=True)
+class RestartPolicy:
+    """What `novalite up` does with a service that exits on its own: start it again
+    after a back-off that doubles from ``first_delay`` to at most ``max_delay``
+    seconds (back to ``first_delay`` once it has run ``stable_after`` seconds), until
+    it has exited more than ``max_restarts`` times within ``window`` seconds; then
+    the whole cloud stops and `up` exits non-zero naming it. ``max_restarts`` 0: the
+    first exit stops the cloud."""
+
+    max_restarts: int = 5
+    window: float = 600.0
+    first_delay: float = 1.0
+    max_delay: float = 30.0
+    stable_after: float = 60.0
+
+    def __post_init__(self) -> None:
+        if self.max_restarts < 0:
+            raise ValueError(f"max_restarts must be >= 0, got {self.max_restarts}")
+        if not 0 < self.first_delay <= self.max_delay:
+            raise ValueError("need 0 < first_delay <= max_delay")
+
+
+class Supervisor:
+    """Keeps a started LocalCloud's services running under a RestartPolicy. Call
+    ``poll()`` every fraction of a second: it notices a service that has exited,
+    says so (``say``), starts it again when its back-off is over, and returns a
+    message naming the service once the policy gives up on it (None until then)."""
+
+    def __init__(self, cloud: LocalCloud, policy: RestartPolicy = RestartPolicy(),
+                 say: Callable[[str], None] = print, clock: Callable[[], float] = time.monotonic) -> None:
+        self.cloud = cloud
+        self.policy = policy
+        self.say = say
+        self.clock = clock
+        now = clock()
+        self._since = {name: now for name in cloud.processes}   # when each last started
+        self._exits: dict[str, list[float]] = {}
+        self._delay: dict[str, float] = {}
+        self._due: dict[str, float] = {}                        # restarts waiting out a back-off
+        self.restarts = 0
+
+    def poll(self) -> str | None:
+        now = self.clock()
+        policy = self.policy
+        for name, proc in self.cloud.processes.items():
+            if name in self._due:
+                continue
+            if proc.alive():
+                if now - self._since[name] >= policy.stable_after:
+                    self._delay.pop(name, None)
+                continue
+            how = describe_exit(proc.popen.returncode if proc.popen else None)
+            exits = [t for t in self._exits.get(name, []) if now - t < policy.window] + [now]
+            self._exits[name] = exits
+            if len(exits) > policy.max_restarts:
+                times = "once" if len(exits) == 1 else f"{len(exits)} times in {policy.window:.0f} s"
+                return (f"{name} {how} ({times}); stopping the cloud. Its log, {proc.log}, ends:\n"
+                        f"{proc.log_tail()}")
+            delay = self._delay.get(name, policy.first_delay)
+            self._delay[name] = min(delay * 2, policy.max_delay)
+            self._due[name] = now + delay
+            self.say(f"{name} {how}; starting it again in {delay:.0f} s (exit {len(exits)} of at "
+                     f"most {policy.max_restarts} in {policy.window:.0f} s; log: {proc.log})")
+        for name, due in list(self._due.items()):
+            if now < due:
+                continue
+            del self._due[name]
+            self._since[name] = self.clock()
+            try:
+                self.cloud.restart(name)
+            except (RuntimeError, TimeoutError, OSError) as e:
+                self.cloud.stop_service(name)  # counted as an exit at the next poll
+                self.say(f"{name} did not start again: {str(e).splitlines()[0]}")
+                continue
+            self.restarts += 1
+            popen = self.cloud.processes[name].popen
+            self.say(f"{name} is serving again (pid {popen.pid if popen else '?'})")
+        return None

@@ -103,13 +103,39 @@ def fault(f: records.Fault | None, *, show_details: bool = True) -> faults_pb2.F
         return None
     rejections = [faults_pb2.Rejection(check=str(c), hosts=int(n))
                   for c, n in f.details.get("rejections", [])]
-    details = {k: v for k, v in f.details.items() if k != "rejections"}
+    data = {k: v for k, v in f.details.items() if k != "rejections"}
     visible = show_details or f.code != 500
     out = faults_pb2.Fault(code=f.code, message=f.message,
-                           details=json.dumps(details, sort_keys=True) if details and visible else "",
-                           rejections=rejections)
+                           details=explain_fault(f.details) if visible else "", rejections=rejections)
+    if data and visible:
+        out.data.update(json.loads(json.dumps(data)))  # plain JSON values only
     _set_time(out, "created_at", f.created_at)
     return out
+
+
+def _hosts(n: int) -> str:
+    return "1 host" if n == 1 else f"{n} hosts"
+
+
+def explain_fault(details: Mapping[str, Any]) -> str:
+    """A fault's recorded details (the conductor's and compute agents' facts) in
+    sentences for a person; Fault.data carries the same for programs."""
+    said: list[str] = []
+    rejections = [(str(c), int(n)) for c, n in details.get("rejections", [])]
+    if "instance_index" in details:
+        index = int(details["instance_index"])
+        which = "the request's first server" if index == 0 else f"server {index + 1} of the request"
+        said.append(f"No host could take {which}, so none of the request's servers was placed "
+                    "(a request is placed all or nothing).")
+    if rejections:
+        removed = ", ".join(f"{check} removed {n}" for check, n in rejections if n)
+        said.append(f"Of {_hosts(sum(n for _, n in rejections))} checked, {removed}; none was left.")
+    attempts = [str(a) for a in details.get("attempts", [])]
+    if attempts:
+        said.append(f"Tried {_hosts(len(attempts))}, and the build failed on each: {'; '.join(attempts)}.")
+    for key in sorted(set(details) - {"instance_index", "rejections", "attempts"}):
+        said.append(f"{key.replace('_', ' ').capitalize()}: {details[key]}.")
+    return " ".join(said)
 
 
 def server(inst: records.Instance, *, show_host: bool,

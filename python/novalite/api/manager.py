@@ -36,6 +36,7 @@ from novalite.auth.tokens import DEFAULT_TTL_SECONDS, Claims, TokenSigner
 from novalite.db import records
 from novalite.db.database import MAX_METADATA_ITEMS, SERVICE_DOWN_TIME, Database
 from novalite.db.states import STATUSES, TaskState, VmState
+from novalite.placement import extra_specs
 from novalite.placement.reference import canonicalize_arch, canonicalize_hv_type, canonicalize_vm_mode
 from novalite.services.context import current_request_id, new_request_id
 from novalite.virt import images as virt_images
@@ -206,19 +207,41 @@ def _uuid_list(field_name: str, values: Sequence[str]) -> list[str]:
 
 
 def _check_extra_specs(specs: Mapping[str, str]) -> dict[str, str]:
-    """Nova's limits, and the scoped extra specs whose values the scheduler
-    interprets (trait:..., resources:...)."""
+    """Nova's limits, the scoped extra specs whose values the scheduler interprets
+    (trait:..., resources:...), and none that novalite cannot honour."""
     checked = _check_string_map("extra_specs", specs)
     for key, value in checked.items():
         if key.startswith("trait:") and value not in ("required", "forbidden"):
             raise errors.Invalid(f"extra_specs.{key}", "must be 'required' or 'forbidden'")
-        if key.startswith("resources:"):
-            rc = key[len("resources:"):]
-            if not value.isdigit():
-                raise errors.Invalid(f"extra_specs.{key}", "must be an integer >= 0")
-            if rc not in ("VCPU", "MEMORY_MB", "DISK_GB") and int(value) != 0:
-                raise errors.Invalid(f"extra_specs.{key}", f"unknown resource class {rc!r}")
+        if key.startswith("resources:") and not value.isdigit():
+            raise errors.Invalid(f"extra_specs.{key}", "must be an integer >= 0")
+    refused = extra_specs.first_unsupported(checked)
+    if refused is not None:
+        key, why = refused
+        raise errors.Invalid(f"extra_specs.{key}", _unsupported_message(key, checked[key], why))
     return checked
+
+
+def _unsupported_message(key: str, value: str, why: str) -> str:
+    return (f"{key}={value!r}: {why}; novalite refuses it rather than place a server where "
+            "the flavor says it must not go")
+
+
+def parse_availability_zone(text: str) -> tuple[str | None, str | None, str | None]:
+    """Nova's parse_availability_zone: "zone", "zone:host", "zone:host:node" or
+    "zone::node" as (zone, host, node), each None when empty."""
+    parts: list[str]
+    if text.count(":") == 0:
+        parts = [text, "", ""]
+    elif text.count(":") == 1:
+        parts = [*text.split(":"), ""]
+    elif text.count(":") == 2:
+        parts = text.split(":")
+    else:
+        raise errors.Invalid("availability_zone", "expected 'zone', 'zone:host', 'zone:host:node' "
+                                                  f"or 'zone::node', got {text[:64]!r}")
+    zone, host, node = (p or None for p in parts)
+    return zone, host, node
 
 
 def _non_negative_int_text(field_name: str, value: str) -> int:
@@ -363,7 +386,7 @@ class ApiManager:
         ids = [i.id for i in instances]
         try:
             await self.conductor.build_servers(
-                ids, availability_zone=req.availability_zone, group_id=group_id,
+                ids, availability_zone=instances[0].availability_zone, group_id=group_id,
                 same_host=same, different_host=different, request_id=request_id)
         except BaseException:
             LOG.warning("the conductor did not take servers %s; deleting them", ids)
@@ -383,14 +406,13 @@ class ApiManager:
         if max_count < min_count:
             raise errors.Invalid("max_count", f"must be >= min_count ({min_count}), got {max_count}")
         metadata = _check_string_map("metadata", req.metadata)
+        zone, forced_host, forced_node = None, None, None
         if req.availability_zone is not None:
             _check_name("availability_zone", req.availability_zone)
-            if ":" in req.availability_zone:
-                if not claims.is_admin:
-                    raise errors.Forbidden("only an admin may force a host (availability_zone "
-                                           "'zone:host')")
-                raise errors.Invalid("availability_zone",
-                                     "forcing a host ('zone:host') is not supported")
+            zone, forced_host, forced_node = parse_availability_zone(req.availability_zone)
+            if (forced_host or forced_node) and not claims.is_admin:
+                raise errors.Forbidden("only an admin may force a host (availability_zone "
+                                       "'zone:host' or 'zone:host:node')")
         same = _uuid_list("scheduler_hints.same_host", req.same_host)
         different = _uuid_list("scheduler_hints.different_host", req.different_host)
         group_id: str | None = None
@@ -401,35 +423,45 @@ class ApiManager:
             group_id = req.group.lower()
 
         unknown_flavor = errors.Invalid("flavor_id", f"unknown flavor {req.flavor_id[:64]!r}")
+        try:
+            flavor = self.db.get_flavor(req.flavor_id)
+        except errors.NotFound:
+            raise unknown_flavor from None
+        if not flavor.is_public and not claims.is_admin:
+            raise unknown_flavor
+        refused = extra_specs.first_unsupported(flavor.extra_specs)
+        if refused is not None:  # a flavor stored before novalite refused such specs
+            key, why = refused
+            raise errors.Invalid("flavor_id", f"flavor {flavor.name!r} has extra spec "
+                                 + _unsupported_message(key, flavor.extra_specs[key], why))
         image: records.Image | None = None
         if req.image_id:  # optional: simulated hosts boot without one
-            try:
-                flavor = self.db.get_flavor(req.flavor_id)
-            except errors.NotFound:
-                raise unknown_flavor from None
-            if not flavor.is_public and not claims.is_admin:
-                raise unknown_flavor
             try:
                 image = self.db.get_image(req.image_id)
             except errors.NotFound:
                 raise errors.Invalid("image_id", f"unknown image {req.image_id[:64]!r}") from None
             _check_image_fits(image, flavor)
-        # (without an image, create_instances checks the flavor: one read fewer)
         if group_id is not None:
             try:
                 self.db.get_server_group(group_id, project_id=claims.project_id)
             except errors.NotFound:
                 raise errors.Invalid("scheduler_hints.group",
                                      f"unknown server group {group_id}") from None
-        if req.availability_zone is not None:
-            self._check_zone(req.availability_zone)
+        if zone is not None:
+            self._check_zone(zone)
+        for forced in {forced_host, forced_node} - {None}:
+            try:
+                self.db.get_host(forced)
+            except errors.NotFound:
+                raise errors.Invalid("availability_zone", f"unknown host {forced!r}") from None
         try:
             instances = self.db.create_instances(
                 project_id=claims.project_id, user_id=claims.user_id, name=name,
                 flavor_id=req.flavor_id, image_id=image.id if image else None,
                 min_count=min_count, max_count=max_count,
-                availability_zone=req.availability_zone, metadata=metadata, group_id=group_id,
-                request_id=request_id, public_flavor_only=not claims.is_admin)
+                availability_zone=zone, metadata=metadata, group_id=group_id,
+                request_id=request_id, public_flavor_only=not claims.is_admin,
+                forced_host=forced_host, forced_node=forced_node)
         except errors.Invalid as e:
             if e.field == "group_id":  # deleted since we looked
                 raise errors.Invalid("scheduler_hints.group", e.message) from None
@@ -571,12 +603,15 @@ class ApiManager:
             raise errors.Invalid("ids", f"at most {MAX_WATCH_IDS} ids, got {len(ids)}")
         wanted = frozenset(ids)
 
+        project = None if claims.is_admin else claims.project_id
+
         def check() -> None:
-            found = self.db.get_instances(
-                wanted, project_id=None if claims.is_admin else claims.project_id)
+            found = self.db.get_instances(wanted, project_id=project)
             for sid in ids:
                 if sid not in found:
-                    raise errors.NotFound(f"instance {sid} not found")
+                    # a server deleted already is watched too: its one event is DELETED
+                    # (so `delete A B --wait` cannot lose the race with the deletes)
+                    self.db.get_instance(sid, project_id=project, include_deleted=True)
 
         await asyncio.to_thread(check)
         subscriber = _Subscriber(None if claims.is_admin else claims.project_id, wanted or None)

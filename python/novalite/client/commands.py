@@ -1,8 +1,10 @@
 """The user-facing client commands of `novalite` (server, flavor, host, quota, image,
 group): each one gRPC call or a few, over a channel that carries the user's token.
 
-Where: --api (or NOVALITE_API, default 127.0.0.1:8774). Who: --token (or
-NOVALITE_TOKEN). `novalite up` prints both and writes them to <data_dir>/env.
+Where: --api, else NOVALITE_API, else what `novalite up` wrote to <data_dir>/env,
+else 127.0.0.1:8774. Who: --token, else NOVALITE_TOKEN, else <data_dir>/env's
+(an admin token). The data directory is the one every command uses (--data-dir,
+NOVALITE_DATA_DIR, ~/.local/share/novalite).
 """
 
 from __future__ import annotations
@@ -12,6 +14,7 @@ import json
 import os
 import sys
 import time
+from pathlib import Path
 from typing import Any, Callable, Iterable, Sequence
 
 import grpc
@@ -52,18 +55,43 @@ def _key_values(items: Sequence[str] | None, what: str) -> dict[str, str]:
 
 def add_connection_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--api", default=None, metavar="HOST:PORT",
-                   help="the API endpoint (default: $NOVALITE_API or 127.0.0.1:8774)")
-    p.add_argument("--token", default=None, help="a bearer token (default: $NOVALITE_TOKEN)")
+                   help="the API endpoint (default: $NOVALITE_API, else the one `novalite up` "
+                        "wrote to <data dir>/env, else 127.0.0.1:8774)")
+    p.add_argument("--token", default=None,
+                   help="a bearer token (default: $NOVALITE_TOKEN, else <data dir>/env's)")
+    p.add_argument("--data-dir", default=None,
+                   help="the data directory of `novalite up` (default: $NOVALITE_DATA_DIR, "
+                        "else ~/.local/share/novalite)")
     p.add_argument("--json", action="store_true", help="print JSON instead of a table")
+
+
+def saved_connection(data_dir: str | None) -> tuple[Path, dict[str, str]]:
+    """The data directory and what `novalite up` wrote to its env file (NOVALITE_API,
+    NOVALITE_TOKEN); empty when there is none."""
+    from novalite.settings import load_settings
+
+    path = load_settings(overrides={"data_dir": data_dir}).data_dir / "env"
+    saved: dict[str, str] = {}
+    try:
+        text = path.read_text()
+    except OSError:
+        return path, saved
+    for line in text.splitlines():
+        key, sep, value = line.removeprefix("export ").partition("=")
+        if sep and key in ("NOVALITE_API", "NOVALITE_TOKEN"):
+            saved[key] = value.strip()
+    return path, saved
 
 
 class Client:
     def __init__(self, args: argparse.Namespace) -> None:
-        api = args.api or os.environ.get("NOVALITE_API") or "127.0.0.1:8774"
-        token = args.token or os.environ.get("NOVALITE_TOKEN")
+        env_file, saved = (None, {}) if args.api and args.token else saved_connection(args.data_dir)
+        api = args.api or os.environ.get("NOVALITE_API") or saved.get("NOVALITE_API") or "127.0.0.1:8774"
+        token = args.token or os.environ.get("NOVALITE_TOKEN") or saved.get("NOVALITE_TOKEN")
         if not token:
-            raise CommandError("no token: pass --token or set NOVALITE_TOKEN "
-                               "(novalite up prints one; novalite token create makes more)")
+            raise CommandError(f"no token: pass --token, set NOVALITE_TOKEN, or start the cloud with "
+                               f"`novalite up` (which writes one to {env_file}); `novalite token create` "
+                               "makes more")
         self.channel = sync_channel(api, token)
         self.servers = servers_pb2_grpc.ServersStub(self.channel)
         self.flavors = flavors_pb2_grpc.FlavorsStub(self.channel)
@@ -226,11 +254,22 @@ def server_show(client: Client, a: argparse.Namespace) -> int:
 
 
 def server_delete(client: Client, a: argparse.Namespace) -> int:
-    for sid in a.ids:
-        client.servers.DeleteServer(servers_pb2.DeleteServerRequest(id=sid))
-    if a.wait:
-        wait_for(client, a.ids, a.timeout, label="deleting", done=lambda s: s.status == "DELETED")
-    return 0
+    """Delete each server named (one refusal does not stop the others); with --wait,
+    watch those being deleted until they are gone. Status 1 if any was refused."""
+    deleting: list[str] = []
+    failed = 0
+    for sid in dict.fromkeys(a.ids):
+        try:
+            client.servers.DeleteServer(servers_pb2.DeleteServerRequest(id=sid))
+        except grpc.RpcError as e:
+            failed += 1
+            print(f"error: {sid}: {e.code().name}: {e.details()}", file=sys.stderr)  # type: ignore[attr-defined]
+        else:
+            deleting.append(sid)
+    if a.wait and deleting:
+        wait_for(client, deleting, a.timeout, label=f"deleting {len(deleting)} server(s)",
+                 done=lambda s: s.status == "DELETED")
+    return 1 if failed else 0
 
 
 _ACTION_RPCS = {

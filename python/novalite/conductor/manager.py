@@ -142,6 +142,8 @@ class ConductorManager:
             project_id=first.project_id, user_id=first.user_id, instance_group=group,
             same_host=list(request.same_host), different_host=list(request.different_host),
             availability_zone=request.availability_zone,
+            force_hosts=[first.forced_host] if first.forced_host else [],
+            force_nodes=[first.forced_node] if first.forced_node else [],
         )
 
     async def build(self, request: BuildRequest) -> None:

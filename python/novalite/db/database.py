@@ -419,6 +419,7 @@ class Database:
         availability_zone: str | None = None, metadata: Mapping[str, str] | None = None,
         group_id: str | None = None, reservation_id: str | None = None,
         request_id: str | None = None, public_flavor_only: bool = False,
+        forced_host: str | None = None, forced_node: str | None = None,
     ) -> list[Instance]:
         """Create a multi-create batch in BUILDING/SCHEDULING, reserving quota in
         the same transaction.
@@ -442,6 +443,10 @@ class Database:
             raise errors.Invalid("name", f"too long for a batch of {max_count}")
         if availability_zone is not None:
             availability_zone = _name("availability_zone", availability_zone)
+        if forced_host is not None:
+            forced_host = _name("forced_host", forced_host)
+        if forced_node is not None:
+            forced_node = _name("forced_node", forced_node)
         meta = _string_map("metadata", metadata or {})
         if len(meta) > MAX_METADATA_ITEMS:
             raise errors.Invalid("metadata", f"at most {MAX_METADATA_ITEMS} items")
@@ -490,7 +495,8 @@ class Database:
                 power_state=PowerState.NOSTATE, host=None, node=None,
                 availability_zone=availability_zone, metadata=dict(meta),
                 reservation_id=reservation, launched_at=None, created_at=now,
-                updated_at=now, deleted_at=None, attempts=0, group_id=group_id)
+                updated_at=now, deleted_at=None, attempts=0, group_id=group_id,
+                forced_host=forced_host, forced_node=forced_node)
                 for i in range(count)]
             conn.execute(_stmt("insert instance", lambda: sa.insert(_INSTANCES)), rows)
             conn.execute(_stmt("insert action", lambda: sa.insert(m.InstanceAction.__table__)), [
@@ -2026,7 +2032,8 @@ def _instance(r: m.Instance, fault: Fault | None = None) -> Instance:
         availability_zone=r.availability_zone, metadata=dict(r.metadata_),
         reservation_id=r.reservation_id, launched_at=r.launched_at,
         created_at=r.created_at, updated_at=r.updated_at, deleted_at=r.deleted_at,
-        attempts=r.attempts, group_id=r.group_id, fault=fault)
+        attempts=r.attempts, group_id=r.group_id, forced_host=r.forced_host,
+        forced_node=r.forced_node, fault=fault)
 
 
 def _new_fault(instance_id: str, fault: NewFault, now: datetime) -> m.InstanceFault:

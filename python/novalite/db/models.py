@@ -170,6 +170,10 @@ class Instance(Base):
     deleted_at: Mapped[datetime | None]
     attempts: Mapped[int]
     group_id: Mapped[str | None] = mapped_column(sa.String(36), _fk("server_groups.id", "SET NULL"))
+    # An admin's "zone:host[:node]" (Nova's RequestSpec.force_hosts/force_nodes),
+    # kept so that a build resumed after a conductor restart goes there too.
+    forced_host: Mapped[str | None] = mapped_column(sa.String(255))
+    forced_node: Mapped[str | None] = mapped_column(sa.String(255))
 
 
 class InstanceFault(Base):

@@ -102,6 +102,9 @@ class Instance:
     deleted_at: datetime | None
     attempts: int
     group_id: str | None
+    # the host (node) an admin forced with availability_zone "zone:host[:node]"
+    forced_host: str | None = None
+    forced_node: str | None = None
     fault: Fault | None = None  # the latest one, if any
 
     @property

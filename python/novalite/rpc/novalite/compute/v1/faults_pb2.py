@@ -22,18 +22,19 @@ _runtime_version.ValidateProtobufRuntimeVersion(
 _sym_db = _symbol_database.Default()
 
 
+from google.protobuf import struct_pb2 as google_dot_protobuf_dot_struct__pb2
 from google.protobuf import timestamp_pb2 as google_dot_protobuf_dot_timestamp__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n novalite/compute/v1/faults.proto\x12\x13novalite.compute.v1\x1a\x1fgoogle/protobuf/timestamp.proto\")\n\tRejection\x12\r\n\x05\x63heck\x18\x01 \x01(\t\x12\r\n\x05hosts\x18\x02 \x01(\x03\"\x9b\x01\n\x05\x46\x61ult\x12\x0c\n\x04\x63ode\x18\x01 \x01(\x05\x12\x0f\n\x07message\x18\x02 \x01(\t\x12\x0f\n\x07\x64\x65tails\x18\x03 \x01(\t\x12\x32\n\nrejections\x18\x04 \x03(\x0b\x32\x1e.novalite.compute.v1.Rejection\x12.\n\ncreated_at\x18\x05 \x01(\x0b\x32\x1a.google.protobuf.Timestampb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n novalite/compute/v1/faults.proto\x12\x13novalite.compute.v1\x1a\x1cgoogle/protobuf/struct.proto\x1a\x1fgoogle/protobuf/timestamp.proto\")\n\tRejection\x12\r\n\x05\x63heck\x18\x01 \x01(\t\x12\r\n\x05hosts\x18\x02 \x01(\x03\"\xc2\x01\n\x05\x46\x61ult\x12\x0c\n\x04\x63ode\x18\x01 \x01(\x05\x12\x0f\n\x07message\x18\x02 \x01(\t\x12\x0f\n\x07\x64\x65tails\x18\x03 \x01(\t\x12\x32\n\nrejections\x18\x04 \x03(\x0b\x32\x1e.novalite.compute.v1.Rejection\x12.\n\ncreated_at\x18\x05 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12%\n\x04\x64\x61ta\x18\x06 \x01(\x0b\x32\x17.google.protobuf.Structb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
 _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'novalite.compute.v1.faults_pb2', _globals)
 if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
-  _globals['_REJECTION']._serialized_start=90
-  _globals['_REJECTION']._serialized_end=131
-  _globals['_FAULT']._serialized_start=134
-  _globals['_FAULT']._serialized_end=289
+  _globals['_REJECTION']._serialized_start=120
+  _globals['_REJECTION']._serialized_end=161
+  _globals['_FAULT']._serialized_start=164
+  _globals['_FAULT']._serialized_end=358
 # @@protoc_insertion_point(module_scope)

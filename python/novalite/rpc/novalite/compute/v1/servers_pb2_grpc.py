@@ -126,7 +126,9 @@ class ServersServicer:
         scheduling and the build is handed to the conductor; watch them with
         WatchServers. Quota (instances, cores, ram) is checked atomically:
         RESOURCE_EXHAUSTED when not even min_count fit, otherwise as many as fit, up
-        to max_count. Scheduling is all-or-nothing for that count; no valid host
+        to max_count. A project without limits of its own has the defaults of the
+        settings' [quotas]: 10 instances, 20 cores, 51200 MiB of RAM (Nova's); see
+        Quotas.GetQuota. Scheduling is all-or-nothing for that count; no valid host
         puts every server of the request in ERROR with the rejections in its fault.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
@@ -142,8 +144,9 @@ class ServersServicer:
         raise NotImplementedError('Method not implemented!')
 
     def ListServers(self, request, context):
-        """Servers matching the filters, oldest first (created_at, then id), one page
-        at a time. Deleted servers are not listed.
+        """Servers matching the filters, newest first (created_at, then id, both
+        descending: Nova's default sort), one page at a time. Deleted servers are
+        not listed.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
