@@ -41,13 +41,13 @@ from novalite.rpc.novalite.compute.v1 import (
 )
 from novalite.virt import LibvirtDriver, domain_name, images
 
+from helpers import NOVALITE, processes_with, reap_up, start_up, stop_up
 from qemu import GUEST_MB, URI, domstate, require_libvirtd, skip_if_not_wanted, virsh
 from test_e2e import Api as _Api
 
 SIMULATED = 2
 # LocalCloud (and `novalite up`) run this machine as a host named after it.
 REAL_HOST = socket.gethostname()
-NOVALITE = [sys.executable, "-m", "novalite.cli"]
 
 skip_if_not_wanted()
 
@@ -502,46 +502,8 @@ def test_image_properties_that_match_boot_on_the_real_host(cloud: LocalCloud, ad
 
 # ---- f. `novalite up` --------------------------------------------------------------------------
 
-def _processes_with(text: str) -> list[int]:
-    """Pids of live processes whose command line mentions ``text``."""
-    found = []
-    for entry in Path("/proc").iterdir():
-        if not entry.name.isdigit():
-            continue
-        try:
-            cmdline = (entry / "cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
-            stat = (entry / "stat").read_text()
-        except OSError:
-            continue
-        if text in cmdline and stat.rsplit(")", 1)[1].split()[0] != "Z":
-            found.append(int(entry.name))
-    return found
-
-
 def _start_up(data_dir: Path) -> subprocess.Popen[str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("NOVALITE_")}
-    return subprocess.Popen([*NOVALITE, "up", "--data-dir", str(data_dir), "--hosts", "2",
-                             "--host-memory-mb", "8192"],
-                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env)
-
-
-def _stop_up(proc: subprocess.Popen[str], sig: int, data_dir: Path) -> tuple[int, str]:
-    proc.send_signal(sig)
-    try:
-        out, _ = proc.communicate(timeout=60)
-    except subprocess.TimeoutExpired:
-        proc.kill()
-        out, _ = proc.communicate()
-        raise AssertionError(f"novalite up did not stop on signal {sig}:\n{out}") from None
-    return proc.returncode, out
-
-
-def _reap_up(proc: subprocess.Popen[str], data_dir: Path) -> None:
-    if proc.poll() is None:
-        proc.kill()
-        proc.wait(10)
-    for pid in _processes_with(str(data_dir)):  # services it left behind
-        os.kill(pid, signal.SIGKILL)
+    return start_up("--data-dir", str(data_dir), "--hosts", "2", "--host-memory-mb", "8192")
 
 
 @pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM], ids=["SIGINT", "SIGTERM"])
@@ -568,15 +530,15 @@ def test_novalite_up_adds_this_machine_as_a_real_host(tmp_path: Path, sig: int) 
         assert hosts[REAL_HOST]["hypervisor_type"] == "QEMU"
         assert hosts["compute-001"]["hypervisor_type"] == "test"
         assert member_token.strip()
-        assert _processes_with(str(data_dir))  # its services run
+        assert processes_with(str(data_dir))  # its services run
 
-        code, out = _stop_up(proc, sig, data_dir)
+        code, out = stop_up(proc, sig)
         assert code == 0, out
         assert "this machine as a real QEMU host" in out and "stopping" in out
         assert "Traceback" not in out
-        assert _processes_with(str(data_dir)) == []  # every service stopped with it
+        assert processes_with(str(data_dir)) == []  # every service stopped with it
     finally:
-        _reap_up(proc, data_dir)
+        reap_up(proc, data_dir)
 
 
 def test_novalite_up_interrupted_while_starting_leaves_nothing_running(tmp_path: Path) -> None:
@@ -589,11 +551,11 @@ def test_novalite_up_interrupted_while_starting_leaves_nothing_running(tmp_path:
         while not (data_dir / "logs" / "compute.log").exists() and time.monotonic() < deadline:
             assert proc.poll() is None, proc.communicate()[0]
             time.sleep(0.002)
-        code, out = _stop_up(proc, signal.SIGINT, data_dir)
+        code, out = stop_up(proc, signal.SIGINT)
         # its services run in sessions of their own: Ctrl-C reaches only `up`, which
         # must stop the ones it has started
-        assert _processes_with(str(data_dir)) == [], out
+        assert processes_with(str(data_dir)) == [], out
         assert "Traceback" not in out, out
         assert code in (0, 130), out
     finally:
-        _reap_up(proc, data_dir)
+        reap_up(proc, data_dir)

@@ -196,6 +196,7 @@ class _Reporter:
         self._waiters: list[asyncio.Future[None]] = []
         self._task: asyncio.Task[None] | None = None
         self._unreported: set[str] = set()
+        self._reported = False  # whether a report has reached the scheduler yet
         self._report_task: asyncio.Task[None] | None = None
 
     async def request(self, host: str, *, wait: bool = True) -> None:
@@ -241,9 +242,17 @@ class _Reporter:
             hosts, self._unreported = sorted(self._unreported), set()
             try:
                 await self._report(hosts)
+            except errors.Unavailable as e:
+                if self._reported:  # it was there, and is gone
+                    LOG.warning("could not report %s to the scheduler: %s", ", ".join(hosts), e)
+                else:  # not started yet: it reads every host from the database when it starts
+                    LOG.info("the scheduler is not reachable yet (%s); it reads %s from the "
+                             "database when it starts", e, ", ".join(hosts))
             except Exception:  # noqa: BLE001 - the periodic report catches up
                 LOG.warning("could not report %s to the scheduler", ", ".join(hosts),
                             exc_info=True)
+            else:
+                self._reported = True
 
     async def settled(self) -> None:
         """Return once every change asked for so far is written."""

@@ -13,6 +13,10 @@ from novalite.services.status import domain_call
 
 
 class SchedulerClient:
+    """Placement calls (select, release, claim) wait for a scheduler that is not
+    reachable, a restarting one say, up to their deadline, as a call through Nova's
+    message queue would; reports fail at once (the next one catches up)."""
+
     def __init__(self, target: str, token: TokenSource, *, timeout: float = 60.0) -> None:
         self._channel = channel(target, token)
         self._stub = scheduler_pb2_grpc.SchedulerStub(self._channel)
@@ -24,16 +28,19 @@ class SchedulerClient:
     async def select_destinations(self, spec: model.RequestSpec) -> list[list[model.Selection]]:
         reply = await domain_call(self._stub.SelectDestinations(scheduler_pb2.SelectDestinationsRequest(
             request_spec=convert.request_spec_to_proto(spec),
-            instance_uuids=list(spec.instance_uuids), return_alternates=True), timeout=self._timeout))
+            instance_uuids=list(spec.instance_uuids), return_alternates=True), timeout=self._timeout,
+            wait_for_ready=True))
         return convert.selections_from_proto(reply)
 
     async def release(self, instance_uuid: str) -> None:
         await domain_call(self._stub.ReleaseAllocation(
-            scheduler_pb2.ReleaseAllocationRequest(instance_uuid=instance_uuid), timeout=self._timeout))
+            scheduler_pb2.ReleaseAllocationRequest(instance_uuid=instance_uuid), timeout=self._timeout,
+            wait_for_ready=True))
 
     async def claim_alternate(self, instance_uuid: str, host: str, allocation: Mapping[str, int]) -> bool:
         reply = await domain_call(self._stub.ClaimAllocation(scheduler_pb2.ClaimAllocationRequest(
-            instance_uuid=instance_uuid, host=host, allocation=dict(allocation)), timeout=self._timeout))
+            instance_uuid=instance_uuid, host=host, allocation=dict(allocation)), timeout=self._timeout,
+            wait_for_ready=True))
         return bool(reply.claimed)
 
     async def host_changed(self, host: str) -> None:
