@@ -42,11 +42,12 @@ from grpc_reflection.v1alpha import reflection_pb2, reflection_pb2_grpc
 
 from novalite import errors
 from novalite.api import service
-from novalite.api.manager import ACTIONS, VIRTUAL_SIZE_PROPERTY
+from novalite.api.manager import VIRTUAL_SIZE_PROPERTY
 from novalite.auth.tokens import ADMIN, MEMBER, TokenSigner
 from novalite.db import Database
-from novalite.db.records import Inventory, NewFault
-from novalite.db.states import PowerState, TaskState, VmState
+from novalite.objects.lifecycle import ACTIONS
+from novalite.objects.records import Inventory, NewFault
+from novalite.objects.states import PowerState, TaskState, VmState
 from novalite.rpc.novalite.compute.v1 import (
     flavors_pb2,
     flavors_pb2_grpc,

@@ -39,11 +39,13 @@ import sqlalchemy as sa
 from novalite import errors
 from novalite.auth.tokens import MEMBER, SERVICE, TokenSigner
 from novalite.compute import service as compute_service
-from novalite.compute.manager import BuildFailed, ComputeManager
+from novalite.compute.manager import ComputeManager
 from novalite.compute.rpcapi import ComputeClient
-from novalite.db import Database, records
-from novalite.db.states import PowerState, TaskState, VmState
-from novalite.rpc.novalite.compute.v1 import flavors_pb2, servers_pb2
+from novalite.db import Database
+from novalite.errors import BuildFailed
+from novalite.objects import records
+from novalite.objects.states import PowerState, TaskState, VmState
+from novalite.rpc.novalite.compute.v1 import flavors_pb2
 from novalite.rpc.novalite.internal.v1 import (
     compute_agent_pb2,
     compute_agent_pb2_grpc,
@@ -366,7 +368,7 @@ def test_a_local_claim_beyond_capacity_fails_the_build(tmp_path: Path, db_url: s
         # the same through the raw stub: the status code and why
         stub = await cloud.stub()
         error = await failure(stub.BuildInstance(compute_agent_pb2.BuildInstanceRequest(
-            server=servers_pb2.Server(id=second.id, name="second"),
+            server_id=second.id, name="second",
             flavor=proto_flavor(big), allocation={"MEMORY_MB": 3072}, host="compute-001")))
         assert error.code() is grpc.StatusCode.RESOURCE_EXHAUSTED
         assert "3072 of 5376 MEMORY_MB in use" in (error.details() or "")
@@ -467,18 +469,20 @@ def test_bad_calls_get_the_designs_status_codes(tmp_path: Path, db_url: str) -> 
     async def scenario(cloud: Cloud) -> None:
         inst = await cloud.boot("compute-001")
         stub = await cloud.stub()
-        error = await failure(stub.StopInstance(compute_agent_pb2.StopInstanceRequest(
-            server_id=inst.id, host="compute-999")))
+        error = await failure(stub.RunAction(compute_agent_pb2.RunActionRequest(
+            server_id=inst.id, host="compute-999", action="stop")))
         assert error.code() is grpc.StatusCode.NOT_FOUND
         assert "does not serve host 'compute-999'" in (error.details() or "")
-        error = await failure(stub.StopInstance(compute_agent_pb2.StopInstanceRequest(server_id=inst.id)))
+        error = await failure(stub.RunAction(compute_agent_pb2.RunActionRequest(
+            server_id=inst.id, action="stop")))
         assert (error.code(), error.details()) == (grpc.StatusCode.INVALID_ARGUMENT,
                                                    "host: required: the host the server is on")
-        error = await failure(stub.RebootInstance(compute_agent_pb2.RebootInstanceRequest(
-            server_id=inst.id, host="compute-001")))
-        assert (error.code(), error.details()) == (grpc.StatusCode.INVALID_ARGUMENT, "type: SOFT or HARD")
+        error = await failure(stub.RunAction(compute_agent_pb2.RunActionRequest(
+            server_id=inst.id, host="compute-001", action="reboot")))
+        assert (error.code(), error.details()) == (grpc.StatusCode.INVALID_ARGUMENT,
+                                                   "action: unknown action 'reboot'")
         error = await failure(stub.BuildInstance(compute_agent_pb2.BuildInstanceRequest(
-            server=servers_pb2.Server(id="x"), host="compute-001")))
+            server_id="x", host="compute-001")))
         assert error.code() is grpc.StatusCode.INVALID_ARGUMENT
         assert (error.details() or "").startswith("flavor.vcpus:")
         error = await failure(stub.DeleteInstance(compute_agent_pb2.DeleteInstanceRequest(

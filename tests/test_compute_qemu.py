@@ -20,8 +20,8 @@ from pathlib import Path
 
 import pytest
 
-from novalite.db import records
-from novalite.db.states import PowerState, VmState
+from novalite.objects import records
+from novalite.objects.states import PowerState, VmState
 from novalite.settings import ComputeSettings
 from novalite.virt import LibvirtDriver, domain_name, images
 

@@ -20,8 +20,8 @@ import pytest
 
 from novalite import errors
 from novalite.db import Database
-from novalite.db.records import ComputeView, EventStep, Inventory, NewFault
-from novalite.db.states import PowerState, TaskState, VmState
+from novalite.objects.records import ComputeView, EventStep, Inventory, NewFault
+from novalite.objects.states import PowerState, TaskState, VmState
 
 PYTHON_DIR = Path(__file__).resolve().parent.parent / "python"
 

@@ -62,10 +62,7 @@ EXPECTED_SERVICES: dict[str, dict[str, str]] = {
         "ClaimAllocation": UNARY,
     },
     "novalite.internal.v1.ComputeAgent": {
-        "BuildInstance": UNARY, "DeleteInstance": UNARY,
-        "RebootInstance": UNARY, "StopInstance": UNARY, "StartInstance": UNARY,
-        "PauseInstance": UNARY, "UnpauseInstance": UNARY, "SuspendInstance": UNARY,
-        "ResumeInstance": UNARY,
+        "BuildInstance": UNARY, "DeleteInstance": UNARY, "RunAction": UNARY,
     },
 }
 

@@ -15,7 +15,7 @@ import pytest
 
 from novalite import errors
 from novalite.db.database import Database
-from novalite.db.records import ComputeView, Inventory
+from novalite.objects.records import ComputeView, Inventory
 from novalite.placement import Flavor, RequestSpec, SchedulerConfig
 from novalite.scheduler.manager import SchedulerManager
 

@@ -24,13 +24,13 @@ from novalite.virt import (
     InstanceNotFound,
     InvalidInstanceId,
     LibvirtDriver,
-    PowerState,
     SpawnFailed,
     domain_name,
     nova_power_state,
     node_uri,
     write_test_node,
 )
+from novalite.objects.states import PowerState
 from novalite.virt import driver as driver_mod
 from novalite.virt import images
 

@@ -24,10 +24,10 @@ from novalite.virt import (
     InstanceExists,
     InstanceNotFound,
     LibvirtDriver,
-    PowerState,
     SpawnFailed,
     domain_name,
 )
+from novalite.objects.states import PowerState
 from novalite.virt import driver as driver_mod
 from novalite.virt import images
 

@@ -11,8 +11,8 @@ from typing import Any, Iterable, Mapping, cast
 from google.protobuf.timestamp_pb2 import Timestamp
 
 from novalite import errors
-from novalite.db import records
-from novalite.db.states import PowerState, TaskState, VmState
+from novalite.objects import records
+from novalite.objects.states import PowerState, TaskState, VmState
 from novalite.placement import model
 from novalite.rpc.novalite.compute.v1 import (
     faults_pb2,
@@ -72,7 +72,7 @@ def task_state_name(value: int) -> str | None:
 
 def power_state(value: int) -> states_pb2.PowerState:
     # Nova's numbers are the enum's numbers
-    if value in PowerState.NAMES:
+    if PowerState.is_known(value):
         return cast(states_pb2.PowerState, int(value))
     return states_pb2.POWER_STATE_NOSTATE
 
@@ -188,6 +188,17 @@ def flavor(f: records.Flavor) -> flavors_pb2.Flavor:
                              is_public=f.is_public, extra_specs=dict(f.extra_specs))
     _set_time(out, "created_at", f.created_at)
     return out
+
+
+def flavor_from_proto(f: flavors_pb2.Flavor) -> records.Flavor:
+    return records.Flavor(name=f.name, vcpus=f.vcpus, memory_mb=f.memory_mb, root_gb=f.root_gb,
+                          ephemeral_gb=f.ephemeral_gb, swap=f.swap, extra_specs=dict(f.extra_specs),
+                          id=f.id, is_public=f.is_public)
+
+
+def image_from_proto(i: images_pb2.Image) -> records.Image:
+    return records.Image(id=i.id, name=i.name, path=i.path, disk_format=i.disk_format or "qcow2",
+                         size_bytes=i.size_bytes or None, properties=dict(i.properties))
 
 
 def image(i: records.Image, *, show_path: bool = True) -> images_pb2.Image:

@@ -116,3 +116,14 @@ class NoValidHost(NovaliteError):
 
 class Unavailable(NovaliteError):
     """A service this request depends on cannot be reached now; retrying later may work."""
+
+
+class BuildFailed(Exception):
+    """A guest could not be built on the host tried; the message says why. Not a
+    domain error of a request but an outcome the conductor acts on: it releases that
+    host's allocation and tries the next alternate."""
+
+
+class ComputeResourcesUnavailable(BuildFailed):
+    """Nova's: the compute agent's local claim failed, the host has no room for the
+    server (the scheduler's view was stale)."""

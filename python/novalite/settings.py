@@ -81,9 +81,9 @@ class ConfigError(_SchedulerConfigError):
     environment variable's), ``source`` where the value came from."""
 
     def __init__(self, key: str, message: str, source: str | None = None) -> None:
-        super().__init__(f"{key}: {message}" + (f" (from {source})" if source else ""))
+        super().__init__(key, message)
+        self.args = (f"{key}: {message}" + (f" (from {source})" if source else ""),)
         self.key = key
-        self.message = message
         self.source = source
 
     def __reduce__(self) -> tuple[object, ...]:
@@ -587,14 +587,10 @@ def _construct(cls: type[Any], section: str, kwargs: Mapping[str, Any],
     except ConfigError as e:
         raise _with_source(e, values) from None
     except _SchedulerConfigError as e:
-        # SchedulerConfig says "<option>: <why>" (or "<option>[<name>]: <why>").
-        text = str(e)
-        option, sep, why = text.partition(": ")
-        option = option.split("[", 1)[0]
-        if not sep or option not in kwargs:
-            raise ConfigError(section, text, _sources_of(section, values)) from None
-        key = f"{section}.{option}"
-        raise ConfigError(key, why, values[key].source) from None
+        key = f"{section}.{e.option}"
+        if e.option not in kwargs:  # a default that clashes with what was given
+            raise ConfigError(section, str(e), _sources_of(section, values)) from None
+        raise ConfigError(key, e.message, values[key].source) from None
 
 
 def _with_source(e: ConfigError, values: Mapping[str, _Value]) -> ConfigError:

@@ -26,18 +26,17 @@ import json
 import logging
 import os
 import re
-import uuid as uuidlib
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from typing import Any, AsyncIterator, Callable, Iterable, Mapping, Protocol, Sequence, TypeVar
 
 from novalite import errors
 from novalite.auth.tokens import DEFAULT_TTL_SECONDS, Claims, TokenSigner
-from novalite.db import records
 from novalite.db.database import MAX_METADATA_ITEMS, SERVICE_DOWN_TIME, Database
-from novalite.db.states import STATUSES, TaskState, VmState
+from novalite.objects import lifecycle, records
+from novalite.objects.fields import canonicalize_arch, canonicalize_hv_type, canonicalize_vm_mode
+from novalite.objects.states import STATUSES, TaskState
 from novalite.placement import extra_specs
-from novalite.placement.reference import canonicalize_arch, canonicalize_hv_type, canonicalize_vm_mode
 from novalite.services.context import current_request_id, new_request_id
 from novalite.virt import images as virt_images
 from novalite.virt.errors import ImageError
@@ -76,30 +75,6 @@ LEGACY_IMAGE_PROPERTIES = {
 _UUID_RE = re.compile(r"^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$")
 # img_hv_requested_version: comma-separated "<op> <release version>" predicates.
 _VERSION_PREDICATE_RE = re.compile(r"^\s*(<=|>=|<|>|!=|==)\s*[0-9]+(\.[0-9]+)*\s*$")
-
-# Nova's @check_instance_state for the lifecycle actions: allowed vm_states (the
-# task_state must be None, except as ACTION_TASK_STATES says), the task_state set
-# while the action runs, and the name Nova's action log (os-instance-actions) gives it.
-ACTIONS: dict[str, tuple[frozenset[str], str, str]] = {
-    "reboot_soft": (frozenset({VmState.ACTIVE}), TaskState.REBOOTING, "reboot"),
-    "reboot_hard": (frozenset({VmState.ACTIVE, VmState.STOPPED, VmState.PAUSED, VmState.SUSPENDED,
-                               VmState.ERROR}), TaskState.REBOOTING_HARD, "reboot"),
-    "stop": (frozenset({VmState.ACTIVE, VmState.ERROR}), TaskState.POWERING_OFF, "stop"),
-    "start": (frozenset({VmState.STOPPED}), TaskState.POWERING_ON, "start"),
-    "pause": (frozenset({VmState.ACTIVE}), TaskState.PAUSING, "pause"),
-    "unpause": (frozenset({VmState.PAUSED}), TaskState.UNPAUSING, "unpause"),
-    "suspend": (frozenset({VmState.ACTIVE}), TaskState.SUSPENDING, "suspend"),
-    "resume": (frozenset({VmState.SUSPENDED}), TaskState.RESUMING, "resume"),
-}
-# The task_states an action may start in (None for all but a hard reboot). Nova's
-# task_states.ALLOW_REBOOT: a hard reboot may take over from a soft reboot that
-# hangs (a guest ignoring ACPI) or from a pause, unpause, suspend or resume in
-# flight; the action it takes over from then leaves the final state to it.
-ACTION_TASK_STATES: dict[str, frozenset[str | None]] = {
-    action: frozenset({None}) for action in ACTIONS}
-ACTION_TASK_STATES["reboot_hard"] = frozenset({
-    None, TaskState.REBOOTING, TaskState.REBOOTING_HARD, TaskState.RESUMING,
-    TaskState.UNPAUSING, TaskState.PAUSING, TaskState.SUSPENDING})
 
 T = TypeVar("T")
 
@@ -548,15 +523,14 @@ class ApiManager:
         (InvalidState otherwise, and nothing changes). Returns the server with the
         action's task_state, committed before the conductor hears of it; if the
         conductor cannot take it, the task_state is rolled back."""
-        if action not in ACTIONS:
+        if action not in lifecycle.ACTIONS:
             raise errors.Invalid("action", f"unknown action {action!r}")
-        allowed, task, log_name = ACTIONS[action]
-        tasks = ACTION_TASK_STATES[action]
+        task, log_name = lifecycle.ACTIONS[action].task_state, lifecycle.ACTIONS[action].log_name
         request_id = current_request_id() or new_request_id()
 
         def mark() -> tuple[records.Instance, str | None, records.InstanceAction]:
             inst = self._visible(claims, server_id)
-            if inst.vm_state not in allowed or inst.task_state not in tasks:
+            if not lifecycle.allows(action, inst.vm_state, inst.task_state):
                 raise errors.InvalidState(
                     f"cannot {log_name} server {inst.id} while it is {inst.status} "
                     f"(vm_state {inst.vm_state}, task_state {inst.task_state or 'none'})")
@@ -976,7 +950,7 @@ class WatchFeed:
 
 
 __all__: Sequence[str] = [
-    "ACTION_TASK_STATES", "ACTIONS", "ApiManager", "ConductorAPI", "CreateServer", "HostView",
+    "ApiManager", "ConductorAPI", "CreateServer", "HostView",
     "IssuedToken", "Page",
     "SchedulerAPI", "ServerFilters", "WatchFeed", "check_image_properties",
 ]

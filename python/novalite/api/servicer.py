@@ -10,13 +10,13 @@ interceptors run in worker threads; those that call another service or stream ar
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any, AsyncIterator, TypeAlias
+from typing import TYPE_CHECKING, Any, AsyncIterator, Awaitable, Callable, TypeAlias
 
 import grpc.aio
 
 from novalite import convert, errors
 from novalite.api.manager import ApiManager, CreateServer, ServerFilters
-from novalite.db import records
+from novalite.objects import lifecycle, records
 from novalite.rpc.novalite.compute.v1 import (
     flavors_pb2,
     flavors_pb2_grpc,
@@ -109,36 +109,26 @@ class ServersServicer(servers_pb2_grpc.ServersServicer):
             raise errors.Invalid("type", "must be REBOOT_TYPE_SOFT or REBOOT_TYPE_HARD")
         return await self._action(request.id, action)
 
-    async def StopServer(self, request: servers_pb2.StopServerRequest,
-                         context: Context) -> servers_pb2.Server:
-        return await self._action(request.id, "stop")
-
-    async def StartServer(self, request: servers_pb2.StartServerRequest,
-                          context: Context) -> servers_pb2.Server:
-        return await self._action(request.id, "start")
-
-    async def PauseServer(self, request: servers_pb2.PauseServerRequest,
-                          context: Context) -> servers_pb2.Server:
-        return await self._action(request.id, "pause")
-
-    async def UnpauseServer(self, request: servers_pb2.UnpauseServerRequest,
-                            context: Context) -> servers_pb2.Server:
-        return await self._action(request.id, "unpause")
-
-    async def SuspendServer(self, request: servers_pb2.SuspendServerRequest,
-                            context: Context) -> servers_pb2.Server:
-        return await self._action(request.id, "suspend")
-
-    async def ResumeServer(self, request: servers_pb2.ResumeServerRequest,
-                           context: Context) -> servers_pb2.Server:
-        return await self._action(request.id, "resume")
-
     def ListServerActions(self, request: servers_pb2.ListServerActionsRequest,
                           context: Context) -> servers_pb2.ListServerActionsResponse:
         claims = current_claims()
         return servers_pb2.ListServerActionsResponse(actions=[
             convert.instance_action(a, show_traceback=claims.is_admin)
             for a in self.manager.list_actions(claims, request.id)])
+
+
+def _plain_action_rpc(action: str) -> Callable[[ServersServicer, Any, Context], Awaitable[servers_pb2.Server]]:
+    """The RPC of a lifecycle action whose request is only the server's id."""
+    async def rpc(self: ServersServicer, request: Any, context: Context) -> servers_pb2.Server:
+        return await self._action(request.id, action)
+    rpc.__name__ = rpc.__qualname__ = lifecycle.PLAIN_ACTIONS[action].rpc
+    return rpc
+
+
+# One RPC per row of the lifecycle table (RebootServer, above, picks one of two rows
+# by its type).
+for _name, _row in lifecycle.PLAIN_ACTIONS.items():
+    setattr(ServersServicer, _row.rpc, _plain_action_rpc(_name))
 
 
 class FlavorsServicer(flavors_pb2_grpc.FlavorsServicer):

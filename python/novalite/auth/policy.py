@@ -18,6 +18,7 @@ from typing import Mapping
 
 from novalite import errors
 from novalite.auth.tokens import ADMIN, MEMBER, SERVICE, Claims
+from novalite.objects import lifecycle
 
 # Who may call: the public API's users, its operators, and the control plane's
 # own services (which admins may also call, to debug them).
@@ -48,13 +49,8 @@ POLICY: Mapping[str, frozenset[str]] = MappingProxyType({
         "ListServers": MEMBERS,
         "DeleteServer": MEMBERS,
         "WatchServers": MEMBERS,
-        "RebootServer": MEMBERS,
-        "StopServer": MEMBERS,
-        "StartServer": MEMBERS,
-        "PauseServer": MEMBERS,
-        "UnpauseServer": MEMBERS,
-        "SuspendServer": MEMBERS,
-        "ResumeServer": MEMBERS,
+        # the lifecycle actions: objects/lifecycle.py says who may ask for each
+        **{a.rpc: ADMINS if a.admin_only else MEMBERS for a in lifecycle.ACTIONS.values()},
         "ListServerActions": MEMBERS,
     }),
     **_service("novalite.compute.v1.Flavors", {
@@ -103,13 +99,7 @@ POLICY: Mapping[str, frozenset[str]] = MappingProxyType({
     **_service("novalite.internal.v1.ComputeAgent", {
         "BuildInstance": SERVICES,
         "DeleteInstance": SERVICES,
-        "RebootInstance": SERVICES,
-        "StopInstance": SERVICES,
-        "StartInstance": SERVICES,
-        "PauseInstance": SERVICES,
-        "UnpauseInstance": SERVICES,
-        "SuspendInstance": SERVICES,
-        "ResumeInstance": SERVICES,
+        "RunAction": SERVICES,
     }),
 })
 

@@ -34,6 +34,7 @@ from novalite.rpc.novalite.compute.v1 import (
     servers_pb2,
     servers_pb2_grpc,
 )
+from novalite.objects import lifecycle
 from novalite.services.client import sync_channel
 
 FINAL_STATUSES = {"ACTIVE", "ERROR", "SHUTOFF", "PAUSED", "SUSPENDED", "DELETED"}
@@ -272,20 +273,22 @@ def server_delete(client: Client, a: argparse.Namespace) -> int:
     return 1 if failed else 0
 
 
-_ACTION_RPCS = {
-    "reboot": lambda c, a: c.servers.RebootServer(servers_pb2.RebootServerRequest(
-        id=a.id, type=servers_pb2.REBOOT_TYPE_HARD if a.hard else servers_pb2.REBOOT_TYPE_SOFT)),
-    "stop": lambda c, a: c.servers.StopServer(servers_pb2.StopServerRequest(id=a.id)),
-    "start": lambda c, a: c.servers.StartServer(servers_pb2.StartServerRequest(id=a.id)),
-    "pause": lambda c, a: c.servers.PauseServer(servers_pb2.PauseServerRequest(id=a.id)),
-    "unpause": lambda c, a: c.servers.UnpauseServer(servers_pb2.UnpauseServerRequest(id=a.id)),
-    "suspend": lambda c, a: c.servers.SuspendServer(servers_pb2.SuspendServerRequest(id=a.id)),
-    "resume": lambda c, a: c.servers.ResumeServer(servers_pb2.ResumeServerRequest(id=a.id)),
-}
+def _call_action(client: Client, a: argparse.Namespace) -> Any:
+    """The RPC of ``a.action``: RebootServer with its type, else the lifecycle
+    table's RPC for the action, whose request is the server's id."""
+    if a.action == "reboot":
+        return client.servers.RebootServer(servers_pb2.RebootServerRequest(
+            id=a.id, type=servers_pb2.REBOOT_TYPE_HARD if a.hard else servers_pb2.REBOOT_TYPE_SOFT))
+    rpc = lifecycle.PLAIN_ACTIONS[a.action].rpc
+    return getattr(client.servers, rpc)(getattr(servers_pb2, f"{rpc}Request")(id=a.id))
+
+
+# `novalite server ACTION`: the lifecycle table's actions, both reboots as one
+CLI_ACTIONS = ("reboot", *lifecycle.PLAIN_ACTIONS)
 
 
 def server_action(client: Client, a: argparse.Namespace) -> int:
-    _ACTION_RPCS[a.action](client, a)
+    _call_action(client, a)
     if a.wait:
         # the status alone does not tell: a server being stopped, paused or
         # suspended stays ACTIVE until its task is done (Nova's status map)
@@ -452,7 +455,7 @@ def register(sub: Any, positive: Callable[[str], Callable[[str], int]]) -> None:
     p.add_argument("ids", nargs="+", metavar="ID")
     p.add_argument("--wait", action="store_true")
     p.add_argument("--timeout", type=float, default=300.0)
-    for action in _ACTION_RPCS:
+    for action in CLI_ACTIONS:
         p = cmd(ss, action, server_action, f"{action} a server")
         p.add_argument("id")
         if action == "reboot":

@@ -40,11 +40,11 @@ from dataclasses import dataclass
 from typing import ParamSpec, Protocol, TypeVar
 
 from novalite import errors
-from novalite.db import records
 from novalite.db.database import Database
-from novalite.db.records import ComputeView
-from novalite.db.states import PowerState, VmState
-from novalite.placement import Host, HostTable, Inventory, PlacementError
+from novalite.objects import records
+from novalite.objects.records import ComputeView
+from novalite.objects.states import PowerState, VmState
+from novalite.placement import Host, HostTable, PlacementError
 from novalite.settings import ComputeSettings
 from novalite.virt import (
     ActionFailed,
@@ -63,22 +63,11 @@ LOG = logging.getLogger(__name__)
 _P = ParamSpec("_P")
 _T = TypeVar("_T")
 
-RESOURCE_CLASSES = ("VCPU", "MEMORY_MB", "DISK_GB")
 # Hosts whose start-up (driver, registration, recovery) runs at once.
 _START_CONCURRENCY = 8
 # Seconds close() waits for a host's last view write to finish.
 _CLOSE_TIMEOUT = 10.0
 _PAGE = 500
-
-
-class BuildFailed(Exception):
-    """The guest could not be built here; the message says why. The conductor
-    releases this host's allocation and tries the next alternate."""
-
-
-class ComputeResourcesUnavailable(BuildFailed):
-    """Nova's: the local claim failed, this host has no room for the server (the
-    scheduler's view was stale)."""
 
 
 class Driver(Protocol):
@@ -132,38 +121,6 @@ class ComputeOptions:
                 settings.consecutive_build_service_disable_threshold),
             fail_builds_on=frozenset(fail_builds_on),
         )
-
-
-@dataclass(frozen=True)
-class GuestFlavor:
-    """The sizes a guest is built with (the flavor's)."""
-
-    vcpus: int
-    memory_mb: int
-    root_gb: int = 0
-    ephemeral_gb: int = 0
-    swap: int = 0  # MiB, Nova's unit
-
-    @property
-    def disk_mb(self) -> int:
-        """What the guest takes of the host's disk, as the resource tracker counts
-        it: root + ephemeral (GiB) + swap (MiB)."""
-        return (self.root_gb + self.ephemeral_gb) * 1024 + self.swap
-
-    def amounts(self) -> dict[str, int]:
-        """Placement's resources for the flavor (nova.scheduler.utils
-        resources_from_flavor): swap rounds up to whole GiB of DISK_GB."""
-        disk = self.root_gb + self.ephemeral_gb + math.ceil(self.swap / 1024)
-        return {rc: n for rc, n in (("VCPU", self.vcpus), ("MEMORY_MB", self.memory_mb),
-                                    ("DISK_GB", disk)) if n > 0}
-
-
-@dataclass(frozen=True)
-class GuestImage:
-    """The image a guest's disk is an overlay on."""
-
-    path: str
-    disk_format: str = "qcow2"
 
 
 @dataclass(frozen=True)
@@ -426,13 +383,8 @@ class ComputeManager:
             supported_instances=[list(t) for t in info.supported_instances])
         h.uuid = provider.uuid
 
-        def inventory(rc: str) -> Inventory:
-            i = invs[rc]
-            return Inventory(total=i.total, reserved=i.reserved, allocation_ratio=i.allocation_ratio,
-                             min_unit=i.min_unit, max_unit=i.max_unit, step_size=i.step_size)
-
-        self.claims.add_host(Host(name=h.name, uuid=h.uuid, vcpu=inventory("VCPU"),
-                                  memory_mb=inventory("MEMORY_MB"), disk_gb=inventory("DISK_GB")))
+        self.claims.add_host(Host(name=h.name, uuid=h.uuid, vcpu=invs["VCPU"],
+                                  memory_mb=invs["MEMORY_MB"], disk_gb=invs["DISK_GB"]))
         await self._recover(h)
 
     async def _recover(self, h: _HostState) -> None:
@@ -476,7 +428,7 @@ class ComputeManager:
             out.setdefault(a.consumer_uuid, {})[a.resource_class] = a.used
         return out
 
-    async def _flavor(self, inst: records.Instance) -> GuestFlavor:
+    async def _flavor(self, inst: records.Instance) -> records.Flavor:
         swap = self._flavor_swap.get(inst.flavor_id)
         if swap is None:
             try:
@@ -485,11 +437,12 @@ class ComputeManager:
             except errors.NotFound:
                 swap = 0
             self._flavor_swap[inst.flavor_id] = swap
-        return GuestFlavor(inst.vcpus, inst.memory_mb, inst.root_gb, inst.ephemeral_gb, swap)
+        return records.Flavor(name="", id=inst.flavor_id, vcpus=inst.vcpus, memory_mb=inst.memory_mb,
+                              root_gb=inst.root_gb, ephemeral_gb=inst.ephemeral_gb, swap=swap)
 
     # ---- tracking (Nova's resource tracker) ----------------------------------------
 
-    def _track(self, h: _HostState, instance_id: str, flavor: GuestFlavor,
+    def _track(self, h: _HostState, instance_id: str, flavor: records.Flavor,
                amounts: Mapping[str, int], *, force: bool) -> None:
         """Count the instance on the host and claim it locally. A claim that does not
         fit raises PlacementError, unless ``force`` (a server already placed here:
@@ -676,8 +629,8 @@ class ComputeManager:
 
     # ---- building and deleting -----------------------------------------------------
 
-    async def build(self, host: str, instance_id: str, name: str, flavor: GuestFlavor,
-                    image: GuestImage | None, allocation: Mapping[str, int]) -> int:
+    async def build(self, host: str, instance_id: str, name: str, flavor: records.Flavor,
+                    image: records.Image | None, allocation: Mapping[str, int]) -> int:
         """Claim locally (``allocation``, what the scheduler claimed here; the
         flavor's resources if empty), spawn, start. Returns the power state.
         BuildFailed (ComputeResourcesUnavailable for a claim that does not fit) when
@@ -713,18 +666,18 @@ class ComputeManager:
         async with slots:
             yield
 
-    async def _build(self, h: _HostState, instance_id: str, name: str, flavor: GuestFlavor,
-                     image: GuestImage | None, amounts: Mapping[str, int]) -> int:
+    async def _build(self, h: _HostState, instance_id: str, name: str, flavor: records.Flavor,
+                     image: records.Image | None, amounts: Mapping[str, int]) -> int:
         h.dropped.discard(instance_id)
         h.building.add(instance_id)
         try:
             try:
                 self._track(h, instance_id, flavor, amounts, force=False)
             except PlacementError as e:
-                raise ComputeResourcesUnavailable(
+                raise errors.ComputeResourcesUnavailable(
                     f"Insufficient compute resources on host {h.name}: {e}") from None
             if h.name in self.options.fail_builds_on:
-                raise BuildFailed(f"build failure injected on host {h.name} (fail_builds_on)")
+                raise errors.BuildFailed(f"build failure injected on host {h.name} (fail_builds_on)")
             await asyncio.to_thread(
                 h.driver.spawn, instance_id, name, flavor.vcpus, flavor.memory_mb, flavor.root_gb,
                 image.path if image is not None else None,
@@ -753,9 +706,9 @@ class ComputeManager:
         await self._reporter.request(h.name, wait=False)
         return power
 
-    async def _build_failure(self, h: _HostState, instance_id: str, e: Exception) -> BuildFailed:
+    async def _build_failure(self, h: _HostState, instance_id: str, e: Exception) -> errors.BuildFailed:
         """The BuildFailed to raise for ``e``, after cleaning up what it left."""
-        if isinstance(e, BuildFailed):
+        if isinstance(e, errors.BuildFailed):
             LOG.info("build of %s on %s failed: %s", instance_id, h.name, e)
             return e
         if isinstance(e, DriverError):
@@ -763,10 +716,10 @@ class ComputeManager:
                 # SpawnFailed leaves nothing behind; anything else might have
                 await self._destroy_quietly(h, instance_id)
             LOG.warning("build of %s on %s failed: %s", instance_id, h.name, e)
-            return BuildFailed(str(e))
+            return errors.BuildFailed(str(e))
         LOG.error("build of %s on %s failed unexpectedly", instance_id, h.name, exc_info=e)
         await self._destroy_quietly(h, instance_id)
-        return BuildFailed(f"unexpected error building {instance_id} on {h.name}: {e!r}")
+        return errors.BuildFailed(f"unexpected error building {instance_id} on {h.name}: {e!r}")
 
     async def _destroy_quietly(self, h: _HostState, instance_id: str) -> None:
         try:
@@ -807,35 +760,28 @@ class ComputeManager:
 
     # ---- lifecycle actions ---------------------------------------------------------
 
-    async def reboot_instance(self, host: str, instance_id: str, *, hard: bool) -> int:
-        """Soft: ACPI shutdown and start, hard after the driver's timeout (as Nova);
-        hard: power cycle. Returns the power state (RUNNING)."""
-        return await self._act(host, instance_id, "reboot", lambda d: d.reboot(instance_id, hard))
+    # What the hypervisor does for each lifecycle action (objects/lifecycle.py has the
+    # states around it). Soft reboot: ACPI shutdown and start, hard after the driver's
+    # timeout (as Nova); suspend: libvirt's managed save (the guest's memory to disk,
+    # as Nova), power state SHUTDOWN while the vm_state (SUSPENDED) is the conductor's.
+    HYPERVISOR_CALLS: Mapping[str, Callable[[Driver, str], object]] = {
+        "reboot_soft": lambda d, i: d.reboot(i, False),
+        "reboot_hard": lambda d, i: d.reboot(i, True),
+        "stop": lambda d, i: d.power_off(i),
+        "start": lambda d, i: d.power_on(i),
+        "pause": lambda d, i: d.pause(i),
+        "unpause": lambda d, i: d.unpause(i),
+        "suspend": lambda d, i: d.suspend(i),
+        "resume": lambda d, i: d.resume(i),
+    }
 
-    async def stop_instance(self, host: str, instance_id: str) -> int:
-        """Shut the guest down: SHUTDOWN."""
-        return await self._act(host, instance_id, "stop", lambda d: d.power_off(instance_id))
-
-    async def start_instance(self, host: str, instance_id: str) -> int:
-        """Power a stopped guest on: RUNNING."""
-        return await self._act(host, instance_id, "start", lambda d: d.power_on(instance_id))
-
-    async def pause_instance(self, host: str, instance_id: str) -> int:
-        """Freeze the guest's vCPUs, memory kept: PAUSED."""
-        return await self._act(host, instance_id, "pause", lambda d: d.pause(instance_id))
-
-    async def unpause_instance(self, host: str, instance_id: str) -> int:
-        """Let a paused guest run again: RUNNING."""
-        return await self._act(host, instance_id, "unpause", lambda d: d.unpause(instance_id))
-
-    async def suspend_instance(self, host: str, instance_id: str) -> int:
-        """Save the guest's memory to disk and stop it (libvirt managed save, as
-        Nova): the power state is SHUTDOWN, the vm_state (SUSPENDED) the conductor's."""
-        return await self._act(host, instance_id, "suspend", lambda d: d.suspend(instance_id))
-
-    async def resume_instance(self, host: str, instance_id: str) -> int:
-        """Restore a suspended guest from its saved memory: RUNNING."""
-        return await self._act(host, instance_id, "resume", lambda d: d.resume(instance_id))
+    async def run_action(self, host: str, instance_id: str, action: str) -> int:
+        """Run a lifecycle action's hypervisor part; returns the power state after it."""
+        call = self.HYPERVISOR_CALLS.get(action)
+        if call is None:
+            raise errors.Invalid("action", f"unknown action {action!r}")
+        return await self._act(host, instance_id, action.replace("_", " "),
+                               lambda d: call(d, instance_id))
 
     async def _act(self, host: str, instance_id: str, action: str,
                    fn: Callable[[Driver], object]) -> int:
@@ -853,7 +799,7 @@ class ComputeManager:
             except HypervisorUnavailable as e:
                 raise errors.Unavailable(str(e)) from None
         LOG.info("%s of %s on %s: power state %s", action, instance_id, host,
-                 PowerState.NAMES.get(int(power), power))
+                 PowerState.name_of(int(power)))
         return int(power)
 
     # ---- power state sync (Nova's _sync_power_states) ------------------------------
@@ -928,12 +874,12 @@ class ComputeManager:
                         LOG.warning("server %s: its guest is unexpectedly not found on %s",
                                     inst.id, h.name)
                     LOG.info("server %s: power state %s -> %s (sync)", inst.id,
-                             PowerState.NAMES.get(inst.power_state), PowerState.NAMES.get(power))
+                             PowerState.name_of(inst.power_state), PowerState.name_of(power))
                     await self._db(self.db.update_instance, inst.id, expected_vm_state=vm,
                                    expected_task_state=None, power_state=power)
                 return
             LOG.warning("server %s (%s) on %s: guest is %s; stopping it (sync)", inst.id, vm,
-                        h.name, PowerState.NAMES.get(power))
+                        h.name, PowerState.name_of(power))
             if power != PowerState.NOSTATE:
                 try:
                     await asyncio.to_thread(h.driver.power_off, inst.id)
@@ -990,7 +936,7 @@ def _check_instance_id(instance_id: str, field: str) -> None:
         raise errors.Invalid(field, str(e)) from None
 
 
-def _check_flavor(flavor: GuestFlavor) -> None:
+def _check_flavor(flavor: records.Flavor) -> None:
     for name, low in (("vcpus", 1), ("memory_mb", 1), ("root_gb", 0), ("ephemeral_gb", 0),
                       ("swap", 0)):
         value = getattr(flavor, name)
@@ -1007,7 +953,4 @@ def _check_allocation(allocation: Mapping[str, int]) -> dict[str, int]:
     return out
 
 
-__all__ = [
-    "BuildFailed", "ComputeManager", "ComputeOptions", "ComputeResourcesUnavailable",
-    "ComputeView", "Driver", "GuestFlavor", "GuestImage",
-]
+__all__ = ["ComputeManager", "ComputeOptions", "ComputeView", "Driver"]

@@ -11,27 +11,11 @@ import grpc
 import grpc.aio
 
 from novalite import convert, errors
-from novalite.compute.manager import BuildFailed
-from novalite.db import records
+from novalite.objects import records
 from novalite.db.database import Database
-from novalite.rpc.novalite.compute.v1 import servers_pb2
 from novalite.rpc.novalite.internal.v1 import compute_agent_pb2, compute_agent_pb2_grpc
 from novalite.services.client import TokenSource, channel
 from novalite.services.status import domain_call
-
-_ACTIONS = {
-    "reboot_soft": ("RebootInstance", lambda i, h: compute_agent_pb2.RebootInstanceRequest(
-        server_id=i, host=h, type=servers_pb2.REBOOT_TYPE_SOFT)),
-    "reboot_hard": ("RebootInstance", lambda i, h: compute_agent_pb2.RebootInstanceRequest(
-        server_id=i, host=h, type=servers_pb2.REBOOT_TYPE_HARD)),
-    "stop": ("StopInstance", lambda i, h: compute_agent_pb2.StopInstanceRequest(server_id=i, host=h)),
-    "start": ("StartInstance", lambda i, h: compute_agent_pb2.StartInstanceRequest(server_id=i, host=h)),
-    "pause": ("PauseInstance", lambda i, h: compute_agent_pb2.PauseInstanceRequest(server_id=i, host=h)),
-    "unpause": ("UnpauseInstance", lambda i, h: compute_agent_pb2.UnpauseInstanceRequest(server_id=i, host=h)),
-    "suspend": ("SuspendInstance", lambda i, h: compute_agent_pb2.SuspendInstanceRequest(server_id=i, host=h)),
-    "resume": ("ResumeInstance", lambda i, h: compute_agent_pb2.ResumeInstanceRequest(server_id=i, host=h)),
-}
-
 
 # How long a host's agent endpoint is taken from memory before the services table is
 # read again (an agent restarted elsewhere is found within this, or at once when a
@@ -92,16 +76,16 @@ class ComputeClient:
     async def build(self, host: str, instance: records.Instance, flavor: records.Flavor,
                     image: records.Image | None, allocation: Mapping[str, int]) -> int:
         request = compute_agent_pb2.BuildInstanceRequest(
-            server=convert.server(instance, show_host=True), flavor=convert.flavor(flavor),
+            server_id=instance.id, name=instance.name, flavor=convert.flavor(flavor),
             allocation=dict(allocation), host=host)
         if image is not None:
             request.image.CopyFrom(convert.image(image))
         try:
             reply = await self._invoke(host, "BuildInstance", request, self._build_timeout)
         except grpc.aio.AioRpcError as e:
-            raise BuildFailed(f"{e.code().name}: {e.details()}") from None
+            raise errors.BuildFailed(f"{e.code().name}: {e.details()}") from None
         except errors.NovaliteError as e:
-            raise BuildFailed(str(e)) from None
+            raise errors.BuildFailed(str(e)) from None
         return int(reply.power_state)
 
     async def delete(self, host: str, instance_id: str) -> None:
@@ -109,6 +93,7 @@ class ComputeClient:
             server_id=instance_id, host=host), self._timeout))
 
     async def action(self, host: str, instance_id: str, action: str) -> int:
-        method, build = _ACTIONS[action]
-        reply = await domain_call(self._invoke(host, method, build(instance_id, host), self._timeout))
+        """A lifecycle action (objects/lifecycle.py) on the host; its power state after."""
+        reply = await domain_call(self._invoke(host, "RunAction", compute_agent_pb2.RunActionRequest(
+            server_id=instance_id, host=host, action=action), self._timeout))
         return int(reply.power_state)

@@ -21,14 +21,7 @@ import grpc
 import grpc.aio
 
 from novalite import convert, errors
-from novalite.compute.manager import (
-    BuildFailed,
-    ComputeManager,
-    ComputeResourcesUnavailable,
-    GuestFlavor,
-    GuestImage,
-)
-from novalite.rpc.novalite.compute.v1 import servers_pb2, states_pb2
+from novalite.compute.manager import ComputeManager
 from novalite.rpc.novalite.internal.v1 import compute_agent_pb2 as pb
 from novalite.rpc.novalite.internal.v1 import compute_agent_pb2_grpc
 
@@ -36,10 +29,6 @@ if TYPE_CHECKING:  # grpc's classes are generic only in their type stubs
     Context: TypeAlias = grpc.aio.ServicerContext[Any, Any]
 else:
     Context = grpc.aio.ServicerContext
-
-
-def _power(value: int) -> states_pb2.PowerState:
-    return convert.power_state(value)
 
 
 def _host(host: str) -> str:
@@ -54,66 +43,30 @@ class ComputeAgentServicer(compute_agent_pb2_grpc.ComputeAgentServicer):
 
     async def BuildInstance(self, request: pb.BuildInstanceRequest,
                             context: Context) -> pb.BuildInstanceResponse:
-        f = request.flavor
         image = None
         if request.HasField("image") and request.image.path:
-            image = GuestImage(request.image.path, request.image.disk_format or "qcow2")
+            image = convert.image_from_proto(request.image)
         try:
             power = await self.manager.build(
-                _host(request.host), request.server.id, request.server.name,
-                GuestFlavor(vcpus=f.vcpus, memory_mb=f.memory_mb, root_gb=f.root_gb,
-                            ephemeral_gb=f.ephemeral_gb, swap=f.swap),
-                image, convert.allocation(request.allocation))
-        except BuildFailed as e:
+                _host(request.host), request.server_id, request.name,
+                convert.flavor_from_proto(request.flavor), image,
+                convert.allocation(request.allocation))
+        except errors.BuildFailed as e:
             context.set_code(grpc.StatusCode.RESOURCE_EXHAUSTED
-                             if isinstance(e, ComputeResourcesUnavailable)
+                             if isinstance(e, errors.ComputeResourcesUnavailable)
                              else grpc.StatusCode.INTERNAL)
             context.set_details(str(e))
             return pb.BuildInstanceResponse()
-        return pb.BuildInstanceResponse(power_state=_power(power))
+        return pb.BuildInstanceResponse(power_state=convert.power_state(power))
 
     async def DeleteInstance(self, request: pb.DeleteInstanceRequest,
                              context: Context) -> pb.DeleteInstanceResponse:
         await self.manager.delete(_host(request.host), request.server_id)
         return pb.DeleteInstanceResponse()
 
-    async def RebootInstance(self, request: pb.RebootInstanceRequest,
-                             context: Context) -> pb.InstanceActionResponse:
-        if request.type not in (servers_pb2.REBOOT_TYPE_SOFT, servers_pb2.REBOOT_TYPE_HARD):
-            raise errors.Invalid("type", "SOFT or HARD")
-        power = await self.manager.reboot_instance(
-            _host(request.host), request.server_id, hard=request.type == servers_pb2.REBOOT_TYPE_HARD)
-        return pb.InstanceActionResponse(power_state=_power(power))
-
-    async def StopInstance(self, request: pb.StopInstanceRequest,
-                           context: Context) -> pb.InstanceActionResponse:
-        power = await self.manager.stop_instance(_host(request.host), request.server_id)
-        return pb.InstanceActionResponse(power_state=_power(power))
-
-    async def StartInstance(self, request: pb.StartInstanceRequest,
-                            context: Context) -> pb.InstanceActionResponse:
-        power = await self.manager.start_instance(_host(request.host), request.server_id)
-        return pb.InstanceActionResponse(power_state=_power(power))
-
-    async def PauseInstance(self, request: pb.PauseInstanceRequest,
-                            context: Context) -> pb.InstanceActionResponse:
-        power = await self.manager.pause_instance(_host(request.host), request.server_id)
-        return pb.InstanceActionResponse(power_state=_power(power))
-
-    async def UnpauseInstance(self, request: pb.UnpauseInstanceRequest,
-                              context: Context) -> pb.InstanceActionResponse:
-        power = await self.manager.unpause_instance(_host(request.host), request.server_id)
-        return pb.InstanceActionResponse(power_state=_power(power))
-
-    async def SuspendInstance(self, request: pb.SuspendInstanceRequest,
-                              context: Context) -> pb.InstanceActionResponse:
-        power = await self.manager.suspend_instance(_host(request.host), request.server_id)
-        return pb.InstanceActionResponse(power_state=_power(power))
-
-    async def ResumeInstance(self, request: pb.ResumeInstanceRequest,
-                             context: Context) -> pb.InstanceActionResponse:
-        power = await self.manager.resume_instance(_host(request.host), request.server_id)
-        return pb.InstanceActionResponse(power_state=_power(power))
+    async def RunAction(self, request: pb.RunActionRequest, context: Context) -> pb.RunActionResponse:
+        power = await self.manager.run_action(_host(request.host), request.server_id, request.action)
+        return pb.RunActionResponse(power_state=convert.power_state(power))
 
 
 __all__ = ["ComputeAgentServicer"]

@@ -14,11 +14,10 @@ from datetime import datetime, timezone
 from typing import Any, Mapping, Protocol, Sequence
 
 from novalite import errors
-from novalite.compute.manager import BuildFailed
-from novalite.db import records
 from novalite.db.database import Database
-from novalite.db.states import PowerState, TaskState, VmState
-from novalite.placement import Flavor, Image, InstanceGroup, RequestSpec, Selection
+from novalite.objects import lifecycle, records
+from novalite.objects.states import TaskState, VmState
+from novalite.placement import Image, InstanceGroup, RequestSpec, Selection
 
 LOG = logging.getLogger(__name__)
 
@@ -59,31 +58,6 @@ class BuildRequest:
 
 def _now() -> datetime:
     return datetime.now(timezone.utc)
-
-
-# The vm_state an action leaves a server in (Nova's compute manager).
-_FINAL_VM_STATE = {
-    "reboot_soft": VmState.ACTIVE, "reboot_hard": VmState.ACTIVE, "stop": VmState.STOPPED,
-    "start": VmState.ACTIVE, "pause": VmState.PAUSED, "unpause": VmState.ACTIVE,
-    "suspend": VmState.SUSPENDED, "resume": VmState.ACTIVE,
-}
-
-# The task_state the API sets for each action (api.manager.ACTIONS).
-_ACTION_TASK = {
-    "reboot_soft": TaskState.REBOOTING, "reboot_hard": TaskState.REBOOTING_HARD,
-    "stop": TaskState.POWERING_OFF, "start": TaskState.POWERING_ON,
-    "pause": TaskState.PAUSING, "unpause": TaskState.UNPAUSING,
-    "suspend": TaskState.SUSPENDING, "resume": TaskState.RESUMING,
-}
-
-# The event the compute step of an action is recorded as: Nova's wrap_instance_event
-# names it after the compute manager's method.
-_ACTION_EVENT = {
-    "reboot_soft": "compute_reboot_instance", "reboot_hard": "compute_reboot_instance",
-    "stop": "compute_stop_instance", "start": "compute_start_instance",
-    "pause": "compute_pause_instance", "unpause": "compute_unpause_instance",
-    "suspend": "compute_suspend_instance", "resume": "compute_resume_instance",
-}
 
 
 # The create action's events (Nova's names: its conductor's and compute manager's
@@ -135,8 +109,7 @@ class ConductorManager:
                                   members=list(g.members), hosts=sorted(g.hosts),
                                   max_server_per_host=g.max_server_per_host)
         return RequestSpec(
-            flavor=Flavor(flavor.name, flavor.vcpus, flavor.memory_mb, flavor.root_gb,
-                          flavor.ephemeral_gb, flavor.swap, dict(flavor.extra_specs)),
+            flavor=flavor,
             instance_uuids=[i.id for i in instances],
             image=Image(image.id, {k: str(v) for k, v in image.properties.items()}) if image else None,
             project_id=first.project_id, user_id=first.user_id, instance_group=group,
@@ -194,7 +167,7 @@ class ConductorManager:
                 return
             try:
                 power = await self.compute.build(current.host, inst, flavor, image, dict(current.allocation))
-            except BuildFailed as e:
+            except errors.BuildFailed as e:
                 reasons.append(f"{current.host}: {e}")
                 LOG.info("build of %s failed on %s: %s", inst.id, current.host, e)
                 await self.scheduler.release(inst.id)
@@ -300,11 +273,11 @@ class ConductorManager:
 
         def start() -> tuple[records.InstanceAction | None, records.ActionEvent | None]:
             record = self._action_record(instance_id, action, request_id)
-            return record, (self.db.start_action_event(record.id, _ACTION_EVENT[action])
-                            if record else None)
+            return record, (self.db.start_action_event(record.id, row.event) if record else None)
+        row = lifecycle.ACTIONS[action]
         record, event = await asyncio.to_thread(start)
-        final = _FINAL_VM_STATE[action]
-        expected = (_ACTION_TASK[action], None)
+        final = row.final_vm_state
+        expected = (row.task_state, None)
         try:
             if not inst.host:
                 raise errors.InvalidState(f"server {instance_id} is on no host")
@@ -409,4 +382,4 @@ class ConductorManager:
             pass
 
 
-__all__ = ["BuildFailed", "BuildRequest", "ComputeAPI", "ConductorManager", "PowerState", "SchedulerAPI"]
+__all__ = ["BuildRequest", "ComputeAPI", "ConductorManager", "SchedulerAPI"]

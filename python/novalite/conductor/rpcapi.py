@@ -8,20 +8,6 @@ from novalite.rpc.novalite.internal.v1 import conductor_pb2, conductor_pb2_grpc,
 from novalite.services.client import TokenSource, channel
 from novalite.services.status import domain_call
 
-ACTIONS = {
-    "delete": conductor_pb2.ServerActionRequest.ACTION_DELETE,
-    "reboot_soft": conductor_pb2.ServerActionRequest.ACTION_REBOOT_SOFT,
-    "reboot_hard": conductor_pb2.ServerActionRequest.ACTION_REBOOT_HARD,
-    "stop": conductor_pb2.ServerActionRequest.ACTION_STOP,
-    "start": conductor_pb2.ServerActionRequest.ACTION_START,
-    "pause": conductor_pb2.ServerActionRequest.ACTION_PAUSE,
-    "unpause": conductor_pb2.ServerActionRequest.ACTION_UNPAUSE,
-    "suspend": conductor_pb2.ServerActionRequest.ACTION_SUSPEND,
-    "resume": conductor_pb2.ServerActionRequest.ACTION_RESUME,
-}
-ACTION_NAMES = {v: k for k, v in ACTIONS.items()}
-
-
 class ConductorClient:
     def __init__(self, target: str, token: TokenSource, *, timeout: float = 30.0) -> None:
         self._channel = channel(target, token)
@@ -49,4 +35,4 @@ class ConductorClient:
 
     async def server_action(self, server_id: str, action: str, request_id: str) -> None:
         await domain_call(self._stub.ServerAction(conductor_pb2.ServerActionRequest(
-            id=server_id, action=ACTIONS[action], request_id=request_id), timeout=self._timeout))
+            id=server_id, action=action, request_id=request_id), timeout=self._timeout))

@@ -5,8 +5,9 @@ from __future__ import annotations
 
 from typing import Any
 
+from novalite import errors
 from novalite.conductor.manager import BuildRequest, ConductorManager
-from novalite.conductor.rpcapi import ACTION_NAMES
+from novalite.objects import lifecycle
 from novalite.rpc.novalite.internal.v1 import conductor_pb2, conductor_pb2_grpc
 
 
@@ -27,7 +28,9 @@ class ConductorServicer(conductor_pb2_grpc.ConductorServicer):
 
     async def ServerAction(self, request: conductor_pb2.ServerActionRequest,
                            context: Any) -> conductor_pb2.ServerActionResponse:
-        action = ACTION_NAMES[request.action]
+        action = request.action
+        if action != "delete" and action not in lifecycle.ACTIONS:
+            raise errors.Invalid("action", f"unknown action {action[:64]!r}")
         if action == "delete":
             self.manager.run(self.manager.delete(request.id))
         else:

@@ -44,11 +44,11 @@ from sqlalchemy.orm import Session
 
 from novalite import errors
 from novalite.db import models as m
-from novalite.db.records import (
+from novalite.objects.records import (
     ActionEvent, Aggregate, Allocation, ComputeView, EventStep, Flavor, Fault, Host, Image,
     Instance, InstanceAction, InstancePage, Inventory, NewFault, QuotaSet, Service, ServerGroup,
 )
-from novalite.db.states import STATUSES, PowerState, TaskState, VmState, states_with_status
+from novalite.objects.states import STATUSES, PowerState, TaskState, VmState, states_with_status
 
 T = TypeVar("T")
 LOG = logging.getLogger(__name__)
@@ -631,7 +631,7 @@ class Database:
                 raise errors.Invalid("task_state", f"unknown task_state {task_state!r}")
             values["task_state"] = task_state
         if power_state is not UNSET:
-            if power_state not in PowerState.NAMES:
+            if not PowerState.is_known(power_state):
                 raise errors.Invalid("power_state", f"unknown power_state {power_state!r}")
             values["power_state"] = power_state
         for field, value in (("host", host), ("node", node),

@@ -26,8 +26,6 @@ NAMING_CONVENTION = {
     "pk": "pk_%(table_name)s",
 }
 
-# The placement API's upper bound for max_unit (a signed 32-bit integer).
-MAX_INT = 2**31 - 1
 
 LIVE = sa.text("deleted_at IS NULL")
 

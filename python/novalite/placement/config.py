@@ -11,6 +11,8 @@ import math
 from dataclasses import dataclass, field, fields
 from typing import Any, Mapping, Sequence
 
+from novalite.objects.fields import canonicalize_arch
+
 # Every filter the core implements, by Nova's class name. The order here is only the
 # registry's; the order that counts is ``enabled_filters``.
 AVAILABLE_FILTERS: tuple[str, ...] = (
@@ -61,7 +63,16 @@ DEFAULT_FILTERS: tuple[str, ...] = (
 
 
 class ConfigError(ValueError):
-    """A scheduler option has a value Nova would refuse."""
+    """A scheduler option has a value Nova would refuse. ``option`` names it (the
+    settings report it as ``scheduler.<option>``), ``message`` says why."""
+
+    def __init__(self, option: str, message: str) -> None:
+        super().__init__(f"{option}: {message}")
+        self.option = option
+        self.message = message
+
+    def __reduce__(self) -> tuple[object, ...]:
+        return (type(self), (self.option, self.message))
 
 
 @dataclass(frozen=True)
@@ -106,45 +117,41 @@ class SchedulerConfig:
     def __post_init__(self) -> None:
         unknown = [f for f in self.enabled_filters if f not in AVAILABLE_FILTERS]
         if unknown:
-            raise ConfigError(
-                f"enabled_filters: unknown filter {unknown[0]!r} "
-                f"(available: {', '.join(AVAILABLE_FILTERS)})"
-            )
+            raise ConfigError("enabled_filters", f"unknown filter {unknown[0]!r} "
+                                                 f"(available: {', '.join(AVAILABLE_FILTERS)})")
         if len(set(self.enabled_filters)) != len(self.enabled_filters):
-            raise ConfigError("enabled_filters: a filter is listed twice")
+            raise ConfigError("enabled_filters", "a filter is listed twice")
         unknown = [w for w in self.weight_classes if w not in ALL_WEIGHERS]
         if unknown:
-            raise ConfigError(
-                f"weight_classes: unknown weigher {unknown[0]!r} "
-                f"(available: {', '.join(ALL_WEIGHERS)})"
-            )
+            raise ConfigError("weight_classes", f"unknown weigher {unknown[0]!r} "
+                                                f"(available: {', '.join(ALL_WEIGHERS)})")
         if len(set(self.weight_classes)) != len(self.weight_classes):
-            raise ConfigError("weight_classes: a weigher is listed twice")
+            raise ConfigError("weight_classes", "a weigher is listed twice")
         for name in ("host_subset_size", "max_attempts"):
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-                raise ConfigError(f"{name}: must be an integer >= 1, got {value!r}")
+                raise ConfigError(name, f"must be an integer >= 1, got {value!r}")
         for name in ("max_io_ops_per_host", "max_instances_per_host"):
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, int) or value < 0:
-                raise ConfigError(f"{name}: must be an integer >= 0, got {value!r}")
+                raise ConfigError(name, f"must be an integer >= 0, got {value!r}")
         for f in fields(self):
             if f.name.endswith("_multiplier") or f.name == "metrics_weight_of_unavailable":
                 _check_finite(f.name, getattr(self, f.name))
         for name in ("pci_weight_multiplier", "soft_affinity_weight_multiplier",
                      "soft_anti_affinity_weight_multiplier"):
             if getattr(self, name) < 0:
-                raise ConfigError(f"{name}: must be >= 0 (Nova's min=0), got {getattr(self, name)!r}")
+                raise ConfigError(name, f"must be >= 0 (Nova's min=0), got {getattr(self, name)!r}")
         for setting in ("image_props_weight_setting", "metrics_weight_setting"):
             for key, value in getattr(self, setting).items():
                 if not isinstance(key, str) or not key:
-                    raise ConfigError(f"{setting}: names must be non-empty strings")
-                _check_finite(f"{setting}[{key}]", value)
+                    raise ConfigError(setting, "names must be non-empty strings")
+                _check_finite(setting, value, f"[{key}]")
         arch = self.image_properties_default_architecture
-        if arch is not None and not _valid_arch(arch):
-            raise ConfigError(f"image_properties_default_architecture: unknown architecture {arch!r}")
+        if arch is not None and canonicalize_arch(arch) is None:
+            raise ConfigError("image_properties_default_architecture", f"unknown architecture {arch!r}")
         if not self.default_availability_zone:
-            raise ConfigError("default_availability_zone: must not be empty")
+            raise ConfigError("default_availability_zone", "must not be empty")
 
     @classmethod
     def from_mapping(cls, options: Mapping[str, Any]) -> "SchedulerConfig":
@@ -153,29 +160,13 @@ class SchedulerConfig:
         known = {f.name for f in fields(cls)}
         unknown = sorted(set(options) - known)
         if unknown:
-            raise ConfigError(f"unknown scheduler option {unknown[0]!r}")
+            raise ConfigError(unknown[0], "unknown scheduler option")
         return cls(**dict(options))
 
 
-def _check_finite(name: str, value: object) -> None:
+def _check_finite(name: str, value: object, item: str = "") -> None:
+    """``item``: which entry of a mapping option, e.g. "[ram]"."""
     if isinstance(value, bool) or not isinstance(value, (int, float)):
-        raise ConfigError(f"{name}: must be a number, got {value!r}")
+        raise ConfigError(name, f"{item and item + ' '}must be a number, got {value!r}")
     if not math.isfinite(value):
-        raise ConfigError(f"{name}: must be finite, got {value!r}")
-
-
-_ARCHES = frozenset((
-    "alpha", "armv6", "armv7l", "armv7b", "aarch64", "cris", "i686", "ia64", "lm32",
-    "m68k", "microblaze", "microblazeel", "mips", "mipsel", "mips64", "mips64el",
-    "openrisc", "parisc", "parisc64", "ppc", "ppcle", "ppc64", "ppc64le", "ppcemb",
-    "s390", "s390x", "sh4", "sh4eb", "sparc", "sparc64", "unicore32", "x86_64",
-    "xtensa", "xtensaeb",
-))
-
-
-def _valid_arch(name: str) -> bool:
-    """nova.objects.fields.Architecture.canonicalize accepts it."""
-    n = name.lower()
-    n = "i686" if n in ("i386", "i486", "i586", "x86_32", "x86_32p") else n
-    n = "x86_64" if n == "amd64" else n
-    return n in _ARCHES
+        raise ConfigError(name, f"{item and item + ' '}must be finite, got {value!r}")

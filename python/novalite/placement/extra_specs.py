@@ -18,8 +18,8 @@ from __future__ import annotations
 import re
 from typing import Mapping
 
-# The resource classes the placement core models (inventories of every host).
-STANDARD_RESOURCE_CLASSES = ("VCPU", "MEMORY_MB", "DISK_GB")
+from novalite.objects.records import RESOURCE_CLASSES
+
 
 # Scopes with meaning in Nova that novalite does not implement: what each asks for.
 _UNSUPPORTED_SCOPES = {
@@ -52,9 +52,9 @@ def unsupported(key: str, value: str) -> str | None:
         return "granular resource request groups are not implemented"
     if key.startswith("resources:"):
         rc = key[len("resources:"):]
-        if rc not in STANDARD_RESOURCE_CLASSES and value.strip() != "0":
+        if rc not in RESOURCE_CLASSES and value.strip() != "0":
             return (f"resource class {rc!r} is not modelled (hosts have "
-                    f"{', '.join(STANDARD_RESOURCE_CLASSES)})")
+                    f"{', '.join(RESOURCE_CLASSES)})")
         return None
     scope, sep, _ = key.partition(":")
     if sep and scope in _UNSUPPORTED_SCOPES:

@@ -11,30 +11,17 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Literal, Mapping, NamedTuple, Sequence
 
-ResourceClass = Literal["VCPU", "MEMORY_MB", "DISK_GB"]
-RESOURCE_CLASSES: tuple[ResourceClass, ...] = ("VCPU", "MEMORY_MB", "DISK_GB")
+# the domain's own, which the scheduler reads as they are (re-exported)
+from novalite.objects.records import MAX_INT
+from novalite.objects.records import RESOURCE_CLASSES as RESOURCE_CLASSES
+from novalite.objects.records import Flavor as Flavor
+from novalite.objects.records import Inventory as Inventory
+from novalite.objects.records import ResourceClass as ResourceClass
 
 # Placement's INVENTORY_DEFAULTS: max_unit is "as large as possible".
-MAX_UNIT_DEFAULT = 2**31 - 1
+MAX_UNIT_DEFAULT = MAX_INT
 
 GroupPolicy = Literal["affinity", "anti-affinity", "soft-affinity", "soft-anti-affinity"]
-
-
-@dataclass(frozen=True)
-class Inventory:
-    """One resource class of one resource provider, as Placement stores it.
-
-    capacity = int((total - reserved) * allocation_ratio); an allocation of ``amount``
-    fits when ``used + amount <= capacity``, ``min_unit <= amount <= max_unit`` and
-    ``amount % step_size == 0``.
-    """
-
-    total: int
-    reserved: int = 0
-    allocation_ratio: float = 1.0
-    min_unit: int = 1
-    max_unit: int = MAX_UNIT_DEFAULT
-    step_size: int = 1
 
 
 @dataclass(frozen=True)
@@ -92,17 +79,6 @@ class Host:
     cell: str = ""
     free_pci_devs: int = 0
     host_ip: str = ""
-
-
-@dataclass(frozen=True)
-class Flavor:
-    name: str
-    vcpus: int
-    memory_mb: int
-    root_gb: int = 0
-    ephemeral_gb: int = 0
-    swap: int = 0  # MB, as in Nova
-    extra_specs: Mapping[str, str] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)

@@ -23,6 +23,7 @@ import re
 from collections import Counter
 from typing import Any, Callable, ClassVar, Iterable, Mapping, Sequence
 
+from novalite.objects.fields import canonicalize_arch, canonicalize_hv_type, canonicalize_vm_mode
 from novalite.placement import errors, model
 from novalite.placement.config import SchedulerConfig
 
@@ -689,21 +690,6 @@ def _agg_multiplier(hs: "_HostState", key: str, default: float) -> float:
 
 # ---- nova/objects/fields.py Architecture / HVType / VMMode canonicalize ----
 
-_ARCHES = frozenset((
-    "alpha", "armv6", "armv7l", "armv7b", "aarch64", "cris", "i686", "ia64", "lm32",
-    "m68k", "microblaze", "microblazeel", "mips", "mipsel", "mips64", "mips64el",
-    "openrisc", "parisc", "parisc64", "ppc", "ppcle", "ppc64", "ppc64le", "ppcemb",
-    "s390", "s390x", "sh4", "sh4eb", "sparc", "sparc64", "unicore32", "x86_64",
-    "xtensa", "xtensaeb",
-))
-_HV_TYPES = frozenset((
-    "baremetal", "bhyve", "docker", "fake", "hyperv", "ironic", "kqemu", "kvm", "lxc",
-    "lxd", "openvz", "parallels", "phyp", "qemu", "test", "uml", "vbox", "vz",
-    "vmware", "xen", "zvm", "prsm",
-))
-_VM_MODES = frozenset(("hvm", "xen", "uml", "exe"))
-
-
 class _Invalid:
     """An image value Nova's enum fields would refuse: set, but matches nothing."""
 
@@ -712,34 +698,6 @@ class _Invalid:
 
 
 _INVALID = _Invalid()
-
-
-def canonicalize_arch(name: str | None) -> str | None:
-    if name is None:
-        return None
-    n = name.lower()
-    if n in ("i386", "i486", "i586", "x86_32", "x86_32p"):
-        n = "i686"
-    if n == "amd64":
-        n = "x86_64"
-    return n if n in _ARCHES else None
-
-
-def canonicalize_hv_type(name: str | None) -> str | None:
-    if name is None:
-        return None
-    n = name.lower()
-    if n == "xapi":
-        n = "xen"
-    return n if n in _HV_TYPES else None
-
-
-def canonicalize_vm_mode(name: str | None) -> str | None:
-    if name is None:
-        return None
-    n = name.lower()
-    n = {"pv": "xen", "hv": "hvm", "baremetal": "hvm"}.get(n, n)
-    return n if n in _VM_MODES else None
 
 
 def _canon_image(value: str | None, canon: Callable[[str | None], str | None]) -> object:

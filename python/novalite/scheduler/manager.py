@@ -19,8 +19,9 @@ from collections import defaultdict
 from typing import Iterable, Mapping
 
 from novalite import errors
-from novalite.db import records
 from novalite.db.database import Database
+from novalite.objects import records
+from novalite.objects.records import RESOURCE_CLASSES
 from novalite.placement import (
     Aggregate,
     ConfigError,
@@ -37,18 +38,13 @@ from novalite.placement import (
 
 LOG = logging.getLogger(__name__)
 
-RESOURCE_CLASSES = ("VCPU", "MEMORY_MB", "DISK_GB")
 # Room to replay a host's existing allocations before its real inventory is set
 # (an inventory may have shrunk below what is already allocated).
 _LOAD_TOTAL = 2**31 - 1
 
 
-def _inventory(inv: records.Inventory | None) -> Inventory:
-    if inv is None:
-        return Inventory(total=0)
-    return Inventory(total=inv.total, reserved=inv.reserved,
-                     allocation_ratio=inv.allocation_ratio, min_unit=inv.min_unit,
-                     max_unit=inv.max_unit, step_size=inv.step_size)
+def _inventory(inv: Inventory | None) -> Inventory:
+    return Inventory(total=0) if inv is None else inv
 
 
 def _triples(value: Iterable[object]) -> list[tuple[str, str, str]]:
@@ -156,7 +152,7 @@ class SchedulerManager:
                 for aggregate in self.db.list_aggregates():
                     self._set_aggregate(aggregate)
                 break
-        real = {rc: _inventory(h.inventories.get(rc)) for rc in RESOURCE_CLASSES}
+        real: dict[str, Inventory] = {rc: _inventory(h.inventories.get(rc)) for rc in RESOURCE_CLASSES}
         known = h.name in self._provider
         allocations: dict[str, dict[str, int]] | None = None
         if not known or self._generation.get(h.name) != h.generation:
@@ -165,7 +161,7 @@ class SchedulerManager:
                 allocations[a.consumer_uuid][a.resource_class] = a.used
         if not known:
             assert allocations is not None
-            roomy = {rc: Inventory(total=_LOAD_TOTAL) for rc in RESOURCE_CLASSES}
+            roomy: dict[str, Inventory] = {rc: Inventory(total=_LOAD_TOTAL) for rc in RESOURCE_CLASSES}
             self.table.add_host(self._model_host(h, roomy))
             for consumer, amounts in allocations.items():
                 self._replace_consumer(consumer, {h.name: amounts})

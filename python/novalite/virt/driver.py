@@ -48,12 +48,12 @@ import xml.etree.ElementTree as ET
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from enum import IntEnum
 from pathlib import Path
 from typing import Any, Literal, Protocol, TypeVar, cast
 from urllib.parse import urlsplit
 from xml.sax.saxutils import escape, quoteattr
 
+from novalite.objects.states import PowerState
 from novalite.virt import images
 from novalite.virt.errors import (
     ActionFailed,
@@ -105,17 +105,6 @@ VIR_DOMAIN_UNDEFINE_NVRAM = 4
 VIR_ERR_NO_DOMAIN = 42
 VIR_ERR_OPERATION_INVALID = 55
 VIR_ERR_NO_DOMAIN_METADATA = 80
-
-
-class PowerState(IntEnum):
-    """Nova's power_state values (nova/compute/power_state.py)."""
-
-    NOSTATE = 0
-    RUNNING = 1
-    PAUSED = 3
-    SHUTDOWN = 4
-    CRASHED = 6
-    SUSPENDED = 7
 
 
 #: nova/virt/libvirt/driver.py LIBVIRT_POWER_STATE

@@ -1,6 +1,5 @@
 from novalite.rpc.novalite.compute.v1 import flavors_pb2 as _flavors_pb2
 from novalite.rpc.novalite.compute.v1 import images_pb2 as _images_pb2
-from novalite.rpc.novalite.compute.v1 import servers_pb2 as _servers_pb2
 from novalite.rpc.novalite.compute.v1 import states_pb2 as _states_pb2
 from google.protobuf.internal import containers as _containers
 from google.protobuf import descriptor as _descriptor
@@ -11,7 +10,7 @@ from typing import ClassVar as _ClassVar, Optional as _Optional, Union as _Union
 DESCRIPTOR: _descriptor.FileDescriptor
 
 class BuildInstanceRequest(_message.Message):
-    __slots__ = ("server", "flavor", "image", "allocation", "host")
+    __slots__ = ("server_id", "name", "flavor", "image", "allocation", "host")
     class AllocationEntry(_message.Message):
         __slots__ = ("key", "value")
         KEY_FIELD_NUMBER: _ClassVar[int]
@@ -19,17 +18,19 @@ class BuildInstanceRequest(_message.Message):
         key: str
         value: int
         def __init__(self, key: _Optional[str] = ..., value: _Optional[int] = ...) -> None: ...
-    SERVER_FIELD_NUMBER: _ClassVar[int]
+    SERVER_ID_FIELD_NUMBER: _ClassVar[int]
+    NAME_FIELD_NUMBER: _ClassVar[int]
     FLAVOR_FIELD_NUMBER: _ClassVar[int]
     IMAGE_FIELD_NUMBER: _ClassVar[int]
     ALLOCATION_FIELD_NUMBER: _ClassVar[int]
     HOST_FIELD_NUMBER: _ClassVar[int]
-    server: _servers_pb2.Server
+    server_id: str
+    name: str
     flavor: _flavors_pb2.Flavor
     image: _images_pb2.Image
     allocation: _containers.ScalarMap[str, int]
     host: str
-    def __init__(self, server: _Optional[_Union[_servers_pb2.Server, _Mapping]] = ..., flavor: _Optional[_Union[_flavors_pb2.Flavor, _Mapping]] = ..., image: _Optional[_Union[_images_pb2.Image, _Mapping]] = ..., allocation: _Optional[_Mapping[str, int]] = ..., host: _Optional[str] = ...) -> None: ...
+    def __init__(self, server_id: _Optional[str] = ..., name: _Optional[str] = ..., flavor: _Optional[_Union[_flavors_pb2.Flavor, _Mapping]] = ..., image: _Optional[_Union[_images_pb2.Image, _Mapping]] = ..., allocation: _Optional[_Mapping[str, int]] = ..., host: _Optional[str] = ...) -> None: ...
 
 class BuildInstanceResponse(_message.Message):
     __slots__ = ("power_state",)
@@ -49,65 +50,17 @@ class DeleteInstanceResponse(_message.Message):
     __slots__ = ()
     def __init__(self) -> None: ...
 
-class RebootInstanceRequest(_message.Message):
-    __slots__ = ("server_id", "host", "type")
+class RunActionRequest(_message.Message):
+    __slots__ = ("server_id", "host", "action")
     SERVER_ID_FIELD_NUMBER: _ClassVar[int]
     HOST_FIELD_NUMBER: _ClassVar[int]
-    TYPE_FIELD_NUMBER: _ClassVar[int]
+    ACTION_FIELD_NUMBER: _ClassVar[int]
     server_id: str
     host: str
-    type: _servers_pb2.RebootType
-    def __init__(self, server_id: _Optional[str] = ..., host: _Optional[str] = ..., type: _Optional[_Union[_servers_pb2.RebootType, str]] = ...) -> None: ...
+    action: str
+    def __init__(self, server_id: _Optional[str] = ..., host: _Optional[str] = ..., action: _Optional[str] = ...) -> None: ...
 
-class StopInstanceRequest(_message.Message):
-    __slots__ = ("server_id", "host")
-    SERVER_ID_FIELD_NUMBER: _ClassVar[int]
-    HOST_FIELD_NUMBER: _ClassVar[int]
-    server_id: str
-    host: str
-    def __init__(self, server_id: _Optional[str] = ..., host: _Optional[str] = ...) -> None: ...
-
-class StartInstanceRequest(_message.Message):
-    __slots__ = ("server_id", "host")
-    SERVER_ID_FIELD_NUMBER: _ClassVar[int]
-    HOST_FIELD_NUMBER: _ClassVar[int]
-    server_id: str
-    host: str
-    def __init__(self, server_id: _Optional[str] = ..., host: _Optional[str] = ...) -> None: ...
-
-class PauseInstanceRequest(_message.Message):
-    __slots__ = ("server_id", "host")
-    SERVER_ID_FIELD_NUMBER: _ClassVar[int]
-    HOST_FIELD_NUMBER: _ClassVar[int]
-    server_id: str
-    host: str
-    def __init__(self, server_id: _Optional[str] = ..., host: _Optional[str] = ...) -> None: ...
-
-class UnpauseInstanceRequest(_message.Message):
-    __slots__ = ("server_id", "host")
-    SERVER_ID_FIELD_NUMBER: _ClassVar[int]
-    HOST_FIELD_NUMBER: _ClassVar[int]
-    server_id: str
-    host: str
-    def __init__(self, server_id: _Optional[str] = ..., host: _Optional[str] = ...) -> None: ...
-
-class SuspendInstanceRequest(_message.Message):
-    __slots__ = ("server_id", "host")
-    SERVER_ID_FIELD_NUMBER: _ClassVar[int]
-    HOST_FIELD_NUMBER: _ClassVar[int]
-    server_id: str
-    host: str
-    def __init__(self, server_id: _Optional[str] = ..., host: _Optional[str] = ...) -> None: ...
-
-class ResumeInstanceRequest(_message.Message):
-    __slots__ = ("server_id", "host")
-    SERVER_ID_FIELD_NUMBER: _ClassVar[int]
-    HOST_FIELD_NUMBER: _ClassVar[int]
-    server_id: str
-    host: str
-    def __init__(self, server_id: _Optional[str] = ..., host: _Optional[str] = ...) -> None: ...
-
-class InstanceActionResponse(_message.Message):
+class RunActionResponse(_message.Message):
     __slots__ = ("power_state",)
     POWER_STATE_FIELD_NUMBER: _ClassVar[int]
     power_state: _states_pb2.PowerState

@@ -48,40 +48,10 @@ class ComputeAgentStub:
                 request_serializer=novalite_dot_internal_dot_v1_dot_compute__agent__pb2.DeleteInstanceRequest.SerializeToString,
                 response_deserializer=novalite_dot_internal_dot_v1_dot_compute__agent__pb2.DeleteInstanceResponse.FromString,
                 _registered_method=True)
-        self.RebootInstance = channel.unary_unary(
-                '/novalite.internal.v1.ComputeAgent/RebootInstance',
-                request_serializer=novalite_dot_internal_dot_v1_dot_compute__agent__pb2.RebootInstanceRequest.SerializeToString,
-                response_deserializer=novalite_dot_internal_dot_v1_dot_compute__agent__pb2.InstanceActionResponse.FromString,
-                _registered_method=True)
-        self.StopInstance = channel.unary_unary(
-                '/novalite.internal.v1.ComputeAgent/StopInstance',
-                request_serializer=novalite_dot_internal_dot_v1_dot_compute__agent__pb2.StopInstanceRequest.SerializeToString,
-                response_deserializer=novalite_dot_internal_dot_v1_dot_compute__agent__pb2.InstanceActionResponse.FromString,
-                _registered_method=True)
-        self.StartInstance = channel.unary_unary(
-                '/novalite.internal.v1.ComputeAgent/StartInstance',
-                request_serializer=novalite_dot_internal_dot_v1_dot_compute__agent__pb2.StartInstanceRequest.SerializeToString,
-                response_deserializer=novalite_dot_internal_dot_v1_dot_compute__agent__pb2.InstanceActionResponse.FromString,
-                _registered_method=True)
-        self.PauseInstance = channel.unary_unary(
-                '/novalite.internal.v1.ComputeAgent/PauseInstance',
-                request_serializer=novalite_dot_internal_dot_v1_dot_compute__agent__pb2.PauseInstanceRequest.SerializeToString,
-                response_deserializer=novalite_dot_internal_dot_v1_dot_compute__agent__pb2.InstanceActionResponse.FromString,
-                _registered_method=True)
-        self.UnpauseInstance = channel.unary_unary(
-                '/novalite.internal.v1.ComputeAgent/UnpauseInstance',
-                request_serializer=novalite_dot_internal_dot_v1_dot_compute__agent__pb2.UnpauseInstanceRequest.SerializeToString,
-                response_deserializer=novalite_dot_internal_dot_v1_dot_compute__agent__pb2.InstanceActionResponse.FromString,
-                _registered_method=True)
-        self.SuspendInstance = channel.unary_unary(
-                '/novalite.internal.v1.ComputeAgent/SuspendInstance',
-                request_serializer=novalite_dot_internal_dot_v1_dot_compute__agent__pb2.SuspendInstanceRequest.SerializeToString,
-                response_deserializer=novalite_dot_internal_dot_v1_dot_compute__agent__pb2.InstanceActionResponse.FromString,
-                _registered_method=True)
-        self.ResumeInstance = channel.unary_unary(
-                '/novalite.internal.v1.ComputeAgent/ResumeInstance',
-                request_serializer=novalite_dot_internal_dot_v1_dot_compute__agent__pb2.ResumeInstanceRequest.SerializeToString,
-                response_deserializer=novalite_dot_internal_dot_v1_dot_compute__agent__pb2.InstanceActionResponse.FromString,
+        self.RunAction = channel.unary_unary(
+                '/novalite.internal.v1.ComputeAgent/RunAction',
+                request_serializer=novalite_dot_internal_dot_v1_dot_compute__agent__pb2.RunActionRequest.SerializeToString,
+                response_deserializer=novalite_dot_internal_dot_v1_dot_compute__agent__pb2.RunActionResponse.FromString,
                 _registered_method=True)
 
 
@@ -110,55 +80,13 @@ class ComputeAgentServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
-    def RebootInstance(self, request, context):
-        """Lifecycle actions (Nova's compute RPC API names). Each returns when the
-        hypervisor finished, with the guest's power state; the conductor then
-        commits the server's final state. FAILED_PRECONDITION when the guest's
-        state does not allow the action (e.g. pausing a stopped guest).
-
-        Soft (guest shutdown and start, hard after a timeout) or hard (power cycle).
-        """
-        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
-        context.set_details('Method not implemented!')
-        raise NotImplementedError('Method not implemented!')
-
-    def StopInstance(self, request, context):
-        """Shuts the guest down (clean shutdown first, then power off): SHUTDOWN.
-        """
-        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
-        context.set_details('Method not implemented!')
-        raise NotImplementedError('Method not implemented!')
-
-    def StartInstance(self, request, context):
-        """Powers a stopped guest on: RUNNING.
-        """
-        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
-        context.set_details('Method not implemented!')
-        raise NotImplementedError('Method not implemented!')
-
-    def PauseInstance(self, request, context):
-        """Pauses the guest's vCPUs, memory kept: PAUSED.
-        """
-        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
-        context.set_details('Method not implemented!')
-        raise NotImplementedError('Method not implemented!')
-
-    def UnpauseInstance(self, request, context):
-        """Resumes a paused guest: RUNNING.
-        """
-        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
-        context.set_details('Method not implemented!')
-        raise NotImplementedError('Method not implemented!')
-
-    def SuspendInstance(self, request, context):
-        """Saves the guest's memory to disk and stops it (libvirt managed save): SHUTDOWN.
-        """
-        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
-        context.set_details('Method not implemented!')
-        raise NotImplementedError('Method not implemented!')
-
-    def ResumeInstance(self, request, context):
-        """Restores a suspended guest from its saved memory: RUNNING.
+    def RunAction(self, request, context):
+        """A lifecycle action on the guest: one of novalite.objects.lifecycle's
+        (reboot_soft, reboot_hard, stop, start, pause, unpause, suspend, resume).
+        Returns when the hypervisor finished, with the guest's power state; the
+        conductor then commits the server's final state. INVALID_ARGUMENT for an
+        unknown action, FAILED_PRECONDITION when the guest's state does not allow it
+        (e.g. pausing a stopped guest).
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -177,40 +105,10 @@ def add_ComputeAgentServicer_to_server(servicer, server):
                     request_deserializer=novalite_dot_internal_dot_v1_dot_compute__agent__pb2.DeleteInstanceRequest.FromString,
                     response_serializer=novalite_dot_internal_dot_v1_dot_compute__agent__pb2.DeleteInstanceResponse.SerializeToString,
             ),
-            'RebootInstance': grpc.unary_unary_rpc_method_handler(
-                    servicer.RebootInstance,
-                    request_deserializer=novalite_dot_internal_dot_v1_dot_compute__agent__pb2.RebootInstanceRequest.FromString,
-                    response_serializer=novalite_dot_internal_dot_v1_dot_compute__agent__pb2.InstanceActionResponse.SerializeToString,
-            ),
-            'StopInstance': grpc.unary_unary_rpc_method_handler(
-                    servicer.StopInstance,
-                    request_deserializer=novalite_dot_internal_dot_v1_dot_compute__agent__pb2.StopInstanceRequest.FromString,
-                    response_serializer=novalite_dot_internal_dot_v1_dot_compute__agent__pb2.InstanceActionResponse.SerializeToString,
-            ),
-            'StartInstance': grpc.unary_unary_rpc_method_handler(
-                    servicer.StartInstance,
-                    request_deserializer=novalite_dot_internal_dot_v1_dot_compute__agent__pb2.StartInstanceRequest.FromString,
-                    response_serializer=novalite_dot_internal_dot_v1_dot_compute__agent__pb2.InstanceActionResponse.SerializeToString,
-            ),
-            'PauseInstance': grpc.unary_unary_rpc_method_handler(
-                    servicer.PauseInstance,
-                    request_deserializer=novalite_dot_internal_dot_v1_dot_compute__agent__pb2.PauseInstanceRequest.FromString,
-                    response_serializer=novalite_dot_internal_dot_v1_dot_compute__agent__pb2.InstanceActionResponse.SerializeToString,
-            ),
-            'UnpauseInstance': grpc.unary_unary_rpc_method_handler(
-                    servicer.UnpauseInstance,
-                    request_deserializer=novalite_dot_internal_dot_v1_dot_compute__agent__pb2.UnpauseInstanceRequest.FromString,
-                    response_serializer=novalite_dot_internal_dot_v1_dot_compute__agent__pb2.InstanceActionResponse.SerializeToString,
-            ),
-            'SuspendInstance': grpc.unary_unary_rpc_method_handler(
-                    servicer.SuspendInstance,
-                    request_deserializer=novalite_dot_internal_dot_v1_dot_compute__agent__pb2.SuspendInstanceRequest.FromString,
-                    response_serializer=novalite_dot_internal_dot_v1_dot_compute__agent__pb2.InstanceActionResponse.SerializeToString,
-            ),
-            'ResumeInstance': grpc.unary_unary_rpc_method_handler(
-                    servicer.ResumeInstance,
-                    request_deserializer=novalite_dot_internal_dot_v1_dot_compute__agent__pb2.ResumeInstanceRequest.FromString,
-                    response_serializer=novalite_dot_internal_dot_v1_dot_compute__agent__pb2.InstanceActionResponse.SerializeToString,
+            'RunAction': grpc.unary_unary_rpc_method_handler(
+                    servicer.RunAction,
+                    request_deserializer=novalite_dot_internal_dot_v1_dot_compute__agent__pb2.RunActionRequest.FromString,
+                    response_serializer=novalite_dot_internal_dot_v1_dot_compute__agent__pb2.RunActionResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -282,7 +180,7 @@ class ComputeAgent:
             _registered_method=True)
 
     @staticmethod
-    def RebootInstance(request,
+    def RunAction(request,
             target,
             options=(),
             channel_credentials=None,
@@ -295,171 +193,9 @@ class ComputeAgent:
         return grpc.experimental.unary_unary(
             request,
             target,
-            '/novalite.internal.v1.ComputeAgent/RebootInstance',
-            novalite_dot_internal_dot_v1_dot_compute__agent__pb2.RebootInstanceRequest.SerializeToString,
-            novalite_dot_internal_dot_v1_dot_compute__agent__pb2.InstanceActionResponse.FromString,
-            options,
-            channel_credentials,
-            insecure,
-            call_credentials,
-            compression,
-            wait_for_ready,
-            timeout,
-            metadata,
-            _registered_method=True)
-
-    @staticmethod
-    def StopInstance(request,
-            target,
-            options=(),
-            channel_credentials=None,
-            call_credentials=None,
-            insecure=False,
-            compression=None,
-            wait_for_ready=None,
-            timeout=None,
-            metadata=None):
-        return grpc.experimental.unary_unary(
-            request,
-            target,
-            '/novalite.internal.v1.ComputeAgent/StopInstance',
-            novalite_dot_internal_dot_v1_dot_compute__agent__pb2.StopInstanceRequest.SerializeToString,
-            novalite_dot_internal_dot_v1_dot_compute__agent__pb2.InstanceActionResponse.FromString,
-            options,
-            channel_credentials,
-            insecure,
-            call_credentials,
-            compression,
-            wait_for_ready,
-            timeout,
-            metadata,
-            _registered_method=True)
-
-    @staticmethod
-    def StartInstance(request,
-            target,
-            options=(),
-            channel_credentials=None,
-            call_credentials=None,
-            insecure=False,
-            compression=None,
-            wait_for_ready=None,
-            timeout=None,
-            metadata=None):
-        return grpc.experimental.unary_unary(
-            request,
-            target,
-            '/novalite.internal.v1.ComputeAgent/StartInstance',
-            novalite_dot_internal_dot_v1_dot_compute__agent__pb2.StartInstanceRequest.SerializeToString,
-            novalite_dot_internal_dot_v1_dot_compute__agent__pb2.InstanceActionResponse.FromString,
-            options,
-            channel_credentials,
-            insecure,
-            call_credentials,
-            compression,
-            wait_for_ready,
-            timeout,
-            metadata,
-            _registered_method=True)
-
-    @staticmethod
-    def PauseInstance(request,
-            target,
-            options=(),
-            channel_credentials=None,
-            call_credentials=None,
-            insecure=False,
-            compression=None,
-            wait_for_ready=None,
-            timeout=None,
-            metadata=None):
-        return grpc.experimental.unary_unary(
-            request,
-            target,
-            '/novalite.internal.v1.ComputeAgent/PauseInstance',
-            novalite_dot_internal_dot_v1_dot_compute__agent__pb2.PauseInstanceRequest.SerializeToString,
-            novalite_dot_internal_dot_v1_dot_compute__agent__pb2.InstanceActionResponse.FromString,
-            options,
-            channel_credentials,
-            insecure,
-            call_credentials,
-            compression,
-            wait_for_ready,
-            timeout,
-            metadata,
-            _registered_method=True)
-
-    @staticmethod
-    def UnpauseInstance(request,
-            target,
-            options=(),
-            channel_credentials=None,
-            call_credentials=None,
-            insecure=False,
-            compression=None,
-            wait_for_ready=None,
-            timeout=None,
-            metadata=None):
-        return grpc.experimental.unary_unary(
-            request,
-            target,
-            '/novalite.internal.v1.ComputeAgent/UnpauseInstance',
-            novalite_dot_internal_dot_v1_dot_compute__agent__pb2.UnpauseInstanceRequest.SerializeToString,
-            novalite_dot_internal_dot_v1_dot_compute__agent__pb2.InstanceActionResponse.FromString,
-            options,
-            channel_credentials,
-            insecure,
-            call_credentials,
-            compression,
-            wait_for_ready,
-            timeout,
-            metadata,
-            _registered_method=True)
-
-    @staticmethod
-    def SuspendInstance(request,
-            target,
-            options=(),
-            channel_credentials=None,
-            call_credentials=None,
-            insecure=False,
-            compression=None,
-            wait_for_ready=None,
-            timeout=None,
-            metadata=None):
-        return grpc.experimental.unary_unary(
-            request,
-            target,
-            '/novalite.internal.v1.ComputeAgent/SuspendInstance',
-            novalite_dot_internal_dot_v1_dot_compute__agent__pb2.SuspendInstanceRequest.SerializeToString,
-            novalite_dot_internal_dot_v1_dot_compute__agent__pb2.InstanceActionResponse.FromString,
-            options,
-            channel_credentials,
-            insecure,
-            call_credentials,
-            compression,
-            wait_for_ready,
-            timeout,
-            metadata,
-            _registered_method=True)
-
-    @staticmethod
-    def ResumeInstance(request,
-            target,
-            options=(),
-            channel_credentials=None,
-            call_credentials=None,
-            insecure=False,
-            compression=None,
-            wait_for_ready=None,
-            timeout=None,
-            metadata=None):
-        return grpc.experimental.unary_unary(
-            request,
-            target,
-            '/novalite.internal.v1.ComputeAgent/ResumeInstance',
-            novalite_dot_internal_dot_v1_dot_compute__agent__pb2.ResumeInstanceRequest.SerializeToString,
-            novalite_dot_internal_dot_v1_dot_compute__agent__pb2.InstanceActionResponse.FromString,
+            '/novalite.internal.v1.ComputeAgent/RunAction',
+            novalite_dot_internal_dot_v1_dot_compute__agent__pb2.RunActionRequest.SerializeToString,
+            novalite_dot_internal_dot_v1_dot_compute__agent__pb2.RunActionResponse.FromString,
             options,
             channel_credentials,
             insecure,

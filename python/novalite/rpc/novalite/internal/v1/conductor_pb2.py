@@ -25,7 +25,7 @@ _sym_db = _symbol_database.Default()
 from novalite.rpc.novalite.internal.v1 import request_spec_pb2 as novalite_dot_internal_dot_v1_dot_request__spec__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n$novalite/internal/v1/conductor.proto\x12\x14novalite.internal.v1\x1a\'novalite/internal/v1/request_spec.proto\"b\n\x13\x42uildServersRequest\x12\x37\n\x0crequest_spec\x18\x01 \x01(\x0b\x32!.novalite.internal.v1.RequestSpec\x12\x12\n\nserver_ids\x18\x02 \x03(\t\"\x16\n\x14\x42uildServersResponse\"\xcd\x02\n\x13ServerActionRequest\x12\n\n\x02id\x18\x01 \x01(\t\x12@\n\x06\x61\x63tion\x18\x02 \x01(\x0e\x32\x30.novalite.internal.v1.ServerActionRequest.Action\x12\x12\n\nrequest_id\x18\x03 \x01(\t\"\xd3\x01\n\x06\x41\x63tion\x12\x16\n\x12\x41\x43TION_UNSPECIFIED\x10\x00\x12\x11\n\rACTION_DELETE\x10\x01\x12\x16\n\x12\x41\x43TION_REBOOT_SOFT\x10\x02\x12\x16\n\x12\x41\x43TION_REBOOT_HARD\x10\x03\x12\x0f\n\x0b\x41\x43TION_STOP\x10\x04\x12\x10\n\x0c\x41\x43TION_START\x10\x05\x12\x10\n\x0c\x41\x43TION_PAUSE\x10\x06\x12\x12\n\x0e\x41\x43TION_UNPAUSE\x10\x07\x12\x12\n\x0e\x41\x43TION_SUSPEND\x10\x08\x12\x11\n\rACTION_RESUME\x10\t\"\x16\n\x14ServerActionResponse2\xd9\x01\n\tConductor\x12\x65\n\x0c\x42uildServers\x12).novalite.internal.v1.BuildServersRequest\x1a*.novalite.internal.v1.BuildServersResponse\x12\x65\n\x0cServerAction\x12).novalite.internal.v1.ServerActionRequest\x1a*.novalite.internal.v1.ServerActionResponseb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n$novalite/internal/v1/conductor.proto\x12\x14novalite.internal.v1\x1a\'novalite/internal/v1/request_spec.proto\"b\n\x13\x42uildServersRequest\x12\x37\n\x0crequest_spec\x18\x01 \x01(\x0b\x32!.novalite.internal.v1.RequestSpec\x12\x12\n\nserver_ids\x18\x02 \x03(\t\"\x16\n\x14\x42uildServersResponse\"K\n\x13ServerActionRequest\x12\n\n\x02id\x18\x01 \x01(\t\x12\x0e\n\x06\x61\x63tion\x18\x04 \x01(\t\x12\x12\n\nrequest_id\x18\x03 \x01(\tJ\x04\x08\x02\x10\x03\"\x16\n\x14ServerActionResponse2\xd9\x01\n\tConductor\x12\x65\n\x0c\x42uildServers\x12).novalite.internal.v1.BuildServersRequest\x1a*.novalite.internal.v1.BuildServersResponse\x12\x65\n\x0cServerAction\x12).novalite.internal.v1.ServerActionRequest\x1a*.novalite.internal.v1.ServerActionResponseb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -36,12 +36,10 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_BUILDSERVERSREQUEST']._serialized_end=201
   _globals['_BUILDSERVERSRESPONSE']._serialized_start=203
   _globals['_BUILDSERVERSRESPONSE']._serialized_end=225
-  _globals['_SERVERACTIONREQUEST']._serialized_start=228
-  _globals['_SERVERACTIONREQUEST']._serialized_end=561
-  _globals['_SERVERACTIONREQUEST_ACTION']._serialized_start=350
-  _globals['_SERVERACTIONREQUEST_ACTION']._serialized_end=561
-  _globals['_SERVERACTIONRESPONSE']._serialized_start=563
-  _globals['_SERVERACTIONRESPONSE']._serialized_end=585
-  _globals['_CONDUCTOR']._serialized_start=588
-  _globals['_CONDUCTOR']._serialized_end=805
+  _globals['_SERVERACTIONREQUEST']._serialized_start=227
+  _globals['_SERVERACTIONREQUEST']._serialized_end=302
+  _globals['_SERVERACTIONRESPONSE']._serialized_start=304
+  _globals['_SERVERACTIONRESPONSE']._serialized_end=326
+  _globals['_CONDUCTOR']._serialized_start=329
+  _globals['_CONDUCTOR']._serialized_end=546
 # @@protoc_insertion_point(module_scope)

@@ -1,6 +1,5 @@
 from novalite.rpc.novalite.internal.v1 import request_spec_pb2 as _request_spec_pb2
 from google.protobuf.internal import containers as _containers
-from google.protobuf.internal import enum_type_wrapper as _enum_type_wrapper
 from google.protobuf import descriptor as _descriptor
 from google.protobuf import message as _message
 from collections.abc import Iterable as _Iterable, Mapping as _Mapping
@@ -22,35 +21,13 @@ class BuildServersResponse(_message.Message):
 
 class ServerActionRequest(_message.Message):
     __slots__ = ("id", "action", "request_id")
-    class Action(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
-        __slots__ = ()
-        ACTION_UNSPECIFIED: _ClassVar[ServerActionRequest.Action]
-        ACTION_DELETE: _ClassVar[ServerActionRequest.Action]
-        ACTION_REBOOT_SOFT: _ClassVar[ServerActionRequest.Action]
-        ACTION_REBOOT_HARD: _ClassVar[ServerActionRequest.Action]
-        ACTION_STOP: _ClassVar[ServerActionRequest.Action]
-        ACTION_START: _ClassVar[ServerActionRequest.Action]
-        ACTION_PAUSE: _ClassVar[ServerActionRequest.Action]
-        ACTION_UNPAUSE: _ClassVar[ServerActionRequest.Action]
-        ACTION_SUSPEND: _ClassVar[ServerActionRequest.Action]
-        ACTION_RESUME: _ClassVar[ServerActionRequest.Action]
-    ACTION_UNSPECIFIED: ServerActionRequest.Action
-    ACTION_DELETE: ServerActionRequest.Action
-    ACTION_REBOOT_SOFT: ServerActionRequest.Action
-    ACTION_REBOOT_HARD: ServerActionRequest.Action
-    ACTION_STOP: ServerActionRequest.Action
-    ACTION_START: ServerActionRequest.Action
-    ACTION_PAUSE: ServerActionRequest.Action
-    ACTION_UNPAUSE: ServerActionRequest.Action
-    ACTION_SUSPEND: ServerActionRequest.Action
-    ACTION_RESUME: ServerActionRequest.Action
     ID_FIELD_NUMBER: _ClassVar[int]
     ACTION_FIELD_NUMBER: _ClassVar[int]
     REQUEST_ID_FIELD_NUMBER: _ClassVar[int]
     id: str
-    action: ServerActionRequest.Action
+    action: str
     request_id: str
-    def __init__(self, id: _Optional[str] = ..., action: _Optional[_Union[ServerActionRequest.Action, str]] = ..., request_id: _Optional[str] = ...) -> None: ...
+    def __init__(self, id: _Optional[str] = ..., action: _Optional[str] = ..., request_id: _Optional[str] = ...) -> None: ...
 
 class ServerActionResponse(_message.Message):
     __slots__ = ()

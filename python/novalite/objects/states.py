@@ -2,11 +2,12 @@
 
 Values are Nova's own (compute/vm_states.py, task_states.py, power_state.py); the
 status table follows nova/api/openstack/common.py:_STATE_MAP for the states this
-project implements.
+project implements. Which action is allowed in which state is in lifecycle.py.
 """
 
 from __future__ import annotations
 
+from enum import IntEnum
 from typing import Final
 
 
@@ -44,16 +45,28 @@ class TaskState:
     })
 
 
-class PowerState:
-    NOSTATE: Final = 0
-    RUNNING: Final = 1
-    PAUSED: Final = 3
-    SHUTDOWN: Final = 4
-    CRASHED: Final = 6
-    SUSPENDED: Final = 7
+class PowerState(IntEnum):
+    """Nova's power_state values (nova/compute/power_state.py): what the hypervisor
+    says of a guest, stored as the integer."""
 
-    NAMES: Final = {0: "NOSTATE", 1: "RUNNING", 3: "PAUSED", 4: "SHUTDOWN",
-                    6: "CRASHED", 7: "SUSPENDED"}
+    NOSTATE = 0
+    RUNNING = 1
+    PAUSED = 3
+    SHUTDOWN = 4
+    CRASHED = 6
+    SUSPENDED = 7
+
+    @classmethod
+    def is_known(cls, value: object) -> bool:
+        return isinstance(value, int) and not isinstance(value, bool) and value in cls._value2member_map_
+
+    @classmethod
+    def name_of(cls, value: int) -> str:
+        """The name of a power state value, or the value itself if it is none."""
+        try:
+            return cls(value).name
+        except ValueError:
+            return str(value)
 
 
 # vm_state -> (status by default, {task_state: status that overrides it}).

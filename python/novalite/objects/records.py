@@ -1,4 +1,6 @@
-"""What the Database facade returns: frozen, plain values.
+"""The domain's records: frozen, plain values, what the database returns and what
+every layer passes around (each converts to its own wire or row format at its edge:
+convert.py for protobuf, db/ for rows).
 
 They are copied out of the transaction that read them, so callers may keep them,
 pass them between threads and serialise them without touching a session.
@@ -8,37 +10,65 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any, Mapping
+from typing import Any, Literal, Mapping
 
-from novalite.db.models import MAX_INT
-from novalite.db.states import api_status
+from novalite.objects.states import api_status
+
+# The placement API's upper bound for max_unit (a signed 32-bit integer).
+MAX_INT = 2**31 - 1
+# The resource classes every host has an inventory of (Placement's standard ones
+# novalite models).
+ResourceClass = Literal["VCPU", "MEMORY_MB", "DISK_GB"]
+RESOURCE_CLASSES: tuple[ResourceClass, ...] = ("VCPU", "MEMORY_MB", "DISK_GB")
 
 
 @dataclass(frozen=True)
 class Flavor:
-    id: str
+    """Nova's flavor: the sizes a server gets, and the extra specs the scheduler
+    reads. The one flavor of every layer: the API's and the database's (with an id
+    and dates), the scheduler's request (the placement core reads its sizes and
+    extra specs), the compute agent's guest."""
+
     name: str
     vcpus: int
     memory_mb: int
-    root_gb: int
-    ephemeral_gb: int
-    swap: int
-    is_public: bool
-    extra_specs: Mapping[str, str]
-    created_at: datetime
-    deleted_at: datetime | None
+    root_gb: int = 0
+    ephemeral_gb: int = 0
+    swap: int = 0  # MiB, Nova's unit
+    extra_specs: Mapping[str, str] = field(default_factory=dict)
+    id: str = ""
+    is_public: bool = True
+    created_at: datetime | None = None
+    deleted_at: datetime | None = None
+
+    @property
+    def disk_mb(self) -> int:
+        """What a guest takes of its host's disk, as Nova's resource tracker counts
+        it: root + ephemeral (GiB) + swap (MiB)."""
+        return (self.root_gb + self.ephemeral_gb) * 1024 + self.swap
+
+    def amounts(self) -> dict[str, int]:
+        """Placement's resources for the flavor, without its extra specs
+        (nova.scheduler.utils.resources_from_flavor): swap rounds up to whole GiB
+        of DISK_GB. The scheduler's request adds the resources:* overrides."""
+        disk = self.root_gb + self.ephemeral_gb + -(-self.swap // 1024)
+        return {rc: n for rc, n in (("VCPU", self.vcpus), ("MEMORY_MB", self.memory_mb),
+                                    ("DISK_GB", disk)) if n > 0}
 
 
 @dataclass(frozen=True)
 class Image:
+    """A registered image: a local disk file, its format, and the properties
+    ImagePropertiesFilter reads."""
+
     id: str
     name: str
     path: str
-    disk_format: str
-    size_bytes: int | None
-    properties: Mapping[str, Any]
-    created_at: datetime
-    deleted_at: datetime | None
+    disk_format: str = "qcow2"
+    size_bytes: int | None = None
+    properties: Mapping[str, Any] = field(default_factory=dict)
+    created_at: datetime | None = None
+    deleted_at: datetime | None = None
 
 
 @dataclass(frozen=True)
@@ -180,14 +210,20 @@ class Service:
 
 @dataclass(frozen=True)
 class Inventory:
-    """One resource class on one provider, with Placement's defaults."""
+    """One resource class of one resource provider, as Placement stores it, with
+    Placement's defaults (max_unit "as large as possible").
+
+    capacity = int((total - reserved) * allocation_ratio); an allocation of ``amount``
+    fits when ``used + amount <= capacity``, ``min_unit <= amount <= max_unit`` and
+    ``amount % step_size == 0``.
+    """
 
     total: int
     reserved: int = 0
+    allocation_ratio: float = 1.0
     min_unit: int = 1
     max_unit: int = MAX_INT
     step_size: int = 1
-    allocation_ratio: float = 1.0
 
     @property
     def capacity(self) -> int:
