@@ -6,6 +6,7 @@
     novalite api|conductor|scheduler|compute    one service (several machines)
     novalite server|flavor|host|quota|image|group ...   talk to a running cloud
     novalite token create            sign a token with the cloud's secret
+    novalite config show             every option in force and where it came from
     novalite placement-demo          the placement core alone, at scale
 """
 
@@ -135,6 +136,16 @@ def build_parser() -> argparse.ArgumentParser:
             p.add_argument("--host-count", type=_positive("--host-count"), help="simulated hosts (without --hosts)")
             p.add_argument("--fail-builds-on", type=_csv, default=[],
                            help=argparse.SUPPRESS)  # test hook: builds on these hosts fail
+
+    config = sub.add_parser("config", help="the settings in force")
+    cs = config.add_subparsers(dest="config_command", metavar="ACTION", required=True)
+    show = cs.add_parser("show", help="every option: its value, where it came from, its help",
+                         description="Print every option in force, as a settings file (TOML) with "
+                                     "each option's help, environment variable and source (defaults, "
+                                     "the file, the environment, a flag) in comments. The secret is "
+                                     "never shown.")
+    _add_settings_arguments(show)
+    show.add_argument("--json", action="store_true", help="print JSON: a list of options")
 
     token = sub.add_parser("token", help="tokens")
     ts = token.add_subparsers(dest="token_command", metavar="ACTION", required=True)
@@ -275,6 +286,50 @@ def run_down(args: argparse.Namespace) -> int:
     return 0
 
 
+def _toml(value: object) -> str:
+    """A value as a TOML literal (strings and paths quoted, lists, inline tables)."""
+    import json
+
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, (int, float)):
+        return repr(value)
+    if isinstance(value, (list, tuple)):
+        return "[" + ", ".join(_toml(v) for v in value) + "]"
+    if isinstance(value, dict):
+        return "{" + ", ".join(f"{json.dumps(str(k))} = {_toml(v)}" for k, v in value.items()) + "}"
+    return json.dumps(str(value))
+
+
+def run_config_show(args: argparse.Namespace) -> int:
+    import json
+
+    from novalite.settings import explain_settings
+
+    overrides = {"data_dir": args.data_dir, "database_url": args.database_url}
+    options = explain_settings(args.config, overrides=overrides)
+    if args.json:
+        print(json.dumps([{**vars(o), "default": o.default if o.key != "secret" else None,
+                           "value": o.value} for o in options], default=str, indent=2))
+        return 0
+    print("# the settings in force; each option's help, environment variable and source in comments")
+    section = ""
+    for o in options:
+        head, dot, name = o.key.rpartition(".")
+        if head != section and dot:
+            section = head
+            print(f"\n[{section}]")
+        print(f"\n# {o.help}" if o.help else "")
+        print(f"# type {o.type}; environment variable {o.env}")
+        if o.key == "secret":
+            print(f"# secret: {o.value}, from {o.source}")
+        elif o.value is None:
+            print(f"# {name or o.key} is unset    # from {o.source}")
+        else:
+            print(f"{name or o.key} = {_toml(o.value)}    # from {o.source}")
+    return 0
+
+
 def run_token(args: argparse.Namespace) -> int:
     from novalite.auth.tokens import TokenSigner
 
@@ -308,6 +363,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             return run_service(args.command, args)
         if args.command == "token":
             return run_token(args)
+        if args.command == "config":
+            return run_config_show(args)
         from novalite.client.commands import run
 
         return run(args)

@@ -53,10 +53,11 @@ import tomllib
 import types
 import typing
 import collections.abc
-from dataclasses import dataclass, field, fields, replace
+from dataclasses import MISSING, dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any, Mapping, TypeGuard, Union
 
+from novalite.options import help_of, option
 from novalite.placement.config import ConfigError as _SchedulerConfigError
 from novalite.placement.config import SchedulerConfig
 
@@ -141,10 +142,10 @@ class Listen:
     services on this machine connect to the same address (``Settings.endpoint``);
     on several machines, point each at the machine that runs that service."""
 
-    api: str = "127.0.0.1:8774"
-    conductor: str = "127.0.0.1:8775"
-    scheduler: str = "127.0.0.1:8776"
-    compute: str = "127.0.0.1:8777"
+    api: str = option("127.0.0.1:8774", help="host:port the API serves on (Nova's osapi_compute_listen)")
+    conductor: str = option("127.0.0.1:8775", help="host:port the conductor serves on")
+    scheduler: str = option("127.0.0.1:8776", help="host:port the scheduler serves on")
+    compute: str = option("127.0.0.1:8777", help="host:port a compute agent serves on")
 
     def __post_init__(self) -> None:
         for name in SERVICES:
@@ -162,10 +163,10 @@ class MetricsPorts:
     """The port of each service's Prometheus endpoint (HTTP /metrics, on the host of
     its listen address): 0 picks a free one, -1 turns the endpoint off."""
 
-    api: int = 0
-    conductor: int = 0
-    scheduler: int = 0
-    compute: int = 0
+    api: int = option(0, help="the API's Prometheus port (0 picks one, -1 off)")
+    conductor: int = option(0, help="the conductor's Prometheus port (0 picks one, -1 off)")
+    scheduler: int = option(0, help="the scheduler's Prometheus port (0 picks one, -1 off)")
+    compute: int = option(0, help="a compute agent's Prometheus port (0 picks one, -1 off)")
 
     def __post_init__(self) -> None:
         for name in SERVICES:
@@ -182,9 +183,9 @@ class MetricsPorts:
 class Quotas:
     """Default limits of a project without its own (Nova's [quota]); -1 is unlimited."""
 
-    instances: int = 10
-    cores: int = 20
-    ram: int = 51200
+    instances: int = option(10, help="servers a project may have (Nova's [quota] instances)")
+    cores: int = option(20, help="vCPUs a project's servers may have in all (Nova's [quota] cores)")
+    ram: int = option(51200, help="MiB of RAM a project's servers may have in all (Nova's [quota] ram)")
 
     def __post_init__(self) -> None:
         for f in fields(self):
@@ -204,44 +205,40 @@ DEFAULT_PERIODIC_SPACING = 60.0
 class ComputeSettings:
     """A compute agent's options, with Nova's names and defaults."""
 
-    # libvirt URI: test:///... runs simulated hosts (one node description file per
-    # host, written by the agent); qemu:///system real guests.
-    virt_uri: str = "test:///default"
-    # The hosts this agent serves. Empty: ``host_count`` simulated hosts named
-    # compute-001, compute-002, ...
-    hosts: tuple[str, ...] = ()
-    host_count: int = 1
-    # The size of each simulated host (test:/// only).
-    host_vcpus: int = 16
-    host_memory_mb: int = 65536
-    host_disk_gb: int = 1000
-    reserved_host_memory_mb: int = 512
-    reserved_host_cpus: int = 0
-    reserved_host_disk_mb: int = 0
-    # Nova's initial_*_allocation_ratio.
-    cpu_allocation_ratio: float = 4.0
-    ram_allocation_ratio: float = 1.0
-    disk_allocation_ratio: float = 1.0
-    # Guests' disks; a relative path is taken under data_dir.
-    instances_path: Path = Path("instances")
-    # Builds running at once on each host this agent serves (Nova's is per compute
-    # service, i.e. per host); 0 means no limit (as in Nova).
-    max_concurrent_builds: int = 10
-    # Failed builds in a row after which the host disables itself; 0 never (Nova).
-    consecutive_build_service_disable_threshold: int = 10
-    # Real guests: seconds a soft reboot waits for the guest OS to shut down before
-    # a hard reboot (Nova's [libvirt] wait_soft_reboot_seconds; 120 there, 60 here),
-    # and seconds a stop waits for a clean shutdown before pulling the plug (Nova's
-    # [DEFAULT] shutdown_timeout; 60 there, 0 here: a guest without an OS, like the
-    # setup's blank image, never shuts down by itself).
-    wait_soft_reboot_seconds: float = 60.0
-    shutdown_timeout: float = 0.0
-    # Nova's periodic tasks beside the heartbeat (which runs every report_interval):
-    # seconds between recounts of each host (update_available_resource) and
-    # between power-state syncs; 0 means Nova's default periodic spacing (60 s), a
-    # negative value never. Nova's defaults: 0 and 600.
-    update_resources_interval: int = 0
-    sync_power_state_interval: int = 600
+    virt_uri: str = option("test:///default", help=(
+        "libvirt URI: test:///... runs simulated hosts (one node description file per host, "
+        "written by the agent); qemu:///system real guests"))
+    hosts: tuple[str, ...] = option((), help=(
+        "the hosts this agent serves; empty: host_count simulated hosts named compute-001, ..."))
+    host_count: int = option(1, help="how many simulated hosts, when hosts is empty")
+    host_vcpus: int = option(16, help="vCPUs of each simulated host (test:/// only)")
+    host_memory_mb: int = option(65536, help="MiB of RAM of each simulated host (test:/// only)")
+    host_disk_gb: int = option(1000, help="GiB of disk of each simulated host (test:/// only)")
+    reserved_host_memory_mb: int = option(512, help="MiB of each host's RAM kept from guests (Nova's)")
+    reserved_host_cpus: int = option(0, help="vCPUs of each host kept from guests (Nova's)")
+    reserved_host_disk_mb: int = option(0, help="MiB of each host's disk kept from guests (Nova's)")
+    cpu_allocation_ratio: float = option(4.0, help="vCPU overcommit (Nova's initial_cpu_allocation_ratio)")
+    ram_allocation_ratio: float = option(1.0, help="RAM overcommit (Nova's initial_ram_allocation_ratio)")
+    disk_allocation_ratio: float = option(1.0, help="disk overcommit (Nova's initial_disk_allocation_ratio)")
+    instances_path: Path = option(Path("instances"), help=(
+        "where guests' disks live; a relative path is taken under data_dir"))
+    max_concurrent_builds: int = option(10, help=(
+        "builds running at once on each host this agent serves (Nova's is per compute "
+        "service, i.e. per host); 0 means no limit, as in Nova"))
+    consecutive_build_service_disable_threshold: int = option(10, help=(
+        "failed builds in a row after which a host disables itself; 0 never (Nova's)"))
+    wait_soft_reboot_seconds: float = option(60.0, help=(
+        "real guests: seconds a soft reboot waits for the guest OS to shut down before a "
+        "hard reboot (Nova's [libvirt] option; 120 there)"))
+    shutdown_timeout: float = option(0.0, help=(
+        "real guests: seconds a stop waits for a clean shutdown before pulling the plug "
+        "(Nova's; 60 there, 0 here: a guest without an OS never shuts down by itself)"))
+    update_resources_interval: int = option(0, help=(
+        "seconds between recounts of each host (Nova's update_resources_interval): 0 means "
+        "Nova's default periodic spacing (60 s), negative never"))
+    sync_power_state_interval: int = option(600, help=(
+        "seconds between power-state syncs with the hypervisor (Nova's): 0 means 60 s, "
+        "negative never"))
 
     def periodic_spacing(self, name: str) -> float:
         """Seconds between runs of the periodic task ``name`` ("update_resources" or
@@ -304,24 +301,24 @@ class Settings:
     """Everything a novalite process is configured with. Build it with
     ``load_settings``; constructing it directly (tests) validates the same way."""
 
-    data_dir: Path = field(default_factory=_default_data_dir)
-    # Empty means sqlite:///<data_dir>/novalite.db.
-    database_url: str = ""
+    data_dir: Path = option(factory=_default_data_dir, help=(
+        "where the database, the token secret, logs and guests live; the same for every "
+        "command (default: $XDG_DATA_HOME/novalite, i.e. ~/.local/share/novalite)"))
+    database_url: str = option("", help=(
+        "SQLAlchemy URL of the database; empty means sqlite:///<data_dir>/novalite.db"))
     listen: Listen = field(default_factory=Listen)
-    # The host name or IP address other machines reach this machine's services at,
-    # recorded when a conductor, scheduler or compute agent registers. Empty: the
-    # host each service listens on (the loopback address for 0.0.0.0): right on one
-    # machine; on several, set it, or listen on an address the others can reach.
-    advertise_host: str = ""
+    advertise_host: str = option("", help=(
+        "the host name or IP address other machines reach this machine's services at, "
+        "recorded when a service registers; empty: the host each service listens on "
+        "(loopback for 0.0.0.0), right on one machine"))
     metrics_ports: MetricsPorts = field(default_factory=MetricsPorts)
-    # Nova's [DEFAULT] options: no heartbeat for service_down_time seconds means a
-    # service is down; services report every report_interval seconds.
-    service_down_time: int = 60
-    report_interval: int = 10
-    # Seconds a stopping service gives in-flight calls to finish (oslo.service's).
-    graceful_shutdown_timeout: float = 60.0
-    log_level: str = "INFO"
-    log_format: str = "text"
+    service_down_time: int = option(60, help=(
+        "seconds without a heartbeat after which a service is down (Nova's)"))
+    report_interval: int = option(10, help="seconds between services' heartbeats (Nova's)")
+    graceful_shutdown_timeout: float = option(60.0, help=(
+        "seconds a stopping service gives calls in flight to finish (oslo.service's)"))
+    log_level: str = option("INFO", help=f"one of {', '.join(LOG_LEVELS)}")
+    log_format: str = option("text", help="text (lines for people) or json (a record per line)")
     scheduler: SchedulerConfig = field(default_factory=SchedulerConfig)
     quotas: Quotas = field(default_factory=Quotas)
     compute: ComputeSettings = field(default_factory=ComputeSettings)
@@ -470,6 +467,11 @@ def load_settings(config_file: str | os.PathLike[str] | None = None, *,
     ``config_file`` defaults to NOVALITE_CONFIG (no file if neither is given);
     ``environ`` to os.environ. Raises ConfigError naming the key and its source.
     """
+    return _build(_values(config_file, overrides, environ))
+
+
+def _values(config_file: str | os.PathLike[str] | None, overrides: Mapping[str, Any] | None,
+            environ: Mapping[str, str] | None) -> dict[str, _Value]:
     env = os.environ if environ is None else environ
     values: dict[str, _Value] = {}
     path = config_file if config_file is not None else env.get(CONFIG_ENV) or None
@@ -479,7 +481,83 @@ def load_settings(config_file: str | os.PathLike[str] | None = None, *,
     values.update(_from_overrides(overrides or {}))
     if "data_dir" not in values:
         values["data_dir"] = _Value(_default_data_dir(env), "defaults", text=False)
-    return _build(values)
+    return values
+
+
+@dataclass(frozen=True)
+class OptionInfo:
+    """One option as `novalite config show` reports it."""
+
+    key: str        # dotted: "report_interval", "compute.host_count"
+    type: str       # "int", "list of str", ...
+    default: object
+    value: object   # in force
+    source: str     # "defaults", "file ...", "environment variable ...", "overrides"
+    env: str        # the environment variable that sets it
+    help: str
+
+
+def explain_settings(config_file: str | os.PathLike[str] | None = None, *,
+                     overrides: Mapping[str, Any] | None = None,
+                     environ: Mapping[str, str] | None = None) -> list[OptionInfo]:
+    """Every option with the value in force and where it came from (load_settings's
+    arguments; ConfigError as load_settings raises it). The secret is never shown."""
+    values = _values(config_file, overrides, environ)
+    settings = _build(values)
+    out: list[OptionInfo] = []
+
+    def add(key: str, f: Any, owner: Any, default: object) -> None:
+        source = values[key].source if key in values else "defaults"
+        if key == "data_dir" and source == "defaults":
+            source = "defaults ($XDG_DATA_HOME or ~/.local/share)"
+        out.append(OptionInfo(key, _type_name(_field_types(type(owner))[f.name]), default,
+                              getattr(owner, f.name), source,
+                              ENV_PREFIX + key.replace(".", "_").upper(), help_of(f)))
+
+    for f in fields(Settings):
+        if f.name in _SECTIONS or f.name == "explicit_secret":
+            continue
+        add(f.name, f, settings, _field_default(f))
+    secret_source = values["secret"].source if "secret" in values else f"file {settings.secret_path}"
+    out.append(OptionInfo("secret", "secret", None, "(not shown)", secret_source, SECRET_ENV,
+                          "the token secret every service of one cloud shares; never read "
+                          f"from a settings file (default: <data_dir>/{SECRET_FILE}, made on first use)"))
+    for section, cls in _SECTIONS.items():
+        for f in fields(cls):
+            add(f"{section}.{f.name}", f, getattr(settings, section), _field_default(f))
+    return out
+
+
+def default(key: str) -> Any:
+    """The declared default of an option ("service_down_time",
+    "scheduler.default_availability_zone"), for code that takes the option as an
+    argument and must default to the same value."""
+    section, dot, name = key.rpartition(".")
+    cls = _SECTIONS[section] if dot else Settings
+    for f in fields(cls):
+        if f.name == name:
+            return _field_default(f)
+    raise KeyError(key)
+
+
+def _field_default(f: Any) -> object:
+    if f.default is not MISSING:
+        return f.default
+    return f.default_factory() if f.default_factory is not MISSING else None
+
+
+def _type_name(tp: Any) -> str:
+    origin = typing.get_origin(tp)
+    if origin in (Union, types.UnionType):
+        parts = [_type_name(a) for a in typing.get_args(tp) if a is not type(None)]
+        return " or ".join(parts) + (" (optional)" if type(None) in typing.get_args(tp) else "")
+    if origin in (tuple, list, collections.abc.Sequence):
+        args = [a for a in typing.get_args(tp) if a is not Ellipsis]
+        return f"list of {_type_name(args[0]) if args else 'str'}"
+    if origin in (dict, collections.abc.Mapping):
+        key, value = typing.get_args(tp) or (str, str)
+        return f"table of {_type_name(key)} = {_type_name(value)}"
+    return getattr(tp, "__name__", str(tp))
 
 
 def _from_file(path: Path) -> dict[str, _Value]:

@@ -32,12 +32,13 @@ from typing import Any, AsyncIterator, Callable, Iterable, Mapping, Protocol, Se
 
 from novalite import errors
 from novalite.auth.tokens import DEFAULT_TTL_SECONDS, Claims, TokenSigner
-from novalite.db.database import MAX_METADATA_ITEMS, SERVICE_DOWN_TIME, Database
+from novalite.db.database import MAX_METADATA_ITEMS, Database
 from novalite.objects import lifecycle, records
 from novalite.objects.fields import canonicalize_arch, canonicalize_hv_type, canonicalize_vm_mode
 from novalite.objects.states import STATUSES, TaskState
 from novalite.placement import extra_specs
 from novalite.services.context import current_request_id, new_request_id
+from novalite.settings import default
 from novalite.virt import images as virt_images
 from novalite.virt.errors import ImageError
 
@@ -53,7 +54,6 @@ MAX_WATCH_IDS = 1000
 DEFAULT_PAGE_SIZE = 100
 MAX_PAGE_SIZE = 1000
 # Nova's default_availability_zone.
-DEFAULT_ZONE = "nova"
 DISK_FORMATS = ("qcow2", "raw")
 # Set by CreateImage from `qemu-img info` (the disk size the guest sees, in bytes);
 # the images table has no column for it, so it travels as a property callers may
@@ -327,8 +327,8 @@ class ApiManager:
 
     def __init__(self, db: Database, conductor: ConductorAPI, scheduler: SchedulerAPI | None = None,
                  *, signer: TokenSigner | None = None, poll_interval: float = 0.2,
-                 default_zone: str = DEFAULT_ZONE,
-                 service_down_time: float = SERVICE_DOWN_TIME) -> None:
+                 default_zone: str = default("scheduler.default_availability_zone"),
+                 service_down_time: float = default("service_down_time")) -> None:
         self.db = db
         self.conductor = conductor
         self.scheduler = scheduler

@@ -8,10 +8,11 @@ from ``[DEFAULT]``), so an operator's existing values carry over unchanged.
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, field, fields
+from dataclasses import dataclass, fields
 from typing import Any, Mapping, Sequence
 
 from novalite.objects.fields import canonicalize_arch
+from novalite.options import option
 
 # Every filter the core implements, by Nova's class name. The order here is only the
 # registry's; the order that counts is ``enabled_filters``.
@@ -78,41 +79,61 @@ class ConfigError(ValueError):
 @dataclass(frozen=True)
 class SchedulerConfig:
     # [filter_scheduler]
-    enabled_filters: Sequence[str] = DEFAULT_FILTERS
-    weight_classes: Sequence[str] = ALL_WEIGHERS
-    host_subset_size: int = 1
-    shuffle_best_same_weighed_hosts: bool = False
-    max_io_ops_per_host: int = 8
-    max_instances_per_host: int = 50
-    ram_weight_multiplier: float = 1.0
-    cpu_weight_multiplier: float = 1.0
-    disk_weight_multiplier: float = 1.0
-    io_ops_weight_multiplier: float = -1.0
-    num_instances_weight_multiplier: float = 0.0
-    hypervisor_version_weight_multiplier: float = 1.0
-    build_failure_weight_multiplier: float = 1000000.0
-    cross_cell_move_weight_multiplier: float = 1000000.0
-    pci_weight_multiplier: float = 1.0
-    soft_affinity_weight_multiplier: float = 1.0
-    soft_anti_affinity_weight_multiplier: float = 1.0
-    image_props_weight_multiplier: float = 0.0
-    # property name -> weight; empty means every shared property counts 1
-    image_props_weight_setting: Mapping[str, float] = field(default_factory=dict)
-    image_properties_default_architecture: str | None = None
-    isolated_images: Sequence[str] = ()
-    isolated_hosts: Sequence[str] = ()
-    restrict_isolated_hosts_to_isolated_images: bool = True
-    aggregate_image_properties_isolation_namespace: str | None = None
-    aggregate_image_properties_isolation_separator: str = "."
+    enabled_filters: Sequence[str] = option(DEFAULT_FILTERS, help=(
+        "the filters every host must pass, in the order they run (Nova's enabled_filters)"))
+    weight_classes: Sequence[str] = option(ALL_WEIGHERS, help=(
+        "the weighers that rank the hosts that passed (Nova's weight_classes)"))
+    host_subset_size: int = option(1, help=(
+        "pick at random among this many best hosts (Nova's host_subset_size)"))
+    shuffle_best_same_weighed_hosts: bool = option(False, help=(
+        "shuffle hosts of equal best weight (Nova's)"))
+    max_io_ops_per_host: int = option(8, help=(
+        "IoOpsFilter: most builds, resizes, snapshots... at once on a host (Nova's)"))
+    max_instances_per_host: int = option(50, help="NumInstancesFilter: most servers on a host (Nova's)")
+    ram_weight_multiplier: float = option(1.0, help="RAMWeigher: > 0 spreads by free RAM, < 0 stacks")
+    cpu_weight_multiplier: float = option(1.0, help="CPUWeigher: > 0 spreads by free vCPUs, < 0 stacks")
+    disk_weight_multiplier: float = option(1.0, help="DiskWeigher: > 0 spreads by free disk, < 0 stacks")
+    io_ops_weight_multiplier: float = option(-1.0, help="IoOpsWeigher: < 0 prefers the least busy hosts")
+    num_instances_weight_multiplier: float = option(0.0, help=(
+        "NumInstancesWeigher: > 0 prefers hosts with more servers, < 0 fewer"))
+    hypervisor_version_weight_multiplier: float = option(1.0, help=(
+        "HypervisorVersionWeigher: > 0 prefers newer hypervisors"))
+    build_failure_weight_multiplier: float = option(1000000.0, help=(
+        "BuildFailureWeigher: how much recent failed builds push a host down"))
+    cross_cell_move_weight_multiplier: float = option(1000000.0, help=(
+        "CrossCellWeigher: preference for the server's own cell when moving"))
+    pci_weight_multiplier: float = option(1.0, help="PCIWeigher: keeps PCI hosts for PCI servers (>= 0)")
+    soft_affinity_weight_multiplier: float = option(1.0, help=(
+        "ServerGroupSoftAffinityWeigher: pull toward hosts of the group (>= 0)"))
+    soft_anti_affinity_weight_multiplier: float = option(1.0, help=(
+        "ServerGroupSoftAntiAffinityWeigher: push away from hosts of the group (>= 0)"))
+    image_props_weight_multiplier: float = option(0.0, help=(
+        "ImagePropertiesWeigher: > 0 prefers hosts running servers of similar images"))
+    image_props_weight_setting: Mapping[str, float] = option(factory=dict, help=(
+        "ImagePropertiesWeigher: property name = weight; empty: every shared property counts 1"))
+    image_properties_default_architecture: str | None = option(None, help=(
+        "ImagePropertiesFilter: the architecture of an image that names none"))
+    isolated_images: Sequence[str] = option((), help="IsolatedHostsFilter: images that run only on isolated hosts")
+    isolated_hosts: Sequence[str] = option((), help="IsolatedHostsFilter: hosts kept for isolated images")
+    restrict_isolated_hosts_to_isolated_images: bool = option(True, help=(
+        "IsolatedHostsFilter: isolated hosts run isolated images only"))
+    aggregate_image_properties_isolation_namespace: str | None = option(None, help=(
+        "AggregateImagePropertiesIsolation: only aggregate keys in this namespace count"))
+    aggregate_image_properties_isolation_separator: str = option(".", help=(
+        "AggregateImagePropertiesIsolation: the namespace's separator"))
     # [scheduler]
-    max_attempts: int = 3
+    max_attempts: int = option(3, help="hosts tried per server before it goes to ERROR (Nova's)")
     # [metrics]
-    metrics_weight_setting: Mapping[str, float] = field(default_factory=dict)
-    metrics_weight_multiplier: float = 1.0
-    metrics_required: bool = True
-    metrics_weight_of_unavailable: float = -10000.0
+    metrics_weight_setting: Mapping[str, float] = option(factory=dict, help=(
+        "MetricsWeigher: metric name = weight"))
+    metrics_weight_multiplier: float = option(1.0, help="MetricsWeigher's multiplier")
+    metrics_required: bool = option(True, help=(
+        "MetricsWeigher: a host without a metric is an error (else weighed as unavailable)"))
+    metrics_weight_of_unavailable: float = option(-10000.0, help=(
+        "MetricsWeigher: the weight of a host without the metric, when not required"))
     # [DEFAULT]
-    default_availability_zone: str = "nova"
+    default_availability_zone: str = option("nova", help=(
+        "the zone of hosts in no zone aggregate (Nova's default_availability_zone)"))
 
     def __post_init__(self) -> None:
         unknown = [f for f in self.enabled_filters if f not in AVAILABLE_FILTERS]

@@ -35,6 +35,7 @@ from novalite.placement import (
     SchedulerConfig,
     Selection,
 )
+from novalite.settings import default
 
 LOG = logging.getLogger(__name__)
 
@@ -85,7 +86,7 @@ class SchedulerManager:
     """Select destinations over the in-memory host table, claiming in the database."""
 
     def __init__(self, db: Database, config: SchedulerConfig, *,
-                 service_down_time: float = 60.0, max_retries: int = 8,
+                 service_down_time: float = default("service_down_time"), max_retries: int = 8,
                  rng: random.Random | None = None) -> None:
         self.db = db
         self.config = config
