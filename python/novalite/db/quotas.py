@@ -30,13 +30,7 @@ class Quotas(Transactions):
 
     def get_quota(self, project_id: str) -> QuotaSet:
         """A project's limits (its own or the defaults) and what it uses."""
-        def work(s: Session) -> QuotaSet:
-            usage = {r: 0 for r in QUOTA_RESOURCES}
-            for row in s.scalars(sa.select(m.QuotaUsage)
-                                 .where(m.QuotaUsage.project_id == project_id)):
-                usage[row.resource] = row.in_use
-            return QuotaSet(project_id, self._limits(s, project_id), usage)
-        return self._read(work)
+        return self._read(lambda s: self._quota_set(s, project_id))
 
     def set_quota(self, project_id: str, limits: Mapping[str, int]) -> QuotaSet:
         """Set some of a project's limits (-1: unlimited). A limit below current
@@ -54,12 +48,15 @@ class Quotas(Transactions):
                                                     hard_limit=limit)
                 s.execute(stmt.on_conflict_do_update(
                     index_elements=["project_id", "resource"], set_={"hard_limit": limit}))
-            usage = {r: 0 for r in QUOTA_RESOURCES}
-            for row in s.scalars(sa.select(m.QuotaUsage)
-                                 .where(m.QuotaUsage.project_id == project_id)):
-                usage[row.resource] = row.in_use
-            return QuotaSet(project_id, self._limits(s, project_id), usage)
+            return self._quota_set(s, project_id)
         return self._write(work)
+
+    def _quota_set(self, s: Session, project_id: str) -> QuotaSet:
+        usage = {r: 0 for r in QUOTA_RESOURCES}
+        for row in s.scalars(sa.select(m.QuotaUsage)
+                             .where(m.QuotaUsage.project_id == project_id)):
+            usage[row.resource] = row.in_use
+        return QuotaSet(project_id, self._limits(s, project_id), usage)
 
     def _limits(self, s: Session, project_id: str) -> dict[str, int]:
         limits = dict(self._default_quotas)
