@@ -95,10 +95,9 @@ class Allocations(Transactions):
         conn.execute(_stmt("drop held", lambda: sa.delete(_ALLOCATIONS).where(
             a.consumer_uuid.in_(sa.bindparam("consumers", expanding=True)))),
             {"consumers": consumers})
-        inv = _INVENTORIES.c
         inventories = {(i.provider_uuid, i.resource_class): i for i in conn.execute(
             _stmt("inventories of", lambda: sa.select(_INVENTORIES).where(
-                inv.provider_uuid.in_(sa.bindparam("providers", expanding=True)))),
+                _INVENTORIES.c.provider_uuid.in_(sa.bindparam("providers", expanding=True)))),
             {"providers": providers})}
         usage = {(p, rc): int(used) for p, rc, used in conn.execute(
             _stmt("usage of", lambda: sa.select(a.provider_uuid, a.resource_class,

@@ -257,7 +257,7 @@ class Catalog(Transactions):
 
 # --- rows to records ------------------------------------------------------------------
 
-def _flavor(r: m.Flavor) -> Flavor:
+def _flavor(r: m.Flavor | sa.Row[Any]) -> Flavor:
     return Flavor(id=r.id, name=r.name, vcpus=r.vcpus, memory_mb=r.memory_mb,
                   root_gb=r.root_gb, ephemeral_gb=r.ephemeral_gb, swap=r.swap,
                   is_public=r.is_public, extra_specs=dict(r.extra_specs),

@@ -55,6 +55,8 @@ _MIGRATION_LOCK = threading.Lock()
 # and write tables through SQLAlchemy Core: loading plain rows costs a fraction of
 # building ORM objects.
 _INSTANCES = cast(sa.Table, m.Instance.__table__)
+_ACTIONS = cast(sa.Table, m.InstanceAction.__table__)
+_ACTION_EVENTS = cast(sa.Table, m.InstanceActionEvent.__table__)
 _FLAVORS = cast(sa.Table, m.Flavor.__table__)
 _QUOTA_USAGES = cast(sa.Table, m.QuotaUsage.__table__)
 _ALLOCATIONS = cast(sa.Table, m.Allocation.__table__)
@@ -425,8 +427,8 @@ def _bump_generation(s: Session, provider_uuid: str, expected: int | None) -> in
     rp = m.ResourceProvider
 
     def statement() -> Any:
-        c = m.ResourceProvider.__table__.c
-        stmt = sa.update(m.ResourceProvider.__table__).where(c.uuid == sa.bindparam("b_uuid"))
+        c = _PROVIDERS.c
+        stmt = sa.update(_PROVIDERS).where(c.uuid == sa.bindparam("b_uuid"))
         if expected is not None:
             stmt = stmt.where(c.generation == sa.bindparam("b_expected"))
         return stmt.values(generation=c.generation + 1).returning(c.generation)

@@ -291,10 +291,10 @@ class Hosts(Transactions):
                 changed = True
         return changed
 
-    def _hosts(self, s: Session, rows: list[m.ResourceProvider],
+    def _hosts(self, s: Session, rows: Sequence[m.ResourceProvider | sa.Row[Any]],
                service_down_time: float, everything: bool = False) -> list[Host]:
-        """Host records for provider rows; ``everything`` reads whole tables
-        instead of filtering on the providers."""
+        """Host records for provider rows (ORM objects or Core rows); ``everything``
+        reads whole tables instead of filtering on the providers."""
         conn = s.connection()
         uuids = [r.uuid for r in rows]
         names = [r.name for r in rows]

@@ -17,7 +17,7 @@ from novalite import errors
 from novalite.db import models as m
 from novalite.db.allocations import Allocations
 from novalite.db.engine import (
-    _FLAVORS, _INSTANCES, UNSET, _chunks, _matches_bound, _new_uuid, _rowcount, _stmt,
+    _ACTION_EVENTS, _ACTIONS, _FLAVORS, _INSTANCES, UNSET, _chunks, _matches_bound, _new_uuid, _rowcount, _stmt,
 )
 from novalite.db.quotas import Quotas
 from novalite.db.records import (
@@ -130,7 +130,7 @@ class Instances(Quotas, Allocations):
                 forced_host=forced_host, forced_node=forced_node)
                 for i in range(count)]
             conn.execute(_stmt("insert instance", lambda: sa.insert(_INSTANCES)), rows)
-            conn.execute(_stmt("insert action", lambda: sa.insert(m.InstanceAction.__table__)), [
+            conn.execute(_stmt("insert action", lambda: sa.insert(_ACTIONS)), [
                 {"instance_id": row["id"], "action": "create", "request_id": request_id,
                  "user_id": user_id, "project_id": project_id, "start_time": now,
                  "finish_time": None, "message": None} for row in rows])
@@ -313,10 +313,10 @@ class Instances(Quotas, Allocations):
             if events:
                 self._event_steps(conn, instance_id, events, now)
             if finish_action is not None:
-                a = m.InstanceAction.__table__.c
+                a = _ACTIONS.c
                 with_message = action_message is not None
                 conn.execute(_stmt(f"finish action message={with_message}", lambda: sa.update(
-                    m.InstanceAction.__table__).where(
+                    _ACTIONS).where(
                         a.instance_id == sa.bindparam("b_instance_id"),
                         a.action == sa.bindparam("b_action"), a.finish_time.is_(None)).values(
                             finish_time=sa.bindparam("b_now"),
@@ -332,9 +332,7 @@ class Instances(Quotas, Allocations):
         """update_instance's EventSteps, each on the instance's latest unfinished
         action of its name (nothing when there is none): the closes, then the new
         events, each kind in one statement."""
-        actions = cast(sa.Table, m.InstanceAction.__table__)
-        events = cast(sa.Table, m.InstanceActionEvent.__table__)
-        a, e = actions.c, events.c
+        a, e = _ACTIONS.c, _ACTION_EVENTS.c
         params = [{"b_instance_id": instance_id, "b_action": step.action, "b_event": step.event,
                    "b_now": now, "b_start": step.start_time or now,
                    "b_finish": now if step.result is not None else None,
@@ -348,14 +346,14 @@ class Instances(Quotas, Allocations):
                                           a.finish_time.is_(None))
                     .order_by(a.id.desc()).limit(1).scalar_subquery())
         if closing:
-            conn.execute(_stmt("close event", lambda: sa.update(events).where(
+            conn.execute(_stmt("close event", lambda: sa.update(_ACTION_EVENTS).where(
                 e.action_id == open_action(), e.event == sa.bindparam("b_event"),
                 e.finish_time.is_(None)).values(
                     finish_time=sa.bindparam("b_now"), result=sa.bindparam("b_result"),
                     traceback=sa.bindparam("b_traceback"))), closing)
         if not adding:
             return
-        conn.execute(_stmt("add event", lambda: sa.insert(events).from_select(
+        conn.execute(_stmt("add event", lambda: sa.insert(_ACTION_EVENTS).from_select(
             ["action_id", "event", "start_time", "finish_time", "result", "traceback"],
             sa.select(open_action().label("action_id"),
                       sa.bindparam("b_event", type_=e.event.type),
