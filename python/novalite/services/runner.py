@@ -132,14 +132,6 @@ class RunningService(Generic[M]):
     def address(self) -> str:
         return self.server.address
 
-    @property
-    def metrics_port(self) -> int | None:
-        return self.server.metrics_port
-
-    @property
-    def registry(self) -> CollectorRegistry:
-        return self.server.registry
-
     async def stop(self, grace: float | None = 10.0) -> None:
         """Stop gracefully (see the module's docstring); ``grace`` as
         ``RunningServer.stop``'s. Safe to call twice."""
