@@ -1,6 +1,7 @@
 """What the tests with real QEMU guests share: libvirt's URI, the guests' size, the
 check that libvirtd answers (a test FAILS without it, saying how to set it up;
-NOVALITE_SKIP_QEMU=1 skips deliberately, which CI never does) and virsh."""
+NOVALITE_SKIP_QEMU=1 skips deliberately, which CI never does; the ``libvirtd``
+fixture makes it for every test of a module that imports it) and virsh."""
 
 from __future__ import annotations
 
@@ -43,6 +44,11 @@ def require_libvirtd() -> None:
         setup_failure(str(exc))
 
 
+@pytest.fixture(scope="module", autouse=True)
+def libvirtd() -> None:
+    require_libvirtd()
+
+
 def virsh(*args: str, check: bool = True) -> str:
     """virsh's output; with ``check`` a failure fails the test, without it gives ""."""
     proc = subprocess.run(["virsh", "-c", URI, *args], capture_output=True, text=True,
@@ -54,3 +60,12 @@ def virsh(*args: str, check: bool = True) -> str:
 
 def domstate(instance_id: str) -> str:
     return virsh("domstate", domain_name(instance_id)).strip()
+
+
+def domid(instance_id: str) -> str:
+    """The id of the guest's QEMU process ("-" while it does not run)."""
+    return virsh("domid", domain_name(instance_id)).strip()
+
+
+def all_domains() -> list[str]:
+    return virsh("list", "--all", "--name").split()

@@ -21,7 +21,6 @@ from __future__ import annotations
 import asyncio
 import os
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -44,6 +43,7 @@ from novalite import errors
 from novalite.api import service
 from novalite.api.manager import VIRTUAL_SIZE_PROPERTY
 from novalite.auth.tokens import ADMIN, MEMBER, TokenSigner
+from novalite.cloud import free_port
 from novalite.db import Database
 from novalite.objects.lifecycle import ACTIONS
 from novalite.objects.records import Inventory, NewFault
@@ -68,6 +68,8 @@ from novalite.rpc.novalite.compute.v1 import (
 from novalite.services.client import channel
 from novalite.services.status import status_details
 from novalite.settings import Settings, load_settings
+
+from helpers import failure
 
 ROOT = Path(__file__).resolve().parent.parent
 SECRET = b"a shared secret of 32 bytes!!!!!"
@@ -217,14 +219,6 @@ def run(tmp_path: Path, db_url: str, scenario: Callable[[Api], Awaitable[None]],
         finally:
             await api.close()
     asyncio.run(main())
-
-
-async def failure(call: Awaitable[Any]) -> grpc.aio.AioRpcError:
-    try:
-        await call
-    except grpc.aio.AioRpcError as e:
-        return e
-    raise AssertionError("the call succeeded")
 
 
 def bad_field(error: grpc.aio.AioRpcError) -> str:
@@ -1413,12 +1407,6 @@ def test_service_with_real_clients_and_no_conductor(tmp_path: Path, db_url: str)
             db.close()
         assert running.closers == []
     asyncio.run(main())
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def test_main_serves_until_sigterm(tmp_path: Path, db_url: str) -> None:

@@ -30,10 +30,11 @@ from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, initialize, invariant, precondition, rule
 
 from novalite import placement as core
-from novalite.placement import errors, model
+from novalite.placement import model
 from novalite.placement import reference as ref
 from novalite.placement.config import SchedulerConfig
 
+from helpers import outcome
 from snapshots import snapshot as rust_snapshot
 from strategies import Cloud, TRAITS, clouds, configs, inventories, requests
 
@@ -125,15 +126,6 @@ def comparable(t: Any) -> dict[str, Any]:
     else:
         out["view"] = {c: [getattr(r, c) for r in t._rows] for c in VIEW_COLUMNS}
     return out
-
-
-def outcome(fn: Callable[[], Any]) -> tuple[Any, ...]:
-    try:
-        return ("ok", fn())
-    except errors.NoValidHost as e:
-        return ("NoValidHost", e.rejections, e.instance_index)
-    except errors.PlacementError as e:
-        return (type(e).__name__,)
 
 
 def unit_ok(inv: model.Inventory, amount: int) -> bool:

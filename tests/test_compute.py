@@ -57,6 +57,8 @@ from novalite.services.server import RunningServer, start_server
 from novalite.settings import ComputeSettings, Listen, MetricsPorts, Settings, split_address
 from novalite.virt import LibvirtDriver, domain_name, node_uri
 
+from helpers import clean_env, failure
+
 ROOT = Path(__file__).resolve().parent.parent
 SECRET = b"compute agent tests' shared secret"
 HOSTS = ("compute-001", "compute-002", "compute-003")
@@ -236,14 +238,6 @@ def run(tmp_path: Path, url: str, scenario: Callable[[Cloud], Awaitable[None]], 
             await scheduler_server.stop(None)
             db.close()
     asyncio.run(main())
-
-
-async def failure(call: Awaitable[Any]) -> grpc.aio.AioRpcError:
-    try:
-        await call
-    except grpc.aio.AioRpcError as e:
-        return e
-    raise AssertionError("the call succeeded")
 
 
 async def eventually(check: Callable[[], Awaitable[bool]], timeout: float = 10.0) -> None:
@@ -707,7 +701,7 @@ def test_a_graceful_stop_finishes_the_builds_in_flight(tmp_path: Path, db_url: s
 def agent_env(data_dir: Path, db_url: str, compute: ComputeSettings = COMPUTE,
               scheduler_port: int | None = None) -> dict[str, str]:
     """The environment of an agent process with these settings (NOVALITE_*)."""
-    env = {k: v for k, v in os.environ.items() if not k.startswith("NOVALITE_")}
+    env = clean_env()
     env.update({
         "PYTHONPATH": os.pathsep.join(p for p in (str(ROOT / "python"), env.get("PYTHONPATH")) if p),
         "NOVALITE_DATA_DIR": str(data_dir), "NOVALITE_DATABASE_URL": db_url,

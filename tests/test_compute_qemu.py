@@ -18,27 +18,17 @@ import signal
 import uuid
 from pathlib import Path
 
-import pytest
-
 from novalite.objects import records
 from novalite.objects.states import PowerState, VmState
 from novalite.settings import ComputeSettings
 from novalite.virt import LibvirtDriver, domain_name, images
 
-from qemu import GUEST_MB, URI, domstate, require_libvirtd, skip_if_not_wanted, virsh
+from qemu import libvirtd  # noqa: F401 - the fixture, for every test here
+from qemu import GUEST_MB, URI, all_domains, domstate, skip_if_not_wanted, virsh
 from test_compute import (Cloud, agent_env, agent_process, eventually, run, stop_process,
                           wait_registered)
 
 skip_if_not_wanted()
-
-
-@pytest.fixture(scope="module", autouse=True)
-def libvirtd() -> None:
-    require_libvirtd()
-
-
-def all_domains() -> list[str]:
-    return virsh("list", "--all", "--name").split()
 
 
 def qemu_compute(tmp_path: Path, host: str) -> ComputeSettings:

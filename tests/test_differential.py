@@ -5,7 +5,7 @@ clouds, options and requests: the same passing hosts, rejection counts, weights 
 from __future__ import annotations
 
 import math
-from typing import Any, Callable
+from typing import Any
 
 import numpy as np
 import pytest
@@ -17,6 +17,7 @@ from novalite.placement import errors, model
 from novalite.placement import reference as ref
 from novalite.placement.config import SchedulerConfig
 
+from helpers import outcome
 from strategies import Cloud, clouds, configs, requests
 
 # 300 examples by default; HYPOTHESIS_PROFILE=thorough raises it to 3000
@@ -29,16 +30,6 @@ def build(cloud: Cloud, config: SchedulerConfig) -> tuple[core.Scheduler, ref.Sc
     rust = core.Scheduler(core.HostTable(cloud.hosts, cloud.aggregates), config)
     oracle = ref.Scheduler(ref.HostTable(cloud.hosts, cloud.aggregates), config)
     return rust, oracle
-
-
-def outcome(fn: Callable[[], Any]) -> tuple[Any, ...]:
-    """A result, or the error in a comparable form."""
-    try:
-        return ("ok", fn())
-    except errors.NoValidHost as e:
-        return ("NoValidHost", e.rejections, e.instance_index)
-    except errors.PlacementError as e:
-        return (type(e).__name__,)
 
 
 def same_weights(a: Any, b: Any) -> bool:

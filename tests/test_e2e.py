@@ -4,7 +4,6 @@ NOVALITE_TEST_POSTGRES_URL is set (make test sets it up)."""
 
 from __future__ import annotations
 
-import os
 import time
 import uuid
 from collections import defaultdict
@@ -17,63 +16,17 @@ from novalite.cloud import LocalCloud
 from novalite.db.database import Database
 from novalite.rpc.novalite.compute.v1 import (
     flavors_pb2,
-    flavors_pb2_grpc,
     hosts_pb2,
-    hosts_pb2_grpc,
     quotas_pb2,
-    quotas_pb2_grpc,
     server_groups_pb2,
-    server_groups_pb2_grpc,
     servers_pb2,
     servers_pb2_grpc,
 )
-from novalite.services.client import sync_channel
 
-PG_URL = os.environ.get("NOVALITE_TEST_POSTGRES_URL")
-BACKENDS = ["sqlite"] + (["postgresql"] if PG_URL else [])
-
-
-def _postgres_database() -> str:
-    """A fresh database on the test server, for one cloud."""
-    import psycopg
-
-    name = f"nv_{uuid.uuid4().hex[:12]}"
-    assert PG_URL is not None
-    with psycopg.connect(PG_URL.replace("postgresql+psycopg://", "postgresql://"), autocommit=True) as conn:
-        conn.execute(f'CREATE DATABASE "{name}"')
-    base = PG_URL.rsplit("/", 1)[0]
-    return f"{base}/{name}"
-
-
-class Api:
-    """Stubs over one channel with one token."""
-
-    def __init__(self, cloud: LocalCloud, token: str) -> None:
-        self.channel = sync_channel(cloud.endpoint("api"), token)
-        self.servers = servers_pb2_grpc.ServersStub(self.channel)
-        self.flavors = flavors_pb2_grpc.FlavorsStub(self.channel)
-        self.hosts = hosts_pb2_grpc.HostsStub(self.channel)
-        self.quotas = quotas_pb2_grpc.QuotasStub(self.channel)
-        self.groups = server_groups_pb2_grpc.ServerGroupsStub(self.channel)
-
-    def wait(self, ids: list[str], statuses: set[str], timeout: float = 120.0) -> dict[str, Any]:
-        deadline = time.monotonic() + timeout
-        last: dict[str, Any] = {}
-        while time.monotonic() < deadline:
-            for sid in ids:
-                try:
-                    last[sid] = self.servers.GetServer(servers_pb2.GetServerRequest(id=sid))
-                except grpc.RpcError as e:
-                    if e.code() != grpc.StatusCode.NOT_FOUND:
-                        raise
-                    last[sid] = None
-            if all(s is not None and s.status in statuses for s in last.values()):
-                return last
-            time.sleep(0.2)
-        states = defaultdict(int)
-        for s in last.values():
-            states[s.status if s is not None else "GONE"] += 1
-        raise AssertionError(f"timed out waiting for {statuses}: {dict(states)}")
+from helpers import BACKENDS, Api
+from helpers import cloud_database as _db
+from helpers import code_of as _code
+from helpers import postgres_database as _postgres_database
 
 
 @pytest.fixture(scope="module", params=BACKENDS)
@@ -94,10 +47,6 @@ def admin(cloud: LocalCloud) -> Api:
 def flavor(admin: Api) -> Any:
     return admin.flavors.CreateFlavor(flavors_pb2.CreateFlavorRequest(
         name=f"m1.small-{uuid.uuid4().hex[:6]}", vcpus=1, memory_mb=512, root_gb=5))
-
-
-def _db(cloud: LocalCloud) -> Database:
-    return Database(cloud.database_url or f"sqlite:///{cloud.data_dir / 'novalite.db'}")
 
 
 def _usage_by_host(db: Database) -> dict[str, dict[str, int]]:
@@ -146,12 +95,6 @@ def test_boot_100_servers_across_20_hosts_then_delete_them(cloud: LocalCloud, ad
         assert db.get_quota(project).usage["instances"] == 0
     finally:
         db.close()
-
-
-def _code(fn: Any) -> grpc.StatusCode:
-    with pytest.raises(grpc.RpcError) as e:
-        fn()
-    return e.value.code()
 
 
 def test_tokens_roles_and_projects(cloud: LocalCloud, admin: Api, flavor: Any) -> None:

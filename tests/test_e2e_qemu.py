@@ -40,9 +40,10 @@ from novalite.rpc.novalite.compute.v1 import (
 )
 from novalite.virt import LibvirtDriver, domain_name, images
 
-from helpers import NOVALITE, processes_with, reap_up, start_up, stop_up
-from qemu import GUEST_MB, URI, domstate, require_libvirtd, skip_if_not_wanted, virsh
-from test_e2e import Api as _Api
+from helpers import Api as _Api
+from helpers import NOVALITE, cloud_env, processes_with, reap_up, run_cli, start_up, stop_up
+from qemu import libvirtd  # noqa: F401 - the fixture, for every test here
+from qemu import GUEST_MB, URI, all_domains, domid, domstate, skip_if_not_wanted, virsh
 
 SIMULATED = 2
 # LocalCloud (and `novalite up`) run this machine as a host named after it.
@@ -56,23 +57,10 @@ POWER = states_pb2.PowerState
 TASK = states_pb2.TaskState
 
 
-@pytest.fixture(scope="module", autouse=True)
-def libvirtd() -> None:
-    require_libvirtd()
-
-
 # ---- libvirt's view (virsh) ------------------------------------------------------------
-
-def domid(sid: str) -> str:
-    return virsh("domid", domain_name(sid)).strip()
-
 
 def running_domains() -> list[str]:
     return virsh("list", "--name").split()
-
-
-def all_domains() -> list[str]:
-    return virsh("list", "--all", "--name").split()
 
 
 def cloud_domains(cloud: LocalCloud) -> list[str]:
@@ -440,10 +428,7 @@ def test_a_guest_destroyed_behind_our_back_is_shutoff(admin: Api, boot: Callable
 
 def novalite(cloud: LocalCloud, *args: str, token: str | None = None,
              timeout: float = 60) -> subprocess.CompletedProcess[str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("NOVALITE_")}
-    env.update(NOVALITE_API=cloud.endpoint("api"), NOVALITE_TOKEN=token or cloud.admin_token())
-    return subprocess.run([*NOVALITE, *args], capture_output=True, text=True, env=env,
-                          timeout=timeout, check=False)
+    return run_cli(*args, env=cloud_env(cloud, token), timeout=timeout)
 
 
 def cli_image(cloud: LocalCloud, name: str, path: Path, *properties: str) -> dict[str, Any]:

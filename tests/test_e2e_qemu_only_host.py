@@ -50,8 +50,12 @@ from novalite.rpc.novalite.compute.v1 import (
 )
 from novalite.virt import LibvirtDriver, domain_name, images
 
-from qemu import GUEST_MB, URI, domstate, require_libvirtd, skip_if_not_wanted, virsh
-from test_e2e import BACKENDS, Api, _postgres_database
+from helpers import BACKENDS, Api, cloud_env, run_cli
+from helpers import cloud_database as _db
+from helpers import code_of as _code
+from helpers import postgres_database as _postgres_database
+from qemu import libvirtd  # noqa: F401 - the fixture, for every test here
+from qemu import GUEST_MB, URI, domid, domstate, skip_if_not_wanted, virsh
 
 ROOT = Path(__file__).resolve().parent.parent
 # the power sync runs every sync_power_state_interval seconds (1 here); a guest destroyed behind
@@ -61,16 +65,7 @@ SYNC_BOUND = 15.0
 skip_if_not_wanted()
 
 
-@pytest.fixture(scope="module")
-def libvirtd() -> None:
-    require_libvirtd()
-
-
 # ---- libvirt's view ---------------------------------------------------------------------
-
-def domid(sid: str) -> str:
-    return virsh("domid", domain_name(sid)).strip()
-
 
 def managed_save(sid: str) -> bool:
     for line in virsh("dominfo", domain_name(sid)).splitlines():
@@ -124,10 +119,6 @@ class QemuApi(Api):
         """The action log, oldest first."""
         reply = self.servers.ListServerActions(servers_pb2.ListServerActionsRequest(id=sid))
         return list(reversed(reply.actions))
-
-
-def _db(cloud: LocalCloud) -> Database:
-    return Database(cloud.database_url or f"sqlite:///{cloud.data_dir / 'novalite.db'}")
 
 
 def _cleanup_guests(cloud: LocalCloud) -> None:
@@ -203,12 +194,6 @@ def _usage_once(db: Database, name: str, done: Callable[[Any], bool],
         assert time.monotonic() < deadline, got
         time.sleep(0.05)
     return got
-
-
-def _code(fn: Callable[[], Any]) -> grpc.StatusCode:
-    with pytest.raises(grpc.RpcError) as e:
-        fn()
-    return e.value.code()
 
 
 # ---- the tests --------------------------------------------------------------------------
@@ -437,12 +422,9 @@ def test_a_guest_destroyed_behind_novalites_back_is_stopped_by_the_sync(
 # ---- images and the command line -----------------------------------------------------------
 
 def _cli(cloud: LocalCloud, *args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("NOVALITE_")}
+    env = cloud_env(cloud)
     env["PYTHONPATH"] = os.pathsep.join(p for p in (str(ROOT / "python"), env.get("PYTHONPATH")) if p)
-    env["NOVALITE_API"] = cloud.endpoint("api")
-    env["NOVALITE_TOKEN"] = cloud.admin_token()
-    proc = subprocess.run([sys.executable, "-m", "novalite.cli", *args], capture_output=True,
-                          text=True, env=env, timeout=120, check=False)
+    proc = run_cli(*args, env=env, timeout=120)
     if check:
         assert proc.returncode == 0, f"novalite {' '.join(args)}: {proc.stderr}"
     return proc

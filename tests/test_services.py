@@ -48,6 +48,8 @@ from novalite.services.server import RunningServer, start_server
 from novalite.services.status import domain_error, request_id_of, status_details
 from novalite.settings import ConfigError, Settings, load_settings
 
+from helpers import failure
+
 ROOT = Path(__file__).resolve().parent.parent
 SECRET = b"a shared secret of 32 bytes!!!!!"
 FLAVORS = "novalite.compute.v1.Flavors"
@@ -162,14 +164,6 @@ def run(tmp_path: Path, scenario: Callable[[Cloud], Awaitable[None]], **kwargs: 
         finally:
             await cloud.running.stop(1.0)
     asyncio.run(main())
-
-
-async def failure(call: Awaitable[Any]) -> grpc.aio.AioRpcError:
-    try:
-        await call
-    except grpc.aio.AioRpcError as e:
-        return e
-    raise AssertionError("the call succeeded")
 
 
 def create(name: str, vcpus: int = 1) -> flavors_pb2.CreateFlavorRequest:

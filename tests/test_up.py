@@ -14,14 +14,10 @@ from typing import Iterator
 
 import pytest
 
-from helpers import NOVALITE, clean_env, processes_with, reap_up, start_up, wait_until
+from helpers import clean_env, processes_with, reap_up, start_up, wait_until
+from helpers import run_cli as novalite
 
 UP = ("--no-real-host", "--hosts", "2", "--host-memory-mb", "8192")
-
-
-def novalite(*args: str, env: dict[str, str], timeout: float = 60) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([*NOVALITE, *args], capture_output=True, text=True, env=env,
-                          timeout=timeout, check=False)
 
 
 def serving(data_dir: Path, service: str) -> bool:

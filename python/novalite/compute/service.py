@@ -1,4 +1,5 @@
-"""`novalite compute`: one agent serving its hosts over gRPC.
+"""`novalite compute` over the runner (novalite.services.runner): one agent serving
+its hosts over gRPC.
 
     running, manager = await start(settings)
     ...
@@ -13,33 +14,34 @@
   ``compute.instances_path``.
 
 The gRPC server starts first (its port may be 0: picked), then every host is
-registered with that endpoint and recovered; calls arriving meanwhile wait. A
-periodic task heartbeats every settings.report_interval seconds, and, as Nova's,
-syncs power states every compute.sync_power_state_interval seconds (600) and
-recounts and reports usage every compute.update_resources_interval seconds (60).
+registered with that endpoint and recovered, and only then does health say
+SERVING; calls arriving meanwhile wait. The manager's periodic task heartbeats
+every host every settings.report_interval seconds, and, as Nova's, syncs power
+states every compute.sync_power_state_interval seconds (600) and recounts and
+reports usage every compute.update_resources_interval seconds (60).
 """
 
 from __future__ import annotations
 
 import asyncio
-import logging
 import socket
 from pathlib import Path
 from typing import Iterable
 
-from novalite.auth.tokens import SERVICE, RefreshingToken, TokenSigner
+from novalite.auth.tokens import TokenSigner
 from novalite.compute.manager import ComputeManager, ComputeOptions, Driver
 from novalite.compute.servicer import ComputeAgentServicer
-from novalite.db.database import Database
 from novalite.rpc.novalite.internal.v1 import compute_agent_pb2_grpc
 from novalite.scheduler.rpcapi import SchedulerClient
-from novalite.services.server import RunningServer, run_forever, run_process, start_server
+from novalite.services import runner
+from novalite.services.runner import Parts, RunningService, Startup, start_service
+from novalite.services.server import RunningServer
 from novalite.settings import ConfigError, Settings
 from novalite.virt import LibvirtDriver, node_uri, write_test_node
 
-LOG = logging.getLogger(__name__)
-
 NODES_DIR = "nodes"
+
+ComputeService = RunningService[ComputeManager]
 
 
 def node_path(settings: Settings, host: str) -> Path:
@@ -97,75 +99,61 @@ async def start(settings: Settings, *, signer: TokenSigner | None = None,
                 fail_builds_on: Iterable[str] = frozenset(),
                 periodic_interval: float | None = None,
                 soft_reboot_timeout: float | None = None,
-                shutdown_timeout: float | None = None) -> tuple[RunningServer, ComputeManager]:
+                shutdown_timeout: float | None = None) -> tuple[ComputeService, ComputeManager]:
     """Start a compute agent: drivers, gRPC server on settings.listen.compute,
-    registration and recovery of every host, the periodic task. Returns the server
-    and the manager; stop both with ``stop``.
+    registration and recovery of every host, the periodic task. Returns the
+    service and its manager; stop them with ``stop``.
 
     ``fail_builds_on``: hosts whose builds fail (tests of rescheduling).
     ``periodic_interval``: seconds between periodic rounds (settings.report_interval).
     ``soft_reboot_timeout`` / ``shutdown_timeout``: for real guests, how long a soft
     reboot / a stop waits for the guest OS (Nova's [libvirt] wait_soft_reboot_seconds
     and [DEFAULT] shutdown_timeout; settings.compute's otherwise)."""
-    signer = signer if signer is not None else TokenSigner(settings.secret)
-    db = Database(settings.database_url, default_quotas=settings.quotas.as_dict())
-    db.start_checkpoints()
-    try:
-        await asyncio.to_thread(db.upgrade)
+    async def build(startup: Startup) -> Parts[ComputeManager]:
         drivers = await asyncio.to_thread(make_drivers, settings,
                                           soft_reboot_timeout=soft_reboot_timeout,
                                           shutdown_timeout=shutdown_timeout)
-    except BaseException:
-        db.close()
-        raise
-    token = RefreshingToken(signer, "service", f"compute@{socket.gethostname()}", [SERVICE])
-    scheduler = SchedulerClient(settings.endpoint("scheduler"), token,
-                                timeout=float(settings.report_interval))
-    manager = ComputeManager(
-        db, drivers, ComputeOptions.from_settings(settings.compute, fail_builds_on=fail_builds_on),
-        endpoint="", report=scheduler.hosts_changed)
-    manager.add_cleanup(lambda: asyncio.to_thread(db.close))
-    manager.add_cleanup(scheduler.close)
-    try:
-        running = await start_server(
-            "compute", [(compute_agent_pb2_grpc.add_ComputeAgentServicer_to_server,
-                         ComputeAgentServicer(manager))],
-            settings.listen.compute, settings, signer=signer)
-    except BaseException:
-        await manager.close()
-        raise
-    try:
-        # where others dial: this machine's address for the service, with the port
-        # actually bound (the listen port may be 0)
-        manager.endpoint = settings.advertised("compute", running.port)
-        await manager.start()
-        manager.start_periodic(
-            periodic_interval if periodic_interval is not None else float(settings.report_interval),
-            sync_every=settings.compute.periodic_spacing("sync_power_state"),
-            recount_every=settings.compute.periodic_spacing("update_resources"))
-    except BaseException:
-        await running.stop(None)
-        await manager.close()
-        raise
-    return running, manager
+        scheduler = SchedulerClient(settings.endpoint("scheduler"), startup.service_token(),
+                                    timeout=float(settings.report_interval))
+        startup.on_stop(scheduler.close)
+        manager = ComputeManager(
+            startup.db, drivers,
+            ComputeOptions.from_settings(settings.compute, fail_builds_on=fail_builds_on),
+            endpoint="", report=scheduler.hosts_changed)
+        startup.on_stop(manager.close)
+
+        async def when_listening(server: RunningServer) -> None:
+            # where others dial: this machine's address for the service, with the
+            # port actually bound (the listen port may be 0)
+            manager.endpoint = settings.advertised("compute", server.port)
+            await manager.start()
+            manager.start_periodic(
+                periodic_interval if periodic_interval is not None else float(settings.report_interval),
+                sync_every=settings.compute.periodic_spacing("sync_power_state"),
+                recount_every=settings.compute.periodic_spacing("update_resources"))
+
+        return Parts(manager, [(compute_agent_pb2_grpc.add_ComputeAgentServicer_to_server,
+                                ComputeAgentServicer(manager))], when_listening=when_listening)
+
+    service = await start_service("compute", settings, build, signer=signer)
+    return service, service.manager
 
 
-async def stop(running: RunningServer, manager: ComputeManager, grace: float | None = 10.0) -> None:
+async def stop(running: ComputeService, manager: ComputeManager, grace: float | None = 10.0) -> None:
     """Stop gracefully: no new calls, builds in flight get ``grace`` seconds to
-    finish, then the periodic task, the clients, the database and the drivers."""
+    finish, then the periodic task, the drivers, the clients and the database.
+    ``manager`` is the one ``start`` returned with ``running``, which closes it."""
     await running.stop(grace)
-    await manager.close()
 
 
 def main(settings: Settings, *, fail_builds_on: Iterable[str] = frozenset()) -> None:
     """Run an agent until SIGTERM or SIGINT, then stop gracefully: no new calls,
     builds in flight get settings.graceful_shutdown_timeout seconds to finish."""
-    async def run() -> None:
-        running, manager = await start(settings, fail_builds_on=fail_builds_on)
-        await run_forever(running, grace=settings.graceful_shutdown_timeout,
-                          on_stop=[manager.close])
+    async def start_agent() -> ComputeService:
+        service, _ = await start(settings, fail_builds_on=fail_builds_on)
+        return service
 
-    run_process(run)
+    runner.run(start_agent, settings)
 
 
-__all__ = ["host_names", "main", "make_drivers", "node_path", "start", "stop"]
+__all__ = ["ComputeService", "host_names", "main", "make_drivers", "node_path", "start", "stop"]

@@ -7,7 +7,8 @@
 gives a ``grpc.aio`` server with the interceptors of novalite.services.interceptors,
 the standard health service (SERVING once started, NOT_SERVING from the moment it
 stops), reflection for every service it serves (so grpcurl works), and Prometheus
-metrics on HTTP. ``run_forever`` stops it gracefully on SIGTERM or SIGINT.
+metrics on HTTP. ``run_forever`` stops it gracefully on SIGTERM or SIGINT. The
+services start through novalite.services.runner, which builds on these.
 """
 
 from __future__ import annotations
@@ -17,7 +18,7 @@ import gc
 import logging
 import signal
 from concurrent.futures import ThreadPoolExecutor
-from typing import Any, Awaitable, Callable, Iterable, Sequence
+from typing import Any, Awaitable, Callable, Iterable, Protocol, Sequence
 
 import grpc
 import grpc.aio
@@ -72,6 +73,12 @@ class RunningServer:
     def address(self) -> str:
         """Where a client on this machine reaches the server."""
         return connect_address(join_address(self.host, self.port))
+
+    async def mark_serving(self) -> None:
+        """Health: SERVING, for the server and each of its services (ignored once
+        stopping)."""
+        for service in ("", *self.services):
+            await self._health.set(service, health_pb2.HealthCheckResponse.SERVING)
 
     async def stop(self, grace: float | None = 10.0) -> None:
         """Stop gracefully: health says NOT_SERVING, no new calls are accepted, unary
@@ -132,6 +139,7 @@ async def start_server(
     metrics_port: int | None = None,
     registry: CollectorRegistry | None = None,
     options: Sequence[tuple[str, Any]] = (),
+    ready: bool = True,
 ) -> RunningServer:
     """Start serving ``servicers`` on ``listen`` (host:port; port 0 picks one).
 
@@ -140,6 +148,10 @@ async def start_server(
     otherwise (0 picks one, -1 turns the endpoint off). ``registry`` collects the
     RPC metrics and any the service adds (a new one by default). Configures logging
     as the settings say. Raises OSError when it cannot listen.
+
+    Health says SERVING once the server listens; with ``ready`` False it says
+    NOT_SERVING until ``mark_serving()``: calls are served meanwhile, but whoever
+    waits for SERVING waits until the service has finished starting.
     """
     configure_logging(settings)
     host, _ = split_address(listen)
@@ -175,10 +187,10 @@ async def start_server(
     except OSError as e:
         await server.stop(None)
         raise OSError(f"{name}: cannot serve metrics on port {metrics_port}: {e}") from None
-    for service in ("", *recorder.services):
-        await health.set(service, health_pb2.HealthCheckResponse.SERVING)
     running = RunningServer(name, server, host, port, recorder.services, health, registry,
                             endpoint, streams)
+    if ready:
+        await running.mark_serving()
     LOG.info("%s listening on %s", name, join_address(host, port), extra={"fields": {
         "service": name, "address": join_address(host, port), "metrics_port": running.metrics_port,
         "services": ",".join(recorder.services)}})
@@ -205,8 +217,16 @@ def run_process(main: Callable[[], Awaitable[None]]) -> None:
     uvloop.run(with_workers())
 
 
+class Stoppable(Protocol):
+    """What run_forever serves: a RunningServer, or a service built on one."""
+
+    async def stop(self, grace: float | None = 10.0) -> None: ...
+
+    async def wait_for_termination(self) -> None: ...
+
+
 async def run_forever(
-    *servers: RunningServer,
+    *servers: Stoppable,
     grace: float | None = 10.0,
     on_stop: Sequence[Callable[[], Awaitable[object]]] = (),
     stop_event: asyncio.Event | None = None,
