@@ -13,7 +13,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from novalite import placement as core
-from novalite.placement import errors, model
+from novalite.placement import model
 from novalite.placement import reference as ref
 from novalite.placement.config import SchedulerConfig
 
