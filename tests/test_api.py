@@ -867,6 +867,64 @@ def test_flavors(tmp_path: Path, db_url: str) -> None:
     run(tmp_path, db_url, scenario)
 
 
+def test_private_flavors_serve_the_projects_given_access(tmp_path: Path, db_url: str) -> None:
+    """Nova's flavor access: a private flavor is seen and used by admins and the
+    projects given access, by no one else; taking access away keeps the servers."""
+    async def scenario(api: Api) -> None:
+        image_id = await api.image(tmp_path)
+        secret = await api.flavor("gold", is_public=False)
+        public = await api.flavor("m1.small")
+        admin = api.flavors()
+
+        async def visible(who: str) -> list[str]:
+            return [f.name for f in (await api.flavors(who).ListFlavors(
+                flavors_pb2.ListFlavorsRequest())).flavors]
+
+        assert await visible("a") == ["m1.small"]
+        assert bad_field(await failure(api.boot(secret, image_id, who="a"))) == "flavor_id"
+        granted = await admin.AddFlavorAccess(flavors_pb2.AddFlavorAccessRequest(
+            flavor_id=secret, project_id="project-a"))
+        assert (granted.flavor_id, list(granted.project_ids)) == (secret, ["project-a"])
+        assert await visible("a") == ["gold", "m1.small"]
+        assert await visible("b") == ["m1.small"]
+        assert (await api.flavors("a").GetFlavor(flavors_pb2.GetFlavorRequest(id=secret))).name == "gold"
+        error = await failure(api.flavors("b").GetFlavor(flavors_pb2.GetFlavorRequest(id=secret)))
+        assert error.code() is Code.NOT_FOUND
+        [server] = await api.boot(secret, image_id, who="a")
+        assert bad_field(await failure(api.boot(secret, image_id, who="b"))) == "flavor_id"
+
+        # Nova's refusals: no access list for a public flavor, no access twice,
+        # none to take away; admins only
+        for call in (admin.AddFlavorAccess(flavors_pb2.AddFlavorAccessRequest(
+                         flavor_id=public, project_id="project-a")),
+                     admin.ListFlavorAccess(flavors_pb2.ListFlavorAccessRequest(flavor_id=public))):
+            assert (await failure(call)).code() is Code.FAILED_PRECONDITION
+        error = await failure(admin.AddFlavorAccess(flavors_pb2.AddFlavorAccessRequest(
+            flavor_id=secret, project_id="project-a")))
+        assert error.code() is Code.ABORTED
+        error = await failure(admin.RemoveFlavorAccess(flavors_pb2.RemoveFlavorAccessRequest(
+            flavor_id=secret, project_id="project-b")))
+        assert error.code() is Code.NOT_FOUND
+        assert bad_field(await failure(admin.AddFlavorAccess(flavors_pb2.AddFlavorAccessRequest(
+            flavor_id=secret, project_id="")))) == "project_id"
+        error = await failure(api.flavors("a").AddFlavorAccess(flavors_pb2.AddFlavorAccessRequest(
+            flavor_id=secret, project_id="project-a")))
+        assert error.code() is Code.PERMISSION_DENIED
+        await admin.AddFlavorAccess(flavors_pb2.AddFlavorAccessRequest(
+            flavor_id=secret, project_id="project-c"))
+        listed = await admin.ListFlavorAccess(flavors_pb2.ListFlavorAccessRequest(flavor_id=secret))
+        assert list(listed.project_ids) == ["project-a", "project-c"]
+
+        left = await admin.RemoveFlavorAccess(flavors_pb2.RemoveFlavorAccessRequest(
+            flavor_id=secret, project_id="project-a"))
+        assert list(left.project_ids) == ["project-c"]
+        assert await visible("a") == ["m1.small"]
+        assert bad_field(await failure(api.boot(secret, image_id, who="a"))) == "flavor_id"
+        got = await api.servers("a").GetServer(servers_pb2.GetServerRequest(id=server.id))
+        assert got.flavor_id == secret
+    run(tmp_path, db_url, scenario)
+
+
 def test_images(tmp_path: Path, db_url: str) -> None:
     from novalite.virt.images import create_blank_image
 

@@ -43,6 +43,7 @@ EXPECTED_SERVICES: dict[str, dict[str, str]] = {
     "novalite.compute.v1.Flavors": {
         "CreateFlavor": UNARY, "DeleteFlavor": UNARY, "ListFlavors": UNARY,
         "GetFlavor": UNARY, "SetFlavorExtraSpecs": UNARY, "UnsetFlavorExtraSpecs": UNARY,
+        "AddFlavorAccess": UNARY, "RemoveFlavorAccess": UNARY, "ListFlavorAccess": UNARY,
     },
     "novalite.compute.v1.Hosts": {"ListHosts": UNARY, "EnableHost": UNARY, "DisableHost": UNARY},
     "novalite.compute.v1.Quotas": {"GetQuota": UNARY, "SetQuota": UNARY},

@@ -190,6 +190,10 @@ def flavor(f: records.Flavor) -> flavors_pb2.Flavor:
     return out
 
 
+def flavor_access(flavor_id: str, project_ids: Iterable[str]) -> flavors_pb2.FlavorAccess:
+    return flavors_pb2.FlavorAccess(flavor_id=flavor_id, project_ids=list(project_ids))
+
+
 def flavor_from_proto(f: flavors_pb2.Flavor) -> records.Flavor:
     return records.Flavor(name=f.name, vcpus=f.vcpus, memory_mb=f.memory_mb, root_gb=f.root_gb,
                           ephemeral_gb=f.ephemeral_gb, swap=f.swap, extra_specs=dict(f.extra_specs),

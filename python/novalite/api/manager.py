@@ -399,11 +399,9 @@ class ApiManager:
 
         unknown_flavor = errors.Invalid("flavor_id", f"unknown flavor {req.flavor_id[:64]!r}")
         try:
-            flavor = self.db.get_flavor(req.flavor_id)
+            flavor = self.db.get_flavor(req.flavor_id, visible_to=_flavor_scope(claims))
         except errors.NotFound:
             raise unknown_flavor from None
-        if not flavor.is_public and not claims.is_admin:
-            raise unknown_flavor
         refused = extra_specs.first_unsupported(flavor.extra_specs)
         if refused is not None:  # a flavor stored before novalite refused such specs
             key, why = refused
@@ -435,7 +433,7 @@ class ApiManager:
                 flavor_id=req.flavor_id, image_id=image.id if image else None,
                 min_count=min_count, max_count=max_count,
                 availability_zone=zone, metadata=metadata, group_id=group_id,
-                request_id=request_id, public_flavor_only=not claims.is_admin,
+                request_id=request_id, flavor_visible_to=_flavor_scope(claims),
                 forced_host=forced_host, forced_node=forced_node)
         except errors.Invalid as e:
             if e.field == "group_id":  # deleted since we looked
@@ -616,16 +614,24 @@ class ApiManager:
         self.db.delete_flavor(flavor_id)
 
     def list_flavors(self, claims: Claims, *, page_size: int = 0, page_token: str = "") -> Page:
-        """Flavors by name, then id; members see public ones only."""
-        flavors = self.db.list_flavors(is_public=None if claims.is_admin else True)
+        """Flavors by name, then id; members see the public ones and the private
+        ones their project was given access to."""
+        scope = _flavor_scope(claims)
+        flavors = self.db.list_flavors(visible_to=scope)
         return _paginate("flavors", flavors, lambda f: [f.name, f.id], page_size, page_token,
-                         {"public_only": not claims.is_admin})
+                         {"visible_to": scope})
 
     def get_flavor(self, claims: Claims, flavor_id: str) -> records.Flavor:
-        flavor = self.db.get_flavor(flavor_id)
-        if not flavor.is_public and not claims.is_admin:
-            raise errors.NotFound(f"flavor {flavor_id} not found")
-        return flavor
+        return self.db.get_flavor(flavor_id, visible_to=_flavor_scope(claims))
+
+    def add_flavor_access(self, claims: Claims, flavor_id: str, project_id: str) -> list[str]:
+        return self.db.add_flavor_access(flavor_id, _check_name("project_id", project_id))
+
+    def remove_flavor_access(self, claims: Claims, flavor_id: str, project_id: str) -> list[str]:
+        return self.db.remove_flavor_access(flavor_id, _check_name("project_id", project_id))
+
+    def list_flavor_access(self, claims: Claims, flavor_id: str) -> list[str]:
+        return self.db.list_flavor_access(flavor_id)
 
     def set_extra_specs(self, claims: Claims, flavor_id: str,
                         specs: Mapping[str, str]) -> records.Flavor:
@@ -780,6 +786,12 @@ class ApiManager:
             project_id, user_id, list(roles),
             DEFAULT_TTL_SECONDS if ttl_seconds is None else ttl_seconds)
         return IssuedToken(token, issued.expires_at)
+
+
+def _flavor_scope(claims: Claims) -> str | None:
+    """Whose flavor access counts: a member's project (public flavors and those
+    it was given access to); None for an admin, who sees every flavor."""
+    return None if claims.is_admin else claims.project_id
 
 
 def _check_image_fits(image: records.Image, flavor: records.Flavor) -> None:

@@ -168,6 +168,21 @@ class FlavorsServicer(flavors_pb2_grpc.FlavorsServicer):
         return convert.flavor(self.manager.unset_extra_specs(
             current_claims(), request.flavor_id, list(request.keys)))
 
+    def AddFlavorAccess(self, request: flavors_pb2.AddFlavorAccessRequest,
+                        context: Context) -> flavors_pb2.FlavorAccess:
+        return convert.flavor_access(request.flavor_id, self.manager.add_flavor_access(
+            current_claims(), request.flavor_id, request.project_id))
+
+    def RemoveFlavorAccess(self, request: flavors_pb2.RemoveFlavorAccessRequest,
+                           context: Context) -> flavors_pb2.FlavorAccess:
+        return convert.flavor_access(request.flavor_id, self.manager.remove_flavor_access(
+            current_claims(), request.flavor_id, request.project_id))
+
+    def ListFlavorAccess(self, request: flavors_pb2.ListFlavorAccessRequest,
+                         context: Context) -> flavors_pb2.FlavorAccess:
+        return convert.flavor_access(request.flavor_id, self.manager.list_flavor_access(
+            current_claims(), request.flavor_id))
+
 
 class ImagesServicer(images_pb2_grpc.ImagesServicer):
     def __init__(self, manager: ApiManager) -> None:

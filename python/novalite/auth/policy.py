@@ -60,6 +60,9 @@ POLICY: Mapping[str, frozenset[str]] = MappingProxyType({
         "GetFlavor": MEMBERS,
         "SetFlavorExtraSpecs": ADMINS,
         "UnsetFlavorExtraSpecs": ADMINS,
+        "AddFlavorAccess": ADMINS,
+        "RemoveFlavorAccess": ADMINS,
+        "ListFlavorAccess": ADMINS,
     }),
     **_service("novalite.compute.v1.Images", {
         "CreateImage": ADMINS,

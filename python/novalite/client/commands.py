@@ -330,6 +330,24 @@ def flavor_set(client: Client, a: argparse.Namespace) -> int:
     return 0
 
 
+def flavor_access(client: Client, a: argparse.Namespace) -> int:
+    """Who may use a private flavor: add or remove a project, or list them."""
+    flavor_id = _resolve_flavor(client, a.flavor)
+    if a.access_command == "add":
+        reply = client.flavors.AddFlavorAccess(flavors_pb2.AddFlavorAccessRequest(
+            flavor_id=flavor_id, project_id=a.project))
+    elif a.access_command == "remove":
+        reply = client.flavors.RemoveFlavorAccess(flavors_pb2.RemoveFlavorAccessRequest(
+            flavor_id=flavor_id, project_id=a.project))
+    else:
+        reply = client.flavors.ListFlavorAccess(flavors_pb2.ListFlavorAccessRequest(flavor_id=flavor_id))
+    if client.json:
+        _show(client, reply)
+    else:
+        _print_table([{"project_id": p} for p in reply.project_ids], ["project_id"])
+    return 0
+
+
 def host_list(client: Client, a: argparse.Namespace) -> int:
     hosts = client.hosts.ListHosts(hosts_pb2.ListHostsRequest(page_size=1000)).hosts
     if client.json:
@@ -482,6 +500,16 @@ def register(sub: Any, positive: Callable[[str], Callable[[str], int]]) -> None:
     p = cmd(fs, "set", flavor_set, "set extra specs")
     p.add_argument("flavor")
     p.add_argument("--property", action="append", metavar="KEY=VALUE", required=True)
+    access = fs.add_parser("access", help="the projects that may use a private flavor (admin)",
+                           description="Nova's flavor access: a private flavor is visible to, "
+                                       "and usable by, admins and the projects given access.")
+    acs = access.add_subparsers(dest="access_command", metavar="ACTION", required=True)
+    for name, what in (("add", "give a project access"), ("remove", "take a project's access away")):
+        p = cmd(acs, name, flavor_access, what)
+        p.add_argument("flavor", help="name or id of a private flavor")
+        p.add_argument("project", help="project id")
+    p = cmd(acs, "list", flavor_access, "the projects with access")
+    p.add_argument("flavor", help="name or id of a private flavor")
 
     host = sub.add_parser("host", help="list, enable, disable compute hosts (admin)")
     hs = host.add_subparsers(dest="host_command", metavar="ACTION", required=True)
