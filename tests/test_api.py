@@ -49,6 +49,8 @@ from novalite.objects.lifecycle import ACTIONS
 from novalite.objects.records import Inventory, NewFault
 from novalite.objects.states import PowerState, TaskState, VmState
 from novalite.rpc.novalite.compute.v1 import (
+    aggregates_pb2,
+    aggregates_pb2_grpc,
     flavors_pb2,
     flavors_pb2_grpc,
     hosts_pb2,
@@ -114,9 +116,13 @@ class FakeConductor:
 @dataclass
 class FakeScheduler:
     changed: list[str] = field(default_factory=list)
+    aggregate_refreshes: int = 0
 
-    async def host_changed(self, host: str) -> None:
-        self.changed.append(host)
+    async def hosts_changed(self, hosts: Sequence[str]) -> None:
+        self.changed.extend(hosts)
+
+    async def aggregates_changed(self) -> None:
+        self.aggregate_refreshes += 1
 
 
 def make_settings(tmp_path: Path, db_url: str, **overrides: Any) -> Settings:
@@ -609,12 +615,22 @@ def test_forcing_a_host_is_for_admins(tmp_path: Path, db_url: str) -> None:
         assert bad_field(await failure(api.servers("admin").CreateServer(request))) == \
             "availability_zone"
         nothing_written(api)
-        # a zone that exists (an aggregate's) and the default zone are fine
-        api.db.create_aggregate("rack-1", metadata={"availability_zone": "az-1"})
+        # a zone with an enabled host (an aggregate's, or the default zone) is fine
+        add_host(api.db, "compute-1")
+        add_host(api.db, "compute-2")
+        rack = api.db.create_aggregate("rack-1", metadata={"availability_zone": "az-1"})
+        api.db.add_aggregate_host(rack.id, "compute-2")
         for zone in ("az-1", "nova"):
             [server] = await api.boot(flavor_id, image_id, availability_zone=zone)
             assert server.availability_zone == zone
             assert api.conductor.builds[-1]["availability_zone"] == zone
+        # Nova's: not a zone without hosts, nor one whose hosts are all disabled
+        api.db.create_aggregate("rack-2", metadata={"availability_zone": "az-2"})
+        api.db.disable_service("compute-2", "compute")
+        for zone, why in (("az-2", "unknown availability zone 'az-2'"),
+                          ("az-1", "availability zone 'az-1' is not available")):
+            error = await failure(api.boot(flavor_id, image_id, availability_zone=zone))
+            assert bad_field(error) == "availability_zone" and why in (error.details() or "")
     run(tmp_path, db_url, scenario)
 
 
@@ -630,8 +646,10 @@ def test_an_admin_forces_a_host_with_novas_zone_forms(tmp_path: Path, db_url: st
                                                       node: str | None) -> None:
     async def scenario(api: Api) -> None:
         flavor_id, image_id = await seeded(api, tmp_path)
-        api.db.upsert_host("compute-1")
-        api.db.create_aggregate("rack-1", metadata={"availability_zone": "az-1"})
+        add_host(api.db, "compute-1")
+        add_host(api.db, "compute-2")
+        rack = api.db.create_aggregate("rack-1", metadata={"availability_zone": "az-1"})
+        api.db.add_aggregate_host(rack.id, "compute-2")
         [server] = await api.boot(flavor_id, image_id, who="admin", availability_zone=text)
         assert server.availability_zone == (zone or "")
         assert api.conductor.builds[-1]["availability_zone"] == zone
@@ -649,7 +667,7 @@ def test_a_bad_forced_host_is_refused_and_writes_nothing(tmp_path: Path, db_url:
                                                           why: str) -> None:
     async def scenario(api: Api) -> None:
         flavor_id, image_id = await seeded(api, tmp_path)
-        api.db.upsert_host("compute-1")
+        add_host(api.db, "compute-1")
         error = await failure(api.boot(flavor_id, image_id, who="admin", availability_zone=text))
         assert bad_field(error) == "availability_zone" and why in (error.details() or "")
         nothing_written(api, projects=("admin-project",))
@@ -1111,6 +1129,127 @@ def add_host(db: Database, name: str, *, up: bool = True) -> Any:
                      "MEMORY_MB": Inventory(65536, reserved=512),
                      "DISK_GB": Inventory(1000, reserved=10, allocation_ratio=1.5)},
         vcpus_used=2, free_ram_mb=60000, free_disk_mb=900_000, num_instances=1)
+
+
+def test_aggregates_and_zones_follow_novas_rules(tmp_path: Path, db_url: str) -> None:
+    """os-aggregates: create, rename, zone, hosts, metadata, delete; each change
+    committed and every scheduler told (the fake counts the refreshes), each
+    refusal changing nothing and telling nobody."""
+    async def scenario(api: Api) -> None:
+        for name in ("compute-1", "compute-2", "compute-3"):
+            add_host(api.db, name)
+        stub = aggregates_pb2_grpc.AggregatesStub(api.channel("admin"))
+        told = lambda: api.scheduler.aggregate_refreshes  # noqa: E731
+
+        rack = await stub.CreateAggregate(aggregates_pb2.CreateAggregateRequest(
+            name="rack-1", availability_zone="az-1", metadata={"ssd": "true"}))
+        assert (rack.name, rack.availability_zone, dict(rack.metadata), list(rack.hosts)) == (
+            "rack-1", "az-1", {"availability_zone": "az-1", "ssd": "true"}, [])
+        assert told() == 1
+        for host in ("compute-2", "compute-1"):
+            rack = await stub.AddAggregateHost(aggregates_pb2.AddAggregateHostRequest(
+                id=rack.id, host=host))
+        assert list(rack.hosts) == ["compute-1", "compute-2"] and told() == 3
+        gpu = await stub.CreateAggregate(aggregates_pb2.CreateAggregateRequest(name="gpu"))
+        assert gpu.availability_zone == "" and told() == 4
+
+        async def refused(call: Any, code: grpc.StatusCode, why: str = "") -> None:
+            before = told()
+            error = await failure(call)
+            assert error.code() is code, (error.code(), error.details())
+            assert why in (error.details() or ""), error.details()
+            assert told() == before
+
+        await refused(stub.CreateAggregate(aggregates_pb2.CreateAggregateRequest(name="gpu")),
+                      Code.ABORTED, "already exists")
+        await refused(stub.AddAggregateHost(aggregates_pb2.AddAggregateHostRequest(
+            id=rack.id, host="compute-1")), Code.ABORTED)
+        await refused(stub.AddAggregateHost(aggregates_pb2.AddAggregateHostRequest(
+            id=rack.id, host="compute-9")), Code.NOT_FOUND)
+        await refused(stub.RemoveAggregateHost(aggregates_pb2.RemoveAggregateHostRequest(
+            id=rack.id, host="compute-3")), Code.NOT_FOUND)
+        await refused(stub.GetAggregate(aggregates_pb2.GetAggregateRequest(id="nope")),
+                      Code.NOT_FOUND)
+        await refused(stub.DeleteAggregate(aggregates_pb2.DeleteAggregateRequest(id=rack.id)),
+                      Code.FAILED_PRECONDITION, "not empty")
+        # a host is in one zone at most
+        other = await stub.CreateAggregate(aggregates_pb2.CreateAggregateRequest(
+            name="rack-2", availability_zone="az-2"))
+        await refused(stub.AddAggregateHost(aggregates_pb2.AddAggregateHostRequest(
+            id=other.id, host="compute-1")), Code.FAILED_PRECONDITION, "already in availability zone az-1")
+        await stub.AddAggregateHost(aggregates_pb2.AddAggregateHostRequest(id=gpu.id, host="compute-1"))
+        await refused(stub.SetAggregateMetadata(aggregates_pb2.SetAggregateMetadataRequest(
+            id=gpu.id, metadata={"availability_zone": "az-2"})), Code.FAILED_PRECONDITION,
+            "one zone at most")
+        # a host with servers keeps its zone
+        flavor_id, image_id = await seeded(api, tmp_path)
+        [server] = await api.boot(flavor_id, image_id)
+        api.db.update_instance(server.id, host="compute-2", node="compute-2")
+        for call in (stub.UpdateAggregate(aggregates_pb2.UpdateAggregateRequest(
+                         id=rack.id, availability_zone="az-9")),
+                     stub.RemoveAggregateHost(aggregates_pb2.RemoveAggregateHostRequest(
+                         id=rack.id, host="compute-2")),
+                     stub.SetAggregateMetadata(aggregates_pb2.SetAggregateMetadataRequest(
+                         id=rack.id, unset=["availability_zone"]))):
+            await refused(call, Code.FAILED_PRECONDITION, "compute-2 has 1 server(s)")
+        api.db.update_instance(server.id, host="compute-3", node="compute-3")
+        await refused(stub.AddAggregateHost(aggregates_pb2.AddAggregateHostRequest(
+            id=other.id, host="compute-3")), Code.FAILED_PRECONDITION,
+            "cannot change from 'nova' to 'az-2'")
+        api.db.delete_instance(server.id)
+
+        # bad input names the field
+        for call, field_name in (
+                (stub.CreateAggregate(aggregates_pb2.CreateAggregateRequest(name="")), "name"),
+                (stub.CreateAggregate(aggregates_pb2.CreateAggregateRequest(
+                    name="x", availability_zone="a:b")), "availability_zone"),
+                (stub.CreateAggregate(aggregates_pb2.CreateAggregateRequest(
+                    name="x", metadata={"bad/key": "1"})), "metadata"),
+                (stub.UpdateAggregate(aggregates_pb2.UpdateAggregateRequest(id=rack.id)), "name"),
+                (stub.SetAggregateMetadata(aggregates_pb2.SetAggregateMetadataRequest(
+                    id=rack.id, metadata={"k": "v"}, unset=["k"])), "unset"),
+                (stub.SetAggregateMetadata(aggregates_pb2.SetAggregateMetadataRequest(
+                    id=rack.id, metadata={"availability_zone": ""})), "metadata.availability_zone"),
+                (stub.SetAggregateMetadata(aggregates_pb2.SetAggregateMetadataRequest(id=rack.id)),
+                 "metadata")):
+            before = told()
+            assert bad_field(await failure(call)) == field_name
+            assert told() == before
+        error = await failure(aggregates_pb2_grpc.AggregatesStub(api.channel("a")).ListAggregates(
+            aggregates_pb2.ListAggregatesRequest()))
+        assert error.code() is Code.PERMISSION_DENIED
+
+        # rename and move a zone whose hosts have no servers; metadata set and unset
+        rack = await stub.UpdateAggregate(aggregates_pb2.UpdateAggregateRequest(
+            id=rack.id, name="rack-one", availability_zone="az-east"))
+        assert (rack.name, rack.availability_zone) == ("rack-one", "az-east")
+        rack = await stub.SetAggregateMetadata(aggregates_pb2.SetAggregateMetadataRequest(
+            id=rack.id, metadata={"max_instances_per_host": "4"}, unset=["ssd", "never-set"]))
+        assert dict(rack.metadata) == {"availability_zone": "az-east", "max_instances_per_host": "4"}
+        assert (await stub.GetAggregate(aggregates_pb2.GetAggregateRequest(id=rack.id))) == rack
+        listed = await stub.ListAggregates(aggregates_pb2.ListAggregatesRequest())
+        assert [a.name for a in listed.aggregates] == ["gpu", "rack-2", "rack-one"]
+
+        # the zones: those with hosts; hosts for admins only
+        api.db.disable_service("compute-3", "compute")
+        zones = aggregates_pb2_grpc.AvailabilityZonesStub(api.channel("admin"))
+        reply = await zones.ListAvailabilityZones(aggregates_pb2.ListAvailabilityZonesRequest())
+        assert [(z.name, z.available, [(h.name, h.up, h.enabled) for h in z.hosts])
+                for z in reply.availability_zones] == [
+            ("az-east", True, [("compute-1", True, True), ("compute-2", True, True)]),
+            ("nova", False, [("compute-3", True, False)])]
+        member = aggregates_pb2_grpc.AvailabilityZonesStub(api.channel("a"))
+        reply = await member.ListAvailabilityZones(aggregates_pb2.ListAvailabilityZonesRequest())
+        assert [(z.name, z.available, len(z.hosts)) for z in reply.availability_zones] == [
+            ("az-east", True, 0), ("nova", False, 0)]
+
+        before = told()
+        for host in ("compute-1", "compute-2"):
+            await stub.RemoveAggregateHost(aggregates_pb2.RemoveAggregateHostRequest(id=rack.id, host=host))
+        await stub.DeleteAggregate(aggregates_pb2.DeleteAggregateRequest(id=rack.id))
+        assert told() == before + 3
+        assert [a.name for a in api.db.list_aggregates()] == ["gpu", "rack-2"]
+    run(tmp_path, db_url, scenario)
 
 
 def test_hosts(tmp_path: Path, db_url: str) -> None:

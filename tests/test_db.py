@@ -938,6 +938,9 @@ def test_aggregates(db: Database) -> None:
     assert md.metadata == {"availability_zone": "az2"}
     assert db.get_aggregate(aggregate.id) == md
     assert [a.name for a in db.list_aggregates()] == ["fast"]
+    with pytest.raises(errors.InvalidState):  # Nova's: not while it has hosts
+        db.delete_aggregate(aggregate.id)
+    db.remove_aggregate_host(aggregate.id, "h2")
     db.delete_aggregate(aggregate.id)
     assert db.list_aggregates() == []
     assert db.get_host("h2").aggregates == frozenset()

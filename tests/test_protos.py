@@ -46,6 +46,12 @@ EXPECTED_SERVICES: dict[str, dict[str, str]] = {
         "AddFlavorAccess": UNARY, "RemoveFlavorAccess": UNARY, "ListFlavorAccess": UNARY,
     },
     "novalite.compute.v1.Hosts": {"ListHosts": UNARY, "EnableHost": UNARY, "DisableHost": UNARY},
+    "novalite.compute.v1.Aggregates": {
+        "CreateAggregate": UNARY, "GetAggregate": UNARY, "ListAggregates": UNARY,
+        "UpdateAggregate": UNARY, "DeleteAggregate": UNARY, "AddAggregateHost": UNARY,
+        "RemoveAggregateHost": UNARY, "SetAggregateMetadata": UNARY,
+    },
+    "novalite.compute.v1.AvailabilityZones": {"ListAvailabilityZones": UNARY},
     "novalite.compute.v1.Quotas": {"GetQuota": UNARY, "SetQuota": UNARY},
     "novalite.compute.v1.Tokens": {"CreateToken": UNARY},
     "novalite.compute.v1.ServerGroups": {
@@ -60,7 +66,7 @@ EXPECTED_SERVICES: dict[str, dict[str, str]] = {
     },
     "novalite.internal.v1.Scheduler": {
         "SelectDestinations": UNARY, "ReportHosts": UNARY, "ReleaseAllocation": UNARY,
-        "ClaimAllocation": UNARY,
+        "ClaimAllocation": UNARY, "RefreshAggregates": UNARY,
     },
     "novalite.internal.v1.ComputeAgent": {
         "BuildInstance": UNARY, "DeleteInstance": UNARY, "RunAction": UNARY,

@@ -206,3 +206,35 @@ def test_a_report_must_name_hosts() -> None:
     with pytest.raises(errors.Invalid) as e:
         convert.host_names(["ok", "x" * 256])
     assert e.value.field == "names[1]"
+
+
+def test_the_table_follows_aggregate_changes_when_told(db: Database) -> None:
+    """refresh_aggregates (what the API's fanout calls): zones, metadata, members
+    and deleted aggregates reach the filters of the next request."""
+    for name in ("h1", "h2", "h3"):
+        add_host(db, name)
+    s = SchedulerManager(db, SchedulerConfig(enabled_filters=[
+        "ComputeFilter", "AggregateInstanceExtraSpecsFilter"]))
+    s.load()
+
+    def hosts_for(zone: str | None = None, **specs: str) -> set[str]:
+        spec = RequestSpec(flavor=Flavor("f", 1, 512, 1, extra_specs=specs),
+                           instance_uuids=["probe"], availability_zone=zone)
+        return {h for h, ok in zip(s.table.host_names(), s.scheduler.filter(spec).mask) if ok}
+
+    rack = db.create_aggregate("rack", availability_zone="az-1")
+    db.add_aggregate_host(rack.id, "h2")
+    assert hosts_for("az-1") == {"h1", "h2", "h3"}  # not told yet: no such zone here
+    s.refresh_aggregates()
+    assert hosts_for("az-1") == {"h2"}
+    db.set_aggregate_metadata(rack.id, {"availability_zone": "az-2", "ssd": "true"})
+    db.add_aggregate_host(rack.id, "h3")
+    s.refresh_aggregates()
+    assert hosts_for("az-1") == {"h1", "h2", "h3"} and hosts_for("az-2") == {"h2", "h3"}
+    assert hosts_for(**{"aggregate_instance_extra_specs:ssd": "true"}) == {"h2", "h3"}
+    for host in ("h2", "h3"):
+        db.remove_aggregate_host(rack.id, host)
+    db.delete_aggregate(rack.id)
+    s.refresh_aggregates()
+    assert hosts_for("az-2") == {"h1", "h2", "h3"}
+    assert s.table.host_aggregates("h2") == []

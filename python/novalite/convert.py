@@ -15,6 +15,7 @@ from novalite.objects import records
 from novalite.objects.states import PowerState, TaskState, VmState
 from novalite.placement import model
 from novalite.rpc.novalite.compute.v1 import (
+    aggregates_pb2,
     faults_pb2,
     flavors_pb2,
     hosts_pb2,
@@ -257,6 +258,21 @@ def host(h: records.Host, service: records.Service | None, availability_zone: st
     return out
 
 
+def aggregate(a: records.Aggregate) -> aggregates_pb2.Aggregate:
+    out = aggregates_pb2.Aggregate(id=a.id, name=a.name,
+                                   availability_zone=a.metadata.get("availability_zone", ""),
+                                   hosts=sorted(a.hosts), metadata=dict(a.metadata))
+    _set_time(out, "created_at", a.created_at)
+    return out
+
+
+def availability_zone(name: str, available: bool,
+                      services: Iterable[records.Service]) -> aggregates_pb2.AvailabilityZone:
+    return aggregates_pb2.AvailabilityZone(name=name, available=available, hosts=[
+        aggregates_pb2.ZoneHost(name=s.host, up=s.is_up, enabled=not s.disabled)
+        for s in services])
+
+
 # ---- internal: request specs and selections --------------------------------------------
 
 def request_spec_to_proto(spec: model.RequestSpec, request_id: str = "") -> request_spec_pb2.RequestSpec:
@@ -325,6 +341,17 @@ def selections_from_proto(p: scheduler_pb2.SelectDestinationsResponse) -> list[l
                              allocation=dict(s.allocation), availability_zone=s.availability_zone,
                              cell="", weight=s.weight) for s in inst.hosts]
             for inst in p.selections]
+
+
+def metadata_change(values: Mapping[str, str], unset: Iterable[str]) -> dict[str, str | None]:
+    """Keys to set and keys to remove as one mapping (None removes, as Nova's
+    set_metadata reads a null); a key both set and removed is an error."""
+    out: dict[str, str | None] = dict(values)
+    for key in unset:
+        if key in out:
+            raise errors.Invalid("unset", f"{key[:64]!r} is both set and removed")
+        out[key] = None
+    return out
 
 
 def allocation(values: Mapping[str, int]) -> dict[str, int]:

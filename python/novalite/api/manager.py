@@ -32,7 +32,7 @@ from typing import Any, AsyncIterator, Callable, Iterable, Mapping, Protocol, Se
 
 from novalite import errors
 from novalite.auth.tokens import DEFAULT_TTL_SECONDS, Claims, TokenSigner
-from novalite.db.database import MAX_METADATA_ITEMS, Database
+from novalite.db.database import MAX_METADATA_ITEMS, ZONE_KEY, Database
 from novalite.objects import lifecycle, records
 from novalite.objects.fields import canonicalize_arch, canonicalize_hv_type, canonicalize_vm_mode
 from novalite.objects.states import STATUSES, TaskState
@@ -71,6 +71,8 @@ LEGACY_IMAGE_PROPERTIES = {
     "hypervisor_version_requires": "img_hv_requested_version",
 }
 
+# Nova's aggregate metadata keys (parameter_types.metadata).
+_METADATA_KEY_RE = re.compile(r"^[a-zA-Z0-9-_:. ]{1,255}$")
 # A canonical (lowercase, dashed) UUID, as the API hands out for every id.
 _UUID_RE = re.compile(r"^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$")
 # img_hv_requested_version: comma-separated "<op> <release version>" predicates.
@@ -88,7 +90,10 @@ class ConductorAPI(Protocol):
 
 
 class SchedulerAPI(Protocol):
-    async def host_changed(self, host: str) -> None: ...
+    """Every scheduler replica (scheduler.rpcapi.SchedulerFanout)."""
+
+    async def hosts_changed(self, hosts: Sequence[str]) -> None: ...
+    async def aggregates_changed(self) -> None: ...
 
 
 @dataclass(frozen=True)
@@ -132,6 +137,16 @@ class HostView:
 
 
 @dataclass(frozen=True)
+class Zone:
+    """An availability zone (Nova's os-availability-zone): available when one of
+    its hosts' compute services is enabled; its hosts' services."""
+
+    name: str
+    available: bool
+    services: Sequence[records.Service]
+
+
+@dataclass(frozen=True)
 class IssuedToken:
     token: str
     expires_at: datetime
@@ -166,6 +181,37 @@ def _check_string_map(field_name: str, values: Mapping[str, str], *,
             raise errors.Invalid(f"{field_name}.{key}", f"must be at most {NAME_MAX} characters")
         if "\x00" in value:
             raise errors.Invalid(f"{field_name}.{key}", "must not contain NUL")
+        out[key] = value
+    return out
+
+
+def _check_zone_name(field_name: str, value: object) -> str:
+    """An availability zone's name: Nova's (printable, no leading or trailing
+    whitespace, 1..255 characters) and no ':', which separates zone, host and node
+    in a server's availability_zone."""
+    zone = _check_name(field_name, value)
+    if ":" in zone:
+        raise errors.Invalid(field_name, "must not contain ':' (it separates zone, host and node "
+                                         "in a server's availability_zone)")
+    return zone
+
+
+def _check_aggregate_metadata(values: Mapping[str, str | None]) -> dict[str, str | None]:
+    """Nova's aggregate metadata: keys of letters, digits and -_:. and spaces,
+    1..255 characters, values of at most 255 (None removes the key);
+    "availability_zone" is a zone's name."""
+    if not values:
+        raise errors.Invalid("metadata", "name at least one key")
+    out: dict[str, str | None] = {}
+    for key, value in values.items():
+        if not _METADATA_KEY_RE.match(key):
+            raise errors.Invalid("metadata", f"key {key[:64]!r}: 1..255 letters, digits, spaces "
+                                             "and -_:. only")
+        if value is not None:
+            if key == ZONE_KEY:
+                _check_zone_name(f"metadata.{key}", value)
+            elif len(value) > NAME_MAX or not value.isprintable():
+                raise errors.Invalid(f"metadata.{key}", f"at most {NAME_MAX} printable characters")
         out[key] = value
     return out
 
@@ -421,7 +467,7 @@ class ApiManager:
                 raise errors.Invalid("scheduler_hints.group",
                                      f"unknown server group {group_id}") from None
         if zone is not None:
-            self._check_zone(zone)
+            self._check_zone(zone, forced=forced_host is not None)
         for forced in {forced_host, forced_node} - {None}:
             try:
                 self.db.get_host(forced)
@@ -452,16 +498,24 @@ class ApiManager:
             except Exception:  # noqa: BLE001 - best effort; the original error matters more
                 LOG.exception("could not delete server %s after a failed hand-over", sid)
 
-    def zones(self) -> set[str]:
-        """The availability zones: the default one and those of host aggregates."""
-        zones = {a.metadata["availability_zone"] for a in self.db.list_aggregates()
-                 if a.metadata.get("availability_zone")}
-        zones.add(self.default_zone)
-        return zones
-
-    def _check_zone(self, zone: str) -> None:
-        if zone not in self.zones():
+    def _check_zone(self, zone: str, *, forced: bool) -> None:
+        """Nova's: a server goes to an available zone (one with an enabled compute
+        host). An admin forcing a host names any zone that has hosts: the host's
+        own is checked by the scheduler (its placement stage, which forcing does
+        not skip)."""
+        zones = {z.name: z.available for z in self.availability_zones()}
+        if zone not in zones:
             raise errors.Invalid("availability_zone", f"unknown availability zone {zone!r}")
+        if not (zones[zone] or forced):
+            raise errors.Invalid("availability_zone", f"availability zone {zone!r} is not "
+                                                      "available: every host in it is disabled")
+
+    def availability_zones(self) -> list[Zone]:
+        """The zones by name, with their hosts' compute services."""
+        return [Zone(name, any(not s.disabled for s in services), services)
+                for name, services in self.db.zone_services(
+                    default_zone=self.default_zone,
+                    service_down_time=self.service_down_time).items()]
 
     def get_server(self, claims: Claims, server_id: str) -> records.Instance:
         return self._visible(claims, server_id)
@@ -737,9 +791,9 @@ class ApiManager:
 
     async def set_host_enabled(self, claims: Claims, name: str, enabled: bool,
                                reason: str | None = None) -> HostView:
-        """Enable or disable a compute host's service (committed), then tell the
-        scheduler. If the scheduler cannot be told, the error is raised: the change
-        is kept, and repeating the call is safe."""
+        """Enable or disable a compute host's service (committed), then tell every
+        scheduler replica (one that cannot be told catches up within
+        report_interval)."""
         if reason is not None and len(reason) > NAME_MAX:
             raise errors.Invalid("reason", f"must be at most {NAME_MAX} characters")
         if not name:
@@ -753,8 +807,78 @@ class ApiManager:
 
         await asyncio.to_thread(change)
         if self.scheduler is not None:
-            await self.scheduler.host_changed(name)
+            await self.scheduler.hosts_changed([name])
         return await asyncio.to_thread(self.get_host, claims, name)
+
+    # ---- aggregates and zones (Nova's os-aggregates) -------------------------------
+    # Each change is committed, then every scheduler replica re-reads the
+    # aggregates before the call returns: the next request is placed by them.
+
+    def list_aggregates(self, claims: Claims) -> list[records.Aggregate]:
+        return self.db.list_aggregates()
+
+    def get_aggregate(self, claims: Claims, aggregate_id: str) -> records.Aggregate:
+        return self.db.get_aggregate(aggregate_id)
+
+    async def create_aggregate(self, claims: Claims, *, name: str,
+                               availability_zone: str | None = None,
+                               metadata: Mapping[str, str] | None = None) -> records.Aggregate:
+        _check_name("name", name)
+        if availability_zone is not None:
+            _check_zone_name("availability_zone", availability_zone)
+        meta = _check_aggregate_metadata(metadata) if metadata else {}
+        if ZONE_KEY in meta:
+            raise errors.Invalid("metadata", "give the zone as availability_zone")
+        return await self._aggregate_change(lambda: self.db.create_aggregate(
+            name, availability_zone=availability_zone,
+            metadata={k: v for k, v in meta.items() if v is not None}))
+
+    async def update_aggregate(self, claims: Claims, aggregate_id: str, *, name: str | None = None,
+                               availability_zone: str | None = None) -> records.Aggregate:
+        """Rename and/or move to another zone (Nova's PUT /os-aggregates/{id})."""
+        if name is None and availability_zone is None:
+            raise errors.Invalid("name", "give a new name, an availability_zone or both")
+        if name is not None:
+            _check_name("name", name)
+        if availability_zone is not None:
+            _check_zone_name("availability_zone", availability_zone)
+        return await self._aggregate_change(lambda: self.db.update_aggregate(
+            aggregate_id, name=name, availability_zone=availability_zone,
+            default_zone=self.default_zone))
+
+    async def delete_aggregate(self, claims: Claims, aggregate_id: str) -> None:
+        await self._aggregate_change(lambda: self.db.delete_aggregate(aggregate_id))
+
+    async def add_aggregate_host(self, claims: Claims, aggregate_id: str,
+                                 host: str) -> records.Aggregate:
+        _check_name("host", host)
+        return await self._aggregate_change(lambda: self.db.add_aggregate_host(
+            aggregate_id, host, default_zone=self.default_zone))
+
+    async def remove_aggregate_host(self, claims: Claims, aggregate_id: str,
+                                    host: str) -> records.Aggregate:
+        _check_name("host", host)
+        return await self._aggregate_change(lambda: self.db.remove_aggregate_host(
+            aggregate_id, host, default_zone=self.default_zone))
+
+    async def set_aggregate_metadata(self, claims: Claims, aggregate_id: str,
+                                     metadata: Mapping[str, str | None]) -> records.Aggregate:
+        """Set keys, remove those given None (Nova's set_metadata)."""
+        meta = _check_aggregate_metadata(metadata)
+        return await self._aggregate_change(lambda: self.db.set_aggregate_metadata(
+            aggregate_id, meta, default_zone=self.default_zone))
+
+    async def _aggregate_change(self, change: Callable[[], T]) -> T:
+        result = await asyncio.to_thread(change)
+        if self.scheduler is not None:
+            await self.scheduler.aggregates_changed()
+        return result
+
+    def list_availability_zones(self, claims: Claims) -> list[Zone]:
+        """Every zone that has hosts; the hosts are for admins only (Nova's
+        os-availability-zone and its detail)."""
+        zones = self.availability_zones()
+        return zones if claims.is_admin else [Zone(z.name, z.available, ()) for z in zones]
 
     # ---- quotas --------------------------------------------------------------------
 
@@ -963,6 +1087,6 @@ class WatchFeed:
 
 __all__: Sequence[str] = [
     "ApiManager", "ConductorAPI", "CreateServer", "HostView",
-    "IssuedToken", "Page",
+    "IssuedToken", "Page", "Zone",
     "SchedulerAPI", "ServerFilters", "WatchFeed", "check_image_properties",
 ]

@@ -75,6 +75,19 @@ POLICY: Mapping[str, frozenset[str]] = MappingProxyType({
         "EnableHost": ADMINS,
         "DisableHost": ADMINS,
     }),
+    **_service("novalite.compute.v1.Aggregates", {
+        "CreateAggregate": ADMINS,
+        "GetAggregate": ADMINS,
+        "ListAggregates": ADMINS,
+        "UpdateAggregate": ADMINS,
+        "DeleteAggregate": ADMINS,
+        "AddAggregateHost": ADMINS,
+        "RemoveAggregateHost": ADMINS,
+        "SetAggregateMetadata": ADMINS,
+    }),
+    **_service("novalite.compute.v1.AvailabilityZones", {
+        "ListAvailabilityZones": MEMBERS,  # the hosts for admins only (the manager)
+    }),
     **_service("novalite.compute.v1.Quotas", {
         "GetQuota": MEMBERS,  # a member's own project only (the manager checks)
         "SetQuota": ADMINS,
@@ -96,6 +109,7 @@ POLICY: Mapping[str, frozenset[str]] = MappingProxyType({
     **_service("novalite.internal.v1.Scheduler", {
         "SelectDestinations": SERVICES,
         "ReportHosts": SERVICES,
+        "RefreshAggregates": SERVICES,
         "ReleaseAllocation": SERVICES,
         "ClaimAllocation": SERVICES,
     }),

@@ -100,7 +100,8 @@ class SchedulerManager:
         self._provider: dict[str, str] = {}
         self._host_of: dict[str, str] = {}  # provider uuid -> host name
         self._generation: dict[str, int] = {}
-        self._aggregates_seen: set[str] = set()
+        # the aggregates as the database said last (id -> record)
+        self._aggregates: dict[str, records.Aggregate] = {}
         # who holds what, host by host (mirrors the table's ledger for quick syncs)
         self._held: dict[str, dict[str, dict[str, int]]] = {}
         self._by_host: dict[str, set[str]] = {}
@@ -113,17 +114,40 @@ class SchedulerManager:
     def load(self) -> int:
         """Load every host, its usage, aggregates and instances. Returns the count."""
         with self._lock:
-            for agg in self.db.list_aggregates():
-                self._set_aggregate(agg)
+            self._apply_aggregates(self.db.list_aggregates())
             hosts = self.db.list_hosts(service_down_time=self.service_down_time)
             for h in hosts:
                 self._add_or_refresh(h)
             LOG.info("loaded %d hosts", len(hosts))
             return len(hosts)
 
-    def _set_aggregate(self, agg: records.Aggregate) -> None:
-        self.table.set_aggregate(Aggregate(agg.id, agg.name, dict(agg.metadata)))
-        self._aggregates_seen.add(agg.id)
+    def refresh_aggregates(self) -> None:
+        """Re-read every aggregate (name, metadata, hosts) from the database: an
+        admin changed one (the API tells every scheduler at once, as Nova's
+        update_aggregates fanout), or the periodic resync that catches a scheduler
+        up whom that call did not reach. The zone, tenant, flavor and limit filters
+        and the per-aggregate multipliers read the table from the next request on."""
+        aggregates = self.db.list_aggregates()
+        with self._lock:
+            self._apply_aggregates(aggregates)
+
+    def _apply_aggregates(self, aggregates: Iterable[records.Aggregate]) -> None:
+        wanted = {a.id: a for a in aggregates}
+        for gone in set(self._aggregates) - set(wanted):
+            self.table.remove_aggregate(gone)
+            del self._aggregates[gone]
+        for agg in wanted.values():
+            known = self._aggregates.get(agg.id)
+            if known is None or (known.name, dict(known.metadata)) != (agg.name, dict(agg.metadata)):
+                self.table.set_aggregate(Aggregate(agg.id, agg.name, dict(agg.metadata)))
+            self._aggregates[agg.id] = agg
+        for host in self._provider:
+            member_of = {a.id for a in wanted.values() if host in a.hosts}
+            current = set(self.table.host_aggregates(host))
+            for agg_id in current - member_of:
+                self.table.remove_host_from_aggregate(agg_id, host)
+            for agg_id in member_of - current:
+                self.table.add_host_to_aggregate(agg_id, host)
 
     def _model_host(self, h: records.Host, inventories: Mapping[str, Inventory]) -> Host:
         up = h.service.is_up if h.service is not None else False
@@ -140,7 +164,7 @@ class SchedulerManager:
             hypervisor_version=max(0, h.hypervisor_version or 0),
             supported_instances=_triples(h.supported_instances),
             cpu_info=dict(h.cpu_info), traits=sorted(h.traits),
-            aggregates=sorted(a for a in h.aggregates if a in self._aggregates_seen),
+            aggregates=sorted(a for a in h.aggregates if a in self._aggregates),
         )
 
     def _add_or_refresh(self, h: records.Host) -> None:
@@ -148,11 +172,8 @@ class SchedulerManager:
         usage (consumer by consumer), compute view, service state, instances. The
         allocations are read only when the host's generation moved since the last
         time this scheduler knew it (every allocation change moves it)."""
-        for agg in h.aggregates:
-            if agg not in self._aggregates_seen:
-                for aggregate in self.db.list_aggregates():
-                    self._set_aggregate(aggregate)
-                break
+        if not h.aggregates <= self._aggregates.keys():
+            self._apply_aggregates(self.db.list_aggregates())
         real: dict[str, Inventory] = {rc: _inventory(h.inventories.get(rc)) for rc in RESOURCE_CLASSES}
         known = h.name in self._provider
         allocations: dict[str, dict[str, int]] | None = None

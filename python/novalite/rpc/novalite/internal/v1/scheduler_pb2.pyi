@@ -73,6 +73,14 @@ class ReportHostsResponse(_message.Message):
     __slots__ = ()
     def __init__(self) -> None: ...
 
+class RefreshAggregatesRequest(_message.Message):
+    __slots__ = ()
+    def __init__(self) -> None: ...
+
+class RefreshAggregatesResponse(_message.Message):
+    __slots__ = ()
+    def __init__(self) -> None: ...
+
 class ReleaseAllocationRequest(_message.Message):
     __slots__ = ("instance_uuid",)
     INSTANCE_UUID_FIELD_NUMBER: _ClassVar[int]
