@@ -745,6 +745,8 @@ def test_bad_flavors_name_the_field_and_write_nothing(tmp_path: Path, db_url: st
                  ({"ephemeral_gb": -1}, "ephemeral_gb"), ({"swap": -1}, "swap"),
                  ({"name": ""}, "name"), ({"name": "x" * 256}, "name"),
                  ({"extra_specs": {"trait:HW_CPU_X86_AVX": "maybe"}}, "extra_specs.trait:HW_CPU_X86_AVX"),
+                 ({"extra_specs": {"trait:avx2": "required"}}, "extra_specs.trait:avx2"),
+                 ({"extra_specs": {"resources:CUSTOM_GPU": "1"}}, "extra_specs.resources:CUSTOM_GPU"),
                  ({"extra_specs": {"resources:VCPU": "-2"}}, "extra_specs.resources:VCPU"),
                  ({"extra_specs": {"resources:GPU": "1"}}, "extra_specs.resources:GPU"),
                  ({"extra_specs": {f"k{i}": "v" for i in range(129)}}, "extra_specs")]
@@ -1249,6 +1251,37 @@ def test_aggregates_and_zones_follow_novas_rules(tmp_path: Path, db_url: str) ->
         await stub.DeleteAggregate(aggregates_pb2.DeleteAggregateRequest(id=rack.id))
         assert told() == before + 3
         assert [a.name for a in api.db.list_aggregates()] == ["gpu", "rack-2"]
+    run(tmp_path, db_url, scenario)
+
+
+def test_host_traits_an_admin_sets_beside_the_cpu_ones(tmp_path: Path, db_url: str) -> None:
+    async def scenario(api: Api) -> None:
+        host = add_host(api.db, "compute-1")
+        api.db.set_reported_traits(host.uuid, ["HW_CPU_X86_SSE2"])
+        stub = api.hosts()
+        added = await stub.AddHostTrait(hosts_pb2.HostTraitRequest(name="compute-1", trait="CUSTOM_GPU"))
+        assert list(added.traits) == ["CUSTOM_GPU", "HW_CPU_X86_SSE2"]
+        await stub.AddHostTrait(hosts_pb2.HostTraitRequest(name="compute-1", trait="STORAGE_DISK_SSD"))
+        [listed] = (await stub.ListHosts(hosts_pb2.ListHostsRequest())).hosts
+        assert list(listed.traits) == ["CUSTOM_GPU", "HW_CPU_X86_SSE2", "STORAGE_DISK_SSD"]
+        assert api.scheduler.changed == ["compute-1", "compute-1"]
+        for trait in ("custom_gpu", "HW_CPU_X86_AVX2", ""):
+            assert bad_field(await failure(stub.AddHostTrait(hosts_pb2.HostTraitRequest(
+                name="compute-1", trait=trait)))) == "trait"
+        for call, code in (
+                (stub.AddHostTrait(hosts_pb2.HostTraitRequest(name="compute-1", trait="CUSTOM_GPU")),
+                 Code.ABORTED),
+                (stub.AddHostTrait(hosts_pb2.HostTraitRequest(name="compute-9", trait="CUSTOM_GPU")),
+                 Code.NOT_FOUND),
+                (stub.RemoveHostTrait(hosts_pb2.HostTraitRequest(name="compute-1", trait="CUSTOM_NO")),
+                 Code.NOT_FOUND),
+                (api.hosts("a").AddHostTrait(hosts_pb2.HostTraitRequest(
+                    name="compute-1", trait="CUSTOM_MINE")), Code.PERMISSION_DENIED)):
+            assert (await failure(call)).code() is code
+        assert api.scheduler.changed == ["compute-1", "compute-1"]  # refusals tell nobody
+        removed = await stub.RemoveHostTrait(hosts_pb2.HostTraitRequest(name="compute-1", trait="CUSTOM_GPU"))
+        assert list(removed.traits) == ["HW_CPU_X86_SSE2", "STORAGE_DISK_SSD"]
+        assert api.scheduler.changed == ["compute-1"] * 3
     run(tmp_path, db_url, scenario)
 
 

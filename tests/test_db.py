@@ -968,6 +968,31 @@ def test_traits(db: Database) -> None:
         db.create_trait("lower_case")
 
 
+def test_an_agents_cpu_traits_and_an_admins_traits_live_side_by_side(db: Database) -> None:
+    host = host_with(db)
+    assert db.set_reported_traits(host.uuid, ["HW_CPU_X86_AVX2", "HW_CPU_X86_SSE2"])
+    gen = db.get_host(host.name).generation
+    assert not db.set_reported_traits(host.uuid, ["HW_CPU_X86_SSE2", "HW_CPU_X86_AVX2"])
+    assert db.get_host(host.name).generation == gen  # nothing changed, nothing moved
+    assert db.add_host_trait(host.name, "CUSTOM_GPU").traits == {
+        "CUSTOM_GPU", "HW_CPU_X86_AVX2", "HW_CPU_X86_SSE2"}
+    assert db.get_host(host.name).generation == gen + 1  # a trait change moves it (Placement's)
+    # the agent's next report replaces its own traits only
+    db.set_reported_traits(host.uuid, ["HW_CPU_X86_SSE2"])
+    assert db.get_host(host.name).traits == {"CUSTOM_GPU", "HW_CPU_X86_SSE2"}
+    with pytest.raises(errors.Conflict):
+        db.add_host_trait(host.name, "CUSTOM_GPU")
+    with pytest.raises(errors.Invalid):  # the agent's to report
+        db.add_host_trait(host.name, "HW_CPU_X86_AVX512F")
+    with pytest.raises(errors.Invalid):  # an agent reports CPU traits only
+        db.set_reported_traits(host.uuid, ["CUSTOM_GPU"])
+    with pytest.raises(errors.NotFound):
+        db.add_host_trait("nowhere", "CUSTOM_GPU")
+    assert db.remove_host_trait(host.name, "CUSTOM_GPU").traits == {"HW_CPU_X86_SSE2"}
+    with pytest.raises(errors.NotFound):
+        db.remove_host_trait(host.name, "CUSTOM_GPU")
+
+
 def test_a_service_database_checkpoints_outside_its_commits(tmp_path: Path) -> None:
     """start_checkpoints (the services call it): the WAL is copied into the database
     file by a thread of its own, so a commit never has to; SQLite's own checkpoint

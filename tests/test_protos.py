@@ -45,7 +45,8 @@ EXPECTED_SERVICES: dict[str, dict[str, str]] = {
         "GetFlavor": UNARY, "SetFlavorExtraSpecs": UNARY, "UnsetFlavorExtraSpecs": UNARY,
         "AddFlavorAccess": UNARY, "RemoveFlavorAccess": UNARY, "ListFlavorAccess": UNARY,
     },
-    "novalite.compute.v1.Hosts": {"ListHosts": UNARY, "EnableHost": UNARY, "DisableHost": UNARY},
+    "novalite.compute.v1.Hosts": {"ListHosts": UNARY, "EnableHost": UNARY, "DisableHost": UNARY,
+                                  "AddHostTrait": UNARY, "RemoveHostTrait": UNARY},
     "novalite.compute.v1.Aggregates": {
         "CreateAggregate": UNARY, "GetAggregate": UNARY, "ListAggregates": UNARY,
         "UpdateAggregate": UNARY, "DeleteAggregate": UNARY, "AddAggregateHost": UNARY,

@@ -238,3 +238,31 @@ def test_the_table_follows_aggregate_changes_when_told(db: Database) -> None:
     s.refresh_aggregates()
     assert hosts_for("az-2") == {"h1", "h2", "h3"}
     assert s.table.host_aggregates("h2") == []
+
+
+def test_no_valid_host_says_which_trait_no_host_has(db: Database) -> None:
+    uuids = {name: add_host(db, name) for name in ("h1", "h2", "h3")}
+    db.set_reported_traits(uuids["h1"], ["HW_CPU_X86_AVX2"])
+    db.add_host_trait("h2", "CUSTOM_GPU")
+    s = scheduler(db)
+
+    def place_with(**specs: str) -> str:
+        spec = RequestSpec(flavor=Flavor("f", 1, 512, 1, extra_specs=specs),
+                           instance_uuids=[str(uuid.uuid4())])
+        return s.select_destinations(spec)[0][0].host
+
+    assert place_with(**{"trait:HW_CPU_X86_AVX2": "required"}) == "h1"
+    assert place_with(**{"trait:CUSTOM_GPU": "required", "trait:HW_CPU_X86_AVX2": "forbidden"}) == "h2"
+    with pytest.raises(errors.NoValidHost) as e:
+        place_with(**{"trait:HW_CPU_X86_AVX512F": "required", "trait:CUSTOM_GPU": "required"})
+    assert e.value.missing == ["trait CUSTOM_GPU is required: 1 of 3 hosts have it",
+                               "trait HW_CPU_X86_AVX512F is required: no host has it"]
+    with pytest.raises(errors.NoValidHost) as e:
+        place_with(**{"trait:CUSTOM_GPU": "required", "trait:HW_CPU_X86_AVX2": "required"})
+    assert e.value.missing == ["trait CUSTOM_GPU is required: 1 of 3 hosts have it",
+                               "trait HW_CPU_X86_AVX2 is required: 1 of 3 hosts have it"]
+    # a failure that is not about traits does not mention them
+    with pytest.raises(errors.NoValidHost) as e:
+        s.select_destinations(RequestSpec(flavor=Flavor("big", 64, 512, 1, extra_specs={
+            "trait:HW_CPU_X86_AVX2": "required"}), instance_uuids=["x"]))
+    assert e.value.missing == []

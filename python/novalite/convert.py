@@ -134,7 +134,10 @@ def explain_fault(details: Mapping[str, Any]) -> str:
     attempts = [str(a) for a in details.get("attempts", [])]
     if attempts:
         said.append(f"Tried {_hosts(len(attempts))}, and the build failed on each: {'; '.join(attempts)}.")
-    for key in sorted(set(details) - {"instance_index", "rejections", "attempts"}):
+    missing = "; ".join(str(m) for m in details.get("missing", []))
+    if missing:
+        said.append(f"{missing[0].upper()}{missing[1:]}.")
+    for key in sorted(set(details) - {"instance_index", "rejections", "attempts", "missing"}):
         said.append(f"{key.replace('_', ' ').capitalize()}: {details[key]}.")
     return " ".join(said)
 
@@ -252,7 +255,7 @@ def host(h: records.Host, service: records.Service | None, availability_zone: st
             num_instances=h.num_instances, num_io_ops=h.num_io_ops,
             failed_builds=h.failed_builds),
         hypervisor_type=h.hypervisor_type or "", hypervisor_version=h.hypervisor_version or 0,
-        availability_zone=availability_zone)
+        availability_zone=availability_zone, traits=sorted(h.traits))
     if service is not None:
         _set_time(out, "last_seen_up", service.last_seen_up)
     return out

@@ -71,6 +71,8 @@ LEGACY_IMAGE_PROPERTIES = {
     "hypervisor_version_requires": "img_hv_requested_version",
 }
 
+# Placement's trait names.
+_TRAIT_RE = re.compile(r"^[A-Z0-9_]{1,255}$")
 # Nova's aggregate metadata keys (parameter_types.metadata).
 _METADATA_KEY_RE = re.compile(r"^[a-zA-Z0-9-_:. ]{1,255}$")
 # A canonical (lowercase, dashed) UUID, as the API hands out for every id.
@@ -234,6 +236,9 @@ def _check_extra_specs(specs: Mapping[str, str]) -> dict[str, str]:
     for key, value in checked.items():
         if key.startswith("trait:") and value not in ("required", "forbidden"):
             raise errors.Invalid(f"extra_specs.{key}", "must be 'required' or 'forbidden'")
+        if key.startswith("trait:") and not _TRAIT_RE.match(key[len("trait:"):]):
+            raise errors.Invalid(f"extra_specs.{key}", "a trait's name is 1..255 upper-case "
+                                                       "letters, digits and _ (Placement's)")
         if key.startswith("resources:") and not value.isdigit():
             raise errors.Invalid(f"extra_specs.{key}", "must be an integer >= 0")
     refused = extra_specs.first_unsupported(checked)
@@ -879,6 +884,20 @@ class ApiManager:
         os-availability-zone and its detail)."""
         zones = self.availability_zones()
         return zones if claims.is_admin else [Zone(z.name, z.available, ()) for z in zones]
+
+    async def set_host_trait(self, claims: Claims, name: str, trait: str,
+                             present: bool) -> HostView:
+        """Add (``present``) or remove an admin's trait on a host, committed, then
+        every scheduler replica re-reads the host."""
+        _check_name("name", name)
+        if not _TRAIT_RE.match(trait):
+            raise errors.Invalid("trait", f"{trait[:64]!r}: 1..255 upper-case letters, digits "
+                                          "and _ (Placement's trait names)")
+        change = self.db.add_host_trait if present else self.db.remove_host_trait
+        host = await asyncio.to_thread(change, name, trait)
+        if self.scheduler is not None:
+            await self.scheduler.hosts_changed([name])
+        return await asyncio.to_thread(lambda: self._host_views([host])[0])
 
     # ---- quotas --------------------------------------------------------------------
 

@@ -262,6 +262,15 @@ class HostsServicer(hosts_pb2_grpc.HostsServicer):
                                                    request.reason)
         return convert.host(view.host, view.service, view.availability_zone)
 
+    async def AddHostTrait(self, request: hosts_pb2.HostTraitRequest, context: Context) -> hosts_pb2.Host:
+        view = await self.manager.set_host_trait(current_claims(), request.name, request.trait, True)
+        return convert.host(view.host, view.service, view.availability_zone)
+
+    async def RemoveHostTrait(self, request: hosts_pb2.HostTraitRequest,
+                              context: Context) -> hosts_pb2.Host:
+        view = await self.manager.set_host_trait(current_claims(), request.name, request.trait, False)
+        return convert.host(view.host, view.service, view.availability_zone)
+
 
 class AggregatesServicer(aggregates_pb2_grpc.AggregatesServicer):
     def __init__(self, manager: ApiManager) -> None:

@@ -74,6 +74,8 @@ POLICY: Mapping[str, frozenset[str]] = MappingProxyType({
         "ListHosts": ADMINS,
         "EnableHost": ADMINS,
         "DisableHost": ADMINS,
+        "AddHostTrait": ADMINS,
+        "RemoveHostTrait": ADMINS,
     }),
     **_service("novalite.compute.v1.Aggregates", {
         "CreateAggregate": ADMINS,

@@ -372,6 +372,27 @@ def host_list(client: Client, a: argparse.Namespace) -> int:
     return 0
 
 
+def host_show(client: Client, a: argparse.Namespace) -> int:
+    req = hosts_pb2.ListHostsRequest(page_size=1000)
+    while True:
+        reply = client.hosts.ListHosts(req)
+        for h in reply.hosts:
+            if h.name == a.name:
+                _show(client, h)
+                return 0
+        if not reply.next_page_token:
+            raise CommandError(f"no host named {a.name!r} (novalite host list)")
+        req.page_token = reply.next_page_token
+
+
+def host_trait(client: Client, a: argparse.Namespace) -> int:
+    request = hosts_pb2.HostTraitRequest(name=a.name, trait=a.trait)
+    host = (client.hosts.AddHostTrait(request) if a.trait_command == "add"
+            else client.hosts.RemoveHostTrait(request))
+    _show(client, host, ["name", "traits"])
+    return 0
+
+
 def host_enable(client: Client, a: argparse.Namespace) -> int:
     _show(client, client.hosts.EnableHost(hosts_pb2.EnableHostRequest(name=a.name)), ["name", "status"])
     return 0
@@ -614,7 +635,7 @@ def register(sub: Any, positive: Callable[[str], Callable[[str], int]]) -> None:
     p = cmd(acs, "list", flavor_access, "the projects with access")
     p.add_argument("flavor", help="name or id of a private flavor")
 
-    host = sub.add_parser("host", help="list, enable, disable compute hosts (admin)")
+    host = sub.add_parser("host", help="list, show, enable, disable compute hosts; their traits (admin)")
     hs = host.add_subparsers(dest="host_command", metavar="ACTION", required=True)
     cmd(hs, "list", host_list, "hosts with capacity and usage per resource class")
     p = cmd(hs, "enable", host_enable, "enable a host")
@@ -622,6 +643,17 @@ def register(sub: Any, positive: Callable[[str], Callable[[str], int]]) -> None:
     p = cmd(hs, "disable", host_disable, "disable a host")
     p.add_argument("name")
     p.add_argument("--reason")
+    p = cmd(hs, "show", host_show, "one host: capacity, usage, zone, traits")
+    p.add_argument("name")
+    trait = hs.add_parser("trait", help="traits on a host (a flavor's trait:NAME=required|forbidden)",
+                          description="Add or remove a trait on a host: Placement's CUSTOM_* traits or "
+                                      "standard ones such as STORAGE_DISK_SSD. The HW_CPU_* traits "
+                                      "are the host's compute agent's, reported from its CPU.")
+    ts = trait.add_subparsers(dest="trait_command", metavar="ACTION", required=True)
+    for name in ("add", "remove"):
+        p = cmd(ts, name, host_trait, f"{name} a trait")
+        p.add_argument("name", help="host name")
+        p.add_argument("trait", help="e.g. CUSTOM_GPU")
 
     aggregate = sub.add_parser("aggregate", help="host aggregates and availability zones (admin)",
                                description="Nova's host aggregates: groups of hosts whose metadata the "

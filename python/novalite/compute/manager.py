@@ -5,7 +5,8 @@ One agent serves one or more hosts, each through its own virt driver connection
 does for them what Nova's compute manager and resource tracker do:
 
 * register each host (service row, resource provider, inventory from the driver
-  with the configured reserved amounts and allocation ratios) and heartbeat;
+  with the configured reserved amounts and allocation ratios, the CPU traits) and
+  heartbeat;
 * claim locally, through the same placement core the scheduler uses, before
   building (Nova's instance_claim): a claim that does not fit fails the build with
   ComputeResourcesUnavailable, so the conductor tries an alternate;
@@ -103,6 +104,8 @@ class ComputeOptions:
     disk_allocation_ratio: float
     max_concurrent_builds: int
     consecutive_build_service_disable_threshold: int
+    # the CPU traits of simulated hosts (a real host's come from its driver)
+    cpu_traits: frozenset[str] = frozenset()
     # hosts whose builds fail on purpose (to exercise rescheduling; tests only)
     fail_builds_on: frozenset[str] = frozenset()
 
@@ -119,6 +122,8 @@ class ComputeOptions:
             max_concurrent_builds=settings.max_concurrent_builds,
             consecutive_build_service_disable_threshold=(
                 settings.consecutive_build_service_disable_threshold),
+            cpu_traits=(frozenset(settings.cpu_traits) if settings.virt_uri.startswith("test:")
+                        else frozenset()),
             fail_builds_on=frozenset(fail_builds_on),
         )
 
@@ -382,6 +387,7 @@ class ComputeManager:
             cpu_info=dict(info.cpu_info),
             supported_instances=[list(t) for t in info.supported_instances])
         h.uuid = provider.uuid
+        await self._db(self.db.set_reported_traits, h.uuid, info.traits | self.options.cpu_traits)
 
         self.claims.add_host(Host(name=h.name, uuid=h.uuid, vcpu=invs["VCPU"],
                                   memory_mb=invs["MEMORY_MB"], disk_gb=invs["DISK_GB"]))

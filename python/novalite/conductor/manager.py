@@ -131,10 +131,13 @@ class ConductorManager:
             selections = await self.scheduler.select_destinations(spec)
         except errors.NoValidHost as e:
             counts = ", ".join(f"{n} {c}" for c, n in e.rejections if n) or "no hosts"
-            message = f"No valid host was found. {counts}"
+            message = f"No valid host was found. {counts}" + "".join(f"; {m}" for m in e.missing)
+            details: dict[str, Any] = {"rejections": [list(r) for r in e.rejections],
+                                       "instance_index": e.instance_index}
+            if e.missing:
+                details["missing"] = e.missing
             for inst in instances:
-                await self._error(inst.id, message, {"rejections": [list(r) for r in e.rejections],
-                                                     "instance_index": e.instance_index}, code=500,
+                await self._error(inst.id, message, details, code=500,
                                   events=[_scheduled(started, message)])
             return
         except Exception as e:  # noqa: BLE001 - any scheduler failure becomes the fault

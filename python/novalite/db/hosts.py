@@ -19,7 +19,9 @@ from novalite.db.engine import (
 from novalite.db.validation import (
     _NAME_MAX, _is_int, _name, _not_negative, _string_map, _trait_name, _valid_inventory,
 )
-from novalite.objects.records import Aggregate, ComputeView, Host, Inventory, Service
+from novalite.objects.records import (
+    CPU_TRAIT_PREFIX, Aggregate, ComputeView, Host, Inventory, Service,
+)
 from novalite.settings import default
 
 SERVICE_BINARIES = frozenset({"api", "conductor", "scheduler", "compute"})
@@ -627,16 +629,86 @@ class Hosts(Transactions):
         """Replace a provider's traits (unknown ones are created), bumping its
         generation (compare-and-swap with ``generation``). Returns the new one."""
         names = sorted({_trait_name(t) for t in traits})
+        return self._write(lambda s: self._replace_traits(s, provider_uuid, names, generation))
 
-        def work(s: Session) -> int:
-            new_generation = _bump_generation(s, provider_uuid, generation)
-            self._ensure_traits(s, names)
-            pt = m.ProviderTrait
-            s.execute(sa.delete(pt).where(pt.provider_uuid == provider_uuid))
-            s.add_all(pt(provider_uuid=provider_uuid, trait_name=n) for n in names)
-            s.flush()
-            return new_generation
+    def set_reported_traits(self, provider_uuid: str, traits: Iterable[str]) -> bool:
+        """What a compute agent reports of its host's CPU: the host's traits with
+        CPU_TRAIT_PREFIX become exactly ``traits``, the others (an admin's) stay.
+        The generation moves only when something changed; returns whether it did."""
+        names = {_trait_name(t) for t in traits}
+        stray = sorted(t for t in names if not t.startswith(CPU_TRAIT_PREFIX))
+        if stray:
+            raise errors.Invalid("traits", f"{stray[0]!r}: a compute agent reports "
+                                           f"{CPU_TRAIT_PREFIX}* traits only")
+
+        def work(s: Session) -> bool:
+            current = self._provider_traits(s, provider_uuid, lock=True)
+            wanted = {t for t in current if not t.startswith(CPU_TRAIT_PREFIX)} | names
+            if wanted == current:
+                return False
+            self._replace_traits(s, provider_uuid, wanted, None)
+            return True
         return self._write(work)
+
+    def add_host_trait(self, host: str, trait: str) -> Host:
+        """An admin's trait on a host (Placement's custom traits, and standard ones
+        such as STORAGE_DISK_SSD), bumping its generation. Invalid for a
+        CPU_TRAIT_PREFIX trait (the host's agent owns those), Conflict when the
+        host has it already."""
+        trait = _admin_trait(trait)
+
+        def work(s: Session) -> Host:
+            row = self._provider_row(s, host)
+            current = self._provider_traits(s, row.uuid)
+            if trait in current:
+                raise errors.Conflict(f"host {host} already has trait {trait}")
+            self._replace_traits(s, row.uuid, current | {trait}, None)
+            return self._hosts(s, [row], SERVICE_DOWN_TIME)[0]
+        return self._write(work)
+
+    def remove_host_trait(self, host: str, trait: str) -> Host:
+        """Take an admin's trait off a host; NotFound when it has none such."""
+        trait = _admin_trait(trait)
+
+        def work(s: Session) -> Host:
+            row = self._provider_row(s, host)
+            current = self._provider_traits(s, row.uuid)
+            if trait not in current:
+                raise errors.NotFound(f"host {host} has no trait {trait}")
+            self._replace_traits(s, row.uuid, current - {trait}, None)
+            return self._hosts(s, [row], SERVICE_DOWN_TIME)[0]
+        return self._write(work)
+
+    @staticmethod
+    def _provider_row(s: Session, host: str) -> m.ResourceProvider:
+        """A host's provider row, locked: its traits and generation change."""
+        rp = m.ResourceProvider
+        row = s.scalars(sa.select(rp).where(rp.name == host).with_for_update()
+                        .execution_options(populate_existing=True)).one_or_none()
+        if row is None:
+            raise errors.NotFound(f"host {host} not found")
+        return row
+
+    @staticmethod
+    def _provider_traits(s: Session, provider_uuid: str, lock: bool = False) -> set[str]:
+        if lock:  # the provider row: concurrent reports of one host take turns
+            s.execute(sa.select(m.ResourceProvider.uuid)
+                      .where(m.ResourceProvider.uuid == provider_uuid).with_for_update())
+        pt = m.ProviderTrait
+        return set(s.scalars(sa.select(pt.trait_name).where(pt.provider_uuid == provider_uuid)))
+
+    def _replace_traits(self, s: Session, provider_uuid: str, names: Iterable[str],
+                        generation: int | None) -> int:
+        """Replace a provider's traits (unknown ones are created), bumping its
+        generation (compare-and-swap with ``generation``). Returns the new one."""
+        names = sorted(set(names))
+        new_generation = _bump_generation(s, provider_uuid, generation)
+        self._ensure_traits(s, names)
+        pt = m.ProviderTrait
+        s.execute(sa.delete(pt).where(pt.provider_uuid == provider_uuid))
+        s.add_all(pt(provider_uuid=provider_uuid, trait_name=n) for n in names)
+        s.flush()
+        return new_generation
 
     def _ensure_traits(self, s: Session, names: list[str]) -> None:
         if names:
@@ -646,6 +718,15 @@ class Hosts(Transactions):
 
 
 # --- rows to records ------------------------------------------------------------------
+
+def _admin_trait(trait: str) -> str:
+    trait = _trait_name(trait)
+    if trait.startswith(CPU_TRAIT_PREFIX):
+        raise errors.Invalid("trait", f"{trait}: the host's compute agent reports the "
+                                      f"{CPU_TRAIT_PREFIX}* traits of its CPU; set others "
+                                      "(CUSTOM_*, for example)")
+    return trait
+
 
 def _service(r: m.Service, now: datetime, service_down_time: float) -> Service:
     is_up = (r.last_seen_up is not None

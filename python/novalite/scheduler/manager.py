@@ -56,6 +56,10 @@ def _triples(value: Iterable[object]) -> list[tuple[str, str, str]]:
     return out
 
 
+def _hosts(n: int) -> str:
+    return "1 host" if n == 1 else f"{n} hosts"
+
+
 class _Ticket:
     """One select_destinations call waiting for, or decided in, a round."""
 
@@ -100,6 +104,7 @@ class SchedulerManager:
         self._provider: dict[str, str] = {}
         self._host_of: dict[str, str] = {}  # provider uuid -> host name
         self._generation: dict[str, int] = {}
+        self._traits: dict[str, frozenset[str]] = {}  # host -> its traits (NoValidHost's why)
         # the aggregates as the database said last (id -> record)
         self._aggregates: dict[str, records.Aggregate] = {}
         # who holds what, host by host (mirrors the table's ledger for quick syncs)
@@ -210,6 +215,7 @@ class SchedulerManager:
         self._provider[h.name] = h.uuid
         self._host_of[h.uuid] = h.name
         self._generation[h.name] = h.generation
+        self._traits[h.name] = h.traits
 
     def _replace_consumer(self, consumer: str, allocation: Mapping[str, Mapping[str, int]]) -> None:
         """Make a consumer hold exactly ``allocation`` in the table (what the database
@@ -276,6 +282,7 @@ class SchedulerManager:
         self._host_of.pop(self._provider.get(name, ""), None)
         self._provider.pop(name, None)
         self._generation.pop(name, None)
+        self._traits.pop(name, None)
 
     def refresh_services(self) -> None:
         """Periodic: up/down and enabled/disabled of every compute service."""
@@ -333,7 +340,8 @@ class SchedulerManager:
                     placed = self.scheduler.select(t.spec, claim=True, seed=self._rng.getrandbits(64),
                                                    return_alternates=t.return_alternates)
                 except NoValidHost as e:
-                    t.fail(errors.NoValidHost(str(e), e.rejections, e.instance_index))
+                    t.fail(errors.NoValidHost(str(e), e.rejections, e.instance_index,
+                                              self._trait_shortfall(t.spec, e.rejections)))
                     continue
                 except (PlacementError, ConfigError) as e:
                     t.fail(errors.Invalid("request_spec", str(e)))
@@ -370,6 +378,33 @@ class SchedulerManager:
             for t in again:
                 t.deferred = False
             self._select_round(again)
+
+    def _trait_shortfall(self, spec: RequestSpec,
+                         rejections: Iterable[tuple[str, int]]) -> list[str]:
+        """Which trait a request could not have, when the trait checks removed
+        hosts: for each required trait how many hosts have it, for each forbidden
+        one how many do not (the core counts the hosts each check removed, not
+        which trait did it)."""
+        removed = {check for check, n in rejections if n}
+        wanted: dict[str, str] = {}
+        for key, value in spec.flavor.extra_specs.items():
+            if key.startswith("trait:"):
+                wanted[key[len("trait:"):]] = value
+        wanted.update({t: "required" for t in spec.required_traits})
+        wanted.update({t: "forbidden" for t in spec.forbidden_traits})
+        out = []
+        total = len(self._traits)
+        for trait, how in sorted(wanted.items()):
+            if f"{how}_traits" not in removed:
+                continue
+            having = sum(trait in traits for traits in self._traits.values())
+            if how == "required":
+                has = "no host has it" if not having else f"{having} of {_hosts(total)} have it"
+            else:
+                has = ("every host has it" if having == total
+                       else f"{total - having} of {_hosts(total)} do not have it")
+            out.append(f"trait {trait} is {how}: {has}")
+        return out
 
     def _undo(self, chosen: list[_Ticket]) -> None:
         """Take a round's claims back out of the table, and re-read its hosts in
