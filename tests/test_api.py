@@ -28,7 +28,7 @@ import uuid
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
-from typing import Any, Awaitable, Callable, Sequence
+from typing import Any, Awaitable, Callable, Mapping, Sequence
 
 import grpc
 import grpc.aio
@@ -211,9 +211,9 @@ class Api:
 
 
 def run(tmp_path: Path, db_url: str, scenario: Callable[[Api], Awaitable[None]],
-        **start_kwargs: Any) -> None:
+        settings_overrides: Mapping[str, Any] | None = None, **start_kwargs: Any) -> None:
     async def main() -> None:
-        settings = make_settings(tmp_path, db_url)
+        settings = make_settings(tmp_path, db_url, **(settings_overrides or {}))
         signer = TokenSigner(SECRET)
         conductor, scheduler = FakeConductor(), FakeScheduler()
         running = await service.start(settings, signer=signer, conductor=conductor,
@@ -1283,6 +1283,37 @@ def test_host_traits_an_admin_sets_beside_the_cpu_ones(tmp_path: Path, db_url: s
         assert list(removed.traits) == ["HW_CPU_X86_SSE2", "STORAGE_DISK_SSD"]
         assert api.scheduler.changed == ["compute-1"] * 3
     run(tmp_path, db_url, scenario)
+
+
+def test_a_group_the_scheduler_cannot_enforce_is_refused(tmp_path: Path, db_url: str) -> None:
+    """Nova's UnsupportedPolicyException, said at once: anti-affinity without
+    ServerGroupAntiAffinityFilter, soft-affinity without its weigher."""
+    async def scenario(api: Api) -> None:
+        flavor_id, image_id = await seeded(api, tmp_path)
+        groups = api.groups("a")
+        for policy, why in (("anti-affinity", "ServerGroupAntiAffinityFilter is not in the "
+                                              "scheduler's enabled_filters"),
+                            ("soft-affinity", "ServerGroupSoftAffinityWeigher is not in the "
+                                              "scheduler's weight_classes")):
+            error = await failure(groups.CreateServerGroup(server_groups_pb2.CreateServerGroupRequest(
+                name="g", policy=policy)))
+            assert error.code() is Code.FAILED_PRECONDITION
+            assert (error.details() or "").startswith(f"policy: server group policy {policy!r} "
+                                                      "is not supported here: " + why), error.details()
+        # a group made before the scheduler's settings changed: its servers are refused
+        old = api.db.create_server_group(name="old", project_id="project-a", user_id="alice",
+                                         policy="anti-affinity")
+        error = await failure(api.boot(flavor_id, image_id,
+                                       scheduler_hints=servers_pb2.SchedulerHints(group=old.id)))
+        assert error.code() is Code.FAILED_PRECONDITION
+        assert "scheduler_hints.group: server group policy 'anti-affinity'" in (error.details() or "")
+        nothing_written(api)
+        ok = await groups.CreateServerGroup(server_groups_pb2.CreateServerGroupRequest(
+            name="together", policy="affinity"))
+        await api.boot(flavor_id, image_id, scheduler_hints=servers_pb2.SchedulerHints(group=ok.id))
+    run(tmp_path, db_url, scenario, settings_overrides={
+        "scheduler.enabled_filters": ["ComputeFilter", "ServerGroupAffinityFilter"],
+        "scheduler.weight_classes": ["RAMWeigher", "ServerGroupSoftAntiAffinityWeigher"]})
 
 
 def test_hosts(tmp_path: Path, db_url: str) -> None:

@@ -16,7 +16,7 @@ import pytest
 from novalite import errors
 from novalite.db.database import Database
 from novalite.objects.records import ComputeView, Inventory
-from novalite.placement import Flavor, RequestSpec, SchedulerConfig
+from novalite.placement import Flavor, InstanceGroup, RequestSpec, SchedulerConfig
 from novalite.scheduler.manager import SchedulerManager
 
 SMALL = Flavor("small", vcpus=1, memory_mb=512, root_gb=1)
@@ -266,3 +266,17 @@ def test_no_valid_host_says_which_trait_no_host_has(db: Database) -> None:
         s.select_destinations(RequestSpec(flavor=Flavor("big", 64, 512, 1, extra_specs={
             "trait:HW_CPU_X86_AVX2": "required"}), instance_uuids=["x"]))
     assert e.value.missing == []
+
+
+def test_a_group_policy_whose_filter_is_off_is_refused_not_ignored(db: Database) -> None:
+    """Nova's UnsupportedPolicyException: without ServerGroupAntiAffinityFilter the
+    scheduler would place the group's servers anywhere, so it places none."""
+    add_host(db, "h1")
+    s = SchedulerManager(db, SchedulerConfig(enabled_filters=["ComputeFilter"]))
+    s.load()
+    spec = RequestSpec(flavor=SMALL, instance_uuids=["a", "b"],
+                       instance_group=InstanceGroup("g", "anti-affinity", members=["a", "b"]))
+    with pytest.raises(errors.InvalidState, match="ServerGroupAntiAffinityFilter is not in the "
+                                                  "scheduler's enabled_filters"):
+        s.select_destinations(spec)
+    assert db.get_host("h1").usage == {}

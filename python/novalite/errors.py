@@ -130,3 +130,10 @@ class BuildFailed(Exception):
 class ComputeResourcesUnavailable(BuildFailed):
     """Nova's: the compute agent's local claim failed, the host has no room for the
     server (the scheduler's view was stale)."""
+
+
+class GroupAffinityViolation(BuildFailed):
+    """Nova's: the compute agent's late check found that building the server on
+    this host would break its server group's policy (two builds raced past the
+    scheduler). The conductor tries the next alternate, as Nova reschedules; it
+    is not counted as the host's failed build."""

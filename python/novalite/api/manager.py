@@ -36,7 +36,8 @@ from novalite.db.database import MAX_METADATA_ITEMS, ZONE_KEY, Database
 from novalite.objects import lifecycle, records
 from novalite.objects.fields import canonicalize_arch, canonicalize_hv_type, canonicalize_vm_mode
 from novalite.objects.states import STATUSES, TaskState
-from novalite.placement import extra_specs
+from novalite.objects.groups import unsupported_policy
+from novalite.placement import SchedulerConfig, extra_specs
 from novalite.services.context import current_request_id, new_request_id
 from novalite.settings import default
 from novalite.virt import images as virt_images
@@ -379,8 +380,11 @@ class ApiManager:
     def __init__(self, db: Database, conductor: ConductorAPI, scheduler: SchedulerAPI | None = None,
                  *, signer: TokenSigner | None = None, poll_interval: float = 0.2,
                  default_zone: str = default("scheduler.default_availability_zone"),
-                 service_down_time: float = default("service_down_time")) -> None:
+                 service_down_time: float = default("service_down_time"),
+                 scheduler_config: SchedulerConfig | None = None) -> None:
         self.db = db
+        # the scheduler's filters and weighers, for the group policies it enforces
+        self.scheduler_config = scheduler_config or SchedulerConfig()
         self.conductor = conductor
         self.scheduler = scheduler
         self.signer = signer
@@ -467,10 +471,11 @@ class ApiManager:
             _check_image_fits(image, flavor)
         if group_id is not None:
             try:
-                self.db.get_server_group(group_id, project_id=claims.project_id)
+                group = self.db.get_server_group(group_id, project_id=claims.project_id)
             except errors.NotFound:
                 raise errors.Invalid("scheduler_hints.group",
                                      f"unknown server group {group_id}") from None
+            self._check_group_policy("scheduler_hints.group", group.policy)
         if zone is not None:
             self._check_zone(zone, forced=forced_host is not None)
         for forced in {forced_host, forced_node} - {None}:
@@ -753,9 +758,18 @@ class ApiManager:
 
     # ---- server groups -------------------------------------------------------------
 
+    def _check_group_policy(self, field_name: str, policy: str) -> None:
+        """Nova's UnsupportedPolicyException, said before anything is written:
+        a policy whose filter or weigher the scheduler does not run."""
+        refusal = unsupported_policy(policy, self.scheduler_config.enabled_filters,
+                                     self.scheduler_config.weight_classes)
+        if refusal is not None:
+            raise errors.InvalidState(f"{field_name}: {refusal}; ask an admin to enable it")
+
     def create_server_group(self, claims: Claims, *, name: str, policy: str,
                             max_server_per_host: int | None = None) -> records.ServerGroup:
         _check_name("name", name)
+        self._check_group_policy("policy", policy)
         return self.db.create_server_group(name=name, project_id=claims.project_id,
                                            user_id=claims.user_id, policy=policy,
                                            max_server_per_host=max_server_per_host)

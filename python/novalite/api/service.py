@@ -58,7 +58,8 @@ async def start(settings: Settings, *, signer: TokenSigner | None = None,
         manager = ApiManager(startup.db, to_conductor, to_scheduler, signer=startup.signer,
                              poll_interval=poll_interval,
                              default_zone=settings.scheduler.default_availability_zone,
-                             service_down_time=settings.service_down_time)
+                             service_down_time=settings.service_down_time,
+                             scheduler_config=settings.scheduler)
         startup.on_stop(manager.close)
         return Parts(manager, servicers(manager))
 

@@ -287,6 +287,18 @@ class Catalog(Transactions):
         """The hosts the group's live members are on (for affinity checks)."""
         return self._read(lambda s: self._group(s, self._group_row(s, group_id, None)).hosts)
 
+    def server_group_placement(self, group_id: str) -> tuple[ServerGroup, dict[str, tuple[str | None, str]]]:
+        """A group and, per live member, its host and vm_state, read together (a
+        compute agent's late check of the group's policy)."""
+        def work(s: Session) -> tuple[ServerGroup, dict[str, tuple[str | None, str]]]:
+            row = self._group_row(s, group_id, None)
+            i = m.Instance
+            members = {iid: (host, vm) for iid, host, vm in s.execute(
+                sa.select(i.id, i.host, i.vm_state).where(i.group_id == group_id,
+                                                          i.deleted_at.is_(None)))}
+            return self._group(s, row), members
+        return self._read(work)
+
     @staticmethod
     def _group_row(s: Session, group_id: str, project_id: str | None) -> m.ServerGroup:
         row = s.get(m.ServerGroup, group_id)

@@ -21,6 +21,7 @@ from typing import Iterable, Mapping
 from novalite import errors
 from novalite.db.database import Database
 from novalite.objects import records
+from novalite.objects.groups import unsupported_policy
 from novalite.objects.records import RESOURCE_CLASSES
 from novalite.placement import (
     Aggregate,
@@ -329,6 +330,12 @@ class SchedulerManager:
             consumers: set[str] = set()
             for t in batch:
                 if t.finished:
+                    continue
+                group = t.spec.instance_group
+                refusal = group and unsupported_policy(group.policy, self.config.enabled_filters,
+                                                       self.config.weight_classes)
+                if refusal:
+                    t.fail(errors.InvalidState(refusal))
                     continue
                 if consumers & set(t.spec.instance_uuids):
                     # the same instance twice in one round: it waits for the next
