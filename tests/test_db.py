@@ -948,6 +948,32 @@ def test_aggregates(db: Database) -> None:
         db.get_aggregate(aggregate.id)
 
 
+def test_zones_are_those_of_compute_hosts(db: Database) -> None:
+    """Nova's get_availability_zones: a zone is one a compute host is in (its
+    aggregates', else the default zone), available while one of them is enabled;
+    the one-zone check a create makes agrees with the listing."""
+    for name in ("h1", "h2", "h3", "h4"):
+        db.register_service(name, "compute")
+        host_with(db, name)
+    east = db.create_aggregate("east", availability_zone="az-east")
+    db.add_aggregate_host(east.id, "h1")
+    db.add_aggregate_host(east.id, "h2")
+    named_default = db.create_aggregate("named", availability_zone="nova")
+    db.add_aggregate_host(named_default.id, "h3")
+    db.create_aggregate("empty", availability_zone="az-empty")
+    db.disable_service("h1", "compute")
+    db.disable_service("h2", "compute")
+    zones = db.zone_services()
+    assert {z: [svc.host for svc in services] for z, services in zones.items()} == {
+        "az-east": ["h1", "h2"], "nova": ["h3", "h4"]}
+    for zone, expected in (("az-east", False), ("nova", True), ("az-empty", None), ("moon", None)):
+        assert db.zone_availability(zone) is expected, zone
+        if expected is not None:
+            assert any(not svc.disabled for svc in zones[zone]) is expected
+    db.enable_service("h2", "compute")
+    assert db.zone_availability("az-east") is True
+
+
 def test_traits(db: Database) -> None:
     host = host_with(db)
     db.create_trait("CUSTOM_GOLD")

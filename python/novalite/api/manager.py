@@ -513,10 +513,10 @@ class ApiManager:
         host). An admin forcing a host names any zone that has hosts: the host's
         own is checked by the scheduler (its placement stage, which forcing does
         not skip)."""
-        zones = {z.name: z.available for z in self.availability_zones()}
-        if zone not in zones:
+        available = self.db.zone_availability(zone, default_zone=self.default_zone)
+        if available is None:
             raise errors.Invalid("availability_zone", f"unknown availability zone {zone!r}")
-        if not (zones[zone] or forced):
+        if not (available or forced):
             raise errors.Invalid("availability_zone", f"availability zone {zone!r} is not "
                                                       "available: every host in it is disabled")
 

@@ -522,6 +522,23 @@ class Hosts(Transactions):
             return dict(sorted(out.items()))
         return self._read(work)
 
+    def zone_availability(self, zone: str, *,
+                          default_zone: str = default("scheduler.default_availability_zone"),
+                          ) -> bool | None:
+        """Whether a zone has an enabled compute host (True), disabled ones only
+        (False) or no host at all (None): zone_services' answer for one zone, in
+        one query whatever the number of hosts (every create naming a zone asks)."""
+        def work(s: Session) -> bool | None:
+            ah, md, sv = m.AggregateHost, m.AggregateMetadata, m.Service
+            in_zone = sa.select(ah.host).join(md, sa.and_(
+                md.aggregate_id == ah.aggregate_id, md.key == ZONE_KEY))
+            named = sv.host.in_(in_zone.where(md.value == zone))
+            hosts = sa.or_(named, sv.host.not_in(in_zone)) if zone == default_zone else named
+            disabled = set(s.scalars(sa.select(sv.disabled).where(sv.binary == "compute", hosts)
+                                     .distinct()))
+            return (False in disabled) if disabled else None
+        return self._read(work)
+
     def _change_metadata(self, s: Session, row: m.Aggregate, metadata: Mapping[str, str | None],
                          default_zone: str) -> None:
         if ZONE_KEY in metadata and metadata[ZONE_KEY] != self._zone_of(s, row.id):
