@@ -579,7 +579,10 @@ def register(sub: Any, positive: Callable[[str], Callable[[str], int]]) -> None:
     p.add_argument("--count", type=positive("--count"), default=1, help="how many servers (max_count)")
     p.add_argument("--min-count", type=positive("--min-count"), default=None,
                    help="create at least this many, as the quota allows (default: --count)")
-    p.add_argument("--availability-zone")
+    p.add_argument("--availability-zone", metavar="ZONE",
+                   help="a zone (novalite zone list); an admin may force a host with Nova's "
+                        "ZONE:HOST, ZONE:HOST:NODE or ZONE::NODE (the filters are skipped, "
+                        "capacity, traits and the group's policy are not)")
     p.add_argument("--group", help="server group id (scheduler hint)")
     p.add_argument("--same-host", action="append", metavar="SERVER_ID")
     p.add_argument("--different-host", action="append", metavar="SERVER_ID")
