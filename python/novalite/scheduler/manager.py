@@ -147,8 +147,12 @@ class SchedulerManager:
             if known is None or (known.name, dict(known.metadata)) != (agg.name, dict(agg.metadata)):
                 self.table.set_aggregate(Aggregate(agg.id, agg.name, dict(agg.metadata)))
             self._aggregates[agg.id] = agg
+        member_of_by_host: dict[str, set[str]] = defaultdict(set)
+        for agg in wanted.values():
+            for host in agg.hosts:
+                member_of_by_host[host].add(agg.id)
         for host in self._provider:
-            member_of = {a.id for a in wanted.values() if host in a.hosts}
+            member_of = member_of_by_host.get(host, set())
             current = set(self.table.host_aggregates(host))
             for agg_id in current - member_of:
                 self.table.remove_host_from_aggregate(agg_id, host)
