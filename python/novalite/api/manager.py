@@ -299,12 +299,18 @@ def _fingerprint(filters: object) -> str:
 
 
 def _paginate(kind: str, items: Sequence[T], key: Callable[[T], list[str]], page_size: int,
-              page_token: str, filters: object = None) -> Page:
+              page_token: str, filters: object = None, marker: str | None = None) -> Page:
     """A page of an in-memory listing sorted by ``key`` (keyset: what was created or
-    deleted between pages neither repeats nor shifts the rest)."""
+    deleted between pages neither repeats nor shifts the rest). ``marker``, Nova's
+    way: the id of the last item of the previous page (instead of a page token)."""
     size = _page_size("page_size", page_size)
     ordered = sorted(items, key=key)
-    if page_token:
+    if marker is not None:
+        after_item = next((item for item in ordered if getattr(item, "id", None) == marker), None)
+        if after_item is None:
+            raise errors.Invalid("marker", f"marker [{marker[:64]}] not found")
+        ordered = [item for item in ordered if key(item) > key(after_item)]
+    elif page_token:
         after = _decode_token(page_token, kind, filters)
         if not isinstance(after, list) or not all(isinstance(x, str) for x in after):
             raise errors.Invalid("page_token", "not a page token of this listing")
@@ -469,9 +475,10 @@ class ApiManager:
         return self._visible(claims, server_id)
 
     def list_servers(self, claims: Claims, filters: ServerFilters = ServerFilters(), *,
-                     page_size: int = 0, page_token: str = "") -> Page:
+                     page_size: int = 0, page_token: str = "", marker: str | None = None) -> Page:
         """Live servers the caller may see, one page at a time (in the database's
-        order: newest first)."""
+        order: newest first). ``marker``, Nova's way: the id of the last server of
+        the previous page (instead of a page token)."""
         if filters.host is not None and not claims.is_admin:
             raise errors.Forbidden("only an admin may filter by host")
         if filters.project_id is not None and not claims.is_admin \
@@ -486,15 +493,21 @@ class ApiManager:
         project = filters.project_id if claims.is_admin else claims.project_id
         scope = {"status": filters.status, "name": filters.name, "host": filters.host,
                  "project_id": project}
-        marker = None
-        if page_token:
-            marker = _decode_token(page_token, "servers", scope)
-            if not isinstance(marker, str):
+        position = None
+        if marker is not None:
+            try:
+                position = self.db.instance_marker(self._visible(claims, marker,
+                                                                 include_deleted=True))
+            except errors.NotFound:
+                raise errors.Invalid("marker", f"marker [{marker[:64]}] not found") from None
+        elif page_token:
+            position = _decode_token(page_token, "servers", scope)
+            if not isinstance(position, str):
                 raise errors.Invalid("page_token", "not a page token of this listing")
         try:
             page = self.db.list_instances(project_id=project, status=filters.status,
                                           name=filters.name, host=filters.host, limit=size,
-                                          marker=marker)
+                                          marker=position)
         except errors.Invalid as e:
             if e.field == "marker":
                 raise errors.Invalid("page_token", e.message) from None
@@ -604,28 +617,46 @@ class ApiManager:
 
     def create_flavor(self, claims: Claims, *, name: str, vcpus: int, memory_mb: int,
                       root_gb: int = 0, ephemeral_gb: int = 0, swap: int = 0,
-                      is_public: bool = True,
-                      extra_specs: Mapping[str, str] | None = None) -> records.Flavor:
+                      is_public: bool = True, extra_specs: Mapping[str, str] | None = None,
+                      flavor_id: str | None = None) -> records.Flavor:
+        """``flavor_id``: the new flavor's id (Nova lets an admin choose it); a new
+        UUID when None."""
         _check_name("name", name)
+        if flavor_id is not None:
+            _check_name("id", flavor_id)
         specs = _check_extra_specs(extra_specs or {})
         return self.db.create_flavor(name=name, vcpus=vcpus, memory_mb=memory_mb, root_gb=root_gb,
                                      ephemeral_gb=ephemeral_gb, swap=swap, is_public=is_public,
-                                     extra_specs=specs)
+                                     extra_specs=specs, flavor_id=flavor_id)
 
     def delete_flavor(self, claims: Claims, flavor_id: str) -> None:
         self.db.delete_flavor(flavor_id)
 
-    def list_flavors(self, claims: Claims, *, page_size: int = 0, page_token: str = "") -> Page:
-        """Flavors by name, then id; members see public ones only."""
-        flavors = self.db.list_flavors(is_public=None if claims.is_admin else True)
+    def list_flavors(self, claims: Claims, *, page_size: int = 0, page_token: str = "",
+                     marker: str | None = None, is_public: bool | None = None) -> Page:
+        """Flavors by name, then id; members see public ones only, admins those
+        ``is_public`` says (all when None)."""
+        public = is_public if claims.is_admin else True
+        flavors = self.db.list_flavors(is_public=public)
         return _paginate("flavors", flavors, lambda f: [f.name, f.id], page_size, page_token,
-                         {"public_only": not claims.is_admin})
+                         {"public_only": not claims.is_admin, "is_public": public}, marker)
 
     def get_flavor(self, claims: Claims, flavor_id: str) -> records.Flavor:
         flavor = self.db.get_flavor(flavor_id)
         if not flavor.is_public and not claims.is_admin:
             raise errors.NotFound(f"flavor {flavor_id} not found")
         return flavor
+
+    def flavors_of(self, servers: Iterable[records.Instance]) -> dict[str, records.Flavor]:
+        """The flavors the servers were built from (deleted ones too), by id: what
+        the caller may see of a server it may see."""
+        out: dict[str, records.Flavor] = {}
+        for flavor_id in {s.flavor_id for s in servers}:
+            try:
+                out[flavor_id] = self.db.get_flavor(flavor_id, include_deleted=True)
+            except errors.NotFound:
+                pass
+        return out
 
     def set_extra_specs(self, claims: Claims, flavor_id: str,
                         specs: Mapping[str, str]) -> records.Flavor:
@@ -676,9 +707,10 @@ class ApiManager:
         return self.db.register_image(name=name, path=path, disk_format=info.format,
                                       size_bytes=os.path.getsize(path), properties=props)
 
-    def list_images(self, claims: Claims, *, page_size: int = 0, page_token: str = "") -> Page:
+    def list_images(self, claims: Claims, *, page_size: int = 0, page_token: str = "",
+                    marker: str | None = None) -> Page:
         return _paginate("images", self.db.list_images(), lambda i: [i.name, i.id], page_size,
-                         page_token)
+                         page_token, marker=marker)
 
     def get_image(self, claims: Claims, image_id: str) -> records.Image:
         return self.db.get_image(image_id)
@@ -716,6 +748,10 @@ class ApiManager:
 
     def get_host(self, claims: Claims, name: str) -> HostView:
         return self._host_views([self.db.get_host(name, service_down_time=self.service_down_time)])[0]
+
+    def list_services(self, claims: Claims) -> list[records.Service]:
+        """Every service of the control plane, up or down (Nova's os-services)."""
+        return self.db.list_services(service_down_time=self.service_down_time)
 
     def _host_views(self, hosts: Sequence[records.Host]) -> list[HostView]:
         services = {s.host: s for s in self.db.list_services(

@@ -115,6 +115,10 @@ class TokenSigner:
         # Expiry is still checked on every call.
         self._genuine: dict[str, Claims] = {}
 
+    def now(self) -> float:
+        """The signer's clock: seconds since the epoch."""
+        return self._clock()
+
     def issue(self, project_id: str, user_id: str, roles: Iterable[str],
               ttl_seconds: int = DEFAULT_TTL_SECONDS) -> str:
         """A token for ``user_id`` acting in ``project_id`` with ``roles``.

@@ -13,7 +13,7 @@ from sqlalchemy.orm import Session
 
 from novalite import errors
 from novalite.db import models as m
-from novalite.db.engine import Transactions
+from novalite.db.engine import Transactions, _rowcount
 from novalite.db.validation import _name
 from novalite.objects.records import Project, RoleAssignment, User
 
@@ -99,7 +99,7 @@ class Identity(Transactions):
         Keystone knows nothing of them either)."""
         def work(s: Session) -> None:
             s.execute(sa.delete(m.RoleAssignment).where(m.RoleAssignment.project_id == project_id))
-            if s.execute(sa.delete(m.Project).where(m.Project.id == project_id)).rowcount == 0:
+            if _rowcount(s.execute(sa.delete(m.Project).where(m.Project.id == project_id))) == 0:
                 raise errors.NotFound(f"project {project_id} not found")
         self._write(work)
 
@@ -169,7 +169,7 @@ class Identity(Transactions):
     def delete_user(self, user_id: str) -> None:
         def work(s: Session) -> None:
             s.execute(sa.delete(m.RoleAssignment).where(m.RoleAssignment.user_id == user_id))
-            if s.execute(sa.delete(m.User).where(m.User.id == user_id)).rowcount == 0:
+            if _rowcount(s.execute(sa.delete(m.User).where(m.User.id == user_id))) == 0:
                 raise errors.NotFound(f"user {user_id} not found")
         self._write(work)
 
@@ -207,8 +207,9 @@ class Identity(Transactions):
     def unassign_role(self, user_id: str, project_id: str, role: str) -> None:
         def work(s: Session) -> None:
             a = m.RoleAssignment
-            if s.execute(sa.delete(a).where(a.user_id == user_id, a.project_id == project_id,
-                                            a.role == role)).rowcount == 0:
+            if _rowcount(s.execute(sa.delete(a).where(a.user_id == user_id,
+                                                      a.project_id == project_id,
+                                                      a.role == role))) == 0:
                 raise errors.NotFound(f"user {user_id} has no role {role!r} on project "
                                       f"{project_id}")
         self._write(work)

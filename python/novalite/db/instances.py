@@ -227,6 +227,11 @@ class Instances(Quotas, Allocations):
             return InstancePage(self._instances_with_faults(s, rows), next_marker)
         return self._read(work)
 
+    @staticmethod
+    def instance_marker(inst: Instance) -> str:
+        """The ``marker`` of a listing that goes on after ``inst``."""
+        return _encode_marker(inst)
+
     def update_instance(
         self, instance_id: str, *, expected_vm_state: Any = UNSET,
         expected_task_state: Any = UNSET, vm_state: Any = UNSET, task_state: Any = UNSET,
