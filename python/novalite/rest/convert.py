@@ -267,8 +267,10 @@ def create_server(body: Body, version: Version) -> tuple[CreateServer, bool]:
              "personality", "description", "tags", "trusted_image_certificates", "host",
              "hypervisor_hostname", "hostname"}
     s.only(*known)
+    image_ref = _ref(s.str("imageRef", min_len=0, max_len=1024) or "") or None
+    image_ref = _image_mapping(s, image_ref)
     for key, why in (("key_name", "keypairs"), ("user_data", "user data"),
-                     ("block_device_mapping_v2", "volumes"), ("block_device_mapping", "volumes"),
+                     ("block_device_mapping", "volumes"),
                      ("config_drive", "config drives"), ("personality", "personality files"),
                      ("description", "server descriptions"), ("tags", "server tags"),
                      ("trusted_image_certificates", "trusted image certificates"),
@@ -295,12 +297,36 @@ def create_server(body: Body, version: Version) -> tuple[CreateServer, bool]:
     req = CreateServer(
         name=s.str("name", required=True) or "",
         flavor_id=_ref(s.str("flavorRef", required=True, max_len=1024) or ""),
-        image_id=_ref(s.str("imageRef", min_len=0, max_len=1024) or "") or None,
+        image_id=image_ref,
         min_count=min_count, max_count=max_count,
         availability_zone=s.str("availability_zone"),
         metadata=s.str_map("metadata", max_items=MAX_METADATA_ITEMS) or {},
         group=group, same_host=same, different_host=different)
     return req, bool(s.bool("return_reservation_id"))
+
+
+def _image_mapping(s: Body, image_ref: str | None) -> str | None:
+    """block_device_mapping_v2 as novalite has it: none, or the image booted to a
+    local disk (what imageRef says, and what `openstack server create --image`
+    sends); volumes are refused."""
+    mappings = s.raw("block_device_mapping_v2")
+    if mappings in (None, []):
+        return image_ref
+    field = "server.block_device_mapping_v2"
+    if not isinstance(mappings, list) or len(mappings) != 1 or not isinstance(mappings[0], dict):
+        raise errors.Invalid(field, "novalite has no volumes yet: only the image booted to a "
+                                    "local disk")
+    m = Body(mappings[0], f"{field}.0")
+    m.only("uuid", "boot_index", "source_type", "destination_type", "delete_on_termination",
+           "device_name", "tag", "disk_bus", "device_type", "guest_format", "volume_size")
+    if m.str("source_type") != "image" or m.str("destination_type") not in (None, "local") \
+            or str(m.raw("boot_index")) not in ("0", "None"):
+        raise errors.Invalid(field, "novalite has no volumes yet: only the image booted to a "
+                                    "local disk (source_type image, destination_type local)")
+    uuid_ = m.str("uuid", required=True, max_len=64)
+    if image_ref is not None and uuid_ != image_ref:
+        raise errors.Invalid(f"{field}.0.uuid", "must be imageRef's image")
+    return uuid_
 
 
 def _ref(ref: str) -> str:

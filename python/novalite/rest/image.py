@@ -39,18 +39,26 @@ async def list_images(call: Call) -> web.StreamResponse:
             None, "public", "all") or q.get("member_status") not in (None, "accepted", "all"):
         return reply({"images": [], "first": "/v2/images", "schema": "/v2/schemas/images"})
     limit = q.int("limit", minimum=1)
-    filtered = q.get("name") is not None or q.get("id") is not None
+    names, ids = _one_of(q.get("name")), _one_of(q.get("id"))
+    filtered = names is not None or ids is not None
     page = await blocking(call.managers.api.list_images, call.caller,
                           page_size=MAX_PAGE_SIZE if filtered else limit or MAX_PAGE_SIZE,
                           marker=q.get("marker"))
-    items = [i for i in page.items if q.get("name") in (None, i.name)
-             and q.get("id") in (None, i.id)]
+    items = [i for i in page.items if (names is None or i.name in names)
+             and (ids is None or i.id in ids)]
     body: dict[str, Any] = {"images": [convert.image(i, admin=call.caller.is_admin)
                                        for i in items],
                             "first": "/v2/images", "schema": "/v2/schemas/images"}
     if page.next_page_token and items and not filtered:
         body["next"] = f"/v2/images?marker={items[-1].id}" + (f"&limit={limit}" if limit else "")
     return reply(body)
+
+
+def _one_of(value: str | None) -> set[str] | None:
+    """A filter's values: Glance's "in:a,b" operator, or one value."""
+    if value is None:
+        return None
+    return set(value[3:].split(",")) if value.startswith("in:") else {value}
 
 
 @routes.get("/v2/images/{image_id}", _IMAGES + "GetImage")
