@@ -181,6 +181,8 @@ def test_sdk_creates_servers_runs_every_action_and_deletes_them(
     with pytest.raises(openstack.exceptions.ConflictException, match="cannot"):
         admin.compute.pause_server(server)
 
+    renamed = admin.compute.update_server(server, name="sdk-renamed")
+    assert renamed.name == "sdk-renamed" and admin.compute.get_server(server.id).name == "sdk-renamed"
     mine = [s for s in admin.compute.servers(details=True) if s.name.startswith("sdk")]
     assert len(mine) == 2
     for s in mine:

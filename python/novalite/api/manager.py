@@ -515,6 +515,14 @@ class ApiManager:
         token = _encode_token("servers", scope, page.next_marker) if page.next_marker else None
         return Page(list(page.instances), token)
 
+    def update_server(self, claims: Claims, server_id: str, *,
+                      name: str | None = None) -> records.Instance:
+        """Nova's server update: a new name, in any state."""
+        inst = self._visible(claims, server_id)
+        if name is not None:
+            self.db.rename_instance(inst.id, _check_name("name", name))
+        return self.db.get_instance(inst.id)
+
     async def delete_server(self, claims: Claims, server_id: str) -> records.Instance:
         """Mark the server DELETING (allowed in any state) and hand it to the
         conductor, which destroys the guest and then the record."""

@@ -227,6 +227,18 @@ class Instances(Quotas, Allocations):
             return InstancePage(self._instances_with_faults(s, rows), next_marker)
         return self._read(work)
 
+    def rename_instance(self, instance_id: str, name: str) -> None:
+        """A live instance's new name (Nova allows it in any state)."""
+        _name("name", name)
+
+        def work(s: Session) -> None:
+            i = _INSTANCES.c
+            if _rowcount(s.connection().execute(sa.update(_INSTANCES).where(
+                    i.id == instance_id, i.deleted_at.is_(None)).values(
+                        name=name, updated_at=self._clock()))) == 0:
+                raise errors.NotFound(f"instance {instance_id} not found")
+        self._write(work)
+
     @staticmethod
     def instance_marker(inst: Instance) -> str:
         """The ``marker`` of a listing that goes on after ``inst``."""

@@ -149,6 +149,21 @@ async def show_server(call: Call) -> web.StreamResponse:
     return reply({"server": (await _servers_view(call, [inst], show_groups=True))[0]})
 
 
+@routes.put("/v2.1/servers/{server_id}", "os_compute_api:servers:update")
+async def update_server(call: Call) -> web.StreamResponse:
+    s = (await call.body()).only("server").obj("server", required=True)
+    assert s is not None
+    s.only("name", "OS-DCF:diskConfig", "accessIPv4", "accessIPv6", "description", "hostname")
+    for key in ("accessIPv4", "accessIPv6", "description", "hostname"):
+        if s.raw(key) not in (None, ""):
+            raise errors.Invalid(f"server.{key}", "novalite cannot set this yet (docs/rest-api.md)")
+    if s.str("OS-DCF:diskConfig") not in (None, "MANUAL", "AUTO"):
+        raise errors.Invalid("server.OS-DCF:diskConfig", "must be MANUAL or AUTO")
+    inst = await blocking(call.managers.api.update_server, call.caller, call.param("server_id"),
+                          name=s.str("name"))
+    return reply({"server": (await _servers_view(call, [inst], show_groups=True))[0]})
+
+
 @routes.delete("/v2.1/servers/{server_id}", _SERVERS + "DeleteServer")
 async def delete_server(call: Call) -> web.StreamResponse:
     await call.managers.api.delete_server(call.caller, call.param("server_id"))
