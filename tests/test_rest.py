@@ -161,6 +161,7 @@ def test_sdk_creates_servers_runs_every_action_and_deletes_them(
                                          networks="none", min_count=2, max_count=2)
     server = wait_status(admin, server.id, "ACTIVE")
     assert server.flavor.original_name == flavor.name and server.compute_host
+    assert server.host_status == "UP"
     pairs = (("stop_server", "SHUTOFF"), ("start_server", "ACTIVE"), ("pause_server", "PAUSED"),
              ("unpause_server", "ACTIVE"), ("suspend_server", "SUSPENDED"),
              ("resume_server", "ACTIVE"))
@@ -414,4 +415,5 @@ def test_admin_views_of_hosts_zones_quotas(cloud: LocalCloud,
     project = member["project"].id
     admin.compute.update_quota_set(project, instances=7)
     assert admin.compute.get_quota_set(project).instances == 7
+    assert admin.compute.get_quota_set_defaults(project).instances == 10
     assert member["conn"].compute.get_limits().absolute.instances == 7

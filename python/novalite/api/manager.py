@@ -803,6 +803,11 @@ class ApiManager:
             raise errors.Forbidden("a member may read only their own project's quota")
         return self.db.get_quota(project)
 
+    def get_default_quota(self, claims: Claims, project_id: str) -> records.QuotaSet:
+        """The limits a project without its own has (Nova's quota defaults)."""
+        return records.QuotaSet(project_id, self.db.default_quota_limits(),
+                                {r: 0 for r in self.db.default_quota_limits()})
+
     def set_quota(self, claims: Claims, project_id: str, limits: Mapping[str, int]) -> records.QuotaSet:
         if not project_id:
             raise errors.Invalid("project_id", "is required")

@@ -83,8 +83,17 @@ async def _servers_view(call: Call, servers: list[records.Instance], *,
                         show_groups: bool = False) -> list[dict[str, Any]]:
     flavors = await blocking(call.managers.api.flavors_of, servers)
     admin = call.caller.is_admin
+    statuses: dict[str, str] = {}
+    if admin and call.since("2.16"):  # Nova's default policy shows it to admins only
+        for host in {s.host for s in servers if s.host}:
+            try:
+                view = await blocking(call.managers.api.get_host, call.caller, host)
+            except errors.NotFound:
+                continue
+            statuses[host] = convert.host_status(view)
     return [convert.server(s, call.base, call.root, call.version, admin=admin,
-                           flavor_of=flavors.get(s.flavor_id), show_groups=show_groups)
+                           flavor_of=flavors.get(s.flavor_id), show_groups=show_groups,
+                           host_status=statuses.get(s.host or "", "") if admin else None)
             for s in servers]
 
 
@@ -168,6 +177,21 @@ async def update_server(call: Call) -> web.StreamResponse:
 async def delete_server(call: Call) -> web.StreamResponse:
     await call.managers.api.delete_server(call.caller, call.param("server_id"))
     return reply(status=204)
+
+
+@routes.get("/v2.1/servers/{server_id}/metadata", _SERVERS + "GetServer")
+async def server_metadata(call: Call) -> web.StreamResponse:
+    inst = await blocking(call.managers.api.get_server, call.caller, call.param("server_id"))
+    return reply({"metadata": dict(inst.metadata)})
+
+
+@routes.get("/v2.1/servers/{server_id}/metadata/{key}", _SERVERS + "GetServer")
+async def server_metadata_item(call: Call) -> web.StreamResponse:
+    inst = await blocking(call.managers.api.get_server, call.caller, call.param("server_id"))
+    key = call.param("key")
+    if key not in inst.metadata:
+        raise errors.NotFound(f"Metadata item {key} was not found")
+    return reply({"meta": {key: inst.metadata[key]}})
 
 
 _ACTIONS = lifecycle.by_rest_action()
@@ -609,6 +633,14 @@ async def quota_set_detail(call: Call) -> web.StreamResponse:
     call.query.only("user_id")
     quota = await blocking(call.managers.api.get_quota, call.caller, call.param("project_id"))
     return reply({"quota_set": convert.quota_set(quota, detail=True)})
+
+
+@routes.get("/v2.1/os-quota-sets/{project_id}/defaults", _QUOTAS + "GetQuota")
+async def quota_set_defaults(call: Call) -> web.StreamResponse:
+    call.query.only()
+    quota = await blocking(call.managers.api.get_default_quota, call.caller,
+                           call.param("project_id"))
+    return reply({"quota_set": convert.quota_set(quota, detail=False)})
 
 
 @routes.put("/v2.1/os-quota-sets/{project_id}", _QUOTAS + "SetQuota")

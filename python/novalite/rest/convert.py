@@ -173,11 +173,21 @@ def server_brief(inst: records.Instance, base: str, root: str) -> dict[str, Any]
     return {"id": inst.id, "name": inst.name, "links": links(base, root, "servers", inst.id)}
 
 
+def host_status(view: HostView) -> str:
+    """Nova's host_status: UP, DOWN, MAINTENANCE (disabled) or UNKNOWN."""
+    if view.service is None:
+        return "UNKNOWN"
+    if view.service.disabled:
+        return "MAINTENANCE"
+    return "UP" if view.service.is_up else "DOWN"
+
+
 def server(inst: records.Instance, base: str, root: str, version: Version, *, admin: bool,
-           flavor_of: records.Flavor | None, image_of: records.Image | None = None,
-           show_groups: bool = False) -> dict[str, Any]:
+           flavor_of: records.Flavor | None, show_groups: bool = False,
+           host_status: str | None = None) -> dict[str, Any]:
     """A server as Nova's detail view has it at ``version``. ``flavor_of``: the
-    server's flavor (for the embedded flavor of 2.47 on), None if gone."""
+    server's flavor (for the embedded flavor of 2.47 on), None if gone;
+    ``host_status`` (2.16) for the callers who may see it."""
     deleted = inst.deleted_at is not None
     vm_state = VmState.DELETED if deleted else inst.vm_state
     out: dict[str, Any] = server_brief(inst, base, root)
@@ -218,6 +228,8 @@ def server(inst: records.Instance, base: str, root: str, version: Version, *, ad
         out["OS-EXT-SRV-ATTR:hostname"] = hostname(inst.name)
     if version.at_least("2.9"):
         out["locked"] = False
+    if version.at_least("2.16") and host_status is not None:
+        out["host_status"] = host_status
     if version.at_least("2.19"):
         out["description"] = None
     if version.at_least("2.26"):
