@@ -15,7 +15,7 @@ from typing import Any
 from aiohttp import web
 
 from novalite import errors
-from novalite.api.manager import MAX_PAGE_SIZE, HostView, ServerFilters
+from novalite.api.manager import MAX_PAGE_SIZE, HostView, Page, ServerFilters
 from novalite.auth import policy
 from novalite.objects import lifecycle, records
 from novalite.rest import convert, microversion
@@ -116,25 +116,31 @@ async def _list_servers(call: Call, detail: bool) -> web.StreamResponse:
                             host=q.get("host"), project_id=project)
     page = await blocking(call.managers.api.list_servers, claims, filters,
                           page_size=_page_size(call), marker=q.get("marker"))
-    body: dict[str, Any] = {"servers": (await _servers_view(call, page.items) if detail else
-                                        [convert.server_brief(s, call.base, call.root)
-                                         for s in page.items])}
-    more = convert.next_link(call.base, "servers/detail" if detail else "servers",
+    views = (await _servers_view(call, page.items) if detail else
+             [convert.server_brief(s, call.base, call.root) for s in page.items])
+    return _page_reply(call, "servers", views, page, detail)
+
+
+def _page_reply(call: Call, kind: str, views: list[dict[str, Any]], page: Page,
+                detail: bool) -> web.StreamResponse:
+    """A page of a listing, and Nova's ``<kind>_links`` to the next if there is one."""
+    body: dict[str, Any] = {kind: views}
+    more = convert.next_link(call.base, f"{kind}/detail" if detail else kind,
                              page.items[-1].id if page.next_page_token and page.items else None,
-                             q.int("limit"), q.params)
+                             call.query.int("limit"), call.query.params)
     if more:
-        body["servers_links"] = more
+        body[f"{kind}_links"] = more
     return reply(body)
 
 
+def _is_detail(call: Call) -> bool:
+    return call.request.path.endswith("/detail")
+
+
 @routes.get("/v2.1/servers", _SERVERS + "ListServers")
-async def list_servers(call: Call) -> web.StreamResponse:
-    return await _list_servers(call, detail=False)
-
-
 @routes.get("/v2.1/servers/detail", _SERVERS + "ListServers")
-async def list_servers_detail(call: Call) -> web.StreamResponse:
-    return await _list_servers(call, detail=True)
+async def list_servers(call: Call) -> web.StreamResponse:
+    return await _list_servers(call, detail=_is_detail(call))
 
 
 @routes.post("/v2.1/servers", _SERVERS + "CreateServer")
@@ -262,24 +268,14 @@ async def _list_flavors(call: Call, detail: bool) -> web.StreamResponse:
     page = await blocking(call.managers.api.list_flavors, call.caller,
                           page_size=_page_size(call), marker=q.get("marker"), is_public=is_public)
     view = convert.flavor if detail else convert.flavor_brief
-    body: dict[str, Any] = {"flavors": [view(f, call.base, call.root, call.version)
-                                        for f in page.items]}
-    more = convert.next_link(call.base, "flavors/detail" if detail else "flavors",
-                             page.items[-1].id if page.next_page_token and page.items else None,
-                             q.int("limit"), q.params)
-    if more:
-        body["flavors_links"] = more
-    return reply(body)
+    return _page_reply(call, "flavors", [view(f, call.base, call.root, call.version)
+                                         for f in page.items], page, detail)
 
 
 @routes.get("/v2.1/flavors", _FLAVORS + "ListFlavors")
-async def list_flavors(call: Call) -> web.StreamResponse:
-    return await _list_flavors(call, detail=False)
-
-
 @routes.get("/v2.1/flavors/detail", _FLAVORS + "ListFlavors")
-async def list_flavors_detail(call: Call) -> web.StreamResponse:
-    return await _list_flavors(call, detail=True)
+async def list_flavors(call: Call) -> web.StreamResponse:
+    return await _list_flavors(call, detail=_is_detail(call))
 
 
 @routes.get("/v2.1/flavors/{flavor_id}", _FLAVORS + "GetFlavor")
@@ -432,13 +428,9 @@ async def _zones(call: Call, detail: bool) -> web.StreamResponse:
 
 
 @routes.get("/v2.1/os-availability-zone", "os_compute_api:os-availability-zone:list")
-async def availability_zones(call: Call) -> web.StreamResponse:
-    return await _zones(call, detail=False)
-
-
 @routes.get("/v2.1/os-availability-zone/detail", "os_compute_api:os-availability-zone:detail")
-async def availability_zones_detail(call: Call) -> web.StreamResponse:
-    return await _zones(call, detail=True)
+async def availability_zones(call: Call) -> web.StreamResponse:
+    return await _zones(call, detail=_is_detail(call))
 
 
 async def _hypervisors(call: Call, detail: bool) -> web.StreamResponse:
@@ -478,13 +470,9 @@ async def _host_servers(call: Call, view: HostView) -> list[records.Instance]:
 
 
 @routes.get("/v2.1/os-hypervisors", "os_compute_api:os-hypervisors")
-async def list_hypervisors(call: Call) -> web.StreamResponse:
-    return await _hypervisors(call, detail=False)
-
-
 @routes.get("/v2.1/os-hypervisors/detail", "os_compute_api:os-hypervisors")
-async def list_hypervisors_detail(call: Call) -> web.StreamResponse:
-    return await _hypervisors(call, detail=True)
+async def list_hypervisors(call: Call) -> web.StreamResponse:
+    return await _hypervisors(call, detail=_is_detail(call))
 
 
 @routes.get("/v2.1/os-hypervisors/statistics", "os_compute_api:os-hypervisors")
@@ -622,17 +610,11 @@ async def limits(call: Call) -> web.StreamResponse:
 
 
 @routes.get("/v2.1/os-quota-sets/{project_id}", _QUOTAS + "GetQuota")
-async def quota_set(call: Call) -> web.StreamResponse:
-    call.query.only("user_id")
-    quota = await blocking(call.managers.api.get_quota, call.caller, call.param("project_id"))
-    return reply({"quota_set": convert.quota_set(quota, detail=False)})
-
-
 @routes.get("/v2.1/os-quota-sets/{project_id}/detail", _QUOTAS + "GetQuota")
-async def quota_set_detail(call: Call) -> web.StreamResponse:
-    call.query.only("user_id")
+async def quota_set(call: Call) -> web.StreamResponse:
+    call.query.only()
     quota = await blocking(call.managers.api.get_quota, call.caller, call.param("project_id"))
-    return reply({"quota_set": convert.quota_set(quota, detail=True)})
+    return reply({"quota_set": convert.quota_set(quota, detail=_is_detail(call))})
 
 
 @routes.get("/v2.1/os-quota-sets/{project_id}/defaults", _QUOTAS + "GetQuota")
