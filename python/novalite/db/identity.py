@@ -8,7 +8,6 @@ from datetime import datetime
 from typing import Any, Iterable
 
 import sqlalchemy as sa
-from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from novalite import errors
@@ -198,10 +197,6 @@ class Identity(Transactions):
                 raise errors.NotFound(f"project {project_id} not found")
             if s.get(m.RoleAssignment, (user_id, project_id, role)) is None:
                 s.add(m.RoleAssignment(user_id=user_id, project_id=project_id, role=role))
-                try:
-                    s.flush()
-                except IntegrityError:  # a racing PUT of the same assignment
-                    raise errors.Conflict("the assignment changed meanwhile; retry") from None
         self._write(work)
 
     def unassign_role(self, user_id: str, project_id: str, role: str) -> None:

@@ -215,13 +215,12 @@ def _make_handler(route: Route, api: str,
         version = microversion.MIN_VERSION
         response: web.StreamResponse
         try:
-            if route.policy is not None or "X-Auth-Token" in request.headers:
-                token = request.headers.get("X-Auth-Token", "").strip()
-                if not token and route.policy is not None:
+            token = request.headers.get("X-Auth-Token", "").strip()
+            if route.policy is not None:
+                if not token:
                     raise errors.Unauthenticated(
                         "The request you have made requires authentication.")
-                if token:
-                    claims = managers.signer.verify(token)
+                claims = managers.signer.verify(token)
             if route.policy not in (None, DEFERRED):
                 assert claims is not None and route.policy is not None
                 policy.authorize(route.policy, claims)
@@ -237,7 +236,9 @@ def _make_handler(route: Route, api: str,
                 response.headers[key] = value
         except Exception as exc:  # noqa: BLE001 - every error is answered in the API's shape
             status = faults.status_of(exc)
-            if status is None:
+            if isinstance(exc, web.HTTPException) and exc.status >= 400:
+                status, message = exc.status, _http_message(request, exc.status, exc.reason)
+            elif status is None:
                 LOG.error("unexpected error in %s %s", request.method, request.path, exc_info=exc,
                           extra={"fields": {"request_id": request_id}})
                 status, message = 500, f"Unexpected error (request {request_id}); see the API's log"
@@ -271,6 +272,12 @@ def _log(request: web.Request, status: int, started: float, request_id: str,
         "user": claims.user_id if claims else None, "peer": request.remote}})
 
 
+def _http_message(request: web.Request, status: int, reason: str) -> str:
+    return {404: f"no such resource: {request.path}",
+            405: f"{request.method} is not allowed on {request.path}",
+            413: f"the request body is larger than {MAX_REQUEST_BYTES} bytes"}.get(status, reason)
+
+
 def _fallback(managers: Managers) -> Callable[..., Awaitable[web.StreamResponse]]:
     """No route, or a method the route does not take: the API's error body."""
     @web.middleware
@@ -284,10 +291,7 @@ def _fallback(managers: Managers) -> Callable[..., Awaitable[web.StreamResponse]
             started = time.perf_counter()
             request_id = _request_id(request)
             api = _api_of(request.path)
-            message = {404: f"no such resource: {request.path}",
-                       405: f"{request.method} is not allowed on {request.path}",
-                       413: f"the request body is larger than {MAX_REQUEST_BYTES} bytes"}.get(
-                exc.status, exc.reason)
+            message = _http_message(request, exc.status, exc.reason)
             response = _error_response(api, exc.status, message, request_id, managers, request)
             _finish(request, response, api, microversion.MIN_VERSION, request_id)
             _log(request, exc.status, started, request_id, None)

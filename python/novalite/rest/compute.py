@@ -100,7 +100,8 @@ async def _servers_view(call: Call, servers: list[records.Instance], *,
 async def _list_servers(call: Call, detail: bool) -> web.StreamResponse:
     q = call.query.only(*_SERVER_QUERY)
     claims = call.caller
-    all_tenants = q.bool("all_tenants") or ("all_tenants" in q.params and not q.get("all_tenants"))
+    # Nova: a bare ?all_tenants means true
+    all_tenants = q.get("all_tenants") == "" or bool(q.bool("all_tenants"))
     if q.bool("deleted"):
         raise errors.Invalid("deleted", "novalite does not list deleted servers")
     if q.get("sort_key") not in (None, "created_at") or q.get("sort_dir") not in (None, "desc"):
