@@ -26,7 +26,7 @@ import json
 import logging
 import re
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any, Awaitable, Callable, Mapping, TypeVar
 
 from aiohttp import web
@@ -68,7 +68,6 @@ class Call:
     base: str
     root: str  # http://host:port
     managers: "Managers"
-    headers: dict[str, str] = field(default_factory=dict)
 
     @property
     def caller(self) -> Claims:
@@ -232,8 +231,6 @@ def _make_handler(route: Route, api: str,
             call = Call(request, api, claims, version, base, root, managers)
             with call_context(claims, method=route.policy or route.path, request_id=request_id):
                 response = await route.handler(call)
-            for key, value in call.headers.items():
-                response.headers[key] = value
         except Exception as exc:  # noqa: BLE001 - every error is answered in the API's shape
             status = faults.status_of(exc)
             if isinstance(exc, web.HTTPException) and exc.status >= 400:
