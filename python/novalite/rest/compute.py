@@ -83,17 +83,13 @@ async def _servers_view(call: Call, servers: list[records.Instance], *,
                         show_groups: bool = False) -> list[dict[str, Any]]:
     flavors = await blocking(call.managers.api.flavors_of, servers)
     admin = call.caller.is_admin
-    statuses: dict[str, str] = {}
-    if admin and call.since("2.16"):  # Nova's default policy shows it to admins only
-        for host in {s.host for s in servers if s.host}:
-            try:
-                view = await blocking(call.managers.api.get_host, call.caller, host)
-            except errors.NotFound:
-                continue
-            statuses[host] = convert.host_status(view)
+    show_status = admin and call.since("2.16")  # Nova's default policy: admins only
+    services = ({s.host: s for s in await blocking(call.managers.api.list_services, call.caller)
+                 if s.binary == "compute"} if show_status else {})
     return [convert.server(s, call.base, call.root, call.version, admin=admin,
                            flavor_of=flavors.get(s.flavor_id), show_groups=show_groups,
-                           host_status=statuses.get(s.host or "", "") if admin else None)
+                           host_status=(convert.host_status(s.host, services.get(s.host or ""))
+                                        if show_status else None))
             for s in servers]
 
 

@@ -173,13 +173,16 @@ def server_brief(inst: records.Instance, base: str, root: str) -> dict[str, Any]
     return {"id": inst.id, "name": inst.name, "links": links(base, root, "servers", inst.id)}
 
 
-def host_status(view: HostView) -> str:
-    """Nova's host_status: UP, DOWN, MAINTENANCE (disabled) or UNKNOWN."""
-    if view.service is None:
+def host_status(host: str | None, service: records.Service | None) -> str:
+    """Nova's host_status of a server on ``host`` whose compute service is
+    ``service``: UP, DOWN, MAINTENANCE (disabled), UNKNOWN, or "" with no host."""
+    if not host:
+        return ""
+    if service is None:
         return "UNKNOWN"
-    if view.service.disabled:
+    if service.disabled:
         return "MAINTENANCE"
-    return "UP" if view.service.is_up else "DOWN"
+    return "UP" if service.is_up else "DOWN"
 
 
 def server(inst: records.Instance, base: str, root: str, version: Version, *, admin: bool,
