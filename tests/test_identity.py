@@ -137,3 +137,35 @@ def test_faults_have_novas_and_keystones_shapes() -> None:
     assert faults.nova(406, "v") == {"computeFault": {"code": 406, "message": "v"}}
     assert faults.keystone(401, "no") == {"error": {"code": 401, "title": "Unauthorized",
                                                      "message": "no"}}
+
+
+def test_every_route_names_a_policy_entry_and_every_entry_a_route() -> None:
+    """A route is allowed by an RPC's entry or one of the REST-only operations, so
+    no REST route is open by accident and no entry is stale."""
+    from novalite.auth import policy
+    from novalite.rest import compute, identity, image
+    from novalite.rest.app import DEFERRED
+
+    used = set()
+    for module in (identity, compute, image):
+        for route in module.routes.all:
+            if route.policy in (None, DEFERRED):
+                continue
+            assert route.policy in policy.POLICY or route.policy in policy.REST_OPERATIONS, route
+            used.add(route.policy)
+    assert set(policy.REST_OPERATIONS) <= used
+    open_routes = {(r.method, r.path) for m in (identity, compute, image) for r in m.routes.all
+                   if r.policy is None}
+    assert all(path in ("", "/", "/v3", "/v3/", "/v2.1", "/v2.1/") or path == "/v3/auth/tokens"
+               for _, path in open_routes), open_routes
+
+
+def test_every_lifecycle_action_has_its_nova_key() -> None:
+    """POST /servers/{id}/action serves the lifecycle table by each row's Nova key:
+    a new row needs one (``rest_action=``) to appear in the REST API."""
+    from novalite.objects import lifecycle
+
+    keys = lifecycle.by_rest_action()
+    assert all(a.rest_action for a in lifecycle.ACTIONS.values()), [
+        name for name, a in lifecycle.ACTIONS.items() if not a.rest_action]
+    assert {k: v for k, v in keys.items() if len(v) > 1} == {"reboot": ["reboot_soft", "reboot_hard"]}

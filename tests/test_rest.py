@@ -182,6 +182,9 @@ def test_sdk_creates_servers_runs_every_action_and_deletes_them(
     with pytest.raises(openstack.exceptions.ConflictException, match="cannot"):
         admin.compute.pause_server(server)
 
+    admin.compute.set_server_metadata(server, role="web", tier="1")
+    admin.compute.delete_server_metadata(server, ["tier"])
+    assert admin.compute.get_server_metadata(server).metadata == {"role": "web"}
     renamed = admin.compute.update_server(server, name="sdk-renamed")
     assert renamed.name == "sdk-renamed" and admin.compute.get_server(server.id).name == "sdk-renamed"
     mine = [s for s in admin.compute.servers(details=True) if s.name.startswith("sdk")]

@@ -523,6 +523,16 @@ class ApiManager:
             self.db.rename_instance(inst.id, _check_name("name", name))
         return self.db.get_instance(inst.id)
 
+    def update_server_metadata(self, claims: Claims, server_id: str, *,
+                               set_items: Mapping[str, str] | None = None,
+                               remove: Sequence[str] = (), replace: bool = False) -> records.Instance:
+        """Nova's server metadata calls: add or overwrite items (all of them with
+        ``replace``), or remove some; Nova's limits as at create."""
+        inst = self._visible(claims, server_id)
+        items = _check_string_map("metadata", set_items or {})
+        self.db.update_instance_metadata(inst.id, set_items=items, remove=remove, replace=replace)
+        return self.db.get_instance(inst.id)
+
     async def delete_server(self, claims: Claims, server_id: str) -> records.Instance:
         """Mark the server DELETING (allowed in any state) and hand it to the
         conductor, which destroys the guest and then the record."""

@@ -188,6 +188,39 @@ async def server_metadata(call: Call) -> web.StreamResponse:
     return reply({"metadata": dict(inst.metadata)})
 
 
+@routes.post("/v2.1/servers/{server_id}/metadata", "os_compute_api:servers:update")
+@routes.put("/v2.1/servers/{server_id}/metadata", "os_compute_api:servers:update")
+async def set_server_metadata(call: Call) -> web.StreamResponse:
+    """POST adds or overwrites items; PUT replaces them all."""
+    items = (await call.body()).only("metadata").str_map(
+        "metadata", max_items=convert.MAX_METADATA_ITEMS)
+    if items is None:
+        raise errors.Invalid("metadata", "is required")
+    inst = await blocking(call.managers.api.update_server_metadata, call.caller,
+                          call.param("server_id"), set_items=items,
+                          replace=call.request.method == "PUT")
+    return reply({"metadata": dict(inst.metadata)})
+
+
+@routes.put("/v2.1/servers/{server_id}/metadata/{key}", "os_compute_api:servers:update")
+async def set_server_metadata_item(call: Call) -> web.StreamResponse:
+    key = call.param("key")
+    meta = (await call.body()).only("meta").str_map("meta", max_items=1)
+    if meta is None or list(meta) != [key]:
+        raise errors.Invalid("meta", "the body must be {\"meta\": {\"<the key of the URL>\": "
+                                     "\"<value>\"}}")
+    await blocking(call.managers.api.update_server_metadata, call.caller,
+                   call.param("server_id"), set_items=meta)
+    return reply({"meta": meta})
+
+
+@routes.delete("/v2.1/servers/{server_id}/metadata/{key}", "os_compute_api:servers:update")
+async def delete_server_metadata_item(call: Call) -> web.StreamResponse:
+    await blocking(call.managers.api.update_server_metadata, call.caller,
+                   call.param("server_id"), remove=[call.param("key")])
+    return reply(status=204)
+
+
 @routes.get("/v2.1/servers/{server_id}/metadata/{key}", _SERVERS + "GetServer")
 async def server_metadata_item(call: Call) -> web.StreamResponse:
     inst = await blocking(call.managers.api.get_server, call.caller, call.param("server_id"))
