@@ -32,11 +32,13 @@ async def versions(call: Call) -> web.StreamResponse:
 @routes.get("/v2/images", _IMAGES + "ListImages")
 async def list_images(call: Call) -> web.StreamResponse:
     q = call.query.only("limit", "marker", "name", "status", "visibility", "id", "sort_key",
-                        "sort_dir", "member_status")
+                        "sort_dir", "member_status", "os_hidden", "tag", "owner")
     if q.get("sort_key") not in (None, "name") or q.get("sort_dir") not in (None, "asc"):
         raise errors.Invalid("sort_key", "novalite lists images by name only")
+    # every image here is active, public, visible, untagged and owned by none
     if q.get("status") not in (None, "active") or q.get("visibility") not in (
-            None, "public", "all") or q.get("member_status") not in (None, "accepted", "all"):
+            None, "public", "all") or q.get("member_status") not in (None, "accepted", "all") \
+            or q.bool("os_hidden") or q.get("tag") is not None or q.get("owner") is not None:
         return reply({"images": [], "first": "/v2/images", "schema": "/v2/schemas/images"})
     limit = q.int("limit", minimum=1)
     names, ids = _one_of(q.get("name")), _one_of(q.get("id"))
