@@ -196,6 +196,16 @@ def test_sdk_creates_servers_runs_every_action_and_deletes_them(
     assert not [s for s in admin.compute.servers() if s.name.startswith("sdk")]
 
 
+def test_sdk_cloud_layer(admin: openstack.connection.Connection, image: Any, flavor: Any) -> None:
+    """The layer Ansible's openstack.cloud modules call (by names, not ids). Its
+    wait for ACTIVE wants an address, which servers get with networks (issue 13)."""
+    server = admin.create_server("cloud-layer", image=image.name, flavor=flavor.name, wait=False)
+    wait_status(admin, server.id, "ACTIVE")
+    assert admin.get_server("cloud-layer").status == "ACTIVE"
+    assert admin.delete_server("cloud-layer", wait=True, timeout=120)
+    assert admin.get_server("cloud-layer") is None
+
+
 def test_lists_are_paged(cloud: LocalCloud, admin: openstack.connection.Connection, image: Any,
                          flavor: Any) -> None:
     created = admin.compute.create_server(name="page", flavor_id=flavor.id, image_id=image.id,
