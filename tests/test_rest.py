@@ -172,6 +172,8 @@ def test_sdk_creates_servers_runs_every_action_and_deletes_them(
     wait_status(admin, server.id, "ACTIVE")
     actions = [a.action for a in admin.compute.server_actions(server)]
     assert actions[0] == "reboot" and "create" in actions and "suspend" in actions
+    # 2.58's paging: the SDK follows the links, pages of 3
+    assert [a.action for a in admin.compute.server_actions(server, limit=3)] == actions
     detail = admin.compute.get_server_action(list(admin.compute.server_actions(server))[-1].request_id,
                                              server)
     assert detail.events and detail.events[0].result == "Success"

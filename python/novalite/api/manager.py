@@ -589,11 +589,23 @@ class ApiManager:
             raise
         return inst
 
-    def list_actions(self, claims: Claims, server_id: str) -> list[records.InstanceAction]:
+    def list_actions(self, claims: Claims, server_id: str, *, limit: int | None = None,
+                     marker: str | None = None,
+                     changes_since: datetime | None = None) -> list[records.InstanceAction]:
         """The server's action log, newest first. Admins may read a deleted
-        server's."""
+        server's. Nova's paging (2.58): those changed (started or finished) since
+        ``changes_since``, after the action whose request id is ``marker``, at most
+        ``limit``."""
         inst = self._visible(claims, server_id, include_deleted=claims.is_admin)
-        return list(reversed(self.db.list_instance_actions(inst.id)))
+        actions = list(reversed(self.db.list_instance_actions(inst.id)))
+        if changes_since is not None:
+            actions = [a for a in actions if (a.finish_time or a.start_time) >= changes_since]
+        if marker is not None:
+            ids = [a.request_id for a in actions]
+            if marker not in ids:
+                raise errors.Invalid("marker", f"marker [{marker[:64]}] not found")
+            actions = actions[ids.index(marker) + 1:]
+        return actions[:limit] if limit is not None else actions
 
     async def watch(self, claims: Claims,
                     ids: Sequence[str]) -> AsyncIterator[tuple[records.Instance, datetime]]:

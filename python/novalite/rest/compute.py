@@ -267,11 +267,23 @@ async def server_action(call: Call) -> web.StreamResponse:
 
 @routes.get("/v2.1/servers/{server_id}/os-instance-actions", _SERVERS + "ListServerActions")
 async def instance_actions(call: Call) -> web.StreamResponse:
-    call.query.only()
-    found = await blocking(call.managers.api.list_actions, call.caller, call.param("server_id"))
-    return reply({"instanceActions": [
+    q = call.query.only(*(("limit", "marker", "changes-since", "changes-before")
+                          if call.since("2.58") else ()))
+    if q.get("changes-before") is not None:
+        raise errors.Invalid("changes-before", "novalite cannot filter actions by it yet")
+    limit = q.int("limit", minimum=0)
+    found = await blocking(call.managers.api.list_actions, call.caller, call.param("server_id"),
+                           limit=limit, marker=q.get("marker"),
+                           changes_since=convert.parse_time("changes-since",
+                                                            q.get("changes-since")))
+    body: dict[str, Any] = {"instanceActions": [
         convert.instance_action(a, call.version, admin=call.caller.is_admin, with_events=False)
-        for a in found]})
+        for a in found]}
+    if limit is not None and found and len(found) == limit:
+        body["links"] = convert.next_link(call.base, f"servers/{call.param('server_id')}"
+                                          "/os-instance-actions", found[-1].request_id, limit,
+                                          q.params)
+    return reply(body)
 
 
 @routes.get("/v2.1/servers/{server_id}/os-instance-actions/{request_id}",

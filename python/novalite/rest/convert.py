@@ -50,6 +50,17 @@ def isotime_micro(t: datetime | None) -> str | None:
     return None if t is None else t.astimezone(timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.%f")
 
 
+def parse_time(field: str, text: str | None) -> datetime | None:
+    """An ISO 8601 time from a query ("2026-12-04T19:45:13Z"); UTC when it names no zone."""
+    if text is None:
+        return None
+    try:
+        t = datetime.fromisoformat(text.replace("Z", "+00:00"))
+    except ValueError:
+        raise errors.Invalid(field, f"not an ISO 8601 time: {text[:64]!r}") from None
+    return t if t.tzinfo is not None else t.replace(tzinfo=timezone.utc)
+
+
 def keystone_time(t: datetime) -> str:
     return t.astimezone(timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.000000Z")
 
