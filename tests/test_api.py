@@ -128,7 +128,7 @@ class FakeScheduler:
 def make_settings(tmp_path: Path, db_url: str, **overrides: Any) -> Settings:
     return load_settings(environ={}, overrides={
         "data_dir": str(tmp_path), "database_url": db_url, "secret": SECRET,
-        "log_level": "WARNING", **overrides})
+        "log_level": "WARNING", "rest.listen": "127.0.0.1:0", **overrides})
 
 
 class Api:
@@ -1674,7 +1674,8 @@ def test_main_serves_until_sigterm(tmp_path: Path, db_url: str) -> None:
     port = free_port()
     env = {**os.environ, "PYTHONPATH": str(ROOT / "python"), "NOVALITE_SECRET": SECRET.decode(),
            "NOVALITE_DATA_DIR": str(tmp_path), "NOVALITE_DATABASE_URL": db_url,
-           "NOVALITE_LISTEN_API": f"127.0.0.1:{port}", "NOVALITE_METRICS_PORTS_API": "-1"}
+           "NOVALITE_LISTEN_API": f"127.0.0.1:{port}", "NOVALITE_METRICS_PORTS_API": "-1",
+           "NOVALITE_REST_LISTEN": "127.0.0.1:0"}
     code = "from novalite.api.service import main; from novalite.settings import load_settings; " \
            "main(load_settings())"
     proc = subprocess.Popen([sys.executable, "-c", code], env=env, stdout=subprocess.PIPE,

@@ -122,7 +122,8 @@ class Servers(servers_pb2_grpc.ServersServicer):
 
 def make_settings(tmp_path: Path, **overrides: Any) -> Settings:
     return load_settings(environ={}, overrides={
-        "data_dir": str(tmp_path), "secret": SECRET, "log_format": "json", **overrides})
+        "data_dir": str(tmp_path), "secret": SECRET, "log_format": "json",
+        "rest.listen": "127.0.0.1:0", **overrides})
 
 
 class Cloud:

@@ -8,6 +8,7 @@ import json
 import os
 import signal
 import subprocess
+import sys
 import time
 from pathlib import Path
 from typing import Iterator
@@ -17,7 +18,9 @@ import pytest
 from helpers import clean_env, processes_with, reap_up, start_up, wait_until
 from helpers import run_cli as novalite
 
-UP = ("--no-real-host", "--hosts", "2", "--host-memory-mb", "8192")
+# the REST API on a free port: other clouds (other test runs) may hold the default
+UP = ("--no-real-host", "--hosts", "2", "--host-memory-mb", "8192", "--rest-listen",
+      "127.0.0.1:0")
 
 
 def serving(data_dir: Path, service: str) -> bool:
@@ -144,3 +147,20 @@ def test_no_service_warns_while_the_cloud_starts(
         levels = [json.loads(line).get("level") for line in log.read_text().splitlines() if line.startswith("{")]
         assert levels, log
         assert not {"WARNING", "ERROR", "CRITICAL"} & set(levels), (log, log.read_text()[-2000:])
+
+
+def test_the_openstack_command_finds_the_cloud_in_its_clouds_yaml(
+        cloud_up: tuple[subprocess.Popen[str], Path, dict[str, str]]) -> None:
+    """`OS_CLIENT_CONFIG_FILE=<data-dir>/clouds.yaml openstack --os-cloud novalite ...`
+    works with nothing else set, as the README says."""
+    proc, data_dir, env = cloud_up
+    clouds = data_dir / "clouds.yaml"
+    openstack_env = {k: v for k, v in clean_env(OS_CLIENT_CONFIG_FILE=str(clouds)).items()
+                     if not k.startswith("OS_") or k == "OS_CLIENT_CONFIG_FILE"}
+    command = [str(Path(sys.executable).with_name("openstack")), "--os-cloud", "novalite"]
+    for args in (["server", "list", "-f", "json"], ["hypervisor", "list", "-f", "json"]):
+        done = subprocess.run([*command, *args], env=openstack_env, capture_output=True,
+                              text=True, timeout=120, check=False)
+        assert done.returncode == 0, done.stderr
+    assert {h["Hypervisor Hostname"] for h in json.loads(done.stdout)} == {
+        "compute-001", "compute-002"}

@@ -101,6 +101,9 @@ def build_parser() -> argparse.ArgumentParser:
     real.add_argument("--real-host", dest="real_host", action="store_true", default=None,
                       help="also run this machine as a real QEMU host (default: when libvirtd is reachable)")
     real.add_argument("--no-real-host", dest="real_host", action="store_false")
+    up.add_argument("--rest-listen", metavar="HOST:PORT",
+                    help="where the REST API (Keystone, Nova, Glance) serves (default: the "
+                         "settings' rest.listen, 127.0.0.1:8780; port 0 picks a free one)")
     up.add_argument("--max-restarts", type=_non_negative("--max-restarts"), default=5,
                     help="a service that exits is started again, with a back-off, at most this many "
                          "times in 10 minutes; then every service stops and `up` exits with status 1 "
@@ -206,7 +209,8 @@ def _up_pid(data_dir: Path) -> int | None:
 def run_up(args: argparse.Namespace) -> int:
     from novalite.cloud import LocalCloud, RestartPolicy, Supervisor, libvirtd_reachable
 
-    data_dir = _settings(args).data_dir
+    settings = _settings(args)
+    data_dir = settings.data_dir
     running = _up_pid(data_dir)
     if running is not None:
         print(f"error: novalite up already runs on {data_dir} (pid {running}); stop it with "
@@ -219,7 +223,8 @@ def run_up(args: argparse.Namespace) -> int:
         return 1
     cloud = LocalCloud(data_dir, hosts=args.hosts, host_vcpus=args.host_vcpus,
                        host_memory_mb=args.host_memory_mb, host_disk_gb=args.host_disk_gb,
-                       database_url=args.database_url, real_host=real)
+                       database_url=args.database_url, real_host=real,
+                       rest_listen=args.rest_listen or settings.rest.listen)
     pid_file = cloud.data_dir / UP_PID_FILE
     pid_file.write_text(f"{os.getpid()}\n")
     print(f"starting novalite in {cloud.data_dir} ({args.hosts} simulated hosts"
@@ -248,8 +253,11 @@ def run_up(args: argparse.Namespace) -> int:
         print("\nnovalite is up:")
         for s in [s for s in ("api", "conductor", "scheduler", "compute", "compute_real") if s in cloud.processes]:
             print(f"  {s:<13} {cloud.endpoint(s)}   log: {cloud.data_dir / 'logs' / (s + '.log')}")
+        print(f"  {'REST API':<13} {cloud.rest_url}   (Keystone {cloud.auth_url}, Nova, Glance)")
         print(f"\nthe client commands find the API and an admin token in {env_file}; for other tools:\n"
-              f"  source {env_file}    # NOVALITE_API={cloud.endpoint('api')}, NOVALITE_TOKEN=...\n\n"
+              f"  source {env_file}    # NOVALITE_API={cloud.endpoint('api')}, NOVALITE_TOKEN=...\n"
+              f"the OpenStack clients find the cloud 'novalite' (its admin) in {cloud.clouds_yaml}:\n"
+              f"  OS_CLIENT_CONFIG_FILE={cloud.clouds_yaml} openstack --os-cloud novalite server list\n\n"
               f"A service that exits is started again (at most {args.max_restarts} times in 10 minutes).\n"
               "Ctrl-C (or `novalite down`) stops every service.", flush=True)
         supervisor = Supervisor(cloud, RestartPolicy(max_restarts=args.max_restarts),

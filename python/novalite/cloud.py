@@ -1,10 +1,17 @@
 """A whole novalite cloud on one machine: each service its own process, talking
 gRPC over loopback, sharing one database (SQLite in the data directory by default).
-`novalite up` runs one; the end-to-end tests run them too."""
+`novalite up` runs one; the end-to-end tests run them too.
+
+The API also serves the REST API the OpenStack clients speak; the cloud has a
+Keystone admin (project and user ``admin``, its password kept in the data
+directory's ``clouds.yaml``, which names the cloud ``novalite``)."""
 
 from __future__ import annotations
 
+import json
 import os
+import re
+import secrets
 import shutil
 import signal
 import socket
@@ -13,12 +20,19 @@ import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable, Mapping, Sequence
+from typing import TYPE_CHECKING, Callable, Mapping, Sequence
 
 from novalite.auth.tokens import ADMIN, MEMBER, TokenSigner
-from novalite.settings import load_or_create_secret
+from novalite.settings import load_or_create_secret, split_address
+
+if TYPE_CHECKING:
+    from novalite.db.database import Database
 
 SERVICES = ("compute", "scheduler", "conductor", "api")
+CLOUDS_YAML = "clouds.yaml"
+# the name of the cloud clouds.yaml describes (`openstack --os-cloud novalite`)
+CLOUD_NAME = "novalite"
+_PASSWORD_RE = re.compile(r'^\s*password: ("[^"]*")\s*$', re.MULTILINE)
 
 
 def free_port() -> int:
@@ -85,6 +99,8 @@ class LocalCloud:
     # more options of the settings' [scheduler] and [compute] sections
     scheduler_options: Mapping[str, object] = field(default_factory=dict)
     compute_options: Mapping[str, object] = field(default_factory=dict)
+    # host:port of the REST API; None (or port 0): a free port on loopback
+    rest_listen: str | None = None
     python: str = sys.executable
     ports: dict[str, int] = field(default_factory=dict)
     processes: dict[str, Process] = field(default_factory=dict)
@@ -106,10 +122,29 @@ class LocalCloud:
     def endpoint(self, service: str) -> str:
         return f"127.0.0.1:{self.ports[service]}"
 
+    @property
+    def rest_address(self) -> str:
+        host, port = split_address(self.rest_listen or "127.0.0.1:0")
+        return f"{host}:{port or self.ports['rest']}"
+
+    @property
+    def rest_url(self) -> str:
+        """The REST API's base URL (Keystone's is <this>/identity/v3)."""
+        host, port = split_address(self.rest_address)
+        return f"http://{'127.0.0.1' if host in ('0.0.0.0', '') else host}:{port}"
+
+    @property
+    def auth_url(self) -> str:
+        return f"{self.rest_url}/identity/v3"
+
+    @property
+    def clouds_yaml(self) -> Path:
+        return self.data_dir / CLOUDS_YAML
+
     def write_config(self) -> Path:
         from novalite.cli import _toml
 
-        for name in (*SERVICES, "compute_real"):
+        for name in (*SERVICES, "compute_real", "rest"):
             self.ports.setdefault(name, free_port())
         url = self.database_url or f"sqlite:///{self.data_dir / 'novalite.db'}"
         lines = [
@@ -123,6 +158,9 @@ class LocalCloud:
             "",
             "[metrics_ports]",
             *(f"{s} = 0" for s in SERVICES),
+            "",
+            "[rest]",
+            f'listen = "{self.rest_address}"',
             "",
             "[compute]",
             'virt_uri = "test:///default"',
@@ -147,6 +185,45 @@ class LocalCloud:
         self.config_path.write_text("\n".join(lines))
         return self.config_path
 
+    # ---- the Keystone admin and clouds.yaml ---------------------------------------
+
+    def admin_password(self) -> str:
+        """The admin's password: the one clouds.yaml has, else a new one."""
+        try:
+            found = _PASSWORD_RE.search(self.clouds_yaml.read_text())
+        except OSError:
+            found = None
+        return str(json.loads(found.group(1))) if found else secrets.token_urlsafe(18)
+
+    def bootstrap_admin(self, db: Database) -> None:
+        """The admin project and user (Keystone's bootstrap), and clouds.yaml for
+        them: `openstack --os-cloud novalite` with OS_CLIENT_CONFIG_FILE pointing
+        at it needs nothing else."""
+        from novalite.identity.manager import IdentityManager
+
+        password = self.admin_password()
+        IdentityManager(db, self.signer).bootstrap(password=password)
+        text = "\n".join([
+            "# written by novalite up: its admin (project admin, user admin). Use it with",
+            f"#   OS_CLIENT_CONFIG_FILE={self.clouds_yaml} openstack --os-cloud {CLOUD_NAME} ...",
+            "clouds:",
+            f"  {CLOUD_NAME}:",
+            "    auth:",
+            f"      auth_url: {json.dumps(self.auth_url)}",
+            '      username: "admin"',
+            f"      password: {json.dumps(password)}",
+            '      project_name: "admin"',
+            '      user_domain_name: "Default"',
+            '      project_domain_name: "Default"',
+            '    region_name: "RegionOne"',
+            "    identity_api_version: 3",
+            "    interface: public",
+            ""])
+        tmp = self.clouds_yaml.with_suffix(".tmp")
+        tmp.write_text(text)
+        os.chmod(tmp, 0o600)
+        os.replace(tmp, self.clouds_yaml)
+
     # ---- tokens --------------------------------------------------------------------
 
     def admin_token(self, ttl: int = 86400) -> str:
@@ -168,8 +245,11 @@ class LocalCloud:
         from novalite.db.database import Database
 
         db = Database(self.database_url or f"sqlite:///{self.data_dir / 'novalite.db'}")
-        db.upgrade()
-        db.close()
+        try:
+            db.upgrade()
+            self.bootstrap_admin(db)
+        finally:
+            db.close()
         order = [s for s in SERVICES if s != "compute" or self.hosts > 0]
         commands = {s: self._command(s) for s in order}
         if self.real_host:

@@ -33,6 +33,10 @@ The file's layout::
     instances = 10
     [compute]           # ComputeSettings
     virt_uri = "qemu:///system"
+    [rest]              # the REST API (Keystone, Nova, Glance) of the API service
+    listen = "127.0.0.1:8780"
+    [token]             # Keystone's [token]
+    expiration = 3600
 
 The token secret is never read from a file of settings: it comes from
 ``NOVALITE_SECRET`` (or an override), else from ``<data_dir>/secret.key``, which the
@@ -201,6 +205,57 @@ class Quotas:
         return {f.name: getattr(self, f.name) for f in fields(self)}
 
 
+@dataclass(frozen=True)
+class RestSettings:
+    """The REST API the OpenStack clients speak (Keystone v3, Nova v2.1, Glance v2
+    under one port, each under its path: /identity, /compute, /image), served by
+    the API service beside its gRPC."""
+
+    listen: str = option("127.0.0.1:8780", help=(
+        "host:port the REST API serves on; port 0 picks a free one"))
+    public_url: str = option("", help=(
+        "the base URL the service catalog gives clients (http://host:port, no path); "
+        "empty: http:// and the listen address (loopback for 0.0.0.0)"))
+    region: str = option("RegionOne", help="the region the service catalog names (Keystone's)")
+
+    def __post_init__(self) -> None:
+        try:
+            split_address(self.listen)
+        except (TypeError, ValueError, AttributeError) as e:
+            raise ConfigError("rest.listen", str(e)) from None
+        if not isinstance(self.public_url, str) or (
+                self.public_url and not self.public_url.startswith(("http://", "https://"))):
+            raise ConfigError("rest.public_url", f"expected an http:// or https:// URL, "
+                                                 f"got {self.public_url!r}")
+        if not isinstance(self.region, str) or not self.region:
+            raise ConfigError("rest.region", "must not be empty")
+
+    def base_url(self) -> str:
+        """Where clients reach the REST API: public_url, else the listen address."""
+        return (self.public_url or f"http://{connect_address(self.listen)}").rstrip("/")
+
+
+@dataclass(frozen=True)
+class TokenSettings:
+    """Tokens, with Keystone's [token] names."""
+
+    expiration: int = option(3600, help=(
+        "seconds a token issued by password or token authentication lives (Keystone's)"))
+    revocation_refresh_interval: float = option(1.0, help=(
+        "seconds between each service's reads of the revoked tokens: a token revoked "
+        "elsewhere is refused within this (at once by the API that revoked it)"))
+
+    def __post_init__(self) -> None:
+        if not _is_int(self.expiration) or not 1 <= self.expiration <= 30 * 24 * 3600:
+            raise ConfigError("token.expiration", f"must be 1 second to 30 days, got "
+                                                  f"{self.expiration!r}")
+        if not _is_number(self.revocation_refresh_interval) \
+                or not 0 < self.revocation_refresh_interval < math.inf:
+            raise ConfigError("token.revocation_refresh_interval",
+                              f"must be a number of seconds > 0, got "
+                              f"{self.revocation_refresh_interval!r}")
+
+
 # oslo.service's default spacing of a periodic task (Nova's interval 0).
 DEFAULT_PERIODIC_SPACING = 60.0
 
@@ -336,6 +391,8 @@ class Settings:
     scheduler: SchedulerConfig = field(default_factory=SchedulerConfig)
     quotas: Quotas = field(default_factory=Quotas)
     compute: ComputeSettings = field(default_factory=ComputeSettings)
+    rest: RestSettings = field(default_factory=RestSettings)
+    token: TokenSettings = field(default_factory=TokenSettings)
     # From NOVALITE_SECRET or an override; None means <data_dir>/secret.key.
     explicit_secret: bytes | None = field(default=None, repr=False, compare=False)
 
@@ -459,6 +516,8 @@ _SECTIONS: Mapping[str, type[Any]] = {
     "scheduler": SchedulerConfig,
     "quotas": Quotas,
     "compute": ComputeSettings,
+    "rest": RestSettings,
+    "token": TokenSettings,
 }
 # Top-level keys: the Settings fields that are not sections; "secret" is the
 # explicit_secret field under the name operators use.

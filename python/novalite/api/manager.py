@@ -351,12 +351,18 @@ def _fingerprint(filters: object) -> str:
 
 
 def _paginate(kind: str, items: Sequence[T], key: Callable[[T], list[str]], page_size: int,
-              page_token: str, filters: object = None) -> Page:
+              page_token: str, filters: object = None, marker: str | None = None) -> Page:
     """A page of an in-memory listing sorted by ``key`` (keyset: what was created or
-    deleted between pages neither repeats nor shifts the rest)."""
+    deleted between pages neither repeats nor shifts the rest). ``marker``, Nova's
+    way: the id of the last item of the previous page (instead of a page token)."""
     size = _page_size("page_size", page_size)
     ordered = sorted(items, key=key)
-    if page_token:
+    if marker is not None:
+        after_item = next((item for item in ordered if getattr(item, "id", None) == marker), None)
+        if after_item is None:
+            raise errors.Invalid("marker", f"marker [{marker[:64]}] not found")
+        ordered = [item for item in ordered if key(item) > key(after_item)]
+    elif page_token:
         after = _decode_token(page_token, kind, filters)
         if not isinstance(after, list) or not all(isinstance(x, str) for x in after):
             raise errors.Invalid("page_token", "not a page token of this listing")
@@ -531,9 +537,10 @@ class ApiManager:
         return self._visible(claims, server_id)
 
     def list_servers(self, claims: Claims, filters: ServerFilters = ServerFilters(), *,
-                     page_size: int = 0, page_token: str = "") -> Page:
+                     page_size: int = 0, page_token: str = "", marker: str | None = None) -> Page:
         """Live servers the caller may see, one page at a time (in the database's
-        order: newest first)."""
+        order: newest first). ``marker``, Nova's way: the id of the last server of
+        the previous page (instead of a page token)."""
         if filters.host is not None and not claims.is_admin:
             raise errors.Forbidden("only an admin may filter by host")
         if filters.project_id is not None and not claims.is_admin \
@@ -548,21 +555,45 @@ class ApiManager:
         project = filters.project_id if claims.is_admin else claims.project_id
         scope = {"status": filters.status, "name": filters.name, "host": filters.host,
                  "project_id": project}
-        marker = None
-        if page_token:
-            marker = _decode_token(page_token, "servers", scope)
-            if not isinstance(marker, str):
+        position = None
+        if marker is not None:
+            try:
+                position = self.db.instance_marker(self._visible(claims, marker,
+                                                                 include_deleted=True))
+            except errors.NotFound:
+                raise errors.Invalid("marker", f"marker [{marker[:64]}] not found") from None
+        elif page_token:
+            position = _decode_token(page_token, "servers", scope)
+            if not isinstance(position, str):
                 raise errors.Invalid("page_token", "not a page token of this listing")
         try:
             page = self.db.list_instances(project_id=project, status=filters.status,
                                           name=filters.name, host=filters.host, limit=size,
-                                          marker=marker)
+                                          marker=position)
         except errors.Invalid as e:
             if e.field == "marker":
                 raise errors.Invalid("page_token", e.message) from None
             raise
         token = _encode_token("servers", scope, page.next_marker) if page.next_marker else None
         return Page(list(page.instances), token)
+
+    def update_server(self, claims: Claims, server_id: str, *,
+                      name: str | None = None) -> records.Instance:
+        """Nova's server update: a new name, in any state."""
+        inst = self._visible(claims, server_id)
+        if name is not None:
+            self.db.rename_instance(inst.id, _check_name("name", name))
+        return self.db.get_instance(inst.id)
+
+    def update_server_metadata(self, claims: Claims, server_id: str, *,
+                               set_items: Mapping[str, str] | None = None,
+                               remove: Sequence[str] = (), replace: bool = False) -> records.Instance:
+        """Nova's server metadata calls: add or overwrite items (all of them with
+        ``replace``), or remove some; Nova's limits as at create."""
+        inst = self._visible(claims, server_id)
+        items = _check_string_map("metadata", set_items or {})
+        self.db.update_instance_metadata(inst.id, set_items=items, remove=remove, replace=replace)
+        return self.db.get_instance(inst.id)
 
     async def delete_server(self, claims: Claims, server_id: str) -> records.Instance:
         """Mark the server DELETING (allowed in any state) and hand it to the
@@ -620,11 +651,23 @@ class ApiManager:
             raise
         return inst
 
-    def list_actions(self, claims: Claims, server_id: str) -> list[records.InstanceAction]:
+    def list_actions(self, claims: Claims, server_id: str, *, limit: int | None = None,
+                     marker: str | None = None,
+                     changes_since: datetime | None = None) -> list[records.InstanceAction]:
         """The server's action log, newest first. Admins may read a deleted
-        server's."""
+        server's. Nova's paging (2.58): those changed (started or finished) since
+        ``changes_since``, after the action whose request id is ``marker``, at most
+        ``limit``."""
         inst = self._visible(claims, server_id, include_deleted=claims.is_admin)
-        return list(reversed(self.db.list_instance_actions(inst.id)))
+        actions = list(reversed(self.db.list_instance_actions(inst.id)))
+        if changes_since is not None:
+            actions = [a for a in actions if (a.finish_time or a.start_time) >= changes_since]
+        if marker is not None:
+            ids = [a.request_id for a in actions]
+            if marker not in ids:
+                raise errors.Invalid("marker", f"marker [{marker[:64]}] not found")
+            actions = actions[ids.index(marker) + 1:]
+        return actions[:limit] if limit is not None else actions
 
     async def watch(self, claims: Claims,
                     ids: Sequence[str]) -> AsyncIterator[tuple[records.Instance, datetime]]:
@@ -666,24 +709,31 @@ class ApiManager:
 
     def create_flavor(self, claims: Claims, *, name: str, vcpus: int, memory_mb: int,
                       root_gb: int = 0, ephemeral_gb: int = 0, swap: int = 0,
-                      is_public: bool = True,
-                      extra_specs: Mapping[str, str] | None = None) -> records.Flavor:
+                      is_public: bool = True, extra_specs: Mapping[str, str] | None = None,
+                      flavor_id: str | None = None) -> records.Flavor:
+        """``flavor_id``: the new flavor's id (Nova lets an admin choose it); a new
+        UUID when None."""
         _check_name("name", name)
+        if flavor_id is not None:
+            _check_name("id", flavor_id)
         specs = _check_extra_specs(extra_specs or {})
         return self.db.create_flavor(name=name, vcpus=vcpus, memory_mb=memory_mb, root_gb=root_gb,
                                      ephemeral_gb=ephemeral_gb, swap=swap, is_public=is_public,
-                                     extra_specs=specs)
+                                     extra_specs=specs, flavor_id=flavor_id)
 
     def delete_flavor(self, claims: Claims, flavor_id: str) -> None:
         self.db.delete_flavor(flavor_id)
 
-    def list_flavors(self, claims: Claims, *, page_size: int = 0, page_token: str = "") -> Page:
-        """Flavors by name, then id; members see the public ones and the private
-        ones their project was given access to."""
+    def list_flavors(self, claims: Claims, *, page_size: int = 0, page_token: str = "",
+                     marker: str | None = None, is_public: bool | None = None) -> Page:
+        """Flavors by name, then id: admins see those ``is_public`` says (all when
+        None); members see the public ones and the private ones their project was
+        given access to."""
         scope = _flavor_scope(claims)
-        flavors = self.db.list_flavors(visible_to=scope)
+        public = is_public if claims.is_admin else None
+        flavors = self.db.list_flavors(is_public=public, visible_to=scope)
         return _paginate("flavors", flavors, lambda f: [f.name, f.id], page_size, page_token,
-                         {"visible_to": scope})
+                         {"visible_to": scope, "is_public": public}, marker)
 
     def get_flavor(self, claims: Claims, flavor_id: str) -> records.Flavor:
         return self.db.get_flavor(flavor_id, visible_to=_flavor_scope(claims))
@@ -696,6 +746,17 @@ class ApiManager:
 
     def list_flavor_access(self, claims: Claims, flavor_id: str) -> list[str]:
         return self.db.list_flavor_access(flavor_id)
+
+    def flavors_of(self, servers: Iterable[records.Instance]) -> dict[str, records.Flavor]:
+        """The flavors the servers were built from (deleted ones too), by id: what
+        the caller may see of a server it may see."""
+        out: dict[str, records.Flavor] = {}
+        for flavor_id in {s.flavor_id for s in servers}:
+            try:
+                out[flavor_id] = self.db.get_flavor(flavor_id, include_deleted=True)
+            except errors.NotFound:
+                pass
+        return out
 
     def set_extra_specs(self, claims: Claims, flavor_id: str,
                         specs: Mapping[str, str]) -> records.Flavor:
@@ -746,9 +807,10 @@ class ApiManager:
         return self.db.register_image(name=name, path=path, disk_format=info.format,
                                       size_bytes=os.path.getsize(path), properties=props)
 
-    def list_images(self, claims: Claims, *, page_size: int = 0, page_token: str = "") -> Page:
+    def list_images(self, claims: Claims, *, page_size: int = 0, page_token: str = "",
+                    marker: str | None = None) -> Page:
         return _paginate("images", self.db.list_images(), lambda i: [i.name, i.id], page_size,
-                         page_token)
+                         page_token, marker=marker)
 
     def get_image(self, claims: Claims, image_id: str) -> records.Image:
         return self.db.get_image(image_id)
@@ -795,6 +857,10 @@ class ApiManager:
 
     def get_host(self, claims: Claims, name: str) -> HostView:
         return self._host_views([self.db.get_host(name, service_down_time=self.service_down_time)])[0]
+
+    def list_services(self, claims: Claims) -> list[records.Service]:
+        """Every service of the control plane, up or down (Nova's os-services)."""
+        return self.db.list_services(service_down_time=self.service_down_time)
 
     def _host_views(self, hosts: Sequence[records.Host]) -> list[HostView]:
         services = {s.host: s for s in self.db.list_services(
@@ -921,6 +987,11 @@ class ApiManager:
         if project != claims.project_id and not claims.is_admin:
             raise errors.Forbidden("a member may read only their own project's quota")
         return self.db.get_quota(project)
+
+    def get_default_quota(self, claims: Claims, project_id: str) -> records.QuotaSet:
+        """The limits a project without its own has (Nova's quota defaults)."""
+        return records.QuotaSet(project_id, self.db.default_quota_limits(),
+                                {r: 0 for r in self.db.default_quota_limits()})
 
     def set_quota(self, claims: Claims, project_id: str, limits: Mapping[str, int]) -> records.QuotaSet:
         if not project_id:

@@ -1,5 +1,7 @@
 """The API service over the runner (novalite.services.runner): clients of the
-conductor and the scheduler, the manager and its servicers.
+conductor and the scheduler, the manager and its servicers, and the REST API
+(novalite.rest: Keystone, Nova, Glance) over the same manager, on settings.rest.listen.
+Both serve before health says SERVING; the REST API stops after the gRPC server.
 
     running = await start(settings)          # serving on settings.listen.api
     ...
@@ -16,10 +18,13 @@ from novalite.api.manager import ApiManager, ConductorAPI, SchedulerAPI
 from novalite.api.servicer import servicers
 from novalite.auth.tokens import TokenSigner
 from novalite.conductor.rpcapi import ConductorClient
+from novalite.identity.manager import IdentityManager
+from novalite.rest.app import Managers, RestServer, build_app
 from novalite.scheduler.rpcapi import SchedulerFanout
 from novalite.services import runner
 from novalite.services.runner import Parts, RunningService, Startup, start_service
-from novalite.settings import Settings
+from novalite.services.server import RunningServer
+from novalite.settings import Settings, split_address
 
 # The largest request the API accepts. Every valid request is far smaller (the
 # largest, a CreateServer with 128 metadata entries of 255 + 255 characters, is
@@ -61,7 +66,16 @@ async def start(settings: Settings, *, signer: TokenSigner | None = None,
                              service_down_time=settings.service_down_time,
                              scheduler_config=settings.scheduler)
         startup.on_stop(manager.close)
-        return Parts(manager, servicers(manager))
+        identity = IdentityManager(startup.db, startup.signer,
+                                   expiration=settings.token.expiration)
+        rest = RestServer(build_app(Managers(manager, identity, startup.signer,
+                                             settings.rest.public_url, settings.rest.region)),
+                          grace=settings.graceful_shutdown_timeout)
+        startup.on_stop(rest.stop)
+
+        async def serve_rest(server: RunningServer) -> None:
+            await rest.start(*split_address(settings.rest.listen))
+        return Parts(manager, servicers(manager), when_listening=serve_rest)
 
     options = [("grpc.max_receive_message_length", MAX_REQUEST_BYTES),
                *server_options.pop("options", ())]

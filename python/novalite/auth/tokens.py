@@ -4,7 +4,8 @@ A token is ``base64url(claims JSON) + "." + base64url(HMAC-SHA256(secret, first
 part))``, both parts without padding. The claims are ``{project_id, user_id, roles,
 iat, exp, jti}`` (times in whole seconds since the epoch). Nothing is stored: any
 service holding the shared secret checks a token on its own, and a token stays valid
-until it expires.
+until it expires or is revoked: the signer keeps the ids of the revoked ones
+(``Revocations``), which every service refreshes from the database.
 
 The signature covers the encoded first part, so a verifier checks it before it
 parses anything the caller sent.
@@ -29,10 +30,16 @@ from novalite import errors
 
 ADMIN = "admin"
 MEMBER = "member"
+READER = "reader"
 SERVICE = "service"
 # Every role a token may carry: admins manage the cloud, members use their
-# project, services are the control plane's own processes calling each other.
-ROLES = frozenset({ADMIN, MEMBER, SERVICE})
+# project, readers may only look at it (Keystone's default roles), services are
+# the control plane's own processes calling each other.
+ROLES = frozenset({ADMIN, MEMBER, READER, SERVICE})
+# Keystone's implied roles: a token carries every role the assigned one implies.
+IMPLIED_ROLES = {ADMIN: frozenset({ADMIN, MEMBER, READER}),
+                 MEMBER: frozenset({MEMBER, READER}),
+                 READER: frozenset({READER})}
 
 # CreateTokenRequest's bounds: 1 second to 30 days; unset means an hour.
 MIN_TTL_SECONDS = 1
@@ -68,6 +75,28 @@ class Claims:
 GENUINE_CACHE_SIZE = 4096
 
 
+class Revocations:
+    """The ids of tokens revoked before their expiry, each with that expiry. A
+    service adds what it revokes at once, and ``replace``s the whole set with the
+    database's every second or so (services.runner), so a token revoked anywhere is
+    refused everywhere soon after, and at once where it was revoked."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._ids: dict[str, datetime] = {}
+
+    def add(self, token_id: str, expires_at: datetime) -> None:
+        with self._lock:
+            self._ids[token_id] = expires_at
+
+    def replace(self, ids: dict[str, datetime]) -> None:
+        with self._lock:
+            self._ids = dict(ids)
+
+    def __contains__(self, token_id: object) -> bool:
+        return token_id in self._ids
+
+
 class TokenSigner:
     """Issues and verifies tokens with one shared secret.
 
@@ -80,10 +109,15 @@ class TokenSigner:
             raise ValueError(f"the token secret must be at least {MIN_SECRET_BYTES} bytes")
         self._secret = secret
         self._clock = clock
+        self.revocations = Revocations()
         # Tokens already found genuine, and their claims: a client sends the same
         # token with every call, and checking it again cost ~10% of a cheap call.
         # Expiry is still checked on every call.
         self._genuine: dict[str, Claims] = {}
+
+    def now(self) -> float:
+        """The signer's clock: seconds since the epoch."""
+        return self._clock()
 
     def issue(self, project_id: str, user_id: str, roles: Iterable[str],
               ttl_seconds: int = DEFAULT_TTL_SECONDS) -> str:
@@ -127,10 +161,10 @@ class TokenSigner:
         return token, _claims(body)
 
     def verify(self, token: str) -> Claims:
-        """The claims of a genuine, unexpired token.
+        """The claims of a genuine, unexpired, unrevoked token.
 
         Raises errors.Unauthenticated saying whether the token is malformed, forged
-        (or signed with another secret) or expired.
+        (or signed with another secret), expired or revoked.
         """
         claims = self._genuine.get(token) if isinstance(token, str) else None
         if claims is None:
@@ -142,6 +176,8 @@ class TokenSigner:
         if now >= claims.expires_at.timestamp():
             raise errors.Unauthenticated(
                 f"token expired at {claims.expires_at.strftime('%Y-%m-%dT%H:%M:%SZ')}")
+        if claims.token_id in self.revocations:
+            raise errors.Unauthenticated("token revoked")
         return claims
 
     def _genuine_claims(self, token: str) -> Claims:

@@ -6,7 +6,8 @@ blocking and thread-safe; asyncio services call them through ``asyncio.to_thread
 
 The methods live by what they hold, one mixin each: instances.py (instances,
 faults, actions), quotas.py, allocations.py, hosts.py (services, resource
-providers, aggregates, traits), catalog.py (flavors, images, server groups); the
+providers, aggregates, traits), catalog.py (flavors, images, server groups),
+identity.py (projects, users, role assignments, revoked tokens); the
 engine and its transactions, and the helpers they share, in engine.py (whose
 docstring says how concurrent writers are kept apart).
 """
@@ -22,6 +23,7 @@ from novalite.db.allocations import Allocations
 from novalite.db.catalog import SERVER_GROUP_POLICIES, Catalog
 from novalite.db.engine import MIGRATIONS_DIR, UNSET, _utcnow
 from novalite.db.hosts import SERVICE_BINARIES, SERVICE_DOWN_TIME, ZONE_KEY, Hosts
+from novalite.db.identity import Identity
 from novalite.db.instances import MAX_BATCH, MAX_METADATA_ITEMS, Instances
 from novalite.db.quotas import DEFAULT_QUOTAS, QUOTA_RESOURCES, Quotas, _default_limits
 
@@ -32,7 +34,7 @@ __all__ = [
 ]
 
 
-class Database(Instances, Quotas, Allocations, Hosts, Catalog):
+class Database(Instances, Quotas, Allocations, Hosts, Catalog, Identity):
     """The control plane's database, SQLite or PostgreSQL by URL.
 
     ``url``: ``sqlite:////path/to/novalite.db`` or ``postgresql+psycopg://...``

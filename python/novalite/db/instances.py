@@ -230,6 +230,45 @@ class Instances(Quotas, Allocations):
             return InstancePage(self._instances_with_faults(s, rows), next_marker)
         return self._read(work)
 
+    def rename_instance(self, instance_id: str, name: str) -> None:
+        """A live instance's new name (Nova allows it in any state)."""
+        _name("name", name)
+
+        def work(s: Session) -> None:
+            i = _INSTANCES.c
+            if _rowcount(s.connection().execute(sa.update(_INSTANCES).where(
+                    i.id == instance_id, i.deleted_at.is_(None)).values(
+                        name=name, updated_at=self._clock()))) == 0:
+                raise errors.NotFound(f"instance {instance_id} not found")
+        self._write(work)
+
+    def update_instance_metadata(self, instance_id: str, *, set_items: Mapping[str, str],
+                                 remove: Sequence[str] = (), replace: bool = False) -> None:
+        """Change a live instance's metadata: ``set_items`` added or overwritten
+        (all of it, with ``replace``), ``remove`` deleted (NotFound, and nothing
+        changed, if one is not there). Invalid if the result has more than
+        MAX_METADATA_ITEMS items."""
+        def work(s: Session) -> None:
+            row = s.get(m.Instance, instance_id, with_for_update=True)
+            if row is None or row.deleted_at is not None:
+                raise errors.NotFound(f"instance {instance_id} not found")
+            meta = {} if replace else dict(row.metadata_)
+            meta.update(set_items)
+            for key in remove:
+                if key not in meta:
+                    raise errors.NotFound(f"metadata item {key} was not found")
+                del meta[key]
+            if len(meta) > MAX_METADATA_ITEMS:
+                raise errors.Invalid("metadata", f"at most {MAX_METADATA_ITEMS} items")
+            row.metadata_ = meta
+            row.updated_at = self._clock()
+        self._write(work)
+
+    @staticmethod
+    def instance_marker(inst: Instance) -> str:
+        """The ``marker`` of a listing that goes on after ``inst``."""
+        return _encode_marker(inst)
+
     def update_instance(
         self, instance_id: str, *, expected_vm_state: Any = UNSET,
         expected_task_state: Any = UNSET, vm_state: Any = UNSET, task_state: Any = UNSET,

@@ -380,3 +380,61 @@ class ProviderTrait(Base):
     # A trait still carried by a provider cannot be deleted.
     trait_name: Mapped[str] = mapped_column(
         sa.String(255), _fk("traits.name", "RESTRICT"), primary_key=True)
+
+
+# --- identity (Keystone's v3 subset) -------------------------------------------------
+
+class Project(Base):
+    """A Keystone project: what servers, quotas and role assignments belong to.
+    Names are unique within the one domain novalite has ("default")."""
+
+    __tablename__ = "projects"
+    __table_args__ = (sa.UniqueConstraint("domain_id", "name"),)
+
+    id: Mapped[str] = mapped_column(sa.String(64), primary_key=True)
+    name: Mapped[str] = mapped_column(sa.String(64))
+    domain_id: Mapped[str] = mapped_column(sa.String(64))
+    description: Mapped[str] = mapped_column(sa.Text)
+    enabled: Mapped[bool]
+    created_at: Mapped[datetime]
+
+
+class User(Base):
+    """A Keystone user; only the password's hash (argon2id) is stored."""
+
+    __tablename__ = "users"
+    __table_args__ = (sa.UniqueConstraint("domain_id", "name"),)
+
+    id: Mapped[str] = mapped_column(sa.String(64), primary_key=True)
+    name: Mapped[str] = mapped_column(sa.String(255))
+    domain_id: Mapped[str] = mapped_column(sa.String(64))
+    password_hash: Mapped[str | None] = mapped_column(sa.String(255))
+    default_project_id: Mapped[str | None] = mapped_column(
+        sa.String(64), _fk("projects.id", "SET NULL"))
+    enabled: Mapped[bool]
+    created_at: Mapped[datetime]
+
+
+class RoleAssignment(Base):
+    """A user's role on a project (the roles are the fixed set of auth/tokens.py)."""
+
+    __tablename__ = "role_assignments"
+    __table_args__ = (sa.Index(None, "project_id"),)
+
+    user_id: Mapped[str] = mapped_column(sa.String(64), _fk("users.id", "CASCADE"),
+                                         primary_key=True)
+    project_id: Mapped[str] = mapped_column(sa.String(64), _fk("projects.id", "CASCADE"),
+                                            primary_key=True)
+    role: Mapped[str] = mapped_column(sa.String(64), primary_key=True)
+
+
+class RevokedToken(Base):
+    """A token revoked before its expiry (by its id, the ``jti`` claim); the row
+    can go once the token would have expired anyway."""
+
+    __tablename__ = "revoked_tokens"
+    __table_args__ = (sa.Index(None, "revoked_at"),)
+
+    token_id: Mapped[str] = mapped_column(sa.String(64), primary_key=True)
+    expires_at: Mapped[datetime]
+    revoked_at: Mapped[datetime]

@@ -30,6 +30,10 @@ class Quotas(Transactions):
     # the limits of a project without its own (see _default_limits)
     _default_quotas: dict[str, int]
 
+    def default_quota_limits(self) -> dict[str, int]:
+        """The limits of a project without its own."""
+        return dict(self._default_quotas)
+
     def get_quota(self, project_id: str) -> QuotaSet:
         """A project's limits (its own or the defaults) and what it uses."""
         return self._read(lambda s: self._quota_set(s, project_id))

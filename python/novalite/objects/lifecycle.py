@@ -6,8 +6,8 @@ and the CLI expose one RPC per action.
 
 A new action is a row here, its hypervisor call in the compute manager
 (ComputeManager.HYPERVISOR_CALLS), its RPC in servers.proto and its test: the
-servicer, the policy, the CLI, the conductor and the compute agent's RunAction serve
-every row without a change.
+servicer, the policy, the CLI, the REST API (by the row's Nova action key), the
+conductor and the compute agent's RunAction serve every row without a change.
 """
 
 from __future__ import annotations
@@ -37,6 +37,9 @@ class ServerAction(NamedTuple):
     start_tasks: frozenset[str | None] = frozenset({None})
     # whether only admins may ask for it (auth/policy.py reads this); else members
     admin_only: bool = False
+    # Nova's REST action (POST /servers/{id}/action {"os-stop": null}); the two
+    # reboots share "reboot", whose body's type picks one
+    rest_action: str = ""
 
 
 # Nova's task_states.ALLOW_REBOOT: a hard reboot may take over from a soft reboot
@@ -51,29 +54,35 @@ _ALLOW_REBOOT: frozenset[str | None] = frozenset({
 ACTIONS: Mapping[str, ServerAction] = {
     "reboot_soft": ServerAction(
         frozenset({VmState.ACTIVE}), TaskState.REBOOTING, "reboot", VmState.ACTIVE,
-        "RebootServer", "compute_reboot_instance"),
+        "RebootServer", "compute_reboot_instance", rest_action="reboot"),
     "reboot_hard": ServerAction(
         frozenset({VmState.ACTIVE, VmState.STOPPED, VmState.PAUSED, VmState.SUSPENDED,
                    VmState.ERROR}), TaskState.REBOOTING_HARD, "reboot", VmState.ACTIVE,
-        "RebootServer", "compute_reboot_instance", _ALLOW_REBOOT),
+        "RebootServer", "compute_reboot_instance", _ALLOW_REBOOT, rest_action="reboot"),
     "stop": ServerAction(
         frozenset({VmState.ACTIVE, VmState.ERROR}), TaskState.POWERING_OFF, "stop",
-        VmState.STOPPED, "StopServer", "compute_stop_instance"),
+        VmState.STOPPED, "StopServer", "compute_stop_instance",
+        rest_action="os-stop"),
     "start": ServerAction(
         frozenset({VmState.STOPPED}), TaskState.POWERING_ON, "start", VmState.ACTIVE,
-        "StartServer", "compute_start_instance"),
+        "StartServer", "compute_start_instance",
+        rest_action="os-start"),
     "pause": ServerAction(
         frozenset({VmState.ACTIVE}), TaskState.PAUSING, "pause", VmState.PAUSED,
-        "PauseServer", "compute_pause_instance"),
+        "PauseServer", "compute_pause_instance",
+        rest_action="pause"),
     "unpause": ServerAction(
         frozenset({VmState.PAUSED}), TaskState.UNPAUSING, "unpause", VmState.ACTIVE,
-        "UnpauseServer", "compute_unpause_instance"),
+        "UnpauseServer", "compute_unpause_instance",
+        rest_action="unpause"),
     "suspend": ServerAction(
         frozenset({VmState.ACTIVE}), TaskState.SUSPENDING, "suspend", VmState.SUSPENDED,
-        "SuspendServer", "compute_suspend_instance"),
+        "SuspendServer", "compute_suspend_instance",
+        rest_action="suspend"),
     "resume": ServerAction(
         frozenset({VmState.SUSPENDED}), TaskState.RESUMING, "resume", VmState.ACTIVE,
-        "ResumeServer", "compute_resume_instance"),
+        "ResumeServer", "compute_resume_instance",
+        rest_action="resume"),
 }
 
 # The actions whose RPC takes nothing but the server's id (every one but reboot,
@@ -81,6 +90,15 @@ ACTIONS: Mapping[str, ServerAction] = {
 # these from the table alone.
 PLAIN_ACTIONS: Mapping[str, ServerAction] = {
     name: a for name, a in ACTIONS.items() if not name.startswith("reboot_")}
+
+
+def by_rest_action() -> dict[str, list[str]]:
+    """Nova's REST action keys, each with the names of its rows ("reboot": both)."""
+    out: dict[str, list[str]] = {}
+    for name, a in ACTIONS.items():
+        if a.rest_action:
+            out.setdefault(a.rest_action, []).append(name)
+    return out
 
 
 def allows(action: str, vm_state: str, task_state: str | None) -> bool:

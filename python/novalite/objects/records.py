@@ -291,3 +291,34 @@ class Aggregate:
     hosts: frozenset[str]
     metadata: Mapping[str, str]
     created_at: datetime
+
+
+@dataclass(frozen=True)
+class Project:
+    """A Keystone project."""
+
+    id: str
+    name: str
+    domain_id: str
+    description: str
+    enabled: bool
+    created_at: datetime
+
+
+@dataclass(frozen=True)
+class User:
+    """A Keystone user, without its password's hash (the database checks it)."""
+
+    id: str
+    name: str
+    domain_id: str
+    default_project_id: str | None
+    enabled: bool
+    created_at: datetime
+
+
+@dataclass(frozen=True)
+class RoleAssignment:
+    user_id: str
+    project_id: str
+    role: str

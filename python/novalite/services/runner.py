@@ -23,7 +23,9 @@ servicers from what the runner opened (``Startup``: settings, signer, database):
    heartbeats it every ``report_interval`` seconds (the compute agent's manager
    heartbeats each of its hosts itself);
 4. awaits the service's ``when_listening`` (work that needs the port, or that calls
-   arriving meanwhile may wait for), then says SERVING and starts the periodic tasks.
+   arriving meanwhile may wait for), then says SERVING and starts the periodic tasks,
+   among them the re-read of the revoked tokens every
+   ``token.revocation_refresh_interval`` (the signer refuses them).
 
 Should a step fail, what the earlier ones opened is closed and the error raised.
 ``RunningService.stop(grace)`` stops in the reverse order: periodic tasks, the
@@ -183,6 +185,15 @@ async def _register(name: str, settings: Settings, db: Database, port: int) -> P
                     lambda: asyncio.to_thread(db.heartbeat, row.id))
 
 
+async def _revocations(signer: TokenSigner, db: Database, settings: Settings) -> Periodic:
+    """The revoked tokens read now, and the task that reads them again."""
+    async def refresh() -> None:
+        signer.revocations.replace(await asyncio.to_thread(db.revoked_tokens))
+
+    await refresh()
+    return Periodic("token revocations", settings.token.revocation_refresh_interval, refresh)
+
+
 async def start_service(
     name: str,
     settings: Settings,
@@ -207,11 +218,12 @@ async def start_service(
     try:
         db.start_checkpoints()
         await asyncio.to_thread(db.upgrade)
+        revocations = await _revocations(signer, db, settings)
         parts = await build(startup)
         server = await start_server(name, parts.servicers, listen or settings.listen.of(name),
                                     settings, signer=signer, metrics_port=metrics_port,
                                     registry=registry, options=options, ready=False)
-        periodic = list(parts.periodic)
+        periodic = [*parts.periodic, revocations]
         if register:
             periodic.insert(0, await _register(name, settings, db, server.port))
         if parts.when_listening is not None:
