@@ -107,6 +107,11 @@ class ServersStub:
                 request_serializer=novalite_dot_compute_dot_v1_dot_servers__pb2.ListServerActionsRequest.SerializeToString,
                 response_deserializer=novalite_dot_compute_dot_v1_dot_servers__pb2.ListServerActionsResponse.FromString,
                 _registered_method=True)
+        self.GetConsoleOutput = channel.unary_unary(
+                '/novalite.compute.v1.Servers/GetConsoleOutput',
+                request_serializer=novalite_dot_compute_dot_v1_dot_servers__pb2.GetConsoleOutputRequest.SerializeToString,
+                response_deserializer=novalite_dot_compute_dot_v1_dot_servers__pb2.GetConsoleOutputResponse.FromString,
+                _registered_method=True)
 
 
 class ServersServicer:
@@ -238,6 +243,15 @@ class ServersServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def GetConsoleOutput(self, request, context):
+        """The guest's serial console log, its last lines (Nova's
+        os-getConsoleOutput): what the guest printed since it was built, across
+        reboots. FAILED_PRECONDITION while the server is on no host yet.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_ServersServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -305,6 +319,11 @@ def add_ServersServicer_to_server(servicer, server):
                     servicer.ListServerActions,
                     request_deserializer=novalite_dot_compute_dot_v1_dot_servers__pb2.ListServerActionsRequest.FromString,
                     response_serializer=novalite_dot_compute_dot_v1_dot_servers__pb2.ListServerActionsResponse.SerializeToString,
+            ),
+            'GetConsoleOutput': grpc.unary_unary_rpc_method_handler(
+                    servicer.GetConsoleOutput,
+                    request_deserializer=novalite_dot_compute_dot_v1_dot_servers__pb2.GetConsoleOutputRequest.FromString,
+                    response_serializer=novalite_dot_compute_dot_v1_dot_servers__pb2.GetConsoleOutputResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -666,6 +685,33 @@ class Servers:
             '/novalite.compute.v1.Servers/ListServerActions',
             novalite_dot_compute_dot_v1_dot_servers__pb2.ListServerActionsRequest.SerializeToString,
             novalite_dot_compute_dot_v1_dot_servers__pb2.ListServerActionsResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def GetConsoleOutput(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/novalite.compute.v1.Servers/GetConsoleOutput',
+            novalite_dot_compute_dot_v1_dot_servers__pb2.GetConsoleOutputRequest.SerializeToString,
+            novalite_dot_compute_dot_v1_dot_servers__pb2.GetConsoleOutputResponse.FromString,
             options,
             channel_credentials,
             insecure,
