@@ -89,12 +89,14 @@ class FakeConductor:
 
     async def build_servers(self, server_ids: Sequence[str], *, availability_zone: str | None,
                             group_id: str | None, same_host: Sequence[str],
-                            different_host: Sequence[str], request_id: str) -> None:
+                            different_host: Sequence[str], request_id: str,
+                            admin_pass: str | None = None) -> None:
         if self.fail is not None:
             raise self.fail
         self.builds.append({"server_ids": list(server_ids), "availability_zone": availability_zone,
                             "group_id": group_id, "same_host": list(same_host),
-                            "different_host": list(different_host), "request_id": request_id})
+                            "different_host": list(different_host), "request_id": request_id,
+                            "admin_pass": admin_pass})
 
     async def delete_server(self, server_id: str) -> None:
         if self.fail is not None:

@@ -15,6 +15,7 @@ from typing import Any
 from novalite.api.manager import ApiManager, ConductorAPI, SchedulerAPI
 from novalite.api.servicer import servicers
 from novalite.auth.tokens import TokenSigner
+from novalite.compute.rpcapi import ComputeClient
 from novalite.conductor.rpcapi import ConductorClient
 from novalite.scheduler.rpcapi import SchedulerClient
 from novalite.services import runner
@@ -54,7 +55,10 @@ async def start(settings: Settings, *, signer: TokenSigner | None = None,
             scheduler_client = SchedulerClient(settings.endpoint("scheduler"), token)
             startup.on_stop(scheduler_client.close)
             to_scheduler = scheduler_client
-        manager = ApiManager(startup.db, to_conductor, to_scheduler, signer=startup.signer,
+        compute = ComputeClient(startup.db, token)
+        startup.on_stop(compute.close)
+        manager = ApiManager(startup.db, to_conductor, to_scheduler, compute=compute,
+                             signer=startup.signer,
                              poll_interval=poll_interval,
                              default_zone=settings.scheduler.default_availability_zone,
                              service_down_time=settings.service_down_time)

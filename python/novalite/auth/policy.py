@@ -52,6 +52,17 @@ POLICY: Mapping[str, frozenset[str]] = MappingProxyType({
         # the lifecycle actions: objects/lifecycle.py says who may ask for each
         **{a.rpc: ADMINS if a.admin_only else MEMBERS for a in lifecycle.ACTIONS.values()},
         "ListServerActions": MEMBERS,
+        "GetConsoleOutput": MEMBERS,
+    }),
+    **_service("novalite.compute.v1.Keypairs", {
+        # a member's own key pairs; an admin may name another user's (the manager checks)
+        "CreateKeypair": MEMBERS,
+        "ImportKeypair": MEMBERS,
+        "ListKeypairs": MEMBERS,
+        "DeleteKeypair": MEMBERS,
+    }),
+    **_service("novalite.compute.v1.Networks", {
+        "ListNetworks": MEMBERS,
     }),
     **_service("novalite.compute.v1.Flavors", {
         "CreateFlavor": ADMINS,
@@ -100,6 +111,7 @@ POLICY: Mapping[str, frozenset[str]] = MappingProxyType({
         "BuildInstance": SERVICES,
         "DeleteInstance": SERVICES,
         "RunAction": SERVICES,
+        "GetConsoleOutput": SERVICES,
     }),
 })
 

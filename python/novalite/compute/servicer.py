@@ -50,7 +50,8 @@ class ComputeAgentServicer(compute_agent_pb2_grpc.ComputeAgentServicer):
             power = await self.manager.build(
                 _host(request.host), request.server_id, request.name,
                 convert.flavor_from_proto(request.flavor), image,
-                convert.allocation(request.allocation))
+                convert.allocation(request.allocation),
+                convert.guest_from_proto(request.guest) if request.HasField("guest") else None)
         except errors.BuildFailed as e:
             context.set_code(grpc.StatusCode.RESOURCE_EXHAUSTED
                              if isinstance(e, errors.ComputeResourcesUnavailable)
@@ -67,6 +68,11 @@ class ComputeAgentServicer(compute_agent_pb2_grpc.ComputeAgentServicer):
     async def RunAction(self, request: pb.RunActionRequest, context: Context) -> pb.RunActionResponse:
         power = await self.manager.run_action(_host(request.host), request.server_id, request.action)
         return pb.RunActionResponse(power_state=convert.power_state(power))
+
+    async def GetConsoleOutput(self, request: pb.GetConsoleOutputRequest,
+                               context: Context) -> pb.GetConsoleOutputResponse:
+        return pb.GetConsoleOutputResponse(output=await self.manager.console_output(
+            _host(request.host), request.server_id))
 
 
 __all__ = ["ComputeAgentServicer"]

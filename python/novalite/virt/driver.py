@@ -743,7 +743,7 @@ class LibvirtDriver:
             nics = "".join(
                 f"<interface type='bridge'><mac address={quoteattr(v.mac)}/>"
                 f"<source bridge={quoteattr(v.bridge)}/><model type='virtio'/>"
-                "<rom bar='off'/></interface>" for v in guest.vifs)
+                "<rom enabled='no'/></interface>" for v in guest.vifs)
         return (
             "<domain type='qemu'>"
             f"<name>{domain_name(instance_id)}</name>{self._uuid_line(instance_id)}"
