@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from novalite.api.manager import ApiManager, ConductorAPI, SchedulerAPI
+from novalite.api.manager import ApiManager, ComputeAPI, ConductorAPI, SchedulerAPI
 from novalite.api.servicer import servicers
 from novalite.auth.tokens import TokenSigner
 from novalite.compute.rpcapi import ComputeClient
@@ -35,13 +35,13 @@ ApiServer = RunningService[ApiManager]
 
 async def start(settings: Settings, *, signer: TokenSigner | None = None,
                 conductor: ConductorAPI | None = None, scheduler: SchedulerAPI | None = None,
-                listen: str | None = None, metrics_port: int | None = None,
+                compute: ComputeAPI | None = None, listen: str | None = None, metrics_port: int | None = None,
                 poll_interval: float = 0.2, **server_options: Any) -> ApiServer:
     """Start the API service on ``listen`` (default settings.listen.api).
 
     Opens ``settings.database_url`` and brings its schema up to date. Unless given
-    ``conductor`` / ``scheduler`` (tests), it calls the conductor and scheduler at
-    their settings endpoints with a service token signed by ``signer`` (default:
+    ``conductor`` / ``scheduler`` / ``compute`` (tests), it calls the conductor and
+    scheduler at their settings endpoints (the compute agents at theirs) with a service token signed by ``signer`` (default:
     one over settings.secret).
     """
     async def build(startup: Startup) -> Parts[ApiManager]:
@@ -55,9 +55,12 @@ async def start(settings: Settings, *, signer: TokenSigner | None = None,
             scheduler_client = SchedulerClient(settings.endpoint("scheduler"), token)
             startup.on_stop(scheduler_client.close)
             to_scheduler = scheduler_client
-        compute = ComputeClient(startup.db, token)
-        startup.on_stop(compute.close)
-        manager = ApiManager(startup.db, to_conductor, to_scheduler, compute=compute,
+        to_compute = compute
+        if to_compute is None:
+            compute_client = ComputeClient(startup.db, token)
+            startup.on_stop(compute_client.close)
+            to_compute = compute_client
+        manager = ApiManager(startup.db, to_conductor, to_scheduler, compute=to_compute,
                              signer=startup.signer,
                              poll_interval=poll_interval,
                              default_zone=settings.scheduler.default_availability_zone,
