@@ -35,7 +35,6 @@ from novalite.cloud import LocalCloud
 from novalite.rpc.novalite.compute.v1 import (
     flavors_pb2,
     images_pb2,
-    images_pb2_grpc,
     keypairs_pb2,
     keypairs_pb2_grpc,
     networks_pb2,
@@ -44,9 +43,10 @@ from novalite.rpc.novalite.compute.v1 import (
 )
 from novalite.virt import LibvirtDriver
 
-from helpers import Api, cloud_database, cloud_env, run_cli
+from helpers import cloud_database, cloud_env, run_cli
 from qemu import libvirtd  # noqa: F401 - the fixture, for every test here
 from qemu import URI, skip_if_not_wanted
+from test_e2e_qemu_only_host import QemuApi
 
 ROOT = Path(__file__).resolve().parent.parent
 GUEST_IMAGE = ROOT / ".venv" / "guest"
@@ -58,15 +58,11 @@ BOOT_TIMEOUT = 120.0
 skip_if_not_wanted()
 
 
-class GuestApi(Api):
+class GuestApi(QemuApi):
     def __init__(self, cloud: LocalCloud, token: str) -> None:
         super().__init__(cloud, token)
-        self.images = images_pb2_grpc.ImagesStub(self.channel)
         self.keypairs = keypairs_pb2_grpc.KeypairsStub(self.channel)
         self.networks = networks_pb2_grpc.NetworksStub(self.channel)
-
-    def get(self, sid: str) -> Any:
-        return self.servers.GetServer(servers_pb2.GetServerRequest(id=sid))
 
     def console(self, sid: str, length: int | None = None) -> str:
         req = servers_pb2.GetConsoleOutputRequest(id=sid)
@@ -98,18 +94,6 @@ class GuestApi(Api):
             if server.status == status and not server.task_state:
                 return server
             assert time.monotonic() < deadline, f"{sid} not {status}: {server.status}"
-            time.sleep(0.1)
-
-    def delete(self, sid: str, timeout: float = 60.0) -> None:
-        self.servers.DeleteServer(servers_pb2.DeleteServerRequest(id=sid))
-        deadline = time.monotonic() + timeout
-        while True:
-            try:
-                self.get(sid)
-            except grpc.RpcError as e:
-                assert e.code() == grpc.StatusCode.NOT_FOUND, e
-                return
-            assert time.monotonic() < deadline, f"{sid} not deleted"
             time.sleep(0.1)
 
 
