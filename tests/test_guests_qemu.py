@@ -258,3 +258,27 @@ def test_a_soft_reboot_is_real_and_the_guests_own_poweroff_is_seen(user: GuestAp
     assert stopped.power_state == 4  # SHUTDOWN
     actions = user.servers.ListServerActions(servers_pb2.ListServerActionsRequest(id=shut.id))
     assert actions.actions[0].action == "stop"
+
+
+def test_rescue_boots_the_image_with_the_servers_disk_beside_it(user: GuestApi,
+                                                               boot: Callable[..., Any]) -> None:
+    server = boot("rescued")
+    user.until_console(server.id, READY)
+    reply = user.servers.RescueServer(servers_pb2.RescueServerRequest(id=server.id))
+    assert reply.task_state == 14  # RESCUING
+    rescued = user.until_status(server.id, "RESCUE")
+    assert (rescued.vm_state, rescued.power_state) == (8, 1)  # RESCUED, RUNNING
+    out = user.until_console(server.id, READY, count=2)
+    assert "rescue mode: the server's own disk is /dev/vdb" in out
+    # the server's own disk, untouched by the rescue boot: booted once so far
+    assert "rescue: the server's disk has booted 1 times" in out
+    with pytest.raises(grpc.RpcError) as refused:
+        user.servers.StopServer(servers_pb2.StopServerRequest(id=server.id))
+    assert refused.value.code() == grpc.StatusCode.FAILED_PRECONDITION
+
+    user.servers.UnrescueServer(servers_pb2.UnrescueServerRequest(id=server.id))
+    assert user.until_status(server.id, "ACTIVE").power_state == 1
+    out = user.until_console(server.id, READY, count=3)
+    assert "root disk /dev/vda: boot 2 of this disk" in out
+    log = user.servers.ListServerActions(servers_pb2.ListServerActionsRequest(id=server.id))
+    assert [a.action for a in log.actions][:2] == ["unrescue", "rescue"]

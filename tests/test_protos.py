@@ -38,7 +38,8 @@ EXPECTED_SERVICES: dict[str, dict[str, str]] = {
         "DeleteServer": UNARY, "WatchServers": SERVER_STREAM,
         "RebootServer": UNARY, "StopServer": UNARY, "StartServer": UNARY,
         "PauseServer": UNARY, "UnpauseServer": UNARY, "SuspendServer": UNARY,
-        "ResumeServer": UNARY, "ListServerActions": UNARY, "GetConsoleOutput": UNARY,
+        "ResumeServer": UNARY, "RescueServer": UNARY, "UnrescueServer": UNARY,
+        "ListServerActions": UNARY, "GetConsoleOutput": UNARY,
     },
     "novalite.compute.v1.Keypairs": {
         "CreateKeypair": UNARY, "ImportKeypair": UNARY, "ListKeypairs": UNARY,

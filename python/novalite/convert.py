@@ -35,6 +35,7 @@ _VM: dict[str, states_pb2.VmState] = {
     VmState.STOPPED: states_pb2.VM_STATE_STOPPED, VmState.PAUSED: states_pb2.VM_STATE_PAUSED,
     VmState.SUSPENDED: states_pb2.VM_STATE_SUSPENDED, VmState.ERROR: states_pb2.VM_STATE_ERROR,
     VmState.DELETED: states_pb2.VM_STATE_DELETED,
+    VmState.RESCUED: states_pb2.VM_STATE_RESCUED,
 }
 _TASK: dict[str | None, states_pb2.TaskState] = {
     None: states_pb2.TASK_STATE_NONE,
@@ -51,6 +52,8 @@ _TASK: dict[str | None, states_pb2.TaskState] = {
     TaskState.UNPAUSING: states_pb2.TASK_STATE_UNPAUSING,
     TaskState.SUSPENDING: states_pb2.TASK_STATE_SUSPENDING,
     TaskState.RESUMING: states_pb2.TASK_STATE_RESUMING,
+    TaskState.RESCUING: states_pb2.TASK_STATE_RESCUING,
+    TaskState.UNRESCUING: states_pb2.TASK_STATE_UNRESCUING,
 }
 _TASK_BACK: dict[int, str | None] = {int(v): k for k, v in _TASK.items()}
 _VM_BACK: dict[int, str] = {int(v): k for k, v in _VM.items()}

@@ -102,6 +102,7 @@ VIR_DOMAIN_SHUTOFF = 5
 VIR_DOMAIN_CRASHED = 6
 VIR_DOMAIN_PMSUSPENDED = 7
 VIR_DOMAIN_METADATA_ELEMENT = 2
+VIR_DOMAIN_XML_INACTIVE = 2
 VIR_DOMAIN_UNDEFINE_MANAGED_SAVE = 1
 VIR_DOMAIN_UNDEFINE_SNAPSHOTS_METADATA = 2
 VIR_DOMAIN_UNDEFINE_NVRAM = 4
@@ -951,6 +952,70 @@ class LibvirtDriver:
             finally:
                 self._persist(instance_id)
 
+    def rescue(self, instance_id: str) -> None:
+        """Nova's rescue: the guest boots again from a fresh overlay of its own image
+        (``disk.rescue``), its own disk attached as the second disk (vdb), the kernel
+        told so (``novalite.rescue`` on its command line); the domain's definition
+        is kept for unrescue(). Already rescued: nothing to do."""
+        with self._locked(instance_id):
+            dom = self._lookup(instance_id)
+            if self.is_test:  # a simulated guest: only its power state shows
+                self._do(instance_id, "rescue", lambda: self._start_if_off(dom))
+                self._persist(instance_id)
+                return
+            inst_dir = self.instance_dir(instance_id)
+            saved = inst_dir / "unrescue.xml"
+            if saved.exists():
+                return
+            try:
+                xml = dom.XMLDesc(VIR_DOMAIN_XML_INACTIVE)
+                root = ET.fromstring(xml)
+                meta = root.find(f"metadata/{{{INSTANCE_NS}}}instance")
+                image = meta.get("image") if meta is not None else None
+                if image is None:
+                    raise ActionFailed(instance_id, "rescue", "the server has no image to "
+                                                             "rescue it with")
+                rescue_disk = inst_dir / "disk.rescue"
+                rescue_disk.unlink(missing_ok=True)
+                images.create_overlay(rescue_disk, image, images.image_info(image).format,
+                                      int(meta.get("root_gb", "0")) if meta is not None else 0)
+                _atomic_write(saved, xml)
+                self._hard_stop(dom)
+                self._call(lambda c: c.defineXML(_rescue_xml(root, rescue_disk)))
+                dom.create()
+            except ImageError as exc:
+                raise ActionFailed(instance_id, "rescue", str(exc)) from exc
+            except Exception as exc:
+                raise self._wrap(exc, instance_id, "rescue") from exc
+
+    def unrescue(self, instance_id: str) -> None:
+        """Back from rescue: the domain as it was defined before, started; the rescue
+        disk removed. Not rescued: nothing to do."""
+        with self._locked(instance_id):
+            dom = self._lookup(instance_id)
+            if self.is_test:
+                self._do(instance_id, "unrescue", lambda: self._start_if_off(dom))
+                self._persist(instance_id)
+                return
+            inst_dir = self.instance_dir(instance_id)
+            saved = inst_dir / "unrescue.xml"
+            if not saved.exists():
+                return
+            try:
+                self._hard_stop(dom)
+                self._call(lambda c: c.defineXML(saved.read_text()))
+                dom.create()
+            except Exception as exc:
+                raise self._wrap(exc, instance_id, "unrescue") from exc
+            saved.unlink()
+            (inst_dir / "disk.rescue").unlink(missing_ok=True)
+
+    def _start_if_off(self, dom: _Domain) -> None:
+        if self._state(dom) in (VIR_DOMAIN_SHUTOFF, VIR_DOMAIN_CRASHED, VIR_DOMAIN_NOSTATE):
+            if dom.hasManagedSaveImage():
+                dom.managedSaveRemove()
+            dom.create()
+
     def _simple(self, instance_id: str, action: str, done: set[int], allowed: set[int],
                 fn: Callable[[_Domain], object]) -> None:
         with self._locked(instance_id):
@@ -1059,6 +1124,30 @@ class LibvirtDriver:
             cut = text.rindex("</node>")
         self._node_text = ("<?xml version='1.0' encoding='UTF-8'?>\n" + text[:cut] + "\n",
                            "\n" + text[cut:] + "\n")
+
+
+def _rescue_xml(root: ET.Element, rescue_disk: Path) -> str:
+    """A domain's definition for rescue: the rescue disk first (vda), the server's
+    own disk second (vdb), the other disks after; the kernel told of it."""
+    devices = root.find("devices")
+    assert devices is not None
+    disks = [d for d in devices.findall("disk") if d.get("device") == "disk"]
+    for i, disk in enumerate(disks):
+        target = disk.find("target")
+        if target is not None:
+            target.set("dev", f"vd{chr(ord('b') + i)}")
+        # the guest names virtio disks in PCI slot order: without their old slots
+        # libvirt gives the disks new ones in this order
+        for address in disk.findall("address"):
+            disk.remove(address)
+    rescue = ET.fromstring(
+        "<disk type='file' device='disk'><driver name='qemu' type='qcow2' cache='none'/>"
+        f"<source file={quoteattr(str(rescue_disk))}/><target dev='vda' bus='virtio'/></disk>")
+    devices.insert(list(devices).index(disks[0]) if disks else 0, rescue)
+    cmdline = root.find("os/cmdline")
+    if cmdline is not None:
+        cmdline.text = f"{cmdline.text or ''} novalite.rescue".strip()
+    return ET.tostring(root, encoding="unicode")
 
 
 class _NullLock:
