@@ -32,6 +32,7 @@ import pytest
 
 from novalite.client.guest_image import register
 from novalite.cloud import LocalCloud
+from novalite.demo import pinger
 from novalite.rpc.novalite.compute.v1 import (
     flavors_pb2,
     images_pb2,
@@ -199,8 +200,9 @@ def test_two_guests_on_one_network_reach_each_other(cloud: LocalCloud, user: Gue
     [address] = first.addresses
     assert (address.network, address.type, address.version) == ("private", "fixed", 4)
     assert first.key_name == "alice-key" and first.config_drive
-    second = boot("second", user_data=f"#!/bin/sh\necho user data of second\n"
-                                      f"ping -c 3 -W 5 {address.address}\n".encode())
+    # the two boot side by side: the second waits for the first to answer
+    second = boot("second", user_data=b"#!/bin/sh\necho user data of second\n"
+                  + pinger(address.address).removeprefix(b"#!/bin/sh\n"))
     [other] = second.addresses
     assert other.address != address.address
 

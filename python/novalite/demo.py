@@ -71,6 +71,13 @@ def _console_line(stub: Any, sid: str, marker: str, timeout: float) -> str:
     raise TimeoutError(f"server {sid} did not print {marker!r} within {timeout:.0f} s:\n{output}")
 
 
+def pinger(address: str, wait: int = 60) -> bytes:
+    """User data that waits (up to ``wait`` seconds) for ``address`` to answer, the
+    guests booting side by side, then pings it three times for the console."""
+    return (f"#!/bin/sh\nfor i in $(seq {wait}); do ping -c 1 -W 1 {address} >/dev/null && break; "
+            f"done\nping -c 3 -W 2 {address}\n").encode()
+
+
 def real_guests(admin_ch: Any, stub: Any, guest_image: Path, flavor_id: str,
                 keep: bool) -> int:
     """Two real Linux guests on one network: the first says hello, the second
@@ -96,7 +103,7 @@ def real_guests(admin_ch: Any, stub: Any, guest_image: Path, flavor_id: str,
     target = first.addresses[0].address
     second = stub.CreateServer(servers_pb2.CreateServerRequest(
         name="guest-2", flavor_id=flavor_id, image_id=image.id,
-        user_data=f"#!/bin/sh\nping -c 3 -W 2 {target}\n".encode())).servers[0]
+        user_data=pinger(target))).servers[0]
     failed = 0
     for server in (first, second):
         try:

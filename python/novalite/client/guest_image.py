@@ -13,8 +13,12 @@ from typing import Any
 from novalite.rpc.novalite.compute.v1 import images_pb2
 
 DEFAULT_NAME = "novalite-tiny"
-# the serial console, quietly: the init's lines are what a user reads there
-KERNEL_ARGS = "console=ttyS0 quiet"
+# The serial console, quietly: the init's lines are what a user reads there. The
+# rest skips probes that cost a few tenths of a second under software emulation
+# (the PS/2 controller, serial ports beyond ttyS0, the TSC's checks, the crypto
+# self-tests), measured here: guest uptime at the init 1.7-2.1 s -> 1.4-1.5 s.
+KERNEL_ARGS = ("console=ttyS0 quiet i8042.noaux i8042.nomux i8042.nopnp i8042.dumbkbd "
+               "8250.nr_uarts=1 tsc=reliable no_timer_check cryptomgr.notests")
 # Debian's cloud kernel does not come up in less (silently: before its console)
 MIN_RAM_MB = 128
 
