@@ -284,3 +284,32 @@ def test_rescue_boots_the_image_with_the_servers_disk_beside_it(user: GuestApi,
     assert "root disk /dev/vda: boot 2 of this disk" in out
     log = user.servers.ListServerActions(servers_pb2.ListServerActionsRequest(id=server.id))
     assert [a.action for a in log.actions][:2] == ["unrescue", "rescue"]
+
+
+def test_the_lifecycle_with_a_real_guest(user: GuestApi, boot: Callable[..., Any]) -> None:
+    """What each action does to a guest with an OS, as its console and its disk tell."""
+    server = boot("lifecycle")
+    user.until_console(server.id, READY)
+
+    def act(rpc: str, status: str) -> None:
+        getattr(user.servers, rpc)(getattr(servers_pb2, f"{rpc}Request")(id=server.id))
+        user.until_status(server.id, status)
+
+    # a stop asks the guest to shut down (its power button): a clean poweroff
+    act("StopServer", "SHUTOFF")
+    assert user.console(server.id).count("power button: powering off") == 1
+    act("StartServer", "ACTIVE")
+    assert "boot 2 of this disk" in user.until_console(server.id, READY, count=2)
+    # pause and suspend keep the guest as it was: no new boot
+    act("PauseServer", "PAUSED")
+    act("UnpauseServer", "ACTIVE")
+    act("SuspendServer", "SUSPENDED")
+    act("ResumeServer", "ACTIVE")
+    user.servers.RebootServer(servers_pb2.RebootServerRequest(
+        id=server.id, type=servers_pb2.REBOOT_TYPE_HARD))
+    user.until_status(server.id, "ACTIVE")
+    out = user.until_console(server.id, READY, count=3)
+    # a hard reboot pulls the plug: no power button, a third boot of the same disk
+    assert out.count("init started") == 3
+    assert out.count("power button: powering off") == 1
+    assert "boot 3 of this disk" in out
