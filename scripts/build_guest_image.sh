@@ -32,6 +32,16 @@ for tool in dpkg-deb apt-get gzip mkfs.ext4 qemu-img md5sum sha256sum; do
         || die "'$tool' is missing (packages: dpkg, apt, gzip, e2fsprogs, qemu-utils); run scripts/setup.sh as root"
 done
 
+# The quick check: the same script and init, and apt's package lists unchanged since
+# the last build or check (their directory changes at every apt-get update), cannot
+# choose other packages.
+sources=$(sha256sum "$0" "$INIT" | awk '{print $1}' | tr '\n' ' ')
+quick="$sources$(stat -c %Y /var/lib/apt/lists 2>/dev/null || echo none)"
+if [ -f "$OUT/current/manifest.json" ] && [ "$(cat "$OUT/current/.checked" 2>/dev/null)" = "$quick" ]; then
+    say "up to date in $OUT/current (same sources, same package lists)"
+    exit 0
+fi
+
 # which packages: the kernel is linux-image-cloud-amd64's dependency (the versioned
 # package holds the files)
 candidate() { apt-cache policy "$1" 2>/dev/null | awk '$1 == "Candidate:" && $2 != "(none)" {print $2}'; }
@@ -52,6 +62,7 @@ busybox_version=$(candidate busybox-static)
 inputs=$(printf '%s\n' "$kernel_pkg=$kernel_version" "busybox-static=$busybox_version" \
              "$(sha256sum "$0" "$INIT" | awk '{print $1}')" | sha256sum | cut -c1-16)
 if [ -f "$OUT/$inputs/manifest.json" ] && [ "$(readlink "$OUT/current")" = "$inputs" ]; then
+    echo "$quick" > "$OUT/current/.checked"
     say "up to date in $OUT/current ($kernel_pkg $kernel_version, busybox $busybox_version)"
     exit 0
 fi
@@ -118,6 +129,7 @@ EOF
 # point `current` at it in one step (a symlink renamed over the old one)
 ln -sfn "$inputs" "$OUT/current.new"
 mv -T "$OUT/current.new" "$OUT/current"
+echo "$quick" > "$OUT/current/.checked"
 elapsed_ms=$(( ($(date +%s%N) - start_ns) / 1000000 ))
 say "built in $OUT/current in $((elapsed_ms / 1000)).$(printf '%03d' $((elapsed_ms % 1000))) s" \
     "($kernel_pkg $kernel_version, busybox $busybox_version; modules: ${order[*]})"
