@@ -42,12 +42,11 @@ from novalite.rpc.novalite.compute.v1 import (
     networks_pb2_grpc,
     servers_pb2,
 )
-from novalite.virt import LibvirtDriver
 
 from helpers import cloud_database, cloud_env, run_cli
 from qemu import libvirtd  # noqa: F401 - the fixture, for every test here
-from qemu import URI, skip_if_not_wanted
-from test_e2e_qemu_only_host import QemuApi
+from qemu import skip_if_not_wanted
+from test_e2e_qemu_only_host import QemuApi, _cleanup_guests
 
 ROOT = Path(__file__).resolve().parent.parent
 GUEST_IMAGE = ROOT / ".venv" / "guest"
@@ -122,14 +121,7 @@ def cloud(libvirtd: None, tmp_path_factory: pytest.TempPathFactory) -> Iterator[
         try:
             yield c
         finally:
-            db = cloud_database(c)
-            try:
-                ids = {i.id for i in db.list_instances(include_deleted=True, limit=10_000).instances}
-            finally:
-                db.close()
-            with LibvirtDriver(URI, instances_path=c.data_dir / "instances") as drv:
-                for iid in ids & set(drv.list_instances()):
-                    drv.destroy(iid)
+            _cleanup_guests(c)
 
 
 @pytest.fixture(scope="module")
