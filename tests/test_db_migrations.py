@@ -27,7 +27,8 @@ MODEL_TABLES = {
     "instances", "instance_faults", "instance_actions", "instance_action_events",
     "flavors", "images", "quotas", "quota_usages", "server_groups", "services",
     "resource_providers", "inventories", "allocations", "aggregates", "aggregate_hosts",
-    "aggregate_metadata", "traits", "provider_traits", "key_pairs", "networks", "fixed_ips",
+    "aggregate_metadata", "traits", "provider_traits", "flavor_projects", "key_pairs",
+    "networks", "fixed_ips",
 }
 
 

@@ -13,7 +13,7 @@ import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable, Sequence
+from typing import Callable, Mapping, Sequence
 
 from novalite.auth.tokens import ADMIN, MEMBER, TokenSigner
 from novalite.settings import load_or_create_secret
@@ -82,6 +82,9 @@ class LocalCloud:
     sync_power_state_interval: int | None = None
     wait_soft_reboot_seconds: float | None = None
     shutdown_timeout: float | None = None
+    # more options of the settings' [scheduler] and [compute] sections
+    scheduler_options: Mapping[str, object] = field(default_factory=dict)
+    compute_options: Mapping[str, object] = field(default_factory=dict)
     python: str = sys.executable
     ports: dict[str, int] = field(default_factory=dict)
     processes: dict[str, Process] = field(default_factory=dict)
@@ -104,6 +107,8 @@ class LocalCloud:
         return f"127.0.0.1:{self.ports[service]}"
 
     def write_config(self) -> Path:
+        from novalite.cli import _toml
+
         for name in (*SERVICES, "compute_real"):
             self.ports.setdefault(name, free_port())
         url = self.database_url or f"sqlite:///{self.data_dir / 'novalite.db'}"
@@ -133,6 +138,10 @@ class LocalCloud:
                 ("update_resources_interval", self.update_resources_interval),
                 ("sync_power_state_interval", self.sync_power_state_interval))
               if value is not None),
+            *(f"{name} = {_toml(value)}" for name, value in self.compute_options.items()),
+            "",
+            "[scheduler]",
+            *(f"{name} = {_toml(value)}" for name, value in self.scheduler_options.items()),
             "",
         ]
         self.config_path.write_text("\n".join(lines))

@@ -17,7 +17,7 @@ from novalite.api.servicer import servicers
 from novalite.auth.tokens import TokenSigner
 from novalite.compute.rpcapi import ComputeClient
 from novalite.conductor.rpcapi import ConductorClient
-from novalite.scheduler.rpcapi import SchedulerClient
+from novalite.scheduler.rpcapi import SchedulerFanout
 from novalite.services import runner
 from novalite.services.runner import Parts, RunningService, Startup, start_service
 from novalite.settings import Settings
@@ -40,9 +40,10 @@ async def start(settings: Settings, *, signer: TokenSigner | None = None,
     """Start the API service on ``listen`` (default settings.listen.api).
 
     Opens ``settings.database_url`` and brings its schema up to date. Unless given
-    ``conductor`` / ``scheduler`` / ``compute`` (tests), it calls the conductor and
-    scheduler at their settings endpoints (the compute agents at theirs) with a service token signed by ``signer`` (default:
-    one over settings.secret).
+    ``conductor`` / ``scheduler`` / ``compute`` (tests), it calls the conductor at
+    its settings endpoint, every registered scheduler replica and the compute agents
+    at theirs, with a service token signed by ``signer`` (default: one over
+    settings.secret).
     """
     async def build(startup: Startup) -> Parts[ApiManager]:
         token = startup.service_token()
@@ -52,9 +53,10 @@ async def start(settings: Settings, *, signer: TokenSigner | None = None,
             startup.on_stop(conductor_client.close)
             to_conductor = conductor_client
         if to_scheduler is None:
-            scheduler_client = SchedulerClient(settings.endpoint("scheduler"), token)
-            startup.on_stop(scheduler_client.close)
-            to_scheduler = scheduler_client
+            schedulers = SchedulerFanout(startup.db, token,
+                                         service_down_time=settings.service_down_time)
+            startup.on_stop(schedulers.close)
+            to_scheduler = schedulers
         to_compute = compute
         if to_compute is None:
             compute_client = ComputeClient(startup.db, token)
@@ -64,7 +66,8 @@ async def start(settings: Settings, *, signer: TokenSigner | None = None,
                              signer=startup.signer,
                              poll_interval=poll_interval,
                              default_zone=settings.scheduler.default_availability_zone,
-                             service_down_time=settings.service_down_time)
+                             service_down_time=settings.service_down_time,
+                             scheduler_config=settings.scheduler)
         startup.on_stop(manager.close)
         return Parts(manager, servicers(manager))
 

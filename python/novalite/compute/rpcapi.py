@@ -78,7 +78,7 @@ class ComputeClient:
                     guest: records.GuestConfig | None = None) -> int:
         request = compute_agent_pb2.BuildInstanceRequest(
             server_id=instance.id, name=instance.name, flavor=convert.flavor(flavor),
-            allocation=dict(allocation), host=host)
+            allocation=dict(allocation), host=host, group_id=instance.group_id or "")
         if guest is not None:
             request.guest.CopyFrom(convert.guest_to_proto(guest))
         if image is not None:

@@ -7,8 +7,9 @@ codes by the shared error interceptor.
 
 A failed build is not a domain error but an outcome the conductor acts on (it
 releases the claim and tries an alternate): it ends the call with
-RESOURCE_EXHAUSTED when the local claim did not fit and INTERNAL otherwise, the
-message saying why, as compute_agent.proto describes. The interceptor maps no domain
+RESOURCE_EXHAUSTED when the local claim did not fit, ABORTED when the server
+group's late check refused the host, and INTERNAL otherwise, the message saying
+why, as compute_agent.proto describes. The interceptor maps no domain
 error to INTERNAL with its message (an unexpected error's message is hidden on
 purpose), so this one case sets the status on the context itself.
 """
@@ -31,6 +32,13 @@ else:
     Context = grpc.aio.ServicerContext
 
 
+# How a failed build ends the call (compute_agent.proto).
+_BUILD_FAILURE_CODES = {
+    errors.ComputeResourcesUnavailable: grpc.StatusCode.RESOURCE_EXHAUSTED,
+    errors.GroupAffinityViolation: grpc.StatusCode.ABORTED,
+}
+
+
 def _host(host: str) -> str:
     if not host:
         raise errors.Invalid("host", "required: the host the server is on")
@@ -50,12 +58,10 @@ class ComputeAgentServicer(compute_agent_pb2_grpc.ComputeAgentServicer):
             power = await self.manager.build(
                 _host(request.host), request.server_id, request.name,
                 convert.flavor_from_proto(request.flavor), image,
-                convert.allocation(request.allocation),
-                convert.guest_from_proto(request.guest) if request.HasField("guest") else None)
+                convert.allocation(request.allocation), group_id=request.group_id or None,
+                guest=convert.guest_from_proto(request.guest) if request.HasField("guest") else None)
         except errors.BuildFailed as e:
-            context.set_code(grpc.StatusCode.RESOURCE_EXHAUSTED
-                             if isinstance(e, errors.ComputeResourcesUnavailable)
-                             else grpc.StatusCode.INTERNAL)
+            context.set_code(_BUILD_FAILURE_CODES.get(type(e), grpc.StatusCode.INTERNAL))
             context.set_details(str(e))
             return pb.BuildInstanceResponse()
         return pb.BuildInstanceResponse(power_state=convert.power_state(power))

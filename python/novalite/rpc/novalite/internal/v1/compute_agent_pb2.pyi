@@ -83,7 +83,7 @@ class GetConsoleOutputResponse(_message.Message):
     def __init__(self, output: _Optional[str] = ...) -> None: ...
 
 class BuildInstanceRequest(_message.Message):
-    __slots__ = ("server_id", "name", "flavor", "image", "allocation", "host", "guest")
+    __slots__ = ("server_id", "name", "flavor", "image", "allocation", "host", "group_id", "guest")
     class AllocationEntry(_message.Message):
         __slots__ = ("key", "value")
         KEY_FIELD_NUMBER: _ClassVar[int]
@@ -97,6 +97,7 @@ class BuildInstanceRequest(_message.Message):
     IMAGE_FIELD_NUMBER: _ClassVar[int]
     ALLOCATION_FIELD_NUMBER: _ClassVar[int]
     HOST_FIELD_NUMBER: _ClassVar[int]
+    GROUP_ID_FIELD_NUMBER: _ClassVar[int]
     GUEST_FIELD_NUMBER: _ClassVar[int]
     server_id: str
     name: str
@@ -104,8 +105,9 @@ class BuildInstanceRequest(_message.Message):
     image: _images_pb2.Image
     allocation: _containers.ScalarMap[str, int]
     host: str
+    group_id: str
     guest: GuestConfig
-    def __init__(self, server_id: _Optional[str] = ..., name: _Optional[str] = ..., flavor: _Optional[_Union[_flavors_pb2.Flavor, _Mapping]] = ..., image: _Optional[_Union[_images_pb2.Image, _Mapping]] = ..., allocation: _Optional[_Mapping[str, int]] = ..., host: _Optional[str] = ..., guest: _Optional[_Union[GuestConfig, _Mapping]] = ...) -> None: ...
+    def __init__(self, server_id: _Optional[str] = ..., name: _Optional[str] = ..., flavor: _Optional[_Union[_flavors_pb2.Flavor, _Mapping]] = ..., image: _Optional[_Union[_images_pb2.Image, _Mapping]] = ..., allocation: _Optional[_Mapping[str, int]] = ..., host: _Optional[str] = ..., group_id: _Optional[str] = ..., guest: _Optional[_Union[GuestConfig, _Mapping]] = ...) -> None: ...
 
 class BuildInstanceResponse(_message.Message):
     __slots__ = ("power_state",)
