@@ -9,7 +9,7 @@ setup:
 
 ## The main job: the whole stack on this machine, 100 servers booted through the API.
 demo: setup
-	$(PY) -m novalite.cli demo --data-dir $(CURDIR)/novalite-demo
+	$(PY) -m novalite.cli demo --data-dir $(CURDIR)/novalite-demo --guest-image $(VENV)/guest
 
 ## The placement core alone: 10,000 servers on 100,000 simulated hosts.
 placement-demo: setup

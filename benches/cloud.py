@@ -4,6 +4,10 @@ zones and an aggregate with per-aggregate limits."""
 
 from __future__ import annotations
 
+import time
+from typing import Any
+
+import grpc
 import numpy as np
 
 from novalite.placement import (
@@ -17,6 +21,7 @@ from novalite.placement import (
     SchedulerConfig,
 )
 from novalite.placement import reference
+from novalite.rpc.novalite.compute.v1 import servers_pb2
 
 # Nova's default filters plus the Aggregate*, IoOps and NumInstances filters; all 13
 # weighers (the default weight_classes).
@@ -106,3 +111,18 @@ def reference_table(n: int, seed: int = 0) -> reference.HostTable:
 def request(count: int = 1, prefix: str = "bench") -> RequestSpec:
     return RequestSpec(flavor=FLAVOR, instance_uuids=[f"{prefix}-{i}" for i in range(count)],
                        project_id="bench")
+
+
+def delete_and_wait(servers: Any, sid: str, timeout: float = 60.0) -> None:
+    """Delete a server through the API (a ServersStub) and wait until it is gone:
+    the benchmarks of real guests make room for the next round this way."""
+    servers.DeleteServer(servers_pb2.DeleteServerRequest(id=sid))
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            servers.GetServer(servers_pb2.GetServerRequest(id=sid))
+        except grpc.RpcError as e:
+            assert e.code() == grpc.StatusCode.NOT_FOUND, e
+            return
+        assert time.monotonic() < deadline, f"{sid} not deleted after {timeout:.0f} s"
+        time.sleep(0.02)

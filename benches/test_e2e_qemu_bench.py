@@ -29,9 +29,9 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-import grpc
 import pytest
 
+from cloud import delete_and_wait
 from novalite.cloud import LocalCloud
 from novalite.rpc.novalite.compute.v1 import (
     flavors_pb2,
@@ -98,16 +98,7 @@ def test_create_to_active_real_qemu_guest(benchmark: Any, cloud: LocalCloud) -> 
 
     def delete_previous() -> None:
         for sid in _CREATED - _DELETED:
-            servers.DeleteServer(servers_pb2.DeleteServerRequest(id=sid))
-            deadline = time.monotonic() + 60
-            while True:
-                try:
-                    servers.GetServer(servers_pb2.GetServerRequest(id=sid))
-                except grpc.RpcError as e:
-                    assert e.code() == grpc.StatusCode.NOT_FOUND, e
-                    break
-                assert time.monotonic() < deadline, f"{sid} not deleted after 60 s"
-                time.sleep(0.02)
+            delete_and_wait(servers, sid)
             _DELETED.add(sid)
 
     def create() -> None:

@@ -3,7 +3,10 @@
 # package (the Rust core built by maturin, release mode) and its test tools; and,
 # as root, the system parts: libvirt + QEMU (real guests, with libvirt-python, the
 # package's `libvirt` extra, built against them) and a private PostgreSQL server for
-# the tests. Re-running it only rebuilds or restarts what changed, in a few seconds.
+# the tests; the guests' networks (scripts/setup_network.sh: a bridge and a dnsmasq
+# each) and the bootable guest image built from Debian's packages
+# (scripts/build_guest_image.sh, into $VENV/guest). Re-running it only rebuilds or
+# restarts what changed, in a few seconds.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -23,6 +26,8 @@ root=0
 if [ "$root" -eq 1 ]; then
     # first the system packages: libvirt-python (the `libvirt` extra) builds against them
     PYTHON="$VENV/bin/python" scripts/setup_libvirt.sh
+    scripts/setup_network.sh
+    scripts/build_guest_image.sh "$VENV/guest"
 fi
 # quiet, but keep errors
 pipq() { "$VENV/bin/python" -m pip install --disable-pip-version-check -q "$@"; }

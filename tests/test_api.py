@@ -91,12 +91,14 @@ class FakeConductor:
 
     async def build_servers(self, server_ids: Sequence[str], *, availability_zone: str | None,
                             group_id: str | None, same_host: Sequence[str],
-                            different_host: Sequence[str], request_id: str) -> None:
+                            different_host: Sequence[str], request_id: str,
+                            admin_pass: str | None = None) -> None:
         if self.fail is not None:
             raise self.fail
         self.builds.append({"server_ids": list(server_ids), "availability_zone": availability_zone,
                             "group_id": group_id, "same_host": list(same_host),
-                            "different_host": list(different_host), "request_id": request_id})
+                            "different_host": list(different_host), "request_id": request_id,
+                            "admin_pass": admin_pass})
 
     async def delete_server(self, server_id: str) -> None:
         if self.fail is not None:
@@ -1381,6 +1383,8 @@ ACTION_RPCS: dict[str, Callable[[servers_pb2_grpc.ServersStub, str], Awaitable[A
     "unpause": lambda s, i: s.UnpauseServer(servers_pb2.UnpauseServerRequest(id=i)),
     "suspend": lambda s, i: s.SuspendServer(servers_pb2.SuspendServerRequest(id=i)),
     "resume": lambda s, i: s.ResumeServer(servers_pb2.ResumeServerRequest(id=i)),
+    "rescue": lambda s, i: s.RescueServer(servers_pb2.RescueServerRequest(id=i)),
+    "unrescue": lambda s, i: s.UnrescueServer(servers_pb2.UnrescueServerRequest(id=i)),
 }
 # Nova's task_states.ALLOW_REBOOT (those novalite has): a hard reboot may start
 # while one of these tasks is in flight.
@@ -1395,6 +1399,8 @@ ALLOWED = {
     "unpause": {"paused"},
     "suspend": {"active"},
     "resume": {"suspended"},
+    "rescue": {"active", "stopped", "error"},
+    "unrescue": {"rescued"},
 }
 
 
@@ -1405,7 +1411,8 @@ def test_lifecycle_actions_only_in_novas_allowed_states(tmp_path: Path, db_url: 
         [server] = await api.boot(flavor_id, image_id)
         stub = api.servers("a")
         expected_log = ["create"]
-        for vm_state in ("building", "active", "stopped", "paused", "suspended", "error"):
+        for vm_state in ("building", "active", "stopped", "paused", "suspended", "error",
+                         "rescued"):
             for action, call in ACTION_RPCS.items():
                 api.db.update_instance(server.id, vm_state=vm_state, task_state=None)
                 before = api.db.get_instance(server.id)

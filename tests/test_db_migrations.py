@@ -28,7 +28,8 @@ MODEL_TABLES = {
     "flavors", "images", "quotas", "quota_usages", "server_groups", "services",
     "resource_providers", "inventories", "allocations", "aggregates", "aggregate_hosts",
     "aggregate_metadata", "traits", "provider_traits", "flavor_projects",
-    "projects", "users", "role_assignments", "revoked_tokens",
+    "projects", "users", "role_assignments", "revoked_tokens", "key_pairs",
+    "networks", "fixed_ips",
 }
 
 

@@ -38,8 +38,14 @@ EXPECTED_SERVICES: dict[str, dict[str, str]] = {
         "DeleteServer": UNARY, "WatchServers": SERVER_STREAM,
         "RebootServer": UNARY, "StopServer": UNARY, "StartServer": UNARY,
         "PauseServer": UNARY, "UnpauseServer": UNARY, "SuspendServer": UNARY,
-        "ResumeServer": UNARY, "ListServerActions": UNARY,
+        "ResumeServer": UNARY, "RescueServer": UNARY, "UnrescueServer": UNARY,
+        "ListServerActions": UNARY, "GetConsoleOutput": UNARY,
     },
+    "novalite.compute.v1.Keypairs": {
+        "CreateKeypair": UNARY, "ImportKeypair": UNARY, "ListKeypairs": UNARY,
+        "DeleteKeypair": UNARY,
+    },
+    "novalite.compute.v1.Networks": {"ListNetworks": UNARY},
     "novalite.compute.v1.Flavors": {
         "CreateFlavor": UNARY, "DeleteFlavor": UNARY, "ListFlavors": UNARY,
         "GetFlavor": UNARY, "SetFlavorExtraSpecs": UNARY, "UnsetFlavorExtraSpecs": UNARY,
@@ -71,6 +77,7 @@ EXPECTED_SERVICES: dict[str, dict[str, str]] = {
     },
     "novalite.internal.v1.ComputeAgent": {
         "BuildInstance": UNARY, "DeleteInstance": UNARY, "RunAction": UNARY,
+        "GetConsoleOutput": UNARY,
     },
 }
 

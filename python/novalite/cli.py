@@ -125,6 +125,10 @@ def build_parser() -> argparse.ArgumentParser:
     demo_up.add_argument("--hosts", type=_positive("--hosts"), default=20, help="simulated hosts (default 20)")
     demo_up.add_argument("--servers", type=_positive("--servers"), default=100, help="servers to boot (default 100)")
     demo_up.add_argument("--keep", action="store_true", help="leave the cloud and the servers running")
+    demo_up.add_argument("--guest-image", type=Path, default=None,
+                         help="a guest image build (scripts/build_guest_image.sh's directory, "
+                              "the setup's: .venv/guest): with a real host, two real guests "
+                              "boot from it on one network and their consoles are shown")
     real2 = demo_up.add_mutually_exclusive_group()
     real2.add_argument("--real-host", dest="real_host", action="store_true", default=None)
     real2.add_argument("--no-real-host", dest="real_host", action="store_false")
@@ -366,7 +370,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             from novalite import demo
 
             return demo.run(Path(args.data_dir or "novalite-demo"), args.hosts, args.servers,
-                            args.real_host, args.keep)
+                            args.real_host, args.keep, args.guest_image)
         if args.command in SERVICE_NAMES:
             return run_service(args.command, args)
         if args.command == "token":

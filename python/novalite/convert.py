@@ -20,12 +20,14 @@ from novalite.rpc.novalite.compute.v1 import (
     flavors_pb2,
     hosts_pb2,
     images_pb2,
+    keypairs_pb2,
+    networks_pb2,
     quotas_pb2,
     server_groups_pb2,
     servers_pb2,
     states_pb2,
 )
-from novalite.rpc.novalite.internal.v1 import request_spec_pb2, scheduler_pb2
+from novalite.rpc.novalite.internal.v1 import compute_agent_pb2, request_spec_pb2, scheduler_pb2
 
 # ---- states --------------------------------------------------------------------------
 
@@ -34,6 +36,7 @@ _VM: dict[str, states_pb2.VmState] = {
     VmState.STOPPED: states_pb2.VM_STATE_STOPPED, VmState.PAUSED: states_pb2.VM_STATE_PAUSED,
     VmState.SUSPENDED: states_pb2.VM_STATE_SUSPENDED, VmState.ERROR: states_pb2.VM_STATE_ERROR,
     VmState.DELETED: states_pb2.VM_STATE_DELETED,
+    VmState.RESCUED: states_pb2.VM_STATE_RESCUED,
 }
 _TASK: dict[str | None, states_pb2.TaskState] = {
     None: states_pb2.TASK_STATE_NONE,
@@ -50,6 +53,8 @@ _TASK: dict[str | None, states_pb2.TaskState] = {
     TaskState.UNPAUSING: states_pb2.TASK_STATE_UNPAUSING,
     TaskState.SUSPENDING: states_pb2.TASK_STATE_SUSPENDING,
     TaskState.RESUMING: states_pb2.TASK_STATE_RESUMING,
+    TaskState.RESCUING: states_pb2.TASK_STATE_RESCUING,
+    TaskState.UNRESCUING: states_pb2.TASK_STATE_UNRESCUING,
 }
 _TASK_BACK: dict[int, str | None] = {int(v): k for k, v in _TASK.items()}
 _VM_BACK: dict[int, str] = {int(v): k for k, v in _VM.items()}
@@ -153,7 +158,10 @@ def server(inst: records.Instance, *, show_host: bool,
         vm_state=vm_state(inst.vm_state if inst.deleted_at is None else VmState.DELETED),
         task_state=task_state(inst.task_state), power_state=power_state(inst.power_state),
         host=(inst.host or "") if show_host else "",
-        availability_zone=inst.availability_zone or "", metadata=dict(inst.metadata))
+        availability_zone=inst.availability_zone or "", metadata=dict(inst.metadata),
+        addresses=[servers_pb2.Address(network=v.network, address=v.address, version=v.version,
+                                       mac=v.mac, type="fixed") for v in inst.network_info],
+        key_name=inst.key_name or "", config_drive=inst.config_drive)
     _set_time(out, "created_at", inst.created_at)
     _set_time(out, "updated_at", inst.updated_at)
     _set_time(out, "launched_at", inst.launched_at)
@@ -206,16 +214,57 @@ def flavor_from_proto(f: flavors_pb2.Flavor) -> records.Flavor:
 
 def image_from_proto(i: images_pb2.Image) -> records.Image:
     return records.Image(id=i.id, name=i.name, path=i.path, disk_format=i.disk_format or "qcow2",
-                         size_bytes=i.size_bytes or None, properties=dict(i.properties))
+                         size_bytes=i.size_bytes or None, properties=dict(i.properties),
+                         checksum=i.checksum or None)
 
 
 def image(i: records.Image, *, show_path: bool = True) -> images_pb2.Image:
     """An image; its path (a file on the compute hosts) for admins and services only."""
     out = images_pb2.Image(id=i.id, name=i.name, path=i.path if show_path else "",
                            disk_format=i.disk_format, size_bytes=i.size_bytes or 0,
-                           properties={k: str(v) for k, v in i.properties.items()})
+                           properties={k: str(v) for k, v in i.properties.items()},
+                           checksum=i.checksum or "")
     _set_time(out, "created_at", i.created_at)
     return out
+
+
+def key_pair(k: records.KeyPair) -> keypairs_pb2.Keypair:
+    out = keypairs_pb2.Keypair(name=k.name, type=k.type, public_key=k.public_key,
+                               fingerprint=k.fingerprint, user_id=k.user_id,
+                               private_key=k.private_key or "")
+    _set_time(out, "created_at", k.created_at)
+    return out
+
+
+def network(n: records.Network, *, show_bridge: bool) -> networks_pb2.Network:
+    out = networks_pb2.Network(id=n.id, name=n.name, cidr=n.cidr, gateway=n.gateway,
+                               dhcp_server=n.dhcp_server, bridge=n.bridge if show_bridge else "")
+    _set_time(out, "created_at", n.created_at)
+    return out
+
+
+_VIF_FIELDS = ("network_id", "network", "bridge", "mac", "address", "cidr", "gateway", "dhcp_server")
+
+
+def guest_to_proto(g: records.GuestConfig) -> compute_agent_pb2.GuestConfig:
+    return compute_agent_pb2.GuestConfig(
+        hostname=g.hostname, vifs=[compute_agent_pb2.Vif(**v.as_dict()) for v in g.vifs],
+        config_drive=g.config_drive, user_data=g.user_data or b"", key_name=g.key_name or "",
+        key_data=g.key_data or "", admin_pass=g.admin_pass or "", metadata=dict(g.metadata),
+        project_id=g.project_id, availability_zone=g.availability_zone,
+        launch_index=g.launch_index, kernel_path=g.kernel_path or "",
+        ramdisk_path=g.ramdisk_path or "", kernel_args=g.kernel_args or "")
+
+
+def guest_from_proto(p: compute_agent_pb2.GuestConfig) -> records.GuestConfig:
+    return records.GuestConfig(
+        hostname=p.hostname or "server",
+        vifs=tuple(records.Vif(**{f: getattr(v, f) for f in _VIF_FIELDS}) for v in p.vifs),
+        config_drive=p.config_drive, user_data=p.user_data or None, key_name=p.key_name or None,
+        key_data=p.key_data or None, admin_pass=p.admin_pass or None, metadata=dict(p.metadata),
+        project_id=p.project_id, availability_zone=p.availability_zone,
+        launch_index=p.launch_index, kernel_path=p.kernel_path or None,
+        ramdisk_path=p.ramdisk_path or None, kernel_args=p.kernel_args or None)
 
 
 def server_group(g: records.ServerGroup) -> server_groups_pb2.ServerGroup:

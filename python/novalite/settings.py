@@ -284,6 +284,10 @@ class ComputeSettings:
     disk_allocation_ratio: float = option(1.0, help="disk overcommit (Nova's initial_disk_allocation_ratio)")
     instances_path: Path = option(Path("instances"), help=(
         "where guests' disks live; a relative path is taken under data_dir"))
+    networks_path: Path = option(Path("/var/lib/novalite/networks"), help=(
+        "real hosts: where this machine's networks are described (a bridge and a dnsmasq "
+        "each, made by scripts/setup_network.sh) and their DHCP host entries written "
+        "(Nova's networks_path); the agent reports those networks at start"))
     max_concurrent_builds: int = option(10, help=(
         "builds running at once on each host this agent serves (Nova's is per compute "
         "service, i.e. per host); 0 means no limit, as in Nova"))
@@ -348,6 +352,8 @@ class ComputeSettings:
             value = getattr(self, name)
             if not _is_number(value) or not 0 <= value < math.inf:
                 raise ConfigError(f"compute.{name}", f"must be a number of seconds >= 0, got {value!r}")
+        if not isinstance(self.networks_path, Path):
+            raise ConfigError("compute.networks_path", f"expected a path, got {self.networks_path!r}")
         if not isinstance(self.instances_path, Path):
             raise ConfigError("compute.instances_path", f"expected a path, got {self.instances_path!r}")
 

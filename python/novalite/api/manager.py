@@ -26,16 +26,19 @@ import json
 import logging
 import os
 import re
-from dataclasses import dataclass, field
+import secrets
+import string
+from dataclasses import dataclass, field, replace
 from datetime import datetime, timezone
 from typing import Any, AsyncIterator, Callable, Iterable, Mapping, Protocol, Sequence, TypeVar
 
 from novalite import errors
+from novalite.api import keypairs
 from novalite.auth.tokens import DEFAULT_TTL_SECONDS, Claims, TokenSigner
 from novalite.db.database import MAX_METADATA_ITEMS, ZONE_KEY, Database
 from novalite.objects import lifecycle, records
 from novalite.objects.fields import canonicalize_arch, canonicalize_hv_type, canonicalize_vm_mode
-from novalite.objects.states import STATUSES, TaskState
+from novalite.objects.states import STATUSES, TaskState, VmState
 from novalite.objects.groups import unsupported_policy
 from novalite.placement import SchedulerConfig, extra_specs
 from novalite.services.context import current_request_id, new_request_id
@@ -54,8 +57,17 @@ MAX_WATCH_IDS = 1000
 # Page sizes: 0 means DEFAULT_PAGE_SIZE; more than MAX_PAGE_SIZE is cut to it.
 DEFAULT_PAGE_SIZE = 100
 MAX_PAGE_SIZE = 1000
+# Nova's MAX_USERDATA_SIZE: the user data, base64-encoded
+MAX_USER_DATA = 65535
+# Nova's password_length: a generated admin password's
+PASSWORD_LENGTH = 12
+MAX_NETWORKS = 16
+# Nova's console output: control characters are removed, but tab and newline
+_CONSOLE_JUNK = re.compile(r"[\x00-\x08\x0B-\x1F]")
 # Nova's default_availability_zone.
 DISK_FORMATS = ("qcow2", "raw")
+# Glance's kernel and ramdisk formats: files QEMU boots directly, not disks
+BOOT_FORMATS = ("aki", "ari")
 # Set by CreateImage from `qemu-img info` (the disk size the guest sees, in bytes);
 # the images table has no column for it, so it travels as a property callers may
 # read but not set.
@@ -87,7 +99,8 @@ T = TypeVar("T")
 class ConductorAPI(Protocol):
     async def build_servers(self, server_ids: Sequence[str], *, availability_zone: str | None,
                             group_id: str | None, same_host: Sequence[str],
-                            different_host: Sequence[str], request_id: str) -> None: ...
+                            different_host: Sequence[str], request_id: str,
+                            admin_pass: str | None = None) -> None: ...
     async def delete_server(self, server_id: str) -> None: ...
     async def server_action(self, server_id: str, action: str, request_id: str) -> None: ...
 
@@ -97,6 +110,10 @@ class SchedulerAPI(Protocol):
 
     async def hosts_changed(self, hosts: Sequence[str]) -> None: ...
     async def aggregates_changed(self) -> None: ...
+
+
+class ComputeAPI(Protocol):
+    async def console_output(self, host: str, instance_id: str) -> str: ...
 
 
 @dataclass(frozen=True)
@@ -111,6 +128,20 @@ class CreateServer:
     group: str | None = None
     same_host: Sequence[str] = ()
     different_host: Sequence[str] = ()
+    key_name: str | None = None
+    user_data: bytes | None = None
+    admin_pass: str | None = None
+    config_drive: bool | None = None
+    networks: Sequence[str] = ()
+
+
+@dataclass(frozen=True)
+class Created:
+    """A create's answer: the servers, their reservation, their admin password."""
+
+    servers: list[records.Instance]
+    reservation_id: str
+    admin_pass: str
 
 
 @dataclass(frozen=True)
@@ -384,7 +415,8 @@ class ApiManager:
     tokens (CreateToken is refused without one)."""
 
     def __init__(self, db: Database, conductor: ConductorAPI, scheduler: SchedulerAPI | None = None,
-                 *, signer: TokenSigner | None = None, poll_interval: float = 0.2,
+                 *, compute: ComputeAPI | None = None,
+                 signer: TokenSigner | None = None, poll_interval: float = 0.2,
                  default_zone: str = default("scheduler.default_availability_zone"),
                  service_down_time: float = default("service_down_time"),
                  scheduler_config: SchedulerConfig | None = None) -> None:
@@ -393,6 +425,7 @@ class ApiManager:
         self.scheduler_config = scheduler_config or SchedulerConfig()
         self.conductor = conductor
         self.scheduler = scheduler
+        self.compute = compute
         self.signer = signer
         self.poll_interval = poll_interval
         self.default_zone = default_zone
@@ -411,24 +444,27 @@ class ApiManager:
         project = None if claims.is_admin else claims.project_id
         return self.db.get_instance(server_id, project_id=project, include_deleted=include_deleted)
 
-    async def create_servers(self, claims: Claims,
-                             req: CreateServer) -> tuple[list[records.Instance], str]:
+    async def create_servers(self, claims: Claims, req: CreateServer) -> Created:
         """Validate, reserve quota and commit the servers in BUILD / scheduling (one
         transaction), then hand them to the conductor. If the conductor cannot take
         them, they are deleted again (quota released) and the error raised."""
         request_id = current_request_id() or new_request_id()
+        if req.admin_pass is not None:
+            _check_name("admin_pass", req.admin_pass)
+        admin_pass = req.admin_pass or generate_password()
         instances, group_id, same, different = await asyncio.to_thread(
             self._create_rows, claims, req, request_id)
         ids = [i.id for i in instances]
         try:
             await self.conductor.build_servers(
                 ids, availability_zone=instances[0].availability_zone, group_id=group_id,
-                same_host=same, different_host=different, request_id=request_id)
+                same_host=same, different_host=different, request_id=request_id,
+                admin_pass=admin_pass)
         except BaseException:
             LOG.warning("the conductor did not take servers %s; deleting them", ids)
             await asyncio.to_thread(self._delete_rows, ids)
             raise
-        return instances, instances[0].reservation_id
+        return Created(instances, instances[0].reservation_id, admin_pass)
 
     def _create_rows(self, claims: Claims, req: CreateServer, request_id: str
                      ) -> tuple[list[records.Instance], str | None, list[str], list[str]]:
@@ -458,6 +494,12 @@ class ApiManager:
                                      f"{req.group[:64]!r} is not a server group id (a UUID)")
             group_id = req.group.lower()
 
+        user_data = None
+        if req.user_data:
+            user_data = base64.b64encode(req.user_data).decode()
+            if len(user_data) > MAX_USER_DATA:
+                raise errors.Invalid("user_data", f"at most {MAX_USER_DATA} bytes once "
+                                                  f"base64-encoded, got {len(user_data)}")
         unknown_flavor = errors.Invalid("flavor_id", f"unknown flavor {req.flavor_id[:64]!r}")
         try:
             flavor = self.db.get_flavor(req.flavor_id, visible_to=_flavor_scope(claims))
@@ -482,6 +524,13 @@ class ApiManager:
                 raise errors.Invalid("scheduler_hints.group",
                                      f"unknown server group {group_id}") from None
             self._check_group_policy("scheduler_hints.group", group.policy)
+        key_data = None
+        if req.key_name is not None:
+            try:
+                key_data = self.db.get_key_pair(claims.user_id, req.key_name).public_key
+            except errors.NotFound:
+                raise errors.Invalid("key_name", f"you have no key pair {req.key_name[:64]!r}") from None
+        networks = self._requested_networks(req.networks)
         if zone is not None:
             self._check_zone(zone, forced=forced_host is not None)
         for forced in {forced_host, forced_node} - {None}:
@@ -496,7 +545,12 @@ class ApiManager:
                 min_count=min_count, max_count=max_count,
                 availability_zone=zone, metadata=metadata, group_id=group_id,
                 request_id=request_id, flavor_visible_to=_flavor_scope(claims),
-                forced_host=forced_host, forced_node=forced_node)
+                forced_host=forced_host, forced_node=forced_node, key_name=req.key_name,
+                key_data=key_data, user_data=user_data,
+                # no metadata service: what the guest is given reaches it on its
+                # config drive (as Nova's force_config_drive)
+                config_drive=True if req.config_drive is None else req.config_drive,
+                requested_networks=networks)
         except errors.Invalid as e:
             if e.field == "group_id":  # deleted since we looked
                 raise errors.Invalid("scheduler_hints.group", e.message) from None
@@ -504,6 +558,26 @@ class ApiManager:
                 raise unknown_flavor from None
             raise
         return instances, group_id, same, different
+
+    def _requested_networks(self, names: Sequence[str]) -> list[str] | None:
+        """The ids of the networks asked for (by name or id): None for every
+        network (none asked for), [] for ["none"]."""
+        if not names:
+            return None
+        if list(names) == ["none"]:
+            return []
+        if len(names) > MAX_NETWORKS:
+            raise errors.Invalid("networks", f"at most {MAX_NETWORKS}, got {len(names)}")
+        known = {n.name: n.id for n in self.db.list_networks()}
+        ids: list[str] = []
+        for name in names:
+            nid = known.get(name) or (name if name in known.values() else None)
+            if nid is None:
+                raise errors.Invalid("networks", f"unknown network {name[:64]!r}"
+                                     + ("; 'none' must be alone" if name == "none" else ""))
+            if nid not in ids:
+                ids.append(nid)
+        return ids
 
     def _delete_rows(self, ids: Iterable[str]) -> None:
         for sid in ids:
@@ -651,6 +725,28 @@ class ApiManager:
             raise
         return inst
 
+    async def console_output(self, claims: Claims, server_id: str, length: int | None) -> str:
+        """Nova's os-getConsoleOutput: the last ``length`` lines of the guest's
+        serial log (all of its last 100 KiB when None or -1)."""
+        if length is not None and length < -1:
+            raise errors.Invalid("length", f"must be -1 (all) or >= 0, got {length}")
+        inst = await asyncio.to_thread(self._visible, claims, server_id)
+        not_ready = errors.InvalidState(f"server {inst.id} has no guest yet (status "
+                                        f"{inst.status}): no console output")
+        if not inst.host or inst.vm_state == VmState.BUILDING:
+            raise not_ready  # Nova's InstanceNotReady
+        if self.compute is None:
+            raise errors.Unavailable("this API service cannot reach the compute agents")
+        try:
+            output = await self.compute.console_output(inst.host, inst.id)
+        except errors.NotFound:
+            raise not_ready from None
+        output = _CONSOLE_JUNK.sub("", output)
+        lines = output.splitlines(keepends=True)
+        if length is not None and length >= 0:
+            lines = lines[len(lines) - length:] if length else []
+        return "".join(lines)
+
     def list_actions(self, claims: Claims, server_id: str, *, limit: int | None = None,
                      marker: str | None = None,
                      changes_since: datetime | None = None) -> list[records.InstanceAction]:
@@ -785,11 +881,28 @@ class ApiManager:
             raise errors.Invalid("path", f"must be 1..{PATH_MAX} characters")
         if not os.path.isabs(path):
             raise errors.Invalid("path", f"must be an absolute path, got {path[:256]!r}")
-        if disk_format and disk_format not in DISK_FORMATS:
-            raise errors.Invalid("disk_format", f"must be one of {', '.join(DISK_FORMATS)}, "
+        if disk_format and disk_format not in DISK_FORMATS + BOOT_FORMATS:
+            raise errors.Invalid("disk_format", f"must be one of "
+                                                f"{', '.join(DISK_FORMATS + BOOT_FORMATS)}, "
                                                 f"got {disk_format[:64]!r}")
         if not os.path.isfile(path):
             raise errors.Invalid("path", f"no such file: {path[:256]}")
+        for key in ("kernel_id", "ramdisk_id"):
+            if key in props:
+                wanted = "aki" if key == "kernel_id" else "ari"
+                try:
+                    ref = self.db.get_image(props[key])
+                except errors.NotFound:
+                    raise errors.Invalid(f"properties.{key}", f"unknown image {props[key][:64]!r}") from None
+                if ref.disk_format != wanted:
+                    raise errors.Invalid(f"properties.{key}", f"image {ref.id} is {ref.disk_format}, "
+                                                              f"not {wanted}")
+        checksum = _md5_of(path)
+        if disk_format in BOOT_FORMATS:
+            # a kernel or a ramdisk: qemu-img would call it raw, and no disk is made of it
+            return self.db.register_image(name=name, path=path, disk_format=disk_format,
+                                          size_bytes=os.path.getsize(path), properties=props,
+                                          checksum=checksum)
         try:
             virt_images.qemu_img_path()
         except ImageError as e:
@@ -805,7 +918,8 @@ class ApiManager:
             raise errors.Invalid("disk_format", f"the file is {info.format}, not {disk_format}")
         props[VIRTUAL_SIZE_PROPERTY] = str(info.virtual_size)
         return self.db.register_image(name=name, path=path, disk_format=info.format,
-                                      size_bytes=os.path.getsize(path), properties=props)
+                                      size_bytes=os.path.getsize(path), properties=props,
+                                      checksum=checksum)
 
     def list_images(self, claims: Claims, *, page_size: int = 0, page_token: str = "",
                     marker: str | None = None) -> Page:
@@ -817,6 +931,48 @@ class ApiManager:
 
     def delete_image(self, claims: Claims, image_id: str) -> None:
         self.db.delete_image(image_id)
+
+    # ---- key pairs -----------------------------------------------------------------
+
+    @staticmethod
+    def _key_owner(claims: Claims, user_id: str | None) -> str:
+        """Whose key pairs: the caller's; another user's for an admin (Nova's
+        os-keypairs user_id)."""
+        if user_id is None or user_id == claims.user_id:
+            return claims.user_id
+        if not claims.is_admin:
+            raise errors.Forbidden("only an admin may name another user's key pairs")
+        return _check_name("user_id", user_id)
+
+    def create_key_pair(self, claims: Claims, name: str,
+                        user_id: str | None = None) -> records.KeyPair:
+        """Generate a key pair; the answer carries its private key, kept nowhere."""
+        owner = self._key_owner(claims, user_id)
+        keypairs.check_name(name)
+        private, public = keypairs.generate(f"{owner}@novalite")
+        _, fingerprint = keypairs.check_public_key(public)
+        pair = self.db.create_key_pair(user_id=owner, name=name, public_key=public,
+                                       fingerprint=fingerprint)
+        return replace(pair, private_key=private)
+
+    def import_key_pair(self, claims: Claims, name: str, public_key: str,
+                        user_id: str | None = None) -> records.KeyPair:
+        owner = self._key_owner(claims, user_id)
+        keypairs.check_name(name)
+        key, fingerprint = keypairs.check_public_key(public_key)
+        return self.db.create_key_pair(user_id=owner, name=name, public_key=key,
+                                       fingerprint=fingerprint)
+
+    def list_key_pairs(self, claims: Claims, user_id: str | None = None) -> list[records.KeyPair]:
+        return self.db.list_key_pairs(self._key_owner(claims, user_id))
+
+    def delete_key_pair(self, claims: Claims, name: str, user_id: str | None = None) -> None:
+        self.db.delete_key_pair(self._key_owner(claims, user_id), name)
+
+    # ---- networks ------------------------------------------------------------------
+
+    def list_networks(self, claims: Claims) -> list[records.Network]:
+        return self.db.list_networks()
 
     # ---- server groups -------------------------------------------------------------
 
@@ -1022,6 +1178,21 @@ def _flavor_scope(claims: Claims) -> str | None:
     return None if claims.is_admin else claims.project_id
 
 
+def _md5_of(path: str) -> str:
+    """Glance's checksum of a file: its MD5, hex."""
+    digest = hashlib.md5(usedforsecurity=False)
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def generate_password(length: int = PASSWORD_LENGTH) -> str:
+    """Nova's generate_password: letters and digits, from the system's randomness."""
+    alphabet = string.ascii_letters + string.digits
+    return "".join(secrets.choice(alphabet) for _ in range(length))
+
+
 def _check_image_fits(image: records.Image, flavor: records.Flavor) -> None:
     """Nova's _check_requested_image: the flavor must give the image the RAM and
     disk it asks for (a root_gb of 0 means "the image's size")."""
@@ -1190,7 +1361,7 @@ class WatchFeed:
 
 
 __all__: Sequence[str] = [
-    "ApiManager", "ConductorAPI", "CreateServer", "HostView",
+    "ApiManager", "ComputeAPI", "ConductorAPI", "CreateServer", "Created", "HostView",
     "IssuedToken", "Page", "Zone",
     "SchedulerAPI", "ServerFilters", "WatchFeed", "check_image_properties",
 ]

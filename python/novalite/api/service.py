@@ -14,9 +14,10 @@ from __future__ import annotations
 
 from typing import Any
 
-from novalite.api.manager import ApiManager, ConductorAPI, SchedulerAPI
+from novalite.api.manager import ApiManager, ComputeAPI, ConductorAPI, SchedulerAPI
 from novalite.api.servicer import servicers
 from novalite.auth.tokens import TokenSigner
+from novalite.compute.rpcapi import ComputeClient
 from novalite.conductor.rpcapi import ConductorClient
 from novalite.identity.manager import IdentityManager
 from novalite.rest.app import Managers, RestServer, build_app
@@ -39,14 +40,15 @@ ApiServer = RunningService[ApiManager]
 
 async def start(settings: Settings, *, signer: TokenSigner | None = None,
                 conductor: ConductorAPI | None = None, scheduler: SchedulerAPI | None = None,
-                listen: str | None = None, metrics_port: int | None = None,
+                compute: ComputeAPI | None = None, listen: str | None = None, metrics_port: int | None = None,
                 poll_interval: float = 0.2, **server_options: Any) -> ApiServer:
     """Start the API service on ``listen`` (default settings.listen.api).
 
     Opens ``settings.database_url`` and brings its schema up to date. Unless given
-    ``conductor`` / ``scheduler`` (tests), it calls the conductor at its settings
-    endpoint and every registered scheduler replica, with a service token signed
-    by ``signer`` (default: one over settings.secret).
+    ``conductor`` / ``scheduler`` / ``compute`` (tests), it calls the conductor at
+    its settings endpoint, every registered scheduler replica and the compute agents
+    at theirs, with a service token signed by ``signer`` (default: one over
+    settings.secret).
     """
     async def build(startup: Startup) -> Parts[ApiManager]:
         token = startup.service_token()
@@ -60,7 +62,13 @@ async def start(settings: Settings, *, signer: TokenSigner | None = None,
                                          service_down_time=settings.service_down_time)
             startup.on_stop(schedulers.close)
             to_scheduler = schedulers
-        manager = ApiManager(startup.db, to_conductor, to_scheduler, signer=startup.signer,
+        to_compute = compute
+        if to_compute is None:
+            compute_client = ComputeClient(startup.db, token)
+            startup.on_stop(compute_client.close)
+            to_compute = compute_client
+        manager = ApiManager(startup.db, to_conductor, to_scheduler, compute=to_compute,
+                             signer=startup.signer,
                              poll_interval=poll_interval,
                              default_zone=settings.scheduler.default_availability_zone,
                              service_down_time=settings.service_down_time,

@@ -26,6 +26,10 @@ from novalite.rpc.novalite.compute.v1 import (
     hosts_pb2_grpc,
     images_pb2,
     images_pb2_grpc,
+    keypairs_pb2,
+    keypairs_pb2_grpc,
+    networks_pb2,
+    networks_pb2_grpc,
     quotas_pb2,
     quotas_pb2_grpc,
     server_groups_pb2,
@@ -68,12 +72,17 @@ class ServersServicer(servers_pb2_grpc.ServersServicer):
                                if request.HasField("availability_zone") else None),
             metadata=dict(request.metadata),
             group=hints.group if hints.HasField("group") else None,
-            same_host=list(hints.same_host), different_host=list(hints.different_host))
+            same_host=list(hints.same_host), different_host=list(hints.different_host),
+            key_name=request.key_name if request.HasField("key_name") else None,
+            user_data=request.user_data or None,
+            admin_pass=request.admin_pass if request.HasField("admin_pass") else None,
+            config_drive=request.config_drive if request.HasField("config_drive") else None,
+            networks=list(request.networks))
         claims = current_claims()
-        servers, reservation_id = await self.manager.create_servers(claims, req)
+        created = await self.manager.create_servers(claims, req)
         return servers_pb2.CreateServerResponse(
-            servers=[convert.server(s, show_host=claims.is_admin) for s in servers],
-            reservation_id=reservation_id)
+            servers=[convert.server(s, show_host=claims.is_admin) for s in created.servers],
+            reservation_id=created.reservation_id, admin_pass=created.admin_pass)
 
     def GetServer(self, request: servers_pb2.GetServerRequest, context: Context) -> servers_pb2.Server:
         return _server(self.manager.get_server(current_claims(), request.id))
@@ -110,6 +119,11 @@ class ServersServicer(servers_pb2_grpc.ServersServicer):
         if action is None:
             raise errors.Invalid("type", "must be REBOOT_TYPE_SOFT or REBOOT_TYPE_HARD")
         return await self._action(request.id, action)
+
+    async def GetConsoleOutput(self, request: servers_pb2.GetConsoleOutputRequest,
+                               context: Context) -> servers_pb2.GetConsoleOutputResponse:
+        return servers_pb2.GetConsoleOutputResponse(output=await self.manager.console_output(
+            current_claims(), request.id, request.length if request.HasField("length") else None))
 
     def ListServerActions(self, request: servers_pb2.ListServerActionsRequest,
                           context: Context) -> servers_pb2.ListServerActionsResponse:
@@ -212,6 +226,47 @@ class ImagesServicer(images_pb2_grpc.ImagesServicer):
                     context: Context) -> images_pb2.DeleteImageResponse:
         self.manager.delete_image(current_claims(), request.id)
         return images_pb2.DeleteImageResponse()
+
+
+def _user(request: Any) -> str | None:
+    return request.user_id if request.HasField("user_id") else None
+
+
+class KeypairsServicer(keypairs_pb2_grpc.KeypairsServicer):
+    def __init__(self, manager: ApiManager) -> None:
+        self.manager = manager
+
+    def CreateKeypair(self, request: keypairs_pb2.CreateKeypairRequest,
+                      context: Context) -> keypairs_pb2.Keypair:
+        return convert.key_pair(self.manager.create_key_pair(current_claims(), request.name,
+                                                             _user(request)))
+
+    def ImportKeypair(self, request: keypairs_pb2.ImportKeypairRequest,
+                      context: Context) -> keypairs_pb2.Keypair:
+        return convert.key_pair(self.manager.import_key_pair(
+            current_claims(), request.name, request.public_key, _user(request)))
+
+    def ListKeypairs(self, request: keypairs_pb2.ListKeypairsRequest,
+                     context: Context) -> keypairs_pb2.ListKeypairsResponse:
+        return keypairs_pb2.ListKeypairsResponse(keypairs=[
+            convert.key_pair(k) for k in self.manager.list_key_pairs(current_claims(), _user(request))])
+
+    def DeleteKeypair(self, request: keypairs_pb2.DeleteKeypairRequest,
+                      context: Context) -> keypairs_pb2.DeleteKeypairResponse:
+        self.manager.delete_key_pair(current_claims(), request.name, _user(request))
+        return keypairs_pb2.DeleteKeypairResponse()
+
+
+class NetworksServicer(networks_pb2_grpc.NetworksServicer):
+    def __init__(self, manager: ApiManager) -> None:
+        self.manager = manager
+
+    def ListNetworks(self, request: networks_pb2.ListNetworksRequest,
+                     context: Context) -> networks_pb2.ListNetworksResponse:
+        claims = current_claims()
+        return networks_pb2.ListNetworksResponse(networks=[
+            convert.network(n, show_bridge=claims.is_admin)
+            for n in self.manager.list_networks(claims)])
 
 
 class ServerGroupsServicer(server_groups_pb2_grpc.ServerGroupsServicer):
@@ -369,6 +424,8 @@ def servicers(manager: ApiManager) -> list[tuple[AddServicer, Any]]:
         (servers_pb2_grpc.add_ServersServicer_to_server, ServersServicer(manager)),
         (flavors_pb2_grpc.add_FlavorsServicer_to_server, FlavorsServicer(manager)),
         (images_pb2_grpc.add_ImagesServicer_to_server, ImagesServicer(manager)),
+        (keypairs_pb2_grpc.add_KeypairsServicer_to_server, KeypairsServicer(manager)),
+        (networks_pb2_grpc.add_NetworksServicer_to_server, NetworksServicer(manager)),
         (server_groups_pb2_grpc.add_ServerGroupsServicer_to_server, ServerGroupsServicer(manager)),
         (hosts_pb2_grpc.add_HostsServicer_to_server, HostsServicer(manager)),
         (aggregates_pb2_grpc.add_AggregatesServicer_to_server, AggregatesServicer(manager)),
@@ -380,6 +437,8 @@ def servicers(manager: ApiManager) -> list[tuple[AddServicer, Any]]:
 
 
 __all__ = [
-    "AggregatesServicer", "AvailabilityZonesServicer", "FlavorsServicer", "HostsServicer", "ImagesServicer", "QuotasServicer", "ServerGroupsServicer",
+    "AggregatesServicer", "AvailabilityZonesServicer", "FlavorsServicer", "HostsServicer",
+    "ImagesServicer", "KeypairsServicer", "NetworksServicer", "QuotasServicer",
+    "ServerGroupsServicer",
     "ServersServicer", "TokensServicer", "servicers",
 ]

@@ -57,6 +57,17 @@ POLICY: Mapping[str, frozenset[str]] = MappingProxyType({
         # the lifecycle actions: objects/lifecycle.py says who may ask for each
         **{a.rpc: ADMINS if a.admin_only else MEMBERS for a in lifecycle.ACTIONS.values()},
         "ListServerActions": READERS,
+        "GetConsoleOutput": MEMBERS,
+    }),
+    **_service("novalite.compute.v1.Keypairs", {
+        # a member's own key pairs; an admin may name another user's (the manager checks)
+        "CreateKeypair": MEMBERS,
+        "ImportKeypair": MEMBERS,
+        "ListKeypairs": READERS,
+        "DeleteKeypair": MEMBERS,
+    }),
+    **_service("novalite.compute.v1.Networks", {
+        "ListNetworks": READERS,
     }),
     **_service("novalite.compute.v1.Flavors", {
         "CreateFlavor": ADMINS,
@@ -124,6 +135,7 @@ POLICY: Mapping[str, frozenset[str]] = MappingProxyType({
         "BuildInstance": SERVICES,
         "DeleteInstance": SERVICES,
         "RunAction": SERVICES,
+        "GetConsoleOutput": SERVICES,
     }),
 })
 

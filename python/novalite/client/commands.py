@@ -29,6 +29,10 @@ from novalite.rpc.novalite.compute.v1 import (
     hosts_pb2_grpc,
     images_pb2,
     images_pb2_grpc,
+    keypairs_pb2,
+    keypairs_pb2_grpc,
+    networks_pb2,
+    networks_pb2_grpc,
     quotas_pb2,
     quotas_pb2_grpc,
     server_groups_pb2,
@@ -104,6 +108,8 @@ class Client:
         self.groups = server_groups_pb2_grpc.ServerGroupsStub(self.channel)
         self.aggregates = aggregates_pb2_grpc.AggregatesStub(self.channel)
         self.zones = aggregates_pb2_grpc.AvailabilityZonesStub(self.channel)
+        self.keypairs = keypairs_pb2_grpc.KeypairsStub(self.channel)
+        self.networks = networks_pb2_grpc.NetworksStub(self.channel)
         self.json = bool(args.json)
 
 
@@ -128,12 +134,18 @@ def _show(client: Client, message: Any, columns: Sequence[str] | None = None) ->
             print(f"{key:<20} {json.dumps(value) if isinstance(value, (dict, list)) else value}")
 
 
-def _list(client: Client, messages: Iterable[Any], columns: Sequence[str]) -> None:
+def _list(client: Client, messages: Iterable[Any], columns: Sequence[str],
+          extra: Callable[[Any, dict[str, Any]], None] | None = None) -> None:
+    """Messages as a table (``extra`` adds computed columns to each row) or JSON."""
+    messages = list(messages)
     rows = [MessageToDict(m, preserving_proto_field_name=True) for m in messages]
     if client.json:
         print(json.dumps(rows, indent=2, sort_keys=True))
-    else:
-        _print_table(rows, columns)
+        return
+    if extra is not None:
+        for m, row in zip(messages, rows):
+            extra(m, row)
+    _print_table(rows, columns)
 
 
 # ---- servers ---------------------------------------------------------------------------
@@ -219,17 +231,37 @@ def server_create(client: Client, a: argparse.Namespace) -> int:
         req.scheduler_hints.group = a.group
     req.scheduler_hints.same_host.extend(a.same_host or [])
     req.scheduler_hints.different_host.extend(a.different_host or [])
+    if a.key_name:
+        req.key_name = a.key_name
+    if a.user_data:
+        try:
+            req.user_data = Path(a.user_data).read_bytes()
+        except OSError as e:
+            raise CommandError(f"--user-data: {e}") from None
+    if a.admin_pass is not None:
+        req.admin_pass = a.admin_pass
+    if a.config_drive is not None:
+        req.config_drive = a.config_drive
+    req.networks.extend(a.network or [])
     reply = client.servers.CreateServer(req)
     ids = [s.id for s in reply.servers]
+    if not client.json:
+        print(f"admin password: {reply.admin_pass}", file=sys.stderr)
     if not a.wait:
         _list(client, reply.servers, ["id", "name", "status"])
         return 0
     final = wait_for(client, ids, a.timeout, label=f"building {len(ids)} server(s)")
-    _list(client, [final[i] for i in ids], ["id", "name", "status", "host"])
+    _list(client, [final[i] for i in ids], ["id", "name", "status", "host", "addresses"],
+          _addresses)
     errors = [s for s in final.values() if s.status == "ERROR"]
     for s in errors:
         print(f"{s.id}: {s.fault.message}", file=sys.stderr)
     return 1 if errors else 0
+
+
+def _addresses(server: Any, row: dict[str, Any]) -> None:
+    """A table's addresses column: network=IP, ..."""
+    row["addresses"] = ", ".join(f"{a.network}={a.address}" for a in server.addresses)
 
 
 def server_list(client: Client, a: argparse.Namespace) -> int:
@@ -249,7 +281,8 @@ def server_list(client: Client, a: argparse.Namespace) -> int:
         if not reply.next_page_token:
             break
         req.page_token = reply.next_page_token
-    _list(client, servers, ["id", "name", "status", "task_state", "power_state", "host"])
+    _list(client, servers, ["id", "name", "status", "task_state", "power_state", "host",
+                            "addresses"], _addresses)
     return 0
 
 
@@ -275,6 +308,18 @@ def server_delete(client: Client, a: argparse.Namespace) -> int:
         wait_for(client, deleting, a.timeout, label=f"deleting {len(deleting)} server(s)",
                  done=lambda s: s.status == "DELETED")
     return 1 if failed else 0
+
+
+def server_console_log(client: Client, a: argparse.Namespace) -> int:
+    req = servers_pb2.GetConsoleOutputRequest(id=a.id)
+    if a.lines is not None:
+        req.length = a.lines
+    output = client.servers.GetConsoleOutput(req).output
+    if client.json:
+        print(json.dumps({"output": output}))
+    else:
+        sys.stdout.write(output)
+    return 0
 
 
 def _call_action(client: Client, a: argparse.Namespace) -> Any:
@@ -543,6 +588,70 @@ def image_delete(client: Client, a: argparse.Namespace) -> int:
     return 0
 
 
+def image_create_guest(client: Client, a: argparse.Namespace) -> int:
+    from novalite.client.guest_image import register
+
+    try:
+        image = register(client.images, a.dir, a.name)
+    except (OSError, KeyError, ValueError) as e:
+        raise CommandError(f"{a.dir}: not a guest image build (scripts/build_guest_image.sh "
+                           f"makes one): {e}") from None
+    _show(client, image)
+    return 0
+
+
+def keypair_create(client: Client, a: argparse.Namespace) -> int:
+    req = keypairs_pb2.CreateKeypairRequest(name=a.name)
+    if a.user:
+        req.user_id = a.user
+    pair = client.keypairs.CreateKeypair(req)
+    if a.private_key:
+        path = Path(a.private_key)
+        try:
+            path.touch(mode=0o600, exist_ok=False)
+            path.write_text(pair.private_key)
+        except OSError as e:
+            raise CommandError(f"--private-key: {e} (the key pair is created; delete it "
+                               "and try again)") from None
+        pair.ClearField("private_key")
+    _show(client, pair, ["name", "fingerprint", "public_key", "user_id", "private_key"])
+    return 0
+
+
+def keypair_import(client: Client, a: argparse.Namespace) -> int:
+    try:
+        public_key = Path(a.public_key).read_text()
+    except OSError as e:
+        raise CommandError(f"--public-key: {e}") from None
+    req = keypairs_pb2.ImportKeypairRequest(name=a.name, public_key=public_key)
+    if a.user:
+        req.user_id = a.user
+    _show(client, client.keypairs.ImportKeypair(req), ["name", "fingerprint", "public_key", "user_id"])
+    return 0
+
+
+def keypair_list(client: Client, a: argparse.Namespace) -> int:
+    req = keypairs_pb2.ListKeypairsRequest()
+    if a.user:
+        req.user_id = a.user
+    _list(client, client.keypairs.ListKeypairs(req).keypairs, ["name", "fingerprint", "type"])
+    return 0
+
+
+def keypair_delete(client: Client, a: argparse.Namespace) -> int:
+    req = keypairs_pb2.DeleteKeypairRequest(name=a.name)
+    if a.user:
+        req.user_id = a.user
+    client.keypairs.DeleteKeypair(req)
+    return 0
+
+
+def network_list(client: Client, a: argparse.Namespace) -> int:
+    _list(client, client.networks.ListNetworks(networks_pb2.ListNetworksRequest()).networks,
+          ["id", "name", "cidr", "gateway", "bridge"])
+    return 0
+
+
 def group_create(client: Client, a: argparse.Namespace) -> int:
     req = server_groups_pb2.CreateServerGroupRequest(name=a.name, policy=a.policy)
     if a.max_server_per_host is not None:
@@ -587,6 +696,15 @@ def register(sub: Any, positive: Callable[[str], Callable[[str], int]]) -> None:
     p.add_argument("--same-host", action="append", metavar="SERVER_ID")
     p.add_argument("--different-host", action="append", metavar="SERVER_ID")
     p.add_argument("--meta", action="append", metavar="KEY=VALUE")
+    p.add_argument("--key-name", help="a key pair of yours: its public key goes to the guest")
+    p.add_argument("--user-data", metavar="FILE", help="user data for the guest (a script runs)")
+    p.add_argument("--admin-pass", help="the guest's root password (default: generated, printed)")
+    drive = p.add_mutually_exclusive_group()
+    drive.add_argument("--config-drive", dest="config_drive", action="store_true", default=None,
+                       help="give the guest a config drive (the default)")
+    drive.add_argument("--no-config-drive", dest="config_drive", action="store_false")
+    p.add_argument("--network", action="append", metavar="NAME",
+                   help="a network to put the server on (repeat; default: every network; 'none')")
     p.add_argument("--wait", action="store_true", help="show progress until every server is ACTIVE or ERROR")
     p.add_argument("--timeout", type=float, default=600.0)
     p = cmd(ss, "list", server_list, "list servers")
@@ -596,6 +714,10 @@ def register(sub: Any, positive: Callable[[str], Callable[[str], int]]) -> None:
     p.add_argument("--project", help="admin only")
     p = cmd(ss, "show", server_show, "show a server")
     p.add_argument("id")
+    p = cmd(ss, "console-log", server_console_log,
+            "the guest's serial console output (Nova's os-getConsoleOutput)")
+    p.add_argument("id")
+    p.add_argument("--lines", type=int, help="only the last N lines (default: all)")
     p = cmd(ss, "delete", server_delete, "delete servers")
     p.add_argument("ids", nargs="+", metavar="ID")
     p.add_argument("--wait", action="store_true")
@@ -706,13 +828,37 @@ def register(sub: Any, positive: Callable[[str], Callable[[str], int]]) -> None:
     p = cmd(ims, "create", image_create, "register a local qcow2 or raw file (admin)")
     p.add_argument("name")
     p.add_argument("--file", required=True)
-    p.add_argument("--disk-format", choices=["qcow2", "raw"])
+    p.add_argument("--disk-format", choices=["qcow2", "raw", "aki", "ari"])
     p.add_argument("--property", action="append", metavar="KEY=VALUE",
                    help="e.g. hw_architecture=x86_64, img_hv_type=qemu, hw_vm_mode=hvm")
+    p = cmd(ims, "create-guest", image_create_guest,
+            "register the guest image scripts/build_guest_image.sh built (kernel, ramdisk, disk)")
+    p.add_argument("dir", help="its output directory (the setup's: .venv/guest)")
+    p.add_argument("--name", default="novalite-tiny")
     cmd(ims, "list", image_list, "list images")
     for name, fn in (("show", image_show), ("delete", image_delete)):
         p = cmd(ims, name, fn, f"{name} an image")
         p.add_argument("id")
+
+    keypair = sub.add_parser("keypair", help="your SSH key pairs")
+    ks = keypair.add_subparsers(dest="keypair_command", metavar="ACTION", required=True)
+    p = cmd(ks, "create", keypair_create, "generate a key pair (its private key is shown once)")
+    p.add_argument("name")
+    p.add_argument("--private-key", metavar="FILE", help="write the private key there (mode 0600)")
+    p.add_argument("--user", help="admin only: for another user")
+    p = cmd(ks, "import", keypair_import, "store a public key you have")
+    p.add_argument("name")
+    p.add_argument("--public-key", metavar="FILE", required=True, help="e.g. ~/.ssh/id_ed25519.pub")
+    p.add_argument("--user", help="admin only: for another user")
+    p = cmd(ks, "list", keypair_list, "list your key pairs")
+    p.add_argument("--user", help="admin only: another user's")
+    p = cmd(ks, "delete", keypair_delete, "delete a key pair")
+    p.add_argument("name")
+    p.add_argument("--user", help="admin only: another user's")
+
+    network = sub.add_parser("network", help="networks")
+    ns = network.add_subparsers(dest="network_command", metavar="ACTION", required=True)
+    cmd(ns, "list", network_list, "list networks")
 
     group = sub.add_parser("group", help="server groups")
     gs = group.add_subparsers(dest="group_command", metavar="ACTION", required=True)

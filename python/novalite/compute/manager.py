@@ -33,11 +33,14 @@ failed to build until the database stops placing them here.
 from __future__ import annotations
 
 import asyncio
+import ipaddress
 import logging
 import math
+import re
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Mapping
 from contextlib import asynccontextmanager, suppress
 from dataclasses import dataclass
+from pathlib import Path
 from typing import ParamSpec, Protocol, TypeVar
 
 from novalite import errors
@@ -58,6 +61,7 @@ from novalite.virt import (
     SpawnFailed,
     domain_name,
 )
+from novalite.virt import linux_net
 
 LOG = logging.getLogger(__name__)
 
@@ -77,7 +81,9 @@ class Driver(Protocol):
 
     def host_info(self) -> HostInfo: ...
     def spawn(self, instance_id: str, name: str, vcpus: int, memory_mb: int, root_gb: int,
-              image_path: str | None = None, image_format: str = "qcow2") -> None: ...
+              image_path: str | None = None, image_format: str = "qcow2",
+              guest: records.GuestConfig | None = None) -> None: ...
+    def console_output(self, instance_id: str) -> str: ...
     def destroy(self, instance_id: str) -> None: ...
     def power_state(self, instance_id: str) -> int: ...
     def list_instances(self) -> Mapping[str, int]: ...
@@ -88,6 +94,8 @@ class Driver(Protocol):
     def unpause(self, instance_id: str) -> None: ...
     def suspend(self, instance_id: str) -> None: ...
     def resume(self, instance_id: str) -> None: ...
+    def rescue(self, instance_id: str) -> None: ...
+    def unrescue(self, instance_id: str) -> None: ...
     def close(self) -> None: ...
 
 
@@ -108,10 +116,14 @@ class ComputeOptions:
     cpu_traits: frozenset[str] = frozenset()
     # hosts whose builds fail on purpose (to exercise rescheduling; tests only)
     fail_builds_on: frozenset[str] = frozenset()
+    # real hosts: where this machine's networks are described (linux_net); the
+    # agent reports them at start. None: simulated hosts, which have none.
+    networks_path: Path | None = None
 
     @classmethod
     def from_settings(cls, settings: ComputeSettings, *,
                       fail_builds_on: Iterable[str] = ()) -> ComputeOptions:
+        real = not settings.virt_uri.startswith("test:")
         return cls(
             reserved_host_memory_mb=settings.reserved_host_memory_mb,
             reserved_host_cpus=settings.reserved_host_cpus,
@@ -125,6 +137,7 @@ class ComputeOptions:
             cpu_traits=(frozenset(settings.cpu_traits) if settings.virt_uri.startswith("test:")
                         else frozenset()),
             fail_builds_on=frozenset(fail_builds_on),
+            networks_path=settings.networks_path if real else None,
         )
 
 
@@ -388,10 +401,20 @@ class ComputeManager:
             supported_instances=[list(t) for t in info.supported_instances])
         h.uuid = provider.uuid
         await self._db(self.db.set_reported_traits, h.uuid, info.traits | self.options.cpu_traits)
+        if self.options.networks_path is not None:
+            await self._register_networks(self.options.networks_path)
 
         self.claims.add_host(Host(name=h.name, uuid=h.uuid, vcpu=invs["VCPU"],
                                   memory_mb=invs["MEMORY_MB"], disk_gb=invs["DISK_GB"]))
         await self._recover(h)
+
+    async def _register_networks(self, path: Path) -> None:
+        """Nova's flat networks: a host with a network's bridge reports it, and the
+        conductor hands out fixed IPs on it (an unknown one is created)."""
+        for net in await asyncio.to_thread(linux_net.host_networks, path):
+            await self._db(self.db.register_network, name=net.name, cidr=net.cidr,
+                           gateway=net.gateway, bridge=net.bridge, dhcp_server=net.dhcp_server)
+            LOG.info("network %s: bridge %s, %s", net.name, net.bridge, net.cidr)
 
     async def _recover(self, h: _HostState) -> None:
         """After a (re)start: a build the restart interrupted fails (ERROR, as Nova's
@@ -637,7 +660,8 @@ class ComputeManager:
 
     async def build(self, host: str, instance_id: str, name: str, flavor: records.Flavor,
                     image: records.Image | None, allocation: Mapping[str, int], *,
-                    group_id: str | None = None) -> int:
+                    group_id: str | None = None,
+                    guest: records.GuestConfig | None = None) -> int:
         """Claim locally (``allocation``, what the scheduler claimed here; the
         flavor's resources if empty), spawn, start. Returns the power state.
         BuildFailed (ComputeResourcesUnavailable for a claim that does not fit,
@@ -651,6 +675,8 @@ class ComputeManager:
             _check_instance_id(group_id, "group_id")
         _check_flavor(flavor)
         amounts = _check_allocation(allocation) or flavor.amounts()
+        if guest is not None:
+            _check_guest(guest)
         await self._serving()
         async with self._build_slot(host), self._lock(instance_id):
             if instance_id in h.tracked:
@@ -663,7 +689,7 @@ class ComputeManager:
                     LOG.info("server %s already runs on %s", instance_id, host)
                     return int(power)
             return await self._build(h, instance_id, name or instance_id, flavor, image, amounts,
-                                     group_id)
+                                     group_id, guest)
 
     @asynccontextmanager
     async def _build_slot(self, host: str) -> AsyncIterator[None]:
@@ -679,7 +705,7 @@ class ComputeManager:
 
     async def _build(self, h: _HostState, instance_id: str, name: str, flavor: records.Flavor,
                      image: records.Image | None, amounts: Mapping[str, int],
-                     group_id: str | None) -> int:
+                     group_id: str | None, guest: records.GuestConfig | None) -> int:
         h.dropped.discard(instance_id)
         h.building.add(instance_id)
         try:
@@ -696,7 +722,7 @@ class ComputeManager:
             await asyncio.to_thread(
                 h.driver.spawn, instance_id, name, flavor.vcpus, flavor.memory_mb, flavor.root_gb,
                 image.path if image is not None else None,
-                image.disk_format if image is not None else "qcow2")
+                image.disk_format if image is not None else "qcow2", guest)
             power = int(await asyncio.to_thread(h.driver.power_state, instance_id))
         except asyncio.CancelledError:
             # the caller went away (or the agent is stopping): no guest stays behind
@@ -829,6 +855,8 @@ class ComputeManager:
         "unpause": lambda d, i: d.unpause(i),
         "suspend": lambda d, i: d.suspend(i),
         "resume": lambda d, i: d.resume(i),
+        "rescue": lambda d, i: d.rescue(i),
+        "unrescue": lambda d, i: d.unrescue(i),
     }
 
     async def run_action(self, host: str, instance_id: str, action: str) -> int:
@@ -857,6 +885,18 @@ class ComputeManager:
         LOG.info("%s of %s on %s: power state %s", action, instance_id, host,
                  PowerState.name_of(int(power)))
         return int(power)
+
+    async def console_output(self, host: str, instance_id: str) -> str:
+        """The end of the guest's serial console log (the driver's last 100 KiB)."""
+        h = self._host(host)
+        _check_instance_id(instance_id, "server_id")
+        await self._serving()
+        try:
+            return await asyncio.to_thread(h.driver.console_output, instance_id)
+        except InstanceNotFound:
+            raise errors.NotFound(f"server {instance_id} has no guest on host {host}") from None
+        except HypervisorUnavailable as e:
+            raise errors.Unavailable(str(e)) from None
 
     # ---- power state sync (Nova's _sync_power_states) ------------------------------
 
@@ -998,6 +1038,26 @@ def _check_flavor(flavor: records.Flavor) -> None:
         value = getattr(flavor, name)
         if not isinstance(value, int) or value < low:
             raise errors.Invalid(f"flavor.{name}", f"must be an integer >= {low}, got {value!r}")
+
+
+_MAC_RE = re.compile(r"^[0-9a-f]{2}(:[0-9a-f]{2}){5}$")
+_BRIDGE_RE = re.compile(r"^[A-Za-z0-9_.-]{1,15}$")
+
+
+def _check_guest(guest: records.GuestConfig) -> None:
+    """A guest's NICs: a MAC address, a bridge name, a fixed IP in its subnet."""
+    for i, vif in enumerate(guest.vifs):
+        field = f"guest.vifs[{i}]"
+        if not _MAC_RE.match(vif.mac):
+            raise errors.Invalid(f"{field}.mac", f"not a MAC address: {vif.mac[:32]!r}")
+        if not _BRIDGE_RE.match(vif.bridge):
+            raise errors.Invalid(f"{field}.bridge", f"not a bridge name: {vif.bridge[:32]!r}")
+        try:
+            inside = ipaddress.ip_address(vif.address) in ipaddress.ip_network(vif.cidr)
+        except ValueError as e:
+            raise errors.Invalid(f"{field}.address", str(e)) from None
+        if not inside:
+            raise errors.Invalid(f"{field}.address", f"{vif.address} is not in {vif.cidr}")
 
 
 def _check_allocation(allocation: Mapping[str, int]) -> dict[str, int]:

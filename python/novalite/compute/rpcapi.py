@@ -74,10 +74,13 @@ class ComputeClient:
             return await getattr(moved, method)(request, timeout=timeout)
 
     async def build(self, host: str, instance: records.Instance, flavor: records.Flavor,
-                    image: records.Image | None, allocation: Mapping[str, int]) -> int:
+                    image: records.Image | None, allocation: Mapping[str, int],
+                    guest: records.GuestConfig | None = None) -> int:
         request = compute_agent_pb2.BuildInstanceRequest(
             server_id=instance.id, name=instance.name, flavor=convert.flavor(flavor),
             allocation=dict(allocation), host=host, group_id=instance.group_id or "")
+        if guest is not None:
+            request.guest.CopyFrom(convert.guest_to_proto(guest))
         if image is not None:
             request.image.CopyFrom(convert.image(image))
         try:
@@ -91,6 +94,13 @@ class ComputeClient:
     async def delete(self, host: str, instance_id: str) -> None:
         await domain_call(self._invoke(host, "DeleteInstance", compute_agent_pb2.DeleteInstanceRequest(
             server_id=instance_id, host=host), self._timeout))
+
+    async def console_output(self, host: str, instance_id: str) -> str:
+        """The end of the guest's serial console log."""
+        reply = await domain_call(self._invoke(host, "GetConsoleOutput",
+                                               compute_agent_pb2.GetConsoleOutputRequest(
+                                                   server_id=instance_id, host=host), self._timeout))
+        return str(reply.output)
 
     async def action(self, host: str, instance_id: str, action: str) -> int:
         """A lifecycle action (objects/lifecycle.py) on the host; its power state after."""

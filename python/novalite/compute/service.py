@@ -87,7 +87,8 @@ def make_drivers(settings: Settings, *, soft_reboot_timeout: float | None = None
                     soft_reboot_timeout=(cs.wait_soft_reboot_seconds if soft_reboot_timeout is None
                                          else soft_reboot_timeout),
                     shutdown_timeout=(cs.shutdown_timeout if shutdown_timeout is None
-                                      else shutdown_timeout))
+                                      else shutdown_timeout),
+                    networks_path=cs.networks_path)
     except BaseException:
         for driver in drivers.values():
             driver.close()

@@ -58,7 +58,8 @@ class ComputeAgentServicer(compute_agent_pb2_grpc.ComputeAgentServicer):
             power = await self.manager.build(
                 _host(request.host), request.server_id, request.name,
                 convert.flavor_from_proto(request.flavor), image,
-                convert.allocation(request.allocation), group_id=request.group_id or None)
+                convert.allocation(request.allocation), group_id=request.group_id or None,
+                guest=convert.guest_from_proto(request.guest) if request.HasField("guest") else None)
         except errors.BuildFailed as e:
             context.set_code(_BUILD_FAILURE_CODES.get(type(e), grpc.StatusCode.INTERNAL))
             context.set_details(str(e))
@@ -73,6 +74,11 @@ class ComputeAgentServicer(compute_agent_pb2_grpc.ComputeAgentServicer):
     async def RunAction(self, request: pb.RunActionRequest, context: Context) -> pb.RunActionResponse:
         power = await self.manager.run_action(_host(request.host), request.server_id, request.action)
         return pb.RunActionResponse(power_state=convert.power_state(power))
+
+    async def GetConsoleOutput(self, request: pb.GetConsoleOutputRequest,
+                               context: Context) -> pb.GetConsoleOutputResponse:
+        return pb.GetConsoleOutputResponse(output=await self.manager.console_output(
+            _host(request.host), request.server_id))
 
 
 __all__ = ["ComputeAgentServicer"]

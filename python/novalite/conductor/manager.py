@@ -8,6 +8,7 @@ When no host is left the server goes to ERROR with a fault saying why."""
 from __future__ import annotations
 
 import asyncio
+import base64
 import logging
 from dataclasses import dataclass
 from datetime import datetime, timezone
@@ -18,6 +19,7 @@ from novalite.db.database import UNSET, Database
 from novalite.objects import lifecycle, records
 from novalite.objects.states import TaskState, VmState
 from novalite.placement import Image, InstanceGroup, RequestSpec, Selection
+from novalite.virt.configdrive import sanitize_hostname
 
 LOG = logging.getLogger(__name__)
 
@@ -31,7 +33,8 @@ class SchedulerAPI(Protocol):
 
 class ComputeAPI(Protocol):
     async def build(self, host: str, instance: records.Instance, flavor: records.Flavor,
-                    image: records.Image | None, allocation: Mapping[str, int]) -> int:
+                    image: records.Image | None, allocation: Mapping[str, int],
+                    guest: records.GuestConfig | None = None) -> int:
         """Build and start; returns the power state. Raises BuildFailed."""
         ...
 
@@ -54,6 +57,19 @@ class BuildRequest:
     same_host: Sequence[str] = ()
     different_host: Sequence[str] = ()
     request_id: str | None = None
+    # the servers' root password, for their config drives (never stored)
+    admin_pass: str | None = None
+
+
+@dataclass(frozen=True)
+class _Boot:
+    """What every server of one request boots from: the image, and the kernel and
+    ramdisk an image of Glance's AMI layout names (kernel_id, ramdisk_id)."""
+
+    image: records.Image | None
+    kernel: records.Image | None
+    ramdisk: records.Image | None
+    networks: bool  # whether the cloud has networks at all
 
 
 def _now() -> datetime:
@@ -126,7 +142,8 @@ class ConductorManager:
         prepared = await asyncio.to_thread(self._prepare, request)
         if prepared is None:
             return
-        instances, flavor, image, spec = prepared
+        instances, flavor, boot, spec = prepared
+        image = boot.image
         try:
             selections = await self.scheduler.select_destinations(spec)
         except errors.NoValidHost as e:
@@ -146,12 +163,42 @@ class ConductorManager:
                 await self._error(inst.id, f"Scheduling failed: {e}", {}, code=500,
                                   events=[_scheduled(started, f"Scheduling failed: {e}")])
             return
-        await asyncio.gather(*(self._build_one(inst, sels, flavor, image, started)
-                               for inst, sels in zip(instances, selections)))
+        await asyncio.gather(*(self._build_one(inst, sels, flavor, boot, started, index,
+                                               request.admin_pass)
+                               for index, (inst, sels) in enumerate(zip(instances, selections))))
+
+    async def _guest(self, inst: records.Instance, boot: _Boot, index: int,
+                     admin_pass: str | None) -> records.GuestConfig:
+        """What the guest is given: fixed IPs on its networks (handed out here, once:
+        Nova's task NETWORKING), its metadata, the image's kernel and ramdisk."""
+        vifs: tuple[records.Vif, ...] = ()
+        if boot.networks and inst.requested_networks != ():
+            vifs = await asyncio.to_thread(self.db.allocate_fixed_ips, inst.id)
+        props = boot.image.properties if boot.image is not None else {}
+        return records.GuestConfig(
+            hostname=sanitize_hostname(inst.name), vifs=vifs, config_drive=inst.config_drive,
+            user_data=base64.b64decode(inst.user_data) if inst.user_data else None,
+            key_name=inst.key_name, key_data=inst.key_data, admin_pass=admin_pass,
+            metadata=dict(inst.metadata), project_id=inst.project_id,
+            availability_zone=inst.availability_zone or "", launch_index=index,
+            kernel_path=boot.kernel.path if boot.kernel is not None else None,
+            ramdisk_path=boot.ramdisk.path if boot.ramdisk is not None else None,
+            kernel_args=str(props["os_command_line"]) if "os_command_line" in props else None)
 
     async def _build_one(self, inst: records.Instance, selections: list[Selection],
-                         flavor: records.Flavor, image: records.Image | None,
-                         started: datetime) -> None:
+                         flavor: records.Flavor, boot: _Boot, started: datetime,
+                         index: int = 0, admin_pass: str | None = None) -> None:
+        image = boot.image
+        try:
+            guest = await self._guest(inst, boot, index, admin_pass)
+        except errors.NotFound:  # deleted meanwhile
+            await self.scheduler.release(inst.id)
+            return
+        except errors.Conflict as e:  # a network is full
+            await self.scheduler.release(inst.id)
+            await self._error(inst.id, f"Networking failed: {e}", {}, code=500,
+                              events=[_scheduled(started, f"Networking failed: {e}")])
+            return
         alternates = list(selections[1:])
         current: Selection | None = selections[0]
         reasons: list[str] = []
@@ -169,7 +216,8 @@ class ConductorManager:
                 await self.scheduler.release(inst.id)
                 return
             try:
-                power = await self.compute.build(current.host, inst, flavor, image, dict(current.allocation))
+                power = await self.compute.build(current.host, inst, flavor, image,
+                                                 dict(current.allocation), guest)
             except errors.BuildFailed as e:
                 reasons.append(f"{current.host}: {e}")
                 LOG.info("build of %s failed on %s: %s", inst.id, current.host, e)
@@ -201,7 +249,7 @@ class ConductorManager:
         return [found[i] for i in ids if i in found]
 
     def _prepare(self, request: BuildRequest) -> tuple[
-            list[records.Instance], records.Flavor, records.Image | None, RequestSpec] | None:
+            list[records.Instance], records.Flavor, _Boot, RequestSpec] | None:
         """What a build needs from the database (one worker thread): the servers
         still to build, their flavor and image (shared by one request's servers) and
         the request spec; None when every server is gone."""
@@ -209,7 +257,13 @@ class ConductorManager:
         if not instances:
             return None
         flavor, image = self._flavor_and_image(instances[0])
-        return instances, flavor, image, self._request_spec(request, instances, flavor, image)
+        kernel = ramdisk = None
+        if image is not None:
+            kernel, ramdisk = (self.db.get_image(str(image.properties[key]), include_deleted=True)
+                               if image.properties.get(key) else None
+                               for key in ("kernel_id", "ramdisk_id"))
+        boot = _Boot(image, kernel, ramdisk, networks=bool(self.db.list_networks()))
+        return instances, flavor, boot, self._request_spec(request, instances, flavor, image)
 
     def _flavor_and_image(self, inst: records.Instance) -> tuple[records.Flavor, records.Image | None]:
         flavor = self.db.get_flavor(inst.flavor_id, include_deleted=True)

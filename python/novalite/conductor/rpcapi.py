@@ -19,7 +19,8 @@ class ConductorClient:
 
     async def build_servers(self, server_ids: Sequence[str], *, availability_zone: str | None,
                             group_id: str | None, same_host: Sequence[str],
-                            different_host: Sequence[str], request_id: str) -> None:
+                            different_host: Sequence[str], request_id: str,
+                            admin_pass: str | None = None) -> None:
         spec = request_spec_pb2.RequestSpec(request_id=request_id, same_host=list(same_host),
                                             different_host=list(different_host))
         if availability_zone is not None:
@@ -27,7 +28,8 @@ class ConductorClient:
         if group_id is not None:
             spec.instance_group.uuid = group_id
         await domain_call(self._stub.BuildServers(
-            conductor_pb2.BuildServersRequest(request_spec=spec, server_ids=list(server_ids)),
+            conductor_pb2.BuildServersRequest(request_spec=spec, server_ids=list(server_ids),
+                                              admin_pass=admin_pass or ""),
             timeout=self._timeout))
 
     async def delete_server(self, server_id: str) -> None:

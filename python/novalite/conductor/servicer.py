@@ -23,7 +23,7 @@ class ConductorServicer(conductor_pb2_grpc.ConductorServicer):
             availability_zone=spec.availability_zone if spec.HasField("availability_zone") else None,
             group_id=spec.instance_group.uuid or None if spec.HasField("instance_group") else None,
             same_host=list(spec.same_host), different_host=list(spec.different_host),
-            request_id=spec.request_id or None))
+            request_id=spec.request_id or None, admin_pass=request.admin_pass or None))
         return conductor_pb2.BuildServersResponse()
 
     async def ServerAction(self, request: conductor_pb2.ServerActionRequest,

@@ -177,6 +177,7 @@ class Catalog(Transactions):
     def register_image(
         self, *, name: str, path: str, disk_format: str, size_bytes: int | None = None,
         properties: Mapping[str, Any] | None = None, image_id: str | None = None,
+        checksum: str | None = None,
     ) -> Image:
         """Record an image file the compute agents can boot from."""
         name = _name("name", name)
@@ -192,7 +193,7 @@ class Catalog(Transactions):
                 raise errors.Conflict(f"image id {iid!r} is taken")
             row = m.Image(id=iid, name=name, path=path, disk_format=disk_format,
                           size_bytes=size_bytes, properties=dict(properties or {}),
-                          created_at=self._clock(), deleted_at=None)
+                          created_at=self._clock(), deleted_at=None, checksum=checksum)
             s.add(row)
             s.flush()
             return _image(row)
@@ -342,4 +343,4 @@ def _flavor(r: m.Flavor | sa.Row[Any]) -> Flavor:
 def _image(r: m.Image) -> Image:
     return Image(id=r.id, name=r.name, path=r.path, disk_format=r.disk_format,
                  size_bytes=r.size_bytes, properties=dict(r.properties),
-                 created_at=r.created_at, deleted_at=r.deleted_at)
+                 created_at=r.created_at, deleted_at=r.deleted_at, checksum=r.checksum)

@@ -7,7 +7,8 @@ blocking and thread-safe; asyncio services call them through ``asyncio.to_thread
 The methods live by what they hold, one mixin each: instances.py (instances,
 faults, actions), quotas.py, allocations.py, hosts.py (services, resource
 providers, aggregates, traits), catalog.py (flavors, images, server groups),
-identity.py (projects, users, role assignments, revoked tokens); the
+identity.py (projects, users, role assignments, revoked tokens),
+keypairs.py, networks.py (networks and their fixed IPs); the
 engine and its transactions, and the helpers they share, in engine.py (whose
 docstring says how concurrent writers are kept apart).
 """
@@ -25,6 +26,8 @@ from novalite.db.engine import MIGRATIONS_DIR, UNSET, _utcnow
 from novalite.db.hosts import SERVICE_BINARIES, SERVICE_DOWN_TIME, ZONE_KEY, Hosts
 from novalite.db.identity import Identity
 from novalite.db.instances import MAX_BATCH, MAX_METADATA_ITEMS, Instances
+from novalite.db.keypairs import KeyPairs
+from novalite.db.networks import Networks
 from novalite.db.quotas import DEFAULT_QUOTAS, QUOTA_RESOURCES, Quotas, _default_limits
 
 __all__ = [
@@ -34,7 +37,7 @@ __all__ = [
 ]
 
 
-class Database(Instances, Quotas, Allocations, Hosts, Catalog, Identity):
+class Database(Instances, Quotas, Allocations, Hosts, Catalog, Identity, KeyPairs, Networks):
     """The control plane's database, SQLite or PostgreSQL by URL.
 
     ``url``: ``sqlite:////path/to/novalite.db`` or ``postgresql+psycopg://...``

@@ -22,7 +22,7 @@ from novalite.db.engine import (
 from novalite.db.quotas import Quotas
 from novalite.db.validation import _NAME_MAX, _is_int, _name, _string_map
 from novalite.objects.records import (
-    ActionEvent, EventStep, Fault, Instance, InstanceAction, InstancePage, NewFault,
+    ActionEvent, EventStep, Fault, Instance, InstanceAction, InstancePage, NewFault, Vif,
 )
 from novalite.objects.states import STATUSES, PowerState, TaskState, VmState, states_with_status
 
@@ -51,6 +51,9 @@ class Instances(Quotas, Allocations):
         group_id: str | None = None, reservation_id: str | None = None,
         request_id: str | None = None, flavor_visible_to: str | None = None,
         forced_host: str | None = None, forced_node: str | None = None,
+        key_name: str | None = None, key_data: str | None = None,
+        user_data: str | None = None, config_drive: bool = False,
+        requested_networks: Sequence[str] | None = None,
     ) -> list[Instance]:
         """Create a multi-create batch in BUILDING/SCHEDULING, reserving quota in
         the same transaction.
@@ -80,6 +83,7 @@ class Instances(Quotas, Allocations):
         if forced_node is not None:
             forced_node = _name("forced_node", forced_node)
         meta = _string_map("metadata", metadata or {})
+        networks = list(requested_networks) if requested_networks is not None else None
         if len(meta) > MAX_METADATA_ITEMS:
             raise errors.Invalid("metadata", f"at most {MAX_METADATA_ITEMS} items")
         reservation = reservation_id or f"r-{uuidlib.uuid4().hex[:8]}"
@@ -130,14 +134,16 @@ class Instances(Quotas, Allocations):
                 availability_zone=availability_zone, metadata=dict(meta),
                 reservation_id=reservation, launched_at=None, created_at=now,
                 updated_at=now, deleted_at=None, attempts=0, group_id=group_id,
-                forced_host=forced_host, forced_node=forced_node)
+                forced_host=forced_host, forced_node=forced_node, key_name=key_name,
+                key_data=key_data, user_data=user_data, config_drive=bool(config_drive),
+                requested_networks=networks, network_info=None)
                 for i in range(count)]
             conn.execute(_stmt("insert instance", lambda: sa.insert(_INSTANCES)), rows)
             conn.execute(_stmt("insert action", lambda: sa.insert(_ACTIONS)), [
                 {"instance_id": row["id"], "action": "create", "request_id": request_id,
                  "user_id": user_id, "project_id": project_id, "start_time": now,
                  "finish_time": None, "message": None} for row in rows])
-            return [Instance(**{**row, "metadata": dict(meta)}) for row in rows]
+            return [_instance_of(row) for row in rows]
         return self._write(work)
 
     def get_instance(self, instance_id: str, *, project_id: str | None = None,
@@ -430,6 +436,8 @@ class Instances(Quotas, Allocations):
                                          ("ram", row.memory_mb))}, now)
             s.flush()
             self._release(s, instance_id)
+            # its fixed IPs are free again (the network info stays on the record)
+            s.execute(sa.delete(m.FixedIp).where(m.FixedIp.instance_id == instance_id))
             return self._instances_with_faults(s, [row])[0]
         return self._write(work)
 
@@ -601,7 +609,29 @@ def _instance(r: m.Instance, fault: Fault | None = None) -> Instance:
         reservation_id=r.reservation_id, launched_at=r.launched_at,
         created_at=r.created_at, updated_at=r.updated_at, deleted_at=r.deleted_at,
         attempts=r.attempts, group_id=r.group_id, forced_host=r.forced_host,
-        forced_node=r.forced_node, fault=fault)
+        forced_node=r.forced_node, fault=fault, key_name=r.key_name, key_data=r.key_data,
+        user_data=r.user_data, config_drive=bool(r.config_drive),
+        requested_networks=(tuple(r.requested_networks) if r.requested_networks is not None
+                            else None),
+        network_info=vifs(r.network_info))
+
+
+def vifs(network_info: Sequence[Mapping[str, str]] | None) -> tuple[Vif, ...]:
+    """The NICs of a stored network info (Nova's cache: a JSON list)."""
+    return tuple(Vif(**dict(v)) for v in network_info or ())
+
+
+def _instance_of(row: Mapping[str, Any]) -> Instance:
+    """The record of an instance row just inserted (a dict of its columns)."""
+    return _instance(cast(m.Instance, _Row(row)))
+
+
+class _Row:
+    """A dict's keys as attributes, the ORM's names (metadata_), for _instance."""
+
+    def __init__(self, row: Mapping[str, Any]) -> None:
+        self.__dict__.update(row)
+        self.metadata_ = row["metadata"]
 
 
 def _new_fault(instance_id: str, fault: NewFault, now: datetime) -> m.InstanceFault:

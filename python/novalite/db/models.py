@@ -117,6 +117,65 @@ class Image(Base):
     properties: Mapped[dict[str, Any]]
     created_at: Mapped[datetime]
     deleted_at: Mapped[datetime | None]
+    # Glance's checksum: the file's MD5, hex
+    checksum: Mapped[str | None] = mapped_column(sa.String(32))
+
+
+class KeyPair(Base):
+    """Nova's key pairs: a user's public SSH keys, by name (unique per user among
+    live ones); a server booted with one gets its public key in its metadata."""
+
+    __tablename__ = "key_pairs"
+    __table_args__ = (
+        sa.Index("uq_key_pairs_user_id_name_live", "user_id", "name", unique=True,
+                 sqlite_where=LIVE, postgresql_where=LIVE),
+    )
+
+    id: Mapped[int] = mapped_column(primary_key=True, autoincrement=True)
+    user_id: Mapped[str] = mapped_column(sa.String(255))
+    name: Mapped[str] = mapped_column(sa.String(255))
+    fingerprint: Mapped[str] = mapped_column(sa.String(255))
+    public_key: Mapped[str] = mapped_column(sa.Text)
+    type: Mapped[str] = mapped_column(sa.String(32))
+    created_at: Mapped[datetime]
+    deleted_at: Mapped[datetime | None]
+
+
+# --- networks (Nova's flat DHCP network: networks and their fixed IPs) -------------
+
+class Network(Base):
+    """A network on the compute hosts: a bridge with a DHCP server on it, and the
+    subnet the conductor hands fixed IPs out of."""
+
+    __tablename__ = "networks"
+    __table_args__ = (sa.UniqueConstraint("name"),)
+
+    id: Mapped[str] = mapped_column(sa.String(36), primary_key=True)
+    name: Mapped[str] = mapped_column(sa.String(255))
+    cidr: Mapped[str] = mapped_column(sa.String(64))
+    gateway: Mapped[str] = mapped_column(sa.String(64))
+    bridge: Mapped[str] = mapped_column(sa.String(15))
+    dhcp_server: Mapped[str] = mapped_column(sa.String(64))
+    created_at: Mapped[datetime]
+
+
+class FixedIp(Base):
+    """A fixed IP given to a server on a network, with the MAC address of the
+    server's NIC there. One row per address in use: the primary key makes an
+    address impossible to give twice; a server's delete removes its rows."""
+
+    __tablename__ = "fixed_ips"
+    __table_args__ = (
+        sa.UniqueConstraint("network_id", "mac"),
+        sa.Index(None, "instance_id"),
+    )
+
+    network_id: Mapped[str] = mapped_column(
+        sa.String(36), _fk("networks.id", "CASCADE"), primary_key=True)
+    address: Mapped[str] = mapped_column(sa.String(64), primary_key=True)
+    instance_id: Mapped[str] = mapped_column(sa.String(36), _fk("instances.id", "CASCADE"))
+    mac: Mapped[str] = mapped_column(sa.String(17))
+    created_at: Mapped[datetime]
 
 
 # --- instances ---------------------------------------------------------------------
@@ -184,6 +243,18 @@ class Instance(Base):
     # kept so that a build resumed after a conductor restart goes there too.
     forced_host: Mapped[str | None] = mapped_column(sa.String(255))
     forced_node: Mapped[str | None] = mapped_column(sa.String(255))
+    # What the guest is given (Nova's instance fields): the key pair's name and
+    # public key as they were at create, the user data (base64, as the API took
+    # it), whether it gets a config drive.
+    key_name: Mapped[str | None] = mapped_column(sa.String(255))
+    key_data: Mapped[str | None] = mapped_column(sa.Text)
+    user_data: Mapped[str | None] = mapped_column(sa.Text)
+    config_drive: Mapped[bool | None]
+    # The networks asked for (their ids; NULL: every network, as Nova's flat
+    # networks give), and the NICs the conductor gave it (Nova's network info
+    # cache: network, MAC, fixed IP), written with the fixed IPs.
+    requested_networks: Mapped[list[Any] | None] = mapped_column(sa.JSON)
+    network_info: Mapped[list[Any] | None] = mapped_column(sa.JSON)
 
 
 class InstanceFault(Base):

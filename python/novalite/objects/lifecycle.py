@@ -83,6 +83,15 @@ ACTIONS: Mapping[str, ServerAction] = {
         frozenset({VmState.SUSPENDED}), TaskState.RESUMING, "resume", VmState.ACTIVE,
         "ResumeServer", "compute_resume_instance",
         rest_action="resume"),
+    # the server's own image boots as a fresh rescue disk, its disk beside it
+    "rescue": ServerAction(
+        frozenset({VmState.ACTIVE, VmState.STOPPED, VmState.ERROR}), TaskState.RESCUING,
+        "rescue", VmState.RESCUED, "RescueServer", "compute_rescue_instance",
+        rest_action="rescue"),
+    "unrescue": ServerAction(
+        frozenset({VmState.RESCUED}), TaskState.UNRESCUING, "unrescue", VmState.ACTIVE,
+        "UnrescueServer", "compute_unrescue_instance",
+        rest_action="unrescue"),
 }
 
 # The actions whose RPC takes nothing but the server's id (every one but reboot,

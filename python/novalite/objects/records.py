@@ -72,6 +72,84 @@ class Image:
     properties: Mapping[str, Any] = field(default_factory=dict)
     created_at: datetime | None = None
     deleted_at: datetime | None = None
+    checksum: str | None = None  # Glance's: the file's MD5, hex
+
+
+@dataclass(frozen=True)
+class KeyPair:
+    """Nova's key pair: a user's named public SSH key. ``private_key`` only in the
+    answer to the create that generated it (never stored)."""
+
+    name: str
+    user_id: str
+    fingerprint: str
+    public_key: str
+    type: str = "ssh"
+    created_at: datetime | None = None
+    private_key: str | None = None
+
+
+@dataclass(frozen=True)
+class Network:
+    """A network of Nova's flat DHCP kind: a bridge on the compute hosts with a
+    DHCP server on it, and the subnet fixed IPs are handed out of."""
+
+    id: str
+    name: str
+    cidr: str
+    gateway: str
+    bridge: str
+    dhcp_server: str
+    created_at: datetime | None = None
+
+
+@dataclass(frozen=True)
+class Vif:
+    """One NIC of a server (an entry of Nova's network info): the network it is
+    on, its MAC address and its fixed IP."""
+
+    network_id: str
+    network: str  # the network's name
+    bridge: str
+    mac: str
+    address: str
+    cidr: str
+    gateway: str
+    dhcp_server: str
+
+    @property
+    def prefix_len(self) -> int:
+        return int(self.cidr.rsplit("/", 1)[1])
+
+    @property
+    def version(self) -> int:
+        return 6 if ":" in self.address else 4
+
+    def as_dict(self) -> dict[str, str]:
+        return {k: getattr(self, k) for k in ("network_id", "network", "bridge", "mac",
+                                              "address", "cidr", "gateway", "dhcp_server")}
+
+
+@dataclass(frozen=True)
+class GuestConfig:
+    """What a real guest is given beyond its flavor and image: its NICs, its
+    metadata for the config drive (Nova's InstanceMetadata), the kernel and
+    ramdisk of an image booted directly (Glance's kernel_id / ramdisk_id)."""
+
+    hostname: str
+    vifs: tuple[Vif, ...] = ()
+    config_drive: bool = False
+    user_data: bytes | None = None
+    key_name: str | None = None
+    key_data: str | None = None
+    admin_pass: str | None = None
+    metadata: Mapping[str, str] = field(default_factory=dict)
+    project_id: str = ""
+    availability_zone: str = ""
+    launch_index: int = 0
+    kernel_path: str | None = None
+    ramdisk_path: str | None = None
+    kernel_args: str | None = None
 
 
 @dataclass(frozen=True)
@@ -139,6 +217,15 @@ class Instance:
     forced_host: str | None = None
     forced_node: str | None = None
     fault: Fault | None = None  # the latest one, if any
+    # what its guest is given: the key pair (name, public key as at create), the
+    # user data (base64), a config drive; the networks asked for (ids; None: every
+    # network) and the NICs it got on them
+    key_name: str | None = None
+    key_data: str | None = None
+    user_data: str | None = None
+    config_drive: bool = False
+    requested_networks: tuple[str, ...] | None = None
+    network_info: tuple[Vif, ...] = ()
 
     @property
     def status(self) -> str:

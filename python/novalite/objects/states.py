@@ -19,8 +19,10 @@ class VmState:
     SUSPENDED: Final = "suspended"
     ERROR: Final = "error"
     DELETED: Final = "deleted"
+    RESCUED: Final = "rescued"
 
-    ALL: Final = frozenset({BUILDING, ACTIVE, STOPPED, PAUSED, SUSPENDED, ERROR, DELETED})
+    ALL: Final = frozenset({BUILDING, ACTIVE, STOPPED, PAUSED, SUSPENDED, ERROR, DELETED,
+                            RESCUED})
 
 
 class TaskState:
@@ -37,11 +39,13 @@ class TaskState:
     UNPAUSING: Final = "unpausing"
     SUSPENDING: Final = "suspending"
     RESUMING: Final = "resuming"
+    RESCUING: Final = "rescuing"
+    UNRESCUING: Final = "unrescuing"
 
     ALL: Final = frozenset({
         SCHEDULING, NETWORKING, BLOCK_DEVICE_MAPPING, SPAWNING, DELETING, REBOOTING,
         REBOOTING_HARD, POWERING_OFF, POWERING_ON, PAUSING, UNPAUSING, SUSPENDING,
-        RESUMING,
+        RESUMING, RESCUING, UNRESCUING,
     })
 
 
@@ -79,6 +83,7 @@ _STATE_MAP: Final[dict[str, tuple[str, dict[str, str]]]] = {
     VmState.SUSPENDED: ("SUSPENDED", {}),
     VmState.ERROR: ("ERROR", {}),
     VmState.DELETED: ("DELETED", {}),
+    VmState.RESCUED: ("RESCUE", {}),
 }
 
 STATUSES: Final = frozenset(

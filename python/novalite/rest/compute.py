@@ -144,14 +144,16 @@ async def list_servers(call: Call) -> web.StreamResponse:
 async def create_server(call: Call) -> web.StreamResponse:
     req, reservation_only = convert.create_server(await call.body(), call.version)
     try:
-        servers, reservation_id = await call.managers.api.create_servers(call.caller, req)
+        created = await call.managers.api.create_servers(call.caller, req)
     except errors.Invalid as e:
         raise errors.Invalid(_CREATE_FIELDS.get(e.field, e.field), e.message) from None
     if reservation_only:
-        return reply({"reservation_id": reservation_id}, status=202)
-    first = servers[0]
+        return reply({"reservation_id": created.reservation_id}, status=202)
+    first = created.servers[0]
     body = {"server": {**convert.server_brief(first, call.base, call.root),
                        "OS-DCF:diskConfig": "MANUAL", "security_groups": [{"name": "default"}]}}
+    if created.admin_pass:
+        body["server"]["adminPass"] = created.admin_pass
     return reply(body, status=202, headers={"Location": f"{call.base}/servers/{first.id}"})
 
 

@@ -53,8 +53,9 @@ from typing import Any, Literal, Protocol, TypeVar, cast
 from urllib.parse import urlsplit
 from xml.sax.saxutils import escape, quoteattr
 
+from novalite.objects.records import GuestConfig
 from novalite.objects.states import PowerState
-from novalite.virt import images
+from novalite.virt import configdrive, images, linux_net
 from novalite.virt.cpu_traits import cpu_traits
 from novalite.virt.errors import (
     ActionFailed,
@@ -85,6 +86,8 @@ TEST_NS = "http://libvirt.org/schemas/domain/test/1.0"
 DEFAULT_INSTANCES_PATH = "/var/lib/novalite/instances"
 QEMU_EMULATOR = "/usr/bin/qemu-system-x86_64"
 GIB = 1 << 30
+# Nova's libvirt get_console_output reads at most this much of the log's end
+MAX_CONSOLE_BYTES = 100 * 1024
 
 ET.register_namespace("novalite", NODE_NS)
 ET.register_namespace("test", TEST_NS)
@@ -100,6 +103,7 @@ VIR_DOMAIN_SHUTOFF = 5
 VIR_DOMAIN_CRASHED = 6
 VIR_DOMAIN_PMSUSPENDED = 7
 VIR_DOMAIN_METADATA_ELEMENT = 2
+VIR_DOMAIN_XML_INACTIVE = 2
 VIR_DOMAIN_UNDEFINE_MANAGED_SAVE = 1
 VIR_DOMAIN_UNDEFINE_SNAPSHOTS_METADATA = 2
 VIR_DOMAIN_UNDEFINE_NVRAM = 4
@@ -289,6 +293,8 @@ class LibvirtDriver:
         what a guest without an OS (the setup's blank image) needs.
     soft_reboot_timeout: seconds a soft reboot waits for the guest to shut down before
         falling back to a hard reboot, as Nova does (wait_soft_reboot_seconds).
+    networks_path: where this host's networks are described (linux_net): a guest's
+        NICs get their DHCP host entries there.
     """
 
     def __init__(
@@ -300,6 +306,7 @@ class LibvirtDriver:
         shutdown_timeout: float = 0.0,
         soft_reboot_timeout: float = 60.0,
         emulator: str = QEMU_EMULATOR,
+        networks_path: str | os.PathLike[str] = linux_net.DEFAULT_NETWORKS_PATH,
     ) -> None:
         parts = urlsplit(uri)
         if parts.scheme == "test":
@@ -319,6 +326,7 @@ class LibvirtDriver:
         self.shutdown_timeout = shutdown_timeout
         self.soft_reboot_timeout = soft_reboot_timeout
         self.emulator = emulator
+        self.networks_path = Path(networks_path)
         self._disk_gb = disk_gb
         self._conn: _Connection | None = None
         self._conn_lock = threading.Lock()
@@ -598,12 +606,15 @@ class LibvirtDriver:
         root_gb: int,
         image_path: str | os.PathLike[str] | None = None,
         image_format: str = "qcow2",
+        guest: GuestConfig | None = None,
     ) -> None:
         """Creates the instance's disk (a qcow2 overlay on the image sized to root_gb, a
         blank qcow2 of root_gb without an image, no disk when both are absent/0), defines
         the domain and starts it. SpawnFailed (libvirt's or qemu-img's message) leaves
         nothing behind; InstanceExists if the instance already has a domain here.
-        `name` is the server's display name, kept in the metadata."""
+        `name` is the server's display name, kept in the metadata. ``guest`` (real
+        guests only): its NICs (plugged into their bridges, with DHCP host entries),
+        its config drive, the kernel and ramdisk of an image booted directly."""
         _check_id(instance_id)
         if vcpus <= 0 or memory_mb <= 0 or root_gb < 0:
             raise SpawnFailed(instance_id, f"invalid flavor: vcpus={vcpus} "
@@ -623,12 +634,37 @@ class LibvirtDriver:
             inst_dir = self.instance_dir(instance_id)
             try:
                 disk = self._create_disk(instance_id, inst_dir, root_gb, image_path, image_format)
+                config = self._guest_files(instance_id, name, inst_dir, guest)
                 xml = self._qemu_domain_xml(instance_id, name, vcpus, memory_mb, root_gb,
-                                            disk, inst_dir / "console.log", image_path)
+                                            disk, inst_dir / "console.log", image_path,
+                                            guest, config)
                 self._define_and_start(instance_id, xml)
             except BaseException:
                 shutil.rmtree(inst_dir, ignore_errors=True)
+                linux_net.remove_dhcp_hosts(self.networks_path, instance_id)
                 raise
+
+    def _guest_files(self, instance_id: str, name: str, inst_dir: Path,
+                     guest: GuestConfig | None) -> Path | None:
+        """The guest's DHCP host entries, and its config drive (returned) if it has
+        one. SpawnFailed if a NIC's network is not on this host or the drive cannot
+        be made."""
+        if guest is None:
+            return None
+        try:
+            for vif in guest.vifs:
+                linux_net.add_dhcp_host(self.networks_path, instance_id, vif, guest.hostname)
+            for path in (guest.kernel_path, guest.ramdisk_path):
+                if path is not None and not Path(path).is_file():
+                    raise SpawnFailed(instance_id, f"{path} (the image's kernel or ramdisk) "
+                                                   "does not exist on this host")
+            if not guest.config_drive:
+                return None
+            drive = inst_dir / "disk.config"
+            configdrive.make_config_drive(drive, configdrive.files(instance_id, name, guest))
+            return drive
+        except (ValueError, OSError, ImageError) as exc:
+            raise SpawnFailed(instance_id, str(exc)) from exc
 
     def _create_disk(self, instance_id: str, inst_dir: Path, root_gb: int,
                      image_path: str | os.PathLike[str] | None, image_format: str) -> Path | None:
@@ -702,7 +738,8 @@ class LibvirtDriver:
 
     def _qemu_domain_xml(self, instance_id: str, name: str, vcpus: int, memory_mb: int,
                          root_gb: int, disk: Path | None, console_log: Path,
-                         image_path: str | os.PathLike[str] | None) -> str:
+                         image_path: str | os.PathLike[str] | None,
+                         guest: GuestConfig | None = None, config_drive: Path | None = None) -> str:
         image = str(Path(image_path).resolve()) if image_path is not None else None
         disk_xml = ""
         if disk is not None:
@@ -712,6 +749,29 @@ class LibvirtDriver:
                 f"<source file={quoteattr(str(disk))}/>"
                 "<target dev='vda' bus='virtio'/></disk>"
             )
+        if config_drive is not None:
+            # a read-only virtio disk rather than Nova's IDE cdrom: the guest finds it
+            # by its label (config-2) either way, and needs no ATA drivers
+            disk_xml += (
+                "<disk type='file' device='disk'><driver name='qemu' type='raw'/>"
+                f"<source file={quoteattr(str(config_drive))}/>"
+                "<target dev='vdb' bus='virtio'/><readonly/></disk>"
+            )
+        boot = "<boot dev='hd'/>"
+        nics = ""
+        if guest is not None:
+            if guest.kernel_path is not None:
+                # Glance's AMI layout: the kernel and ramdisk booted directly
+                boot = f"<kernel>{escape(guest.kernel_path)}</kernel>"
+                if guest.ramdisk_path is not None:
+                    boot += f"<initrd>{escape(guest.ramdisk_path)}</initrd>"
+                if guest.kernel_args:
+                    boot += f"<cmdline>{escape(guest.kernel_args)}</cmdline>"
+            # no option ROM: the guest boots no faster from the network than without
+            nics = "".join(
+                f"<interface type='bridge'><mac address={quoteattr(v.mac)}/>"
+                f"<source bridge={quoteattr(v.bridge)}/><model type='virtio'/>"
+                "<rom enabled='no'/></interface>" for v in guest.vifs)
         return (
             "<domain type='qemu'>"
             f"<name>{domain_name(instance_id)}</name>{self._uuid_line(instance_id)}"
@@ -720,16 +780,17 @@ class LibvirtDriver:
             f"<memory unit='MiB'>{memory_mb}</memory>"
             f"<currentMemory unit='MiB'>{memory_mb}</currentMemory>"
             f"<vcpu placement='static'>{vcpus}</vcpu>"
-            "<os><type arch='x86_64' machine='pc'>hvm</type><boot dev='hd'/></os>"
+            f"<os><type arch='x86_64' machine='pc'>hvm</type>{boot}</os>"
             "<features><acpi/><apic/></features>"
             "<clock offset='utc'/>"
             "<on_poweroff>destroy</on_poweroff><on_reboot>restart</on_reboot>"
             "<on_crash>destroy</on_crash>"
             "<devices>"
             f"<emulator>{escape(self.emulator)}</emulator>"
-            f"{disk_xml}"
-            # the serial console goes to a file; no NIC, no graphics
-            f"<serial type='file'><source path={quoteattr(str(console_log))}/>"
+            f"{disk_xml}{nics}"
+            # the serial console goes to a file, kept across restarts (the guest's
+            # console output is every boot's); no graphics
+            f"<serial type='file'><source path={quoteattr(str(console_log))} append='on'/>"
             "<target port='0'/></serial>"
             "<controller type='usb' model='none'/>"
             "<memballoon model='none'/>"
@@ -750,8 +811,29 @@ class LibvirtDriver:
                 self._undefine(dom)
             if not self.is_test:
                 shutil.rmtree(self.instance_dir(instance_id), ignore_errors=True)
+                linux_net.remove_dhcp_hosts(self.networks_path, instance_id)
             else:
                 self._persist(instance_id)
+
+    def console_output(self, instance_id: str) -> str:
+        """The end of the guest's serial console log (at most MAX_CONSOLE_BYTES, as
+        Nova's), decoded leniently; "" for a simulated host's guest, which prints
+        nothing. InstanceNotFound if the instance has no domain here."""
+        with self._locked(instance_id):
+            self._lookup(instance_id)
+            if self.is_test:
+                return ""
+            log = self.instance_dir(instance_id) / "console.log"
+            try:
+                with log.open("rb") as f:
+                    size = f.seek(0, os.SEEK_END)
+                    f.seek(max(0, size - MAX_CONSOLE_BYTES))
+                    data = f.read()
+            except FileNotFoundError:
+                return ""
+            if size > MAX_CONSOLE_BYTES:
+                data = data.split(b"\n", 1)[-1]  # from the first whole line
+            return data.decode("utf-8", errors="replace")
 
     def _hard_stop(self, dom: _Domain) -> None:
         """virDomainDestroy, retried: QEMU can take a moment to let go of its process."""
@@ -897,6 +979,70 @@ class LibvirtDriver:
             finally:
                 self._persist(instance_id)
 
+    def rescue(self, instance_id: str) -> None:
+        """Nova's rescue: the guest boots again from a fresh overlay of its own image
+        (``disk.rescue``), its own disk attached as the second disk (vdb), the kernel
+        told so (``novalite.rescue`` on its command line); the domain's definition
+        is kept for unrescue(). Already rescued: nothing to do."""
+        with self._locked(instance_id):
+            dom = self._lookup(instance_id)
+            if self.is_test:  # a simulated guest: only its power state shows
+                self._do(instance_id, "rescue", lambda: self._start_if_off(dom))
+                self._persist(instance_id)
+                return
+            inst_dir = self.instance_dir(instance_id)
+            saved = inst_dir / "unrescue.xml"
+            if saved.exists():
+                return
+            try:
+                xml = dom.XMLDesc(VIR_DOMAIN_XML_INACTIVE)
+                root = ET.fromstring(xml)
+                meta = root.find(f"metadata/{{{INSTANCE_NS}}}instance")
+                image = meta.get("image") if meta is not None else None
+                if image is None:
+                    raise ActionFailed(instance_id, "rescue", "the server has no image to "
+                                                             "rescue it with")
+                rescue_disk = inst_dir / "disk.rescue"
+                rescue_disk.unlink(missing_ok=True)
+                images.create_overlay(rescue_disk, image, images.image_info(image).format,
+                                      int(meta.get("root_gb", "0")) if meta is not None else 0)
+                _atomic_write(saved, xml)
+                self._hard_stop(dom)
+                self._call(lambda c: c.defineXML(_rescue_xml(root, rescue_disk)))
+                dom.create()
+            except ImageError as exc:
+                raise ActionFailed(instance_id, "rescue", str(exc)) from exc
+            except Exception as exc:
+                raise self._wrap(exc, instance_id, "rescue") from exc
+
+    def unrescue(self, instance_id: str) -> None:
+        """Back from rescue: the domain as it was defined before, started; the rescue
+        disk removed. Not rescued: nothing to do."""
+        with self._locked(instance_id):
+            dom = self._lookup(instance_id)
+            if self.is_test:
+                self._do(instance_id, "unrescue", lambda: self._start_if_off(dom))
+                self._persist(instance_id)
+                return
+            inst_dir = self.instance_dir(instance_id)
+            saved = inst_dir / "unrescue.xml"
+            if not saved.exists():
+                return
+            try:
+                self._hard_stop(dom)
+                self._call(lambda c: c.defineXML(saved.read_text()))
+                dom.create()
+            except Exception as exc:
+                raise self._wrap(exc, instance_id, "unrescue") from exc
+            saved.unlink()
+            (inst_dir / "disk.rescue").unlink(missing_ok=True)
+
+    def _start_if_off(self, dom: _Domain) -> None:
+        if self._state(dom) in (VIR_DOMAIN_SHUTOFF, VIR_DOMAIN_CRASHED, VIR_DOMAIN_NOSTATE):
+            if dom.hasManagedSaveImage():
+                dom.managedSaveRemove()
+            dom.create()
+
     def _simple(self, instance_id: str, action: str, done: set[int], allowed: set[int],
                 fn: Callable[[_Domain], object]) -> None:
         with self._locked(instance_id):
@@ -1005,6 +1151,30 @@ class LibvirtDriver:
             cut = text.rindex("</node>")
         self._node_text = ("<?xml version='1.0' encoding='UTF-8'?>\n" + text[:cut] + "\n",
                            "\n" + text[cut:] + "\n")
+
+
+def _rescue_xml(root: ET.Element, rescue_disk: Path) -> str:
+    """A domain's definition for rescue: the rescue disk first (vda), the server's
+    own disk second (vdb), the other disks after; the kernel told of it."""
+    devices = root.find("devices")
+    assert devices is not None
+    disks = [d for d in devices.findall("disk") if d.get("device") == "disk"]
+    for i, disk in enumerate(disks):
+        target = disk.find("target")
+        if target is not None:
+            target.set("dev", f"vd{chr(ord('b') + i)}")
+        # the guest names virtio disks in PCI slot order: without their old slots
+        # libvirt gives the disks new ones in this order
+        for address in disk.findall("address"):
+            disk.remove(address)
+    rescue = ET.fromstring(
+        "<disk type='file' device='disk'><driver name='qemu' type='qcow2' cache='none'/>"
+        f"<source file={quoteattr(str(rescue_disk))}/><target dev='vda' bus='virtio'/></disk>")
+    devices.insert(list(devices).index(disks[0]) if disks else 0, rescue)
+    cmdline = root.find("os/cmdline")
+    if cmdline is not None:
+        cmdline.text = f"{cmdline.text or ''} novalite.rescue".strip()
+    return ET.tostring(root, encoding="unicode")
 
 
 class _NullLock:

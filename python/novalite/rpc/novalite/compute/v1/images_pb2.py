@@ -25,7 +25,7 @@ _sym_db = _symbol_database.Default()
 from google.protobuf import timestamp_pb2 as google_dot_protobuf_dot_timestamp__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n novalite/compute/v1/images.proto\x12\x13novalite.compute.v1\x1a\x1fgoogle/protobuf/timestamp.proto\"\xfb\x01\n\x05Image\x12\n\n\x02id\x18\x01 \x01(\t\x12\x0c\n\x04name\x18\x02 \x01(\t\x12\x0c\n\x04path\x18\x03 \x01(\t\x12\x13\n\x0b\x64isk_format\x18\x04 \x01(\t\x12\x12\n\nsize_bytes\x18\x05 \x01(\x03\x12>\n\nproperties\x18\x06 \x03(\x0b\x32*.novalite.compute.v1.Image.PropertiesEntry\x12.\n\ncreated_at\x18\x07 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x1a\x31\n\x0fPropertiesEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\"\xc5\x01\n\x12\x43reateImageRequest\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x0c\n\x04path\x18\x02 \x01(\t\x12\x13\n\x0b\x64isk_format\x18\x03 \x01(\t\x12K\n\nproperties\x18\x04 \x03(\x0b\x32\x37.novalite.compute.v1.CreateImageRequest.PropertiesEntry\x1a\x31\n\x0fPropertiesEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\":\n\x11ListImagesRequest\x12\x11\n\tpage_size\x18\x01 \x01(\x05\x12\x12\n\npage_token\x18\x02 \x01(\t\"Y\n\x12ListImagesResponse\x12*\n\x06images\x18\x01 \x03(\x0b\x32\x1a.novalite.compute.v1.Image\x12\x17\n\x0fnext_page_token\x18\x02 \x01(\t\"\x1d\n\x0fGetImageRequest\x12\n\n\x02id\x18\x01 \x01(\t\" \n\x12\x44\x65leteImageRequest\x12\n\n\x02id\x18\x01 \x01(\t\"\x15\n\x13\x44\x65leteImageResponse2\xeb\x02\n\x06Images\x12R\n\x0b\x43reateImage\x12\'.novalite.compute.v1.CreateImageRequest\x1a\x1a.novalite.compute.v1.Image\x12]\n\nListImages\x12&.novalite.compute.v1.ListImagesRequest\x1a\'.novalite.compute.v1.ListImagesResponse\x12L\n\x08GetImage\x12$.novalite.compute.v1.GetImageRequest\x1a\x1a.novalite.compute.v1.Image\x12`\n\x0b\x44\x65leteImage\x12\'.novalite.compute.v1.DeleteImageRequest\x1a(.novalite.compute.v1.DeleteImageResponseb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n novalite/compute/v1/images.proto\x12\x13novalite.compute.v1\x1a\x1fgoogle/protobuf/timestamp.proto\"\x8d\x02\n\x05Image\x12\n\n\x02id\x18\x01 \x01(\t\x12\x0c\n\x04name\x18\x02 \x01(\t\x12\x0c\n\x04path\x18\x03 \x01(\t\x12\x13\n\x0b\x64isk_format\x18\x04 \x01(\t\x12\x12\n\nsize_bytes\x18\x05 \x01(\x03\x12>\n\nproperties\x18\x06 \x03(\x0b\x32*.novalite.compute.v1.Image.PropertiesEntry\x12.\n\ncreated_at\x18\x07 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x10\n\x08\x63hecksum\x18\x08 \x01(\t\x1a\x31\n\x0fPropertiesEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\"\xc5\x01\n\x12\x43reateImageRequest\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x0c\n\x04path\x18\x02 \x01(\t\x12\x13\n\x0b\x64isk_format\x18\x03 \x01(\t\x12K\n\nproperties\x18\x04 \x03(\x0b\x32\x37.novalite.compute.v1.CreateImageRequest.PropertiesEntry\x1a\x31\n\x0fPropertiesEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\":\n\x11ListImagesRequest\x12\x11\n\tpage_size\x18\x01 \x01(\x05\x12\x12\n\npage_token\x18\x02 \x01(\t\"Y\n\x12ListImagesResponse\x12*\n\x06images\x18\x01 \x03(\x0b\x32\x1a.novalite.compute.v1.Image\x12\x17\n\x0fnext_page_token\x18\x02 \x01(\t\"\x1d\n\x0fGetImageRequest\x12\n\n\x02id\x18\x01 \x01(\t\" \n\x12\x44\x65leteImageRequest\x12\n\n\x02id\x18\x01 \x01(\t\"\x15\n\x13\x44\x65leteImageResponse2\xeb\x02\n\x06Images\x12R\n\x0b\x43reateImage\x12\'.novalite.compute.v1.CreateImageRequest\x1a\x1a.novalite.compute.v1.Image\x12]\n\nListImages\x12&.novalite.compute.v1.ListImagesRequest\x1a\'.novalite.compute.v1.ListImagesResponse\x12L\n\x08GetImage\x12$.novalite.compute.v1.GetImageRequest\x1a\x1a.novalite.compute.v1.Image\x12`\n\x0b\x44\x65leteImage\x12\'.novalite.compute.v1.DeleteImageRequest\x1a(.novalite.compute.v1.DeleteImageResponseb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -37,23 +37,23 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_CREATEIMAGEREQUEST_PROPERTIESENTRY']._loaded_options = None
   _globals['_CREATEIMAGEREQUEST_PROPERTIESENTRY']._serialized_options = b'8\001'
   _globals['_IMAGE']._serialized_start=91
-  _globals['_IMAGE']._serialized_end=342
-  _globals['_IMAGE_PROPERTIESENTRY']._serialized_start=293
-  _globals['_IMAGE_PROPERTIESENTRY']._serialized_end=342
-  _globals['_CREATEIMAGEREQUEST']._serialized_start=345
-  _globals['_CREATEIMAGEREQUEST']._serialized_end=542
-  _globals['_CREATEIMAGEREQUEST_PROPERTIESENTRY']._serialized_start=293
-  _globals['_CREATEIMAGEREQUEST_PROPERTIESENTRY']._serialized_end=342
-  _globals['_LISTIMAGESREQUEST']._serialized_start=544
-  _globals['_LISTIMAGESREQUEST']._serialized_end=602
-  _globals['_LISTIMAGESRESPONSE']._serialized_start=604
-  _globals['_LISTIMAGESRESPONSE']._serialized_end=693
-  _globals['_GETIMAGEREQUEST']._serialized_start=695
-  _globals['_GETIMAGEREQUEST']._serialized_end=724
-  _globals['_DELETEIMAGEREQUEST']._serialized_start=726
-  _globals['_DELETEIMAGEREQUEST']._serialized_end=758
-  _globals['_DELETEIMAGERESPONSE']._serialized_start=760
-  _globals['_DELETEIMAGERESPONSE']._serialized_end=781
-  _globals['_IMAGES']._serialized_start=784
-  _globals['_IMAGES']._serialized_end=1147
+  _globals['_IMAGE']._serialized_end=360
+  _globals['_IMAGE_PROPERTIESENTRY']._serialized_start=311
+  _globals['_IMAGE_PROPERTIESENTRY']._serialized_end=360
+  _globals['_CREATEIMAGEREQUEST']._serialized_start=363
+  _globals['_CREATEIMAGEREQUEST']._serialized_end=560
+  _globals['_CREATEIMAGEREQUEST_PROPERTIESENTRY']._serialized_start=311
+  _globals['_CREATEIMAGEREQUEST_PROPERTIESENTRY']._serialized_end=360
+  _globals['_LISTIMAGESREQUEST']._serialized_start=562
+  _globals['_LISTIMAGESREQUEST']._serialized_end=620
+  _globals['_LISTIMAGESRESPONSE']._serialized_start=622
+  _globals['_LISTIMAGESRESPONSE']._serialized_end=711
+  _globals['_GETIMAGEREQUEST']._serialized_start=713
+  _globals['_GETIMAGEREQUEST']._serialized_end=742
+  _globals['_DELETEIMAGEREQUEST']._serialized_start=744
+  _globals['_DELETEIMAGEREQUEST']._serialized_end=776
+  _globals['_DELETEIMAGERESPONSE']._serialized_start=778
+  _globals['_DELETEIMAGERESPONSE']._serialized_end=799
+  _globals['_IMAGES']._serialized_start=802
+  _globals['_IMAGES']._serialized_end=1165
 # @@protoc_insertion_point(module_scope)

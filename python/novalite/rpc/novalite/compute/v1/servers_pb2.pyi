@@ -22,7 +22,7 @@ REBOOT_TYPE_SOFT: RebootType
 REBOOT_TYPE_HARD: RebootType
 
 class Server(_message.Message):
-    __slots__ = ("id", "name", "project_id", "user_id", "flavor_id", "image_id", "status", "vm_state", "task_state", "power_state", "host", "availability_zone", "metadata", "created_at", "updated_at", "launched_at", "fault", "addresses")
+    __slots__ = ("id", "name", "project_id", "user_id", "flavor_id", "image_id", "status", "vm_state", "task_state", "power_state", "host", "availability_zone", "metadata", "created_at", "updated_at", "launched_at", "fault", "addresses", "key_name", "config_drive")
     class MetadataEntry(_message.Message):
         __slots__ = ("key", "value")
         KEY_FIELD_NUMBER: _ClassVar[int]
@@ -48,6 +48,8 @@ class Server(_message.Message):
     LAUNCHED_AT_FIELD_NUMBER: _ClassVar[int]
     FAULT_FIELD_NUMBER: _ClassVar[int]
     ADDRESSES_FIELD_NUMBER: _ClassVar[int]
+    KEY_NAME_FIELD_NUMBER: _ClassVar[int]
+    CONFIG_DRIVE_FIELD_NUMBER: _ClassVar[int]
     id: str
     name: str
     project_id: str
@@ -66,17 +68,23 @@ class Server(_message.Message):
     launched_at: _timestamp_pb2.Timestamp
     fault: _faults_pb2.Fault
     addresses: _containers.RepeatedCompositeFieldContainer[Address]
-    def __init__(self, id: _Optional[str] = ..., name: _Optional[str] = ..., project_id: _Optional[str] = ..., user_id: _Optional[str] = ..., flavor_id: _Optional[str] = ..., image_id: _Optional[str] = ..., status: _Optional[str] = ..., vm_state: _Optional[_Union[_states_pb2.VmState, str]] = ..., task_state: _Optional[_Union[_states_pb2.TaskState, str]] = ..., power_state: _Optional[_Union[_states_pb2.PowerState, str]] = ..., host: _Optional[str] = ..., availability_zone: _Optional[str] = ..., metadata: _Optional[_Mapping[str, str]] = ..., created_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., updated_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., launched_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., fault: _Optional[_Union[_faults_pb2.Fault, _Mapping]] = ..., addresses: _Optional[_Iterable[_Union[Address, _Mapping]]] = ...) -> None: ...
+    key_name: str
+    config_drive: bool
+    def __init__(self, id: _Optional[str] = ..., name: _Optional[str] = ..., project_id: _Optional[str] = ..., user_id: _Optional[str] = ..., flavor_id: _Optional[str] = ..., image_id: _Optional[str] = ..., status: _Optional[str] = ..., vm_state: _Optional[_Union[_states_pb2.VmState, str]] = ..., task_state: _Optional[_Union[_states_pb2.TaskState, str]] = ..., power_state: _Optional[_Union[_states_pb2.PowerState, str]] = ..., host: _Optional[str] = ..., availability_zone: _Optional[str] = ..., metadata: _Optional[_Mapping[str, str]] = ..., created_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., updated_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., launched_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., fault: _Optional[_Union[_faults_pb2.Fault, _Mapping]] = ..., addresses: _Optional[_Iterable[_Union[Address, _Mapping]]] = ..., key_name: _Optional[str] = ..., config_drive: _Optional[bool] = ...) -> None: ...
 
 class Address(_message.Message):
-    __slots__ = ("network", "address", "version")
+    __slots__ = ("network", "address", "version", "mac", "type")
     NETWORK_FIELD_NUMBER: _ClassVar[int]
     ADDRESS_FIELD_NUMBER: _ClassVar[int]
     VERSION_FIELD_NUMBER: _ClassVar[int]
+    MAC_FIELD_NUMBER: _ClassVar[int]
+    TYPE_FIELD_NUMBER: _ClassVar[int]
     network: str
     address: str
     version: int
-    def __init__(self, network: _Optional[str] = ..., address: _Optional[str] = ..., version: _Optional[int] = ...) -> None: ...
+    mac: str
+    type: str
+    def __init__(self, network: _Optional[str] = ..., address: _Optional[str] = ..., version: _Optional[int] = ..., mac: _Optional[str] = ..., type: _Optional[str] = ...) -> None: ...
 
 class SchedulerHints(_message.Message):
     __slots__ = ("group", "same_host", "different_host")
@@ -89,7 +97,7 @@ class SchedulerHints(_message.Message):
     def __init__(self, group: _Optional[str] = ..., same_host: _Optional[_Iterable[str]] = ..., different_host: _Optional[_Iterable[str]] = ...) -> None: ...
 
 class CreateServerRequest(_message.Message):
-    __slots__ = ("name", "flavor_id", "image_id", "min_count", "max_count", "availability_zone", "metadata", "scheduler_hints")
+    __slots__ = ("name", "flavor_id", "image_id", "min_count", "max_count", "availability_zone", "metadata", "scheduler_hints", "key_name", "user_data", "admin_pass", "config_drive", "networks")
     class MetadataEntry(_message.Message):
         __slots__ = ("key", "value")
         KEY_FIELD_NUMBER: _ClassVar[int]
@@ -105,6 +113,11 @@ class CreateServerRequest(_message.Message):
     AVAILABILITY_ZONE_FIELD_NUMBER: _ClassVar[int]
     METADATA_FIELD_NUMBER: _ClassVar[int]
     SCHEDULER_HINTS_FIELD_NUMBER: _ClassVar[int]
+    KEY_NAME_FIELD_NUMBER: _ClassVar[int]
+    USER_DATA_FIELD_NUMBER: _ClassVar[int]
+    ADMIN_PASS_FIELD_NUMBER: _ClassVar[int]
+    CONFIG_DRIVE_FIELD_NUMBER: _ClassVar[int]
+    NETWORKS_FIELD_NUMBER: _ClassVar[int]
     name: str
     flavor_id: str
     image_id: str
@@ -113,15 +126,22 @@ class CreateServerRequest(_message.Message):
     availability_zone: str
     metadata: _containers.ScalarMap[str, str]
     scheduler_hints: SchedulerHints
-    def __init__(self, name: _Optional[str] = ..., flavor_id: _Optional[str] = ..., image_id: _Optional[str] = ..., min_count: _Optional[int] = ..., max_count: _Optional[int] = ..., availability_zone: _Optional[str] = ..., metadata: _Optional[_Mapping[str, str]] = ..., scheduler_hints: _Optional[_Union[SchedulerHints, _Mapping]] = ...) -> None: ...
+    key_name: str
+    user_data: bytes
+    admin_pass: str
+    config_drive: bool
+    networks: _containers.RepeatedScalarFieldContainer[str]
+    def __init__(self, name: _Optional[str] = ..., flavor_id: _Optional[str] = ..., image_id: _Optional[str] = ..., min_count: _Optional[int] = ..., max_count: _Optional[int] = ..., availability_zone: _Optional[str] = ..., metadata: _Optional[_Mapping[str, str]] = ..., scheduler_hints: _Optional[_Union[SchedulerHints, _Mapping]] = ..., key_name: _Optional[str] = ..., user_data: _Optional[bytes] = ..., admin_pass: _Optional[str] = ..., config_drive: _Optional[bool] = ..., networks: _Optional[_Iterable[str]] = ...) -> None: ...
 
 class CreateServerResponse(_message.Message):
-    __slots__ = ("servers", "reservation_id")
+    __slots__ = ("servers", "reservation_id", "admin_pass")
     SERVERS_FIELD_NUMBER: _ClassVar[int]
     RESERVATION_ID_FIELD_NUMBER: _ClassVar[int]
+    ADMIN_PASS_FIELD_NUMBER: _ClassVar[int]
     servers: _containers.RepeatedCompositeFieldContainer[Server]
     reservation_id: str
-    def __init__(self, servers: _Optional[_Iterable[_Union[Server, _Mapping]]] = ..., reservation_id: _Optional[str] = ...) -> None: ...
+    admin_pass: str
+    def __init__(self, servers: _Optional[_Iterable[_Union[Server, _Mapping]]] = ..., reservation_id: _Optional[str] = ..., admin_pass: _Optional[str] = ...) -> None: ...
 
 class GetServerRequest(_message.Message):
     __slots__ = ("id",)
@@ -223,11 +243,37 @@ class ResumeServerRequest(_message.Message):
     id: str
     def __init__(self, id: _Optional[str] = ...) -> None: ...
 
+class RescueServerRequest(_message.Message):
+    __slots__ = ("id",)
+    ID_FIELD_NUMBER: _ClassVar[int]
+    id: str
+    def __init__(self, id: _Optional[str] = ...) -> None: ...
+
+class UnrescueServerRequest(_message.Message):
+    __slots__ = ("id",)
+    ID_FIELD_NUMBER: _ClassVar[int]
+    id: str
+    def __init__(self, id: _Optional[str] = ...) -> None: ...
+
 class ListServerActionsRequest(_message.Message):
     __slots__ = ("id",)
     ID_FIELD_NUMBER: _ClassVar[int]
     id: str
     def __init__(self, id: _Optional[str] = ...) -> None: ...
+
+class GetConsoleOutputRequest(_message.Message):
+    __slots__ = ("id", "length")
+    ID_FIELD_NUMBER: _ClassVar[int]
+    LENGTH_FIELD_NUMBER: _ClassVar[int]
+    id: str
+    length: int
+    def __init__(self, id: _Optional[str] = ..., length: _Optional[int] = ...) -> None: ...
+
+class GetConsoleOutputResponse(_message.Message):
+    __slots__ = ("output",)
+    OUTPUT_FIELD_NUMBER: _ClassVar[int]
+    output: str
+    def __init__(self, output: _Optional[str] = ...) -> None: ...
 
 class ListServerActionsResponse(_message.Message):
     __slots__ = ("actions",)

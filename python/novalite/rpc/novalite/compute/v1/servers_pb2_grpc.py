@@ -102,10 +102,25 @@ class ServersStub:
                 request_serializer=novalite_dot_compute_dot_v1_dot_servers__pb2.ResumeServerRequest.SerializeToString,
                 response_deserializer=novalite_dot_compute_dot_v1_dot_servers__pb2.Server.FromString,
                 _registered_method=True)
+        self.RescueServer = channel.unary_unary(
+                '/novalite.compute.v1.Servers/RescueServer',
+                request_serializer=novalite_dot_compute_dot_v1_dot_servers__pb2.RescueServerRequest.SerializeToString,
+                response_deserializer=novalite_dot_compute_dot_v1_dot_servers__pb2.Server.FromString,
+                _registered_method=True)
+        self.UnrescueServer = channel.unary_unary(
+                '/novalite.compute.v1.Servers/UnrescueServer',
+                request_serializer=novalite_dot_compute_dot_v1_dot_servers__pb2.UnrescueServerRequest.SerializeToString,
+                response_deserializer=novalite_dot_compute_dot_v1_dot_servers__pb2.Server.FromString,
+                _registered_method=True)
         self.ListServerActions = channel.unary_unary(
                 '/novalite.compute.v1.Servers/ListServerActions',
                 request_serializer=novalite_dot_compute_dot_v1_dot_servers__pb2.ListServerActionsRequest.SerializeToString,
                 response_deserializer=novalite_dot_compute_dot_v1_dot_servers__pb2.ListServerActionsResponse.FromString,
+                _registered_method=True)
+        self.GetConsoleOutput = channel.unary_unary(
+                '/novalite.compute.v1.Servers/GetConsoleOutput',
+                request_serializer=novalite_dot_compute_dot_v1_dot_servers__pb2.GetConsoleOutputRequest.SerializeToString,
+                response_deserializer=novalite_dot_compute_dot_v1_dot_servers__pb2.GetConsoleOutputResponse.FromString,
                 _registered_method=True)
 
 
@@ -230,9 +245,35 @@ class ServersServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def RescueServer(self, request, context):
+        """{"rescue"}: ACTIVE, STOPPED or ERROR -> RESCUING -> RESCUED / RUNNING (API
+        status RESCUE): the guest boots again from a fresh disk of the server's own
+        image, the server's disk attached as its second disk (/dev/vdb).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def UnrescueServer(self, request, context):
+        """{"unrescue"}: RESCUED -> UNRESCUING -> ACTIVE / RUNNING: back on its own
+        disk; the rescue disk is gone.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
     def ListServerActions(self, request, context):
         """The server's action log, newest first (Nova's os-instance-actions): one
         entry per create, delete and lifecycle action, with its events.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def GetConsoleOutput(self, request, context):
+        """The guest's serial console log, its last lines (Nova's
+        os-getConsoleOutput): what the guest printed since it was built, across
+        reboots. FAILED_PRECONDITION while the server is on no host yet.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -301,10 +342,25 @@ def add_ServersServicer_to_server(servicer, server):
                     request_deserializer=novalite_dot_compute_dot_v1_dot_servers__pb2.ResumeServerRequest.FromString,
                     response_serializer=novalite_dot_compute_dot_v1_dot_servers__pb2.Server.SerializeToString,
             ),
+            'RescueServer': grpc.unary_unary_rpc_method_handler(
+                    servicer.RescueServer,
+                    request_deserializer=novalite_dot_compute_dot_v1_dot_servers__pb2.RescueServerRequest.FromString,
+                    response_serializer=novalite_dot_compute_dot_v1_dot_servers__pb2.Server.SerializeToString,
+            ),
+            'UnrescueServer': grpc.unary_unary_rpc_method_handler(
+                    servicer.UnrescueServer,
+                    request_deserializer=novalite_dot_compute_dot_v1_dot_servers__pb2.UnrescueServerRequest.FromString,
+                    response_serializer=novalite_dot_compute_dot_v1_dot_servers__pb2.Server.SerializeToString,
+            ),
             'ListServerActions': grpc.unary_unary_rpc_method_handler(
                     servicer.ListServerActions,
                     request_deserializer=novalite_dot_compute_dot_v1_dot_servers__pb2.ListServerActionsRequest.FromString,
                     response_serializer=novalite_dot_compute_dot_v1_dot_servers__pb2.ListServerActionsResponse.SerializeToString,
+            ),
+            'GetConsoleOutput': grpc.unary_unary_rpc_method_handler(
+                    servicer.GetConsoleOutput,
+                    request_deserializer=novalite_dot_compute_dot_v1_dot_servers__pb2.GetConsoleOutputRequest.FromString,
+                    response_serializer=novalite_dot_compute_dot_v1_dot_servers__pb2.GetConsoleOutputResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -650,6 +706,60 @@ class Servers:
             _registered_method=True)
 
     @staticmethod
+    def RescueServer(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/novalite.compute.v1.Servers/RescueServer',
+            novalite_dot_compute_dot_v1_dot_servers__pb2.RescueServerRequest.SerializeToString,
+            novalite_dot_compute_dot_v1_dot_servers__pb2.Server.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def UnrescueServer(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/novalite.compute.v1.Servers/UnrescueServer',
+            novalite_dot_compute_dot_v1_dot_servers__pb2.UnrescueServerRequest.SerializeToString,
+            novalite_dot_compute_dot_v1_dot_servers__pb2.Server.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
     def ListServerActions(request,
             target,
             options=(),
@@ -666,6 +776,33 @@ class Servers:
             '/novalite.compute.v1.Servers/ListServerActions',
             novalite_dot_compute_dot_v1_dot_servers__pb2.ListServerActionsRequest.SerializeToString,
             novalite_dot_compute_dot_v1_dot_servers__pb2.ListServerActionsResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def GetConsoleOutput(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/novalite.compute.v1.Servers/GetConsoleOutput',
+            novalite_dot_compute_dot_v1_dot_servers__pb2.GetConsoleOutputRequest.SerializeToString,
+            novalite_dot_compute_dot_v1_dot_servers__pb2.GetConsoleOutputResponse.FromString,
             options,
             channel_credentials,
             insecure,

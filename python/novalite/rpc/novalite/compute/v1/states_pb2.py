@@ -24,7 +24,7 @@ _sym_db = _symbol_database.Default()
 
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n novalite/compute/v1/states.proto\x12\x13novalite.compute.v1*\xbc\x01\n\x07VmState\x12\x18\n\x14VM_STATE_UNSPECIFIED\x10\x00\x12\x15\n\x11VM_STATE_BUILDING\x10\x01\x12\x13\n\x0fVM_STATE_ACTIVE\x10\x02\x12\x14\n\x10VM_STATE_STOPPED\x10\x03\x12\x13\n\x0fVM_STATE_PAUSED\x10\x04\x12\x16\n\x12VM_STATE_SUSPENDED\x10\x05\x12\x12\n\x0eVM_STATE_ERROR\x10\x06\x12\x14\n\x10VM_STATE_DELETED\x10\x07*\x85\x03\n\tTaskState\x12\x13\n\x0fTASK_STATE_NONE\x10\x00\x12\x19\n\x15TASK_STATE_SCHEDULING\x10\x01\x12\x19\n\x15TASK_STATE_NETWORKING\x10\x02\x12#\n\x1fTASK_STATE_BLOCK_DEVICE_MAPPING\x10\x03\x12\x17\n\x13TASK_STATE_SPAWNING\x10\x04\x12\x17\n\x13TASK_STATE_DELETING\x10\x05\x12\x18\n\x14TASK_STATE_REBOOTING\x10\x06\x12\x1d\n\x19TASK_STATE_REBOOTING_HARD\x10\x07\x12\x1b\n\x17TASK_STATE_POWERING_OFF\x10\x08\x12\x1a\n\x16TASK_STATE_POWERING_ON\x10\t\x12\x16\n\x12TASK_STATE_PAUSING\x10\n\x12\x18\n\x14TASK_STATE_UNPAUSING\x10\x0b\x12\x19\n\x15TASK_STATE_SUSPENDING\x10\x0c\x12\x17\n\x13TASK_STATE_RESUMING\x10\r*\xb0\x01\n\nPowerState\x12\x17\n\x13POWER_STATE_NOSTATE\x10\x00\x12\x17\n\x13POWER_STATE_RUNNING\x10\x01\x12\x16\n\x12POWER_STATE_PAUSED\x10\x03\x12\x18\n\x14POWER_STATE_SHUTDOWN\x10\x04\x12\x17\n\x13POWER_STATE_CRASHED\x10\x06\x12\x19\n\x15POWER_STATE_SUSPENDED\x10\x07\"\x04\x08\x02\x10\x02\"\x04\x08\x05\x10\x05\x62\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n novalite/compute/v1/states.proto\x12\x13novalite.compute.v1*\xd2\x01\n\x07VmState\x12\x18\n\x14VM_STATE_UNSPECIFIED\x10\x00\x12\x15\n\x11VM_STATE_BUILDING\x10\x01\x12\x13\n\x0fVM_STATE_ACTIVE\x10\x02\x12\x14\n\x10VM_STATE_STOPPED\x10\x03\x12\x13\n\x0fVM_STATE_PAUSED\x10\x04\x12\x16\n\x12VM_STATE_SUSPENDED\x10\x05\x12\x12\n\x0eVM_STATE_ERROR\x10\x06\x12\x14\n\x10VM_STATE_DELETED\x10\x07\x12\x14\n\x10VM_STATE_RESCUED\x10\x08*\xb9\x03\n\tTaskState\x12\x13\n\x0fTASK_STATE_NONE\x10\x00\x12\x19\n\x15TASK_STATE_SCHEDULING\x10\x01\x12\x19\n\x15TASK_STATE_NETWORKING\x10\x02\x12#\n\x1fTASK_STATE_BLOCK_DEVICE_MAPPING\x10\x03\x12\x17\n\x13TASK_STATE_SPAWNING\x10\x04\x12\x17\n\x13TASK_STATE_DELETING\x10\x05\x12\x18\n\x14TASK_STATE_REBOOTING\x10\x06\x12\x1d\n\x19TASK_STATE_REBOOTING_HARD\x10\x07\x12\x1b\n\x17TASK_STATE_POWERING_OFF\x10\x08\x12\x1a\n\x16TASK_STATE_POWERING_ON\x10\t\x12\x16\n\x12TASK_STATE_PAUSING\x10\n\x12\x18\n\x14TASK_STATE_UNPAUSING\x10\x0b\x12\x19\n\x15TASK_STATE_SUSPENDING\x10\x0c\x12\x17\n\x13TASK_STATE_RESUMING\x10\r\x12\x17\n\x13TASK_STATE_RESCUING\x10\x0e\x12\x19\n\x15TASK_STATE_UNRESCUING\x10\x0f*\xb0\x01\n\nPowerState\x12\x17\n\x13POWER_STATE_NOSTATE\x10\x00\x12\x17\n\x13POWER_STATE_RUNNING\x10\x01\x12\x16\n\x12POWER_STATE_PAUSED\x10\x03\x12\x18\n\x14POWER_STATE_SHUTDOWN\x10\x04\x12\x17\n\x13POWER_STATE_CRASHED\x10\x06\x12\x19\n\x15POWER_STATE_SUSPENDED\x10\x07\"\x04\x08\x02\x10\x02\"\x04\x08\x05\x10\x05\x62\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -32,9 +32,9 @@ _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'novalite.compute.v1.states_
 if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
   _globals['_VMSTATE']._serialized_start=58
-  _globals['_VMSTATE']._serialized_end=246
-  _globals['_TASKSTATE']._serialized_start=249
-  _globals['_TASKSTATE']._serialized_end=638
-  _globals['_POWERSTATE']._serialized_start=641
-  _globals['_POWERSTATE']._serialized_end=817
+  _globals['_VMSTATE']._serialized_end=268
+  _globals['_TASKSTATE']._serialized_start=271
+  _globals['_TASKSTATE']._serialized_end=712
+  _globals['_POWERSTATE']._serialized_start=715
+  _globals['_POWERSTATE']._serialized_end=891
 # @@protoc_insertion_point(module_scope)

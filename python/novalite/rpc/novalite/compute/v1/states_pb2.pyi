@@ -14,6 +14,7 @@ class VmState(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     VM_STATE_SUSPENDED: _ClassVar[VmState]
     VM_STATE_ERROR: _ClassVar[VmState]
     VM_STATE_DELETED: _ClassVar[VmState]
+    VM_STATE_RESCUED: _ClassVar[VmState]
 
 class TaskState(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     __slots__ = ()
@@ -31,6 +32,8 @@ class TaskState(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     TASK_STATE_UNPAUSING: _ClassVar[TaskState]
     TASK_STATE_SUSPENDING: _ClassVar[TaskState]
     TASK_STATE_RESUMING: _ClassVar[TaskState]
+    TASK_STATE_RESCUING: _ClassVar[TaskState]
+    TASK_STATE_UNRESCUING: _ClassVar[TaskState]
 
 class PowerState(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     __slots__ = ()
@@ -48,6 +51,7 @@ VM_STATE_PAUSED: VmState
 VM_STATE_SUSPENDED: VmState
 VM_STATE_ERROR: VmState
 VM_STATE_DELETED: VmState
+VM_STATE_RESCUED: VmState
 TASK_STATE_NONE: TaskState
 TASK_STATE_SCHEDULING: TaskState
 TASK_STATE_NETWORKING: TaskState
@@ -62,6 +66,8 @@ TASK_STATE_PAUSING: TaskState
 TASK_STATE_UNPAUSING: TaskState
 TASK_STATE_SUSPENDING: TaskState
 TASK_STATE_RESUMING: TaskState
+TASK_STATE_RESCUING: TaskState
+TASK_STATE_UNRESCUING: TaskState
 POWER_STATE_NOSTATE: PowerState
 POWER_STATE_RUNNING: PowerState
 POWER_STATE_PAUSED: PowerState

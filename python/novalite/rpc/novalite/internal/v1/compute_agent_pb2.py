@@ -27,29 +27,41 @@ from novalite.rpc.novalite.compute.v1 import images_pb2 as novalite_dot_compute_
 from novalite.rpc.novalite.compute.v1 import states_pb2 as novalite_dot_compute_dot_v1_dot_states__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n(novalite/internal/v1/compute_agent.proto\x12\x14novalite.internal.v1\x1a!novalite/compute/v1/flavors.proto\x1a novalite/compute/v1/images.proto\x1a novalite/compute/v1/states.proto\"\xc0\x02\n\x14\x42uildInstanceRequest\x12\x11\n\tserver_id\x18\x06 \x01(\t\x12\x0c\n\x04name\x18\x07 \x01(\t\x12+\n\x06\x66lavor\x18\x02 \x01(\x0b\x32\x1b.novalite.compute.v1.Flavor\x12)\n\x05image\x18\x03 \x01(\x0b\x32\x1a.novalite.compute.v1.Image\x12N\n\nallocation\x18\x04 \x03(\x0b\x32:.novalite.internal.v1.BuildInstanceRequest.AllocationEntry\x12\x0c\n\x04host\x18\x05 \x01(\t\x12\x10\n\x08group_id\x18\x08 \x01(\t\x1a\x31\n\x0f\x41llocationEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\x03:\x02\x38\x01J\x04\x08\x01\x10\x02R\x06server\"M\n\x15\x42uildInstanceResponse\x12\x34\n\x0bpower_state\x18\x01 \x01(\x0e\x32\x1f.novalite.compute.v1.PowerState\"8\n\x15\x44\x65leteInstanceRequest\x12\x11\n\tserver_id\x18\x01 \x01(\t\x12\x0c\n\x04host\x18\x02 \x01(\t\"\x18\n\x16\x44\x65leteInstanceResponse\"C\n\x10RunActionRequest\x12\x11\n\tserver_id\x18\x01 \x01(\t\x12\x0c\n\x04host\x18\x02 \x01(\t\x12\x0e\n\x06\x61\x63tion\x18\x03 \x01(\t\"I\n\x11RunActionResponse\x12\x34\n\x0bpower_state\x18\x01 \x01(\x0e\x32\x1f.novalite.compute.v1.PowerState2\xc3\x02\n\x0c\x43omputeAgent\x12h\n\rBuildInstance\x12*.novalite.internal.v1.BuildInstanceRequest\x1a+.novalite.internal.v1.BuildInstanceResponse\x12k\n\x0e\x44\x65leteInstance\x12+.novalite.internal.v1.DeleteInstanceRequest\x1a,.novalite.internal.v1.DeleteInstanceResponse\x12\\\n\tRunAction\x12&.novalite.internal.v1.RunActionRequest\x1a\'.novalite.internal.v1.RunActionResponseb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n(novalite/internal/v1/compute_agent.proto\x12\x14novalite.internal.v1\x1a!novalite/compute/v1/flavors.proto\x1a novalite/compute/v1/images.proto\x1a novalite/compute/v1/states.proto\"\x8c\x01\n\x03Vif\x12\x12\n\nnetwork_id\x18\x01 \x01(\t\x12\x0f\n\x07network\x18\x02 \x01(\t\x12\x0e\n\x06\x62ridge\x18\x03 \x01(\t\x12\x0b\n\x03mac\x18\x04 \x01(\t\x12\x0f\n\x07\x61\x64\x64ress\x18\x05 \x01(\t\x12\x0c\n\x04\x63idr\x18\x06 \x01(\t\x12\x0f\n\x07gateway\x18\x07 \x01(\t\x12\x13\n\x0b\x64hcp_server\x18\x08 \x01(\t\"\xa2\x03\n\x0bGuestConfig\x12\x10\n\x08hostname\x18\x01 \x01(\t\x12\'\n\x04vifs\x18\x02 \x03(\x0b\x32\x19.novalite.internal.v1.Vif\x12\x14\n\x0c\x63onfig_drive\x18\x03 \x01(\x08\x12\x11\n\tuser_data\x18\x04 \x01(\x0c\x12\x10\n\x08key_name\x18\x05 \x01(\t\x12\x10\n\x08key_data\x18\x06 \x01(\t\x12\x12\n\nadmin_pass\x18\x07 \x01(\t\x12\x41\n\x08metadata\x18\x08 \x03(\x0b\x32/.novalite.internal.v1.GuestConfig.MetadataEntry\x12\x12\n\nproject_id\x18\t \x01(\t\x12\x19\n\x11\x61vailability_zone\x18\n \x01(\t\x12\x14\n\x0claunch_index\x18\x0b \x01(\x05\x12\x13\n\x0bkernel_path\x18\x0c \x01(\t\x12\x14\n\x0cramdisk_path\x18\r \x01(\t\x12\x13\n\x0bkernel_args\x18\x0e \x01(\t\x1a/\n\rMetadataEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\":\n\x17GetConsoleOutputRequest\x12\x11\n\tserver_id\x18\x01 \x01(\t\x12\x0c\n\x04host\x18\x02 \x01(\t\"*\n\x18GetConsoleOutputResponse\x12\x0e\n\x06output\x18\x01 \x01(\t\"\xf2\x02\n\x14\x42uildInstanceRequest\x12\x11\n\tserver_id\x18\x06 \x01(\t\x12\x0c\n\x04name\x18\x07 \x01(\t\x12+\n\x06\x66lavor\x18\x02 \x01(\x0b\x32\x1b.novalite.compute.v1.Flavor\x12)\n\x05image\x18\x03 \x01(\x0b\x32\x1a.novalite.compute.v1.Image\x12N\n\nallocation\x18\x04 \x03(\x0b\x32:.novalite.internal.v1.BuildInstanceRequest.AllocationEntry\x12\x0c\n\x04host\x18\x05 \x01(\t\x12\x10\n\x08group_id\x18\x08 \x01(\t\x12\x30\n\x05guest\x18\t \x01(\x0b\x32!.novalite.internal.v1.GuestConfig\x1a\x31\n\x0f\x41llocationEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\x03:\x02\x38\x01J\x04\x08\x01\x10\x02R\x06server\"M\n\x15\x42uildInstanceResponse\x12\x34\n\x0bpower_state\x18\x01 \x01(\x0e\x32\x1f.novalite.compute.v1.PowerState\"8\n\x15\x44\x65leteInstanceRequest\x12\x11\n\tserver_id\x18\x01 \x01(\t\x12\x0c\n\x04host\x18\x02 \x01(\t\"\x18\n\x16\x44\x65leteInstanceResponse\"C\n\x10RunActionRequest\x12\x11\n\tserver_id\x18\x01 \x01(\t\x12\x0c\n\x04host\x18\x02 \x01(\t\x12\x0e\n\x06\x61\x63tion\x18\x03 \x01(\t\"I\n\x11RunActionResponse\x12\x34\n\x0bpower_state\x18\x01 \x01(\x0e\x32\x1f.novalite.compute.v1.PowerState2\xb6\x03\n\x0c\x43omputeAgent\x12h\n\rBuildInstance\x12*.novalite.internal.v1.BuildInstanceRequest\x1a+.novalite.internal.v1.BuildInstanceResponse\x12k\n\x0e\x44\x65leteInstance\x12+.novalite.internal.v1.DeleteInstanceRequest\x1a,.novalite.internal.v1.DeleteInstanceResponse\x12\\\n\tRunAction\x12&.novalite.internal.v1.RunActionRequest\x1a\'.novalite.internal.v1.RunActionResponse\x12q\n\x10GetConsoleOutput\x12-.novalite.internal.v1.GetConsoleOutputRequest\x1a..novalite.internal.v1.GetConsoleOutputResponseb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
 _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'novalite.internal.v1.compute_agent_pb2', _globals)
 if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
+  _globals['_GUESTCONFIG_METADATAENTRY']._loaded_options = None
+  _globals['_GUESTCONFIG_METADATAENTRY']._serialized_options = b'8\001'
   _globals['_BUILDINSTANCEREQUEST_ALLOCATIONENTRY']._loaded_options = None
   _globals['_BUILDINSTANCEREQUEST_ALLOCATIONENTRY']._serialized_options = b'8\001'
-  _globals['_BUILDINSTANCEREQUEST']._serialized_start=170
-  _globals['_BUILDINSTANCEREQUEST']._serialized_end=490
-  _globals['_BUILDINSTANCEREQUEST_ALLOCATIONENTRY']._serialized_start=427
-  _globals['_BUILDINSTANCEREQUEST_ALLOCATIONENTRY']._serialized_end=476
-  _globals['_BUILDINSTANCERESPONSE']._serialized_start=492
-  _globals['_BUILDINSTANCERESPONSE']._serialized_end=569
-  _globals['_DELETEINSTANCEREQUEST']._serialized_start=571
-  _globals['_DELETEINSTANCEREQUEST']._serialized_end=627
-  _globals['_DELETEINSTANCERESPONSE']._serialized_start=629
-  _globals['_DELETEINSTANCERESPONSE']._serialized_end=653
-  _globals['_RUNACTIONREQUEST']._serialized_start=655
-  _globals['_RUNACTIONREQUEST']._serialized_end=722
-  _globals['_RUNACTIONRESPONSE']._serialized_start=724
-  _globals['_RUNACTIONRESPONSE']._serialized_end=797
-  _globals['_COMPUTEAGENT']._serialized_start=800
-  _globals['_COMPUTEAGENT']._serialized_end=1123
+  _globals['_VIF']._serialized_start=170
+  _globals['_VIF']._serialized_end=310
+  _globals['_GUESTCONFIG']._serialized_start=313
+  _globals['_GUESTCONFIG']._serialized_end=731
+  _globals['_GUESTCONFIG_METADATAENTRY']._serialized_start=684
+  _globals['_GUESTCONFIG_METADATAENTRY']._serialized_end=731
+  _globals['_GETCONSOLEOUTPUTREQUEST']._serialized_start=733
+  _globals['_GETCONSOLEOUTPUTREQUEST']._serialized_end=791
+  _globals['_GETCONSOLEOUTPUTRESPONSE']._serialized_start=793
+  _globals['_GETCONSOLEOUTPUTRESPONSE']._serialized_end=835
+  _globals['_BUILDINSTANCEREQUEST']._serialized_start=838
+  _globals['_BUILDINSTANCEREQUEST']._serialized_end=1208
+  _globals['_BUILDINSTANCEREQUEST_ALLOCATIONENTRY']._serialized_start=1145
+  _globals['_BUILDINSTANCEREQUEST_ALLOCATIONENTRY']._serialized_end=1194
+  _globals['_BUILDINSTANCERESPONSE']._serialized_start=1210
+  _globals['_BUILDINSTANCERESPONSE']._serialized_end=1287
+  _globals['_DELETEINSTANCEREQUEST']._serialized_start=1289
+  _globals['_DELETEINSTANCEREQUEST']._serialized_end=1345
+  _globals['_DELETEINSTANCERESPONSE']._serialized_start=1347
+  _globals['_DELETEINSTANCERESPONSE']._serialized_end=1371
+  _globals['_RUNACTIONREQUEST']._serialized_start=1373
+  _globals['_RUNACTIONREQUEST']._serialized_end=1440
+  _globals['_RUNACTIONRESPONSE']._serialized_start=1442
+  _globals['_RUNACTIONRESPONSE']._serialized_end=1515
+  _globals['_COMPUTEAGENT']._serialized_start=1518
+  _globals['_COMPUTEAGENT']._serialized_end=1956
 # @@protoc_insertion_point(module_scope)

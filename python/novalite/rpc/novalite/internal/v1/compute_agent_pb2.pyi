@@ -4,13 +4,86 @@ from novalite.rpc.novalite.compute.v1 import states_pb2 as _states_pb2
 from google.protobuf.internal import containers as _containers
 from google.protobuf import descriptor as _descriptor
 from google.protobuf import message as _message
-from collections.abc import Mapping as _Mapping
+from collections.abc import Iterable as _Iterable, Mapping as _Mapping
 from typing import ClassVar as _ClassVar, Optional as _Optional, Union as _Union
 
 DESCRIPTOR: _descriptor.FileDescriptor
 
+class Vif(_message.Message):
+    __slots__ = ("network_id", "network", "bridge", "mac", "address", "cidr", "gateway", "dhcp_server")
+    NETWORK_ID_FIELD_NUMBER: _ClassVar[int]
+    NETWORK_FIELD_NUMBER: _ClassVar[int]
+    BRIDGE_FIELD_NUMBER: _ClassVar[int]
+    MAC_FIELD_NUMBER: _ClassVar[int]
+    ADDRESS_FIELD_NUMBER: _ClassVar[int]
+    CIDR_FIELD_NUMBER: _ClassVar[int]
+    GATEWAY_FIELD_NUMBER: _ClassVar[int]
+    DHCP_SERVER_FIELD_NUMBER: _ClassVar[int]
+    network_id: str
+    network: str
+    bridge: str
+    mac: str
+    address: str
+    cidr: str
+    gateway: str
+    dhcp_server: str
+    def __init__(self, network_id: _Optional[str] = ..., network: _Optional[str] = ..., bridge: _Optional[str] = ..., mac: _Optional[str] = ..., address: _Optional[str] = ..., cidr: _Optional[str] = ..., gateway: _Optional[str] = ..., dhcp_server: _Optional[str] = ...) -> None: ...
+
+class GuestConfig(_message.Message):
+    __slots__ = ("hostname", "vifs", "config_drive", "user_data", "key_name", "key_data", "admin_pass", "metadata", "project_id", "availability_zone", "launch_index", "kernel_path", "ramdisk_path", "kernel_args")
+    class MetadataEntry(_message.Message):
+        __slots__ = ("key", "value")
+        KEY_FIELD_NUMBER: _ClassVar[int]
+        VALUE_FIELD_NUMBER: _ClassVar[int]
+        key: str
+        value: str
+        def __init__(self, key: _Optional[str] = ..., value: _Optional[str] = ...) -> None: ...
+    HOSTNAME_FIELD_NUMBER: _ClassVar[int]
+    VIFS_FIELD_NUMBER: _ClassVar[int]
+    CONFIG_DRIVE_FIELD_NUMBER: _ClassVar[int]
+    USER_DATA_FIELD_NUMBER: _ClassVar[int]
+    KEY_NAME_FIELD_NUMBER: _ClassVar[int]
+    KEY_DATA_FIELD_NUMBER: _ClassVar[int]
+    ADMIN_PASS_FIELD_NUMBER: _ClassVar[int]
+    METADATA_FIELD_NUMBER: _ClassVar[int]
+    PROJECT_ID_FIELD_NUMBER: _ClassVar[int]
+    AVAILABILITY_ZONE_FIELD_NUMBER: _ClassVar[int]
+    LAUNCH_INDEX_FIELD_NUMBER: _ClassVar[int]
+    KERNEL_PATH_FIELD_NUMBER: _ClassVar[int]
+    RAMDISK_PATH_FIELD_NUMBER: _ClassVar[int]
+    KERNEL_ARGS_FIELD_NUMBER: _ClassVar[int]
+    hostname: str
+    vifs: _containers.RepeatedCompositeFieldContainer[Vif]
+    config_drive: bool
+    user_data: bytes
+    key_name: str
+    key_data: str
+    admin_pass: str
+    metadata: _containers.ScalarMap[str, str]
+    project_id: str
+    availability_zone: str
+    launch_index: int
+    kernel_path: str
+    ramdisk_path: str
+    kernel_args: str
+    def __init__(self, hostname: _Optional[str] = ..., vifs: _Optional[_Iterable[_Union[Vif, _Mapping]]] = ..., config_drive: _Optional[bool] = ..., user_data: _Optional[bytes] = ..., key_name: _Optional[str] = ..., key_data: _Optional[str] = ..., admin_pass: _Optional[str] = ..., metadata: _Optional[_Mapping[str, str]] = ..., project_id: _Optional[str] = ..., availability_zone: _Optional[str] = ..., launch_index: _Optional[int] = ..., kernel_path: _Optional[str] = ..., ramdisk_path: _Optional[str] = ..., kernel_args: _Optional[str] = ...) -> None: ...
+
+class GetConsoleOutputRequest(_message.Message):
+    __slots__ = ("server_id", "host")
+    SERVER_ID_FIELD_NUMBER: _ClassVar[int]
+    HOST_FIELD_NUMBER: _ClassVar[int]
+    server_id: str
+    host: str
+    def __init__(self, server_id: _Optional[str] = ..., host: _Optional[str] = ...) -> None: ...
+
+class GetConsoleOutputResponse(_message.Message):
+    __slots__ = ("output",)
+    OUTPUT_FIELD_NUMBER: _ClassVar[int]
+    output: str
+    def __init__(self, output: _Optional[str] = ...) -> None: ...
+
 class BuildInstanceRequest(_message.Message):
-    __slots__ = ("server_id", "name", "flavor", "image", "allocation", "host", "group_id")
+    __slots__ = ("server_id", "name", "flavor", "image", "allocation", "host", "group_id", "guest")
     class AllocationEntry(_message.Message):
         __slots__ = ("key", "value")
         KEY_FIELD_NUMBER: _ClassVar[int]
@@ -25,6 +98,7 @@ class BuildInstanceRequest(_message.Message):
     ALLOCATION_FIELD_NUMBER: _ClassVar[int]
     HOST_FIELD_NUMBER: _ClassVar[int]
     GROUP_ID_FIELD_NUMBER: _ClassVar[int]
+    GUEST_FIELD_NUMBER: _ClassVar[int]
     server_id: str
     name: str
     flavor: _flavors_pb2.Flavor
@@ -32,7 +106,8 @@ class BuildInstanceRequest(_message.Message):
     allocation: _containers.ScalarMap[str, int]
     host: str
     group_id: str
-    def __init__(self, server_id: _Optional[str] = ..., name: _Optional[str] = ..., flavor: _Optional[_Union[_flavors_pb2.Flavor, _Mapping]] = ..., image: _Optional[_Union[_images_pb2.Image, _Mapping]] = ..., allocation: _Optional[_Mapping[str, int]] = ..., host: _Optional[str] = ..., group_id: _Optional[str] = ...) -> None: ...
+    guest: GuestConfig
+    def __init__(self, server_id: _Optional[str] = ..., name: _Optional[str] = ..., flavor: _Optional[_Union[_flavors_pb2.Flavor, _Mapping]] = ..., image: _Optional[_Union[_images_pb2.Image, _Mapping]] = ..., allocation: _Optional[_Mapping[str, int]] = ..., host: _Optional[str] = ..., group_id: _Optional[str] = ..., guest: _Optional[_Union[GuestConfig, _Mapping]] = ...) -> None: ...
 
 class BuildInstanceResponse(_message.Message):
     __slots__ = ("power_state",)

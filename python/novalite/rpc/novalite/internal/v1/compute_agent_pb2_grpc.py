@@ -53,6 +53,11 @@ class ComputeAgentStub:
                 request_serializer=novalite_dot_internal_dot_v1_dot_compute__agent__pb2.RunActionRequest.SerializeToString,
                 response_deserializer=novalite_dot_internal_dot_v1_dot_compute__agent__pb2.RunActionResponse.FromString,
                 _registered_method=True)
+        self.GetConsoleOutput = channel.unary_unary(
+                '/novalite.internal.v1.ComputeAgent/GetConsoleOutput',
+                request_serializer=novalite_dot_internal_dot_v1_dot_compute__agent__pb2.GetConsoleOutputRequest.SerializeToString,
+                response_deserializer=novalite_dot_internal_dot_v1_dot_compute__agent__pb2.GetConsoleOutputResponse.FromString,
+                _registered_method=True)
 
 
 class ComputeAgentServicer:
@@ -96,6 +101,14 @@ class ComputeAgentServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def GetConsoleOutput(self, request, context):
+        """The guest's serial console log (Nova's get_console_output): its last 100
+        KiB; the API cuts it to the lines asked for. Simulated hosts have none ("").
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_ComputeAgentServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -113,6 +126,11 @@ def add_ComputeAgentServicer_to_server(servicer, server):
                     servicer.RunAction,
                     request_deserializer=novalite_dot_internal_dot_v1_dot_compute__agent__pb2.RunActionRequest.FromString,
                     response_serializer=novalite_dot_internal_dot_v1_dot_compute__agent__pb2.RunActionResponse.SerializeToString,
+            ),
+            'GetConsoleOutput': grpc.unary_unary_rpc_method_handler(
+                    servicer.GetConsoleOutput,
+                    request_deserializer=novalite_dot_internal_dot_v1_dot_compute__agent__pb2.GetConsoleOutputRequest.FromString,
+                    response_serializer=novalite_dot_internal_dot_v1_dot_compute__agent__pb2.GetConsoleOutputResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -200,6 +218,33 @@ class ComputeAgent:
             '/novalite.internal.v1.ComputeAgent/RunAction',
             novalite_dot_internal_dot_v1_dot_compute__agent__pb2.RunActionRequest.SerializeToString,
             novalite_dot_internal_dot_v1_dot_compute__agent__pb2.RunActionResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def GetConsoleOutput(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/novalite.internal.v1.ComputeAgent/GetConsoleOutput',
+            novalite_dot_internal_dot_v1_dot_compute__agent__pb2.GetConsoleOutputRequest.SerializeToString,
+            novalite_dot_internal_dot_v1_dot_compute__agent__pb2.GetConsoleOutputResponse.FromString,
             options,
             channel_credentials,
             insecure,

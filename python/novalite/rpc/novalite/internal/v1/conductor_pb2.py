@@ -25,7 +25,7 @@ _sym_db = _symbol_database.Default()
 from novalite.rpc.novalite.internal.v1 import request_spec_pb2 as novalite_dot_internal_dot_v1_dot_request__spec__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n$novalite/internal/v1/conductor.proto\x12\x14novalite.internal.v1\x1a\'novalite/internal/v1/request_spec.proto\"b\n\x13\x42uildServersRequest\x12\x37\n\x0crequest_spec\x18\x01 \x01(\x0b\x32!.novalite.internal.v1.RequestSpec\x12\x12\n\nserver_ids\x18\x02 \x03(\t\"\x16\n\x14\x42uildServersResponse\"K\n\x13ServerActionRequest\x12\n\n\x02id\x18\x01 \x01(\t\x12\x0e\n\x06\x61\x63tion\x18\x04 \x01(\t\x12\x12\n\nrequest_id\x18\x03 \x01(\tJ\x04\x08\x02\x10\x03\"\x16\n\x14ServerActionResponse2\xd9\x01\n\tConductor\x12\x65\n\x0c\x42uildServers\x12).novalite.internal.v1.BuildServersRequest\x1a*.novalite.internal.v1.BuildServersResponse\x12\x65\n\x0cServerAction\x12).novalite.internal.v1.ServerActionRequest\x1a*.novalite.internal.v1.ServerActionResponseb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n$novalite/internal/v1/conductor.proto\x12\x14novalite.internal.v1\x1a\'novalite/internal/v1/request_spec.proto\"v\n\x13\x42uildServersRequest\x12\x37\n\x0crequest_spec\x18\x01 \x01(\x0b\x32!.novalite.internal.v1.RequestSpec\x12\x12\n\nserver_ids\x18\x02 \x03(\t\x12\x12\n\nadmin_pass\x18\x03 \x01(\t\"\x16\n\x14\x42uildServersResponse\"K\n\x13ServerActionRequest\x12\n\n\x02id\x18\x01 \x01(\t\x12\x0e\n\x06\x61\x63tion\x18\x04 \x01(\t\x12\x12\n\nrequest_id\x18\x03 \x01(\tJ\x04\x08\x02\x10\x03\"\x16\n\x14ServerActionResponse2\xd9\x01\n\tConductor\x12\x65\n\x0c\x42uildServers\x12).novalite.internal.v1.BuildServersRequest\x1a*.novalite.internal.v1.BuildServersResponse\x12\x65\n\x0cServerAction\x12).novalite.internal.v1.ServerActionRequest\x1a*.novalite.internal.v1.ServerActionResponseb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -33,13 +33,13 @@ _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'novalite.internal.v1.conduc
 if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
   _globals['_BUILDSERVERSREQUEST']._serialized_start=103
-  _globals['_BUILDSERVERSREQUEST']._serialized_end=201
-  _globals['_BUILDSERVERSRESPONSE']._serialized_start=203
-  _globals['_BUILDSERVERSRESPONSE']._serialized_end=225
-  _globals['_SERVERACTIONREQUEST']._serialized_start=227
-  _globals['_SERVERACTIONREQUEST']._serialized_end=302
-  _globals['_SERVERACTIONRESPONSE']._serialized_start=304
-  _globals['_SERVERACTIONRESPONSE']._serialized_end=326
-  _globals['_CONDUCTOR']._serialized_start=329
-  _globals['_CONDUCTOR']._serialized_end=546
+  _globals['_BUILDSERVERSREQUEST']._serialized_end=221
+  _globals['_BUILDSERVERSRESPONSE']._serialized_start=223
+  _globals['_BUILDSERVERSRESPONSE']._serialized_end=245
+  _globals['_SERVERACTIONREQUEST']._serialized_start=247
+  _globals['_SERVERACTIONREQUEST']._serialized_end=322
+  _globals['_SERVERACTIONRESPONSE']._serialized_start=324
+  _globals['_SERVERACTIONRESPONSE']._serialized_end=346
+  _globals['_CONDUCTOR']._serialized_start=349
+  _globals['_CONDUCTOR']._serialized_end=566
 # @@protoc_insertion_point(module_scope)

@@ -8,12 +8,14 @@ from typing import ClassVar as _ClassVar, Optional as _Optional, Union as _Union
 DESCRIPTOR: _descriptor.FileDescriptor
 
 class BuildServersRequest(_message.Message):
-    __slots__ = ("request_spec", "server_ids")
+    __slots__ = ("request_spec", "server_ids", "admin_pass")
     REQUEST_SPEC_FIELD_NUMBER: _ClassVar[int]
     SERVER_IDS_FIELD_NUMBER: _ClassVar[int]
+    ADMIN_PASS_FIELD_NUMBER: _ClassVar[int]
     request_spec: _request_spec_pb2.RequestSpec
     server_ids: _containers.RepeatedScalarFieldContainer[str]
-    def __init__(self, request_spec: _Optional[_Union[_request_spec_pb2.RequestSpec, _Mapping]] = ..., server_ids: _Optional[_Iterable[str]] = ...) -> None: ...
+    admin_pass: str
+    def __init__(self, request_spec: _Optional[_Union[_request_spec_pb2.RequestSpec, _Mapping]] = ..., server_ids: _Optional[_Iterable[str]] = ..., admin_pass: _Optional[str] = ...) -> None: ...
 
 class BuildServersResponse(_message.Message):
     __slots__ = ()
