@@ -39,6 +39,12 @@ EXPECTED_SERVICES: dict[str, dict[str, str]] = {
         "RebootServer": UNARY, "StopServer": UNARY, "StartServer": UNARY,
         "PauseServer": UNARY, "UnpauseServer": UNARY, "SuspendServer": UNARY,
         "ResumeServer": UNARY, "ListServerActions": UNARY,
+        "ResizeServer": UNARY, "ConfirmResize": UNARY, "RevertResize": UNARY,
+        "MigrateServer": UNARY, "LiveMigrateServer": UNARY, "EvacuateServer": UNARY,
+        "RebuildServer": UNARY, "ShelveServer": UNARY, "ShelveOffloadServer": UNARY,
+        "UnshelveServer": UNARY, "LockServer": UNARY, "UnlockServer": UNARY,
+        "UpdateServer": UNARY, "SetServerMetadata": UNARY, "DeleteServerMetadata": UNARY,
+        "ListMigrations": UNARY,
     },
     "novalite.compute.v1.Flavors": {
         "CreateFlavor": UNARY, "DeleteFlavor": UNARY, "ListFlavors": UNARY,
@@ -59,10 +65,12 @@ EXPECTED_SERVICES: dict[str, dict[str, str]] = {
     },
     "novalite.internal.v1.Scheduler": {
         "SelectDestinations": UNARY, "ReportHosts": UNARY, "ReleaseAllocation": UNARY,
-        "ClaimAllocation": UNARY,
+        "ClaimAllocation": UNARY, "MoveAllocation": UNARY, "CheckRebuild": UNARY,
     },
     "novalite.internal.v1.ComputeAgent": {
         "BuildInstance": UNARY, "DeleteInstance": UNARY, "RunAction": UNARY,
+        "PrepareMove": UNARY, "MigrateOut": UNARY, "FinishMove": UNARY, "RevertMove": UNARY,
+        "ConfirmMove": UNARY, "RebuildInstance": UNARY, "ShelveInstance": UNARY,
     },
 }
 

@@ -52,6 +52,12 @@ POLICY: Mapping[str, frozenset[str]] = MappingProxyType({
         # the lifecycle actions: objects/lifecycle.py says who may ask for each
         **{a.rpc: ADMINS if a.admin_only else MEMBERS for a in lifecycle.ACTIONS.values()},
         "ListServerActions": MEMBERS,
+        "LockServer": MEMBERS,
+        "UnlockServer": MEMBERS,  # an admin's lock stays for admins (the manager checks)
+        "UpdateServer": MEMBERS,
+        "SetServerMetadata": MEMBERS,
+        "DeleteServerMetadata": MEMBERS,
+        "ListMigrations": ADMINS,
     }),
     **_service("novalite.compute.v1.Flavors", {
         "CreateFlavor": ADMINS,
@@ -95,11 +101,20 @@ POLICY: Mapping[str, frozenset[str]] = MappingProxyType({
         "ReportHosts": SERVICES,
         "ReleaseAllocation": SERVICES,
         "ClaimAllocation": SERVICES,
+        "MoveAllocation": SERVICES,
+        "CheckRebuild": SERVICES,
     }),
     **_service("novalite.internal.v1.ComputeAgent", {
         "BuildInstance": SERVICES,
         "DeleteInstance": SERVICES,
         "RunAction": SERVICES,
+        "PrepareMove": SERVICES,
+        "MigrateOut": SERVICES,
+        "FinishMove": SERVICES,
+        "RevertMove": SERVICES,
+        "ConfirmMove": SERVICES,
+        "RebuildInstance": SERVICES,
+        "ShelveInstance": SERVICES,
     }),
 })
 

@@ -37,25 +37,34 @@ def _host(host: str) -> str:
     return host
 
 
+def _failed(context: Context, e: errors.BuildFailed) -> None:
+    """A build or a move's step that could not be done here (see the module's
+    docstring)."""
+    context.set_code(grpc.StatusCode.RESOURCE_EXHAUSTED
+                     if isinstance(e, errors.ComputeResourcesUnavailable)
+                     else grpc.StatusCode.INTERNAL)
+    context.set_details(str(e))
+
+
+def _image(request: Any) -> Any:
+    if request.HasField("image") and request.image.path:
+        return convert.image_from_proto(request.image)
+    return None
+
+
 class ComputeAgentServicer(compute_agent_pb2_grpc.ComputeAgentServicer):
     def __init__(self, manager: ComputeManager) -> None:
         self.manager = manager
 
     async def BuildInstance(self, request: pb.BuildInstanceRequest,
                             context: Context) -> pb.BuildInstanceResponse:
-        image = None
-        if request.HasField("image") and request.image.path:
-            image = convert.image_from_proto(request.image)
         try:
             power = await self.manager.build(
                 _host(request.host), request.server_id, request.name,
-                convert.flavor_from_proto(request.flavor), image,
+                convert.flavor_from_proto(request.flavor), _image(request),
                 convert.allocation(request.allocation))
         except errors.BuildFailed as e:
-            context.set_code(grpc.StatusCode.RESOURCE_EXHAUSTED
-                             if isinstance(e, errors.ComputeResourcesUnavailable)
-                             else grpc.StatusCode.INTERNAL)
-            context.set_details(str(e))
+            _failed(context, e)
             return pb.BuildInstanceResponse()
         return pb.BuildInstanceResponse(power_state=convert.power_state(power))
 
@@ -67,6 +76,77 @@ class ComputeAgentServicer(compute_agent_pb2_grpc.ComputeAgentServicer):
     async def RunAction(self, request: pb.RunActionRequest, context: Context) -> pb.RunActionResponse:
         power = await self.manager.run_action(_host(request.host), request.server_id, request.action)
         return pb.RunActionResponse(power_state=convert.power_state(power))
+
+
+    # ---- the steps of a move -------------------------------------------------------
+
+    async def PrepareMove(self, request: pb.PrepareMoveRequest, context: Context) -> pb.PrepareMoveResponse:
+        try:
+            await self.manager.prepare_move(
+                _host(request.host), request.server_id, convert.flavor_from_proto(request.flavor),
+                convert.allocation(request.allocation), request.migration_id)
+        except errors.BuildFailed as e:
+            _failed(context, e)
+        return pb.PrepareMoveResponse()
+
+    async def MigrateOut(self, request: pb.MigrateOutRequest, context: Context) -> pb.MigrateOutResponse:
+        try:
+            source = await self.manager.migrate_out(_host(request.host), request.server_id,
+                                                    request.migration_id, live=request.live)
+        except errors.BuildFailed as e:
+            _failed(context, e)
+            return pb.MigrateOutResponse()
+        return pb.MigrateOutResponse(source=source)
+
+    async def FinishMove(self, request: pb.FinishMoveRequest, context: Context) -> pb.PowerStateResponse:
+        try:
+            power = await self.manager.finish_move(
+                _host(request.host), request.server_id, request.name,
+                convert.flavor_from_proto(request.flavor), _image(request), request.source,
+                power_on=request.power_on)
+        except errors.BuildFailed as e:
+            _failed(context, e)
+            return pb.PowerStateResponse()
+        return pb.PowerStateResponse(power_state=convert.power_state(power))
+
+    async def RevertMove(self, request: pb.RevertMoveRequest, context: Context) -> pb.PowerStateResponse:
+        try:
+            power = await self.manager.revert_move(_host(request.host), request.server_id,
+                                                   request.migration_id, power_on=request.power_on)
+        except errors.BuildFailed as e:
+            _failed(context, e)
+            return pb.PowerStateResponse()
+        return pb.PowerStateResponse(power_state=convert.power_state(power))
+
+    async def ConfirmMove(self, request: pb.ConfirmMoveRequest, context: Context) -> pb.ConfirmMoveResponse:
+        try:
+            await self.manager.confirm_move(_host(request.host), request.server_id,
+                                            request.migration_id)
+        except errors.BuildFailed as e:
+            _failed(context, e)
+        return pb.ConfirmMoveResponse()
+
+    async def RebuildInstance(self, request: pb.RebuildInstanceRequest,
+                              context: Context) -> pb.PowerStateResponse:
+        try:
+            power = await self.manager.rebuild(
+                _host(request.host), request.server_id, request.name,
+                convert.flavor_from_proto(request.flavor), _image(request),
+                convert.allocation(request.allocation), power_on=request.power_on)
+        except errors.BuildFailed as e:
+            _failed(context, e)
+            return pb.PowerStateResponse()
+        return pb.PowerStateResponse(power_state=convert.power_state(power))
+
+    async def ShelveInstance(self, request: pb.ShelveInstanceRequest,
+                             context: Context) -> pb.ShelveInstanceResponse:
+        try:
+            power, snapshot = await self.manager.shelve(_host(request.host), request.server_id)
+        except errors.BuildFailed as e:
+            _failed(context, e)
+            return pb.ShelveInstanceResponse()
+        return pb.ShelveInstanceResponse(power_state=convert.power_state(power),
+                                         snapshot=snapshot or "")
 
 
 __all__ = ["ComputeAgentServicer"]

@@ -23,6 +23,7 @@ from novalite.db.catalog import SERVER_GROUP_POLICIES, Catalog
 from novalite.db.engine import MIGRATIONS_DIR, UNSET, _utcnow
 from novalite.db.hosts import SERVICE_BINARIES, SERVICE_DOWN_TIME, Hosts
 from novalite.db.instances import MAX_BATCH, MAX_METADATA_ITEMS, Instances
+from novalite.db.moves import Moves
 from novalite.db.quotas import DEFAULT_QUOTAS, QUOTA_RESOURCES, Quotas, _default_limits
 
 __all__ = [
@@ -31,7 +32,7 @@ __all__ = [
 ]
 
 
-class Database(Instances, Quotas, Allocations, Hosts, Catalog):
+class Database(Instances, Quotas, Moves, Allocations, Hosts, Catalog):
     """The control plane's database, SQLite or PostgreSQL by URL.
 
     ``url``: ``sqlite:////path/to/novalite.db`` or ``postgresql+psycopg://...``

@@ -19,8 +19,14 @@ class VmState:
     SUSPENDED: Final = "suspended"
     ERROR: Final = "error"
     DELETED: Final = "deleted"
+    # a resize or cold migration waiting for its confirm or revert
+    RESIZED: Final = "resized"
+    # powered off, its disk kept; offloaded: no host any more, nothing held
+    SHELVED: Final = "shelved"
+    SHELVED_OFFLOADED: Final = "shelved_offloaded"
 
-    ALL: Final = frozenset({BUILDING, ACTIVE, STOPPED, PAUSED, SUSPENDED, ERROR, DELETED})
+    ALL: Final = frozenset({BUILDING, ACTIVE, STOPPED, PAUSED, SUSPENDED, ERROR, DELETED,
+                            RESIZED, SHELVED, SHELVED_OFFLOADED})
 
 
 class TaskState:
@@ -37,11 +43,26 @@ class TaskState:
     UNPAUSING: Final = "unpausing"
     SUSPENDING: Final = "suspending"
     RESUMING: Final = "resuming"
+    # the moves (Nova's task_states.resizing_states and the rest)
+    RESIZE_PREP: Final = "resize_prep"
+    RESIZE_MIGRATING: Final = "resize_migrating"
+    RESIZE_MIGRATED: Final = "resize_migrated"
+    RESIZE_FINISH: Final = "resize_finish"
+    RESIZE_REVERTING: Final = "resize_reverting"
+    RESIZE_CONFIRMING: Final = "resize_confirming"
+    MIGRATING: Final = "migrating"
+    REBUILDING: Final = "rebuilding"
+    REBUILD_SPAWNING: Final = "rebuild_spawning"
+    SHELVING: Final = "shelving"
+    SHELVING_OFFLOADING: Final = "shelving_offloading"
+    UNSHELVING: Final = "unshelving"
 
     ALL: Final = frozenset({
         SCHEDULING, NETWORKING, BLOCK_DEVICE_MAPPING, SPAWNING, DELETING, REBOOTING,
         REBOOTING_HARD, POWERING_OFF, POWERING_ON, PAUSING, UNPAUSING, SUSPENDING,
-        RESUMING,
+        RESUMING, RESIZE_PREP, RESIZE_MIGRATING, RESIZE_MIGRATED, RESIZE_FINISH,
+        RESIZE_REVERTING, RESIZE_CONFIRMING, MIGRATING, REBUILDING, REBUILD_SPAWNING,
+        SHELVING, SHELVING_OFFLOADING, UNSHELVING,
     })
 
 
@@ -69,16 +90,24 @@ class PowerState(IntEnum):
             return str(value)
 
 
+_RESIZING = {t: "RESIZE" for t in (TaskState.RESIZE_PREP, TaskState.RESIZE_MIGRATING,
+                                    TaskState.RESIZE_MIGRATED, TaskState.RESIZE_FINISH)}
+_REBUILDING = {t: "REBUILD" for t in (TaskState.REBUILDING, TaskState.REBUILD_SPAWNING)}
+
 # vm_state -> (status by default, {task_state: status that overrides it}).
 _STATE_MAP: Final[dict[str, tuple[str, dict[str, str]]]] = {
     VmState.BUILDING: ("BUILD", {}),
     VmState.ACTIVE: ("ACTIVE", {TaskState.REBOOTING: "REBOOT",
-                                TaskState.REBOOTING_HARD: "HARD_REBOOT"}),
-    VmState.STOPPED: ("SHUTOFF", {}),
-    VmState.PAUSED: ("PAUSED", {}),
+                                TaskState.REBOOTING_HARD: "HARD_REBOOT",
+                                TaskState.MIGRATING: "MIGRATING", **_RESIZING, **_REBUILDING}),
+    VmState.STOPPED: ("SHUTOFF", {**_RESIZING, **_REBUILDING}),
+    VmState.PAUSED: ("PAUSED", {TaskState.MIGRATING: "MIGRATING"}),
     VmState.SUSPENDED: ("SUSPENDED", {}),
-    VmState.ERROR: ("ERROR", {}),
+    VmState.ERROR: ("ERROR", {**_REBUILDING}),
     VmState.DELETED: ("DELETED", {}),
+    VmState.RESIZED: ("VERIFY_RESIZE", {TaskState.RESIZE_REVERTING: "REVERT_RESIZE"}),
+    VmState.SHELVED: ("SHELVED", {}),
+    VmState.SHELVED_OFFLOADED: ("SHELVED_OFFLOADED", {}),
 }
 
 STATUSES: Final = frozenset(

@@ -27,29 +27,61 @@ from novalite.rpc.novalite.compute.v1 import images_pb2 as novalite_dot_compute_
 from novalite.rpc.novalite.compute.v1 import states_pb2 as novalite_dot_compute_dot_v1_dot_states__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n(novalite/internal/v1/compute_agent.proto\x12\x14novalite.internal.v1\x1a!novalite/compute/v1/flavors.proto\x1a novalite/compute/v1/images.proto\x1a novalite/compute/v1/states.proto\"\xae\x02\n\x14\x42uildInstanceRequest\x12\x11\n\tserver_id\x18\x06 \x01(\t\x12\x0c\n\x04name\x18\x07 \x01(\t\x12+\n\x06\x66lavor\x18\x02 \x01(\x0b\x32\x1b.novalite.compute.v1.Flavor\x12)\n\x05image\x18\x03 \x01(\x0b\x32\x1a.novalite.compute.v1.Image\x12N\n\nallocation\x18\x04 \x03(\x0b\x32:.novalite.internal.v1.BuildInstanceRequest.AllocationEntry\x12\x0c\n\x04host\x18\x05 \x01(\t\x1a\x31\n\x0f\x41llocationEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\x03:\x02\x38\x01J\x04\x08\x01\x10\x02R\x06server\"M\n\x15\x42uildInstanceResponse\x12\x34\n\x0bpower_state\x18\x01 \x01(\x0e\x32\x1f.novalite.compute.v1.PowerState\"8\n\x15\x44\x65leteInstanceRequest\x12\x11\n\tserver_id\x18\x01 \x01(\t\x12\x0c\n\x04host\x18\x02 \x01(\t\"\x18\n\x16\x44\x65leteInstanceResponse\"C\n\x10RunActionRequest\x12\x11\n\tserver_id\x18\x01 \x01(\t\x12\x0c\n\x04host\x18\x02 \x01(\t\x12\x0e\n\x06\x61\x63tion\x18\x03 \x01(\t\"I\n\x11RunActionResponse\x12\x34\n\x0bpower_state\x18\x01 \x01(\x0e\x32\x1f.novalite.compute.v1.PowerState2\xc3\x02\n\x0c\x43omputeAgent\x12h\n\rBuildInstance\x12*.novalite.internal.v1.BuildInstanceRequest\x1a+.novalite.internal.v1.BuildInstanceResponse\x12k\n\x0e\x44\x65leteInstance\x12+.novalite.internal.v1.DeleteInstanceRequest\x1a,.novalite.internal.v1.DeleteInstanceResponse\x12\\\n\tRunAction\x12&.novalite.internal.v1.RunActionRequest\x1a\'.novalite.internal.v1.RunActionResponseb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n(novalite/internal/v1/compute_agent.proto\x12\x14novalite.internal.v1\x1a!novalite/compute/v1/flavors.proto\x1a novalite/compute/v1/images.proto\x1a novalite/compute/v1/states.proto\"\xf9\x01\n\x12PrepareMoveRequest\x12\x11\n\tserver_id\x18\x01 \x01(\t\x12\x0c\n\x04host\x18\x02 \x01(\t\x12+\n\x06\x66lavor\x18\x03 \x01(\x0b\x32\x1b.novalite.compute.v1.Flavor\x12L\n\nallocation\x18\x04 \x03(\x0b\x32\x38.novalite.internal.v1.PrepareMoveRequest.AllocationEntry\x12\x14\n\x0cmigration_id\x18\x05 \x01(\t\x1a\x31\n\x0f\x41llocationEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\x03:\x02\x38\x01\"\x15\n\x13PrepareMoveResponse\"X\n\x11MigrateOutRequest\x12\x11\n\tserver_id\x18\x01 \x01(\t\x12\x0c\n\x04host\x18\x02 \x01(\t\x12\x14\n\x0cmigration_id\x18\x03 \x01(\t\x12\x0c\n\x04live\x18\x04 \x01(\x08\"$\n\x12MigrateOutResponse\x12\x0e\n\x06source\x18\x01 \x01(\t\"\xbc\x01\n\x11\x46inishMoveRequest\x12\x11\n\tserver_id\x18\x01 \x01(\t\x12\x0c\n\x04host\x18\x02 \x01(\t\x12\x0c\n\x04name\x18\x03 \x01(\t\x12+\n\x06\x66lavor\x18\x04 \x01(\x0b\x32\x1b.novalite.compute.v1.Flavor\x12)\n\x05image\x18\x05 \x01(\x0b\x32\x1a.novalite.compute.v1.Image\x12\x0e\n\x06source\x18\x06 \x01(\t\x12\x10\n\x08power_on\x18\x07 \x01(\x08\"\\\n\x11RevertMoveRequest\x12\x11\n\tserver_id\x18\x01 \x01(\t\x12\x0c\n\x04host\x18\x02 \x01(\t\x12\x14\n\x0cmigration_id\x18\x03 \x01(\t\x12\x10\n\x08power_on\x18\x04 \x01(\x08\"K\n\x12\x43onfirmMoveRequest\x12\x11\n\tserver_id\x18\x01 \x01(\t\x12\x0c\n\x04host\x18\x02 \x01(\t\x12\x14\n\x0cmigration_id\x18\x03 \x01(\t\"\x15\n\x13\x43onfirmMoveResponse\"\xb6\x02\n\x16RebuildInstanceRequest\x12\x11\n\tserver_id\x18\x01 \x01(\t\x12\x0c\n\x04host\x18\x02 \x01(\t\x12\x0c\n\x04name\x18\x03 \x01(\t\x12+\n\x06\x66lavor\x18\x04 \x01(\x0b\x32\x1b.novalite.compute.v1.Flavor\x12)\n\x05image\x18\x05 \x01(\x0b\x32\x1a.novalite.compute.v1.Image\x12P\n\nallocation\x18\x06 \x03(\x0b\x32<.novalite.internal.v1.RebuildInstanceRequest.AllocationEntry\x12\x10\n\x08power_on\x18\x07 \x01(\x08\x1a\x31\n\x0f\x41llocationEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\x03:\x02\x38\x01\"8\n\x15ShelveInstanceRequest\x12\x11\n\tserver_id\x18\x01 \x01(\t\x12\x0c\n\x04host\x18\x02 \x01(\t\"`\n\x16ShelveInstanceResponse\x12\x34\n\x0bpower_state\x18\x01 \x01(\x0e\x32\x1f.novalite.compute.v1.PowerState\x12\x10\n\x08snapshot\x18\x02 \x01(\t\"J\n\x12PowerStateResponse\x12\x34\n\x0bpower_state\x18\x01 \x01(\x0e\x32\x1f.novalite.compute.v1.PowerState\"\xae\x02\n\x14\x42uildInstanceRequest\x12\x11\n\tserver_id\x18\x06 \x01(\t\x12\x0c\n\x04name\x18\x07 \x01(\t\x12+\n\x06\x66lavor\x18\x02 \x01(\x0b\x32\x1b.novalite.compute.v1.Flavor\x12)\n\x05image\x18\x03 \x01(\x0b\x32\x1a.novalite.compute.v1.Image\x12N\n\nallocation\x18\x04 \x03(\x0b\x32:.novalite.internal.v1.BuildInstanceRequest.AllocationEntry\x12\x0c\n\x04host\x18\x05 \x01(\t\x1a\x31\n\x0f\x41llocationEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\x03:\x02\x38\x01J\x04\x08\x01\x10\x02R\x06server\"M\n\x15\x42uildInstanceResponse\x12\x34\n\x0bpower_state\x18\x01 \x01(\x0e\x32\x1f.novalite.compute.v1.PowerState\"8\n\x15\x44\x65leteInstanceRequest\x12\x11\n\tserver_id\x18\x01 \x01(\t\x12\x0c\n\x04host\x18\x02 \x01(\t\"\x18\n\x16\x44\x65leteInstanceResponse\"C\n\x10RunActionRequest\x12\x11\n\tserver_id\x18\x01 \x01(\t\x12\x0c\n\x04host\x18\x02 \x01(\t\x12\x0e\n\x06\x61\x63tion\x18\x03 \x01(\t\"I\n\x11RunActionResponse\x12\x34\n\x0bpower_state\x18\x01 \x01(\x0e\x32\x1f.novalite.compute.v1.PowerState2\x86\x08\n\x0c\x43omputeAgent\x12h\n\rBuildInstance\x12*.novalite.internal.v1.BuildInstanceRequest\x1a+.novalite.internal.v1.BuildInstanceResponse\x12k\n\x0e\x44\x65leteInstance\x12+.novalite.internal.v1.DeleteInstanceRequest\x1a,.novalite.internal.v1.DeleteInstanceResponse\x12\\\n\tRunAction\x12&.novalite.internal.v1.RunActionRequest\x1a\'.novalite.internal.v1.RunActionResponse\x12\x62\n\x0bPrepareMove\x12(.novalite.internal.v1.PrepareMoveRequest\x1a).novalite.internal.v1.PrepareMoveResponse\x12_\n\nMigrateOut\x12\'.novalite.internal.v1.MigrateOutRequest\x1a(.novalite.internal.v1.MigrateOutResponse\x12_\n\nFinishMove\x12\'.novalite.internal.v1.FinishMoveRequest\x1a(.novalite.internal.v1.PowerStateResponse\x12_\n\nRevertMove\x12\'.novalite.internal.v1.RevertMoveRequest\x1a(.novalite.internal.v1.PowerStateResponse\x12\x62\n\x0b\x43onfirmMove\x12(.novalite.internal.v1.ConfirmMoveRequest\x1a).novalite.internal.v1.ConfirmMoveResponse\x12i\n\x0fRebuildInstance\x12,.novalite.internal.v1.RebuildInstanceRequest\x1a(.novalite.internal.v1.PowerStateResponse\x12k\n\x0eShelveInstance\x12+.novalite.internal.v1.ShelveInstanceRequest\x1a,.novalite.internal.v1.ShelveInstanceResponseb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
 _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'novalite.internal.v1.compute_agent_pb2', _globals)
 if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
+  _globals['_PREPAREMOVEREQUEST_ALLOCATIONENTRY']._loaded_options = None
+  _globals['_PREPAREMOVEREQUEST_ALLOCATIONENTRY']._serialized_options = b'8\001'
+  _globals['_REBUILDINSTANCEREQUEST_ALLOCATIONENTRY']._loaded_options = None
+  _globals['_REBUILDINSTANCEREQUEST_ALLOCATIONENTRY']._serialized_options = b'8\001'
   _globals['_BUILDINSTANCEREQUEST_ALLOCATIONENTRY']._loaded_options = None
   _globals['_BUILDINSTANCEREQUEST_ALLOCATIONENTRY']._serialized_options = b'8\001'
-  _globals['_BUILDINSTANCEREQUEST']._serialized_start=170
-  _globals['_BUILDINSTANCEREQUEST']._serialized_end=472
-  _globals['_BUILDINSTANCEREQUEST_ALLOCATIONENTRY']._serialized_start=409
-  _globals['_BUILDINSTANCEREQUEST_ALLOCATIONENTRY']._serialized_end=458
-  _globals['_BUILDINSTANCERESPONSE']._serialized_start=474
-  _globals['_BUILDINSTANCERESPONSE']._serialized_end=551
-  _globals['_DELETEINSTANCEREQUEST']._serialized_start=553
-  _globals['_DELETEINSTANCEREQUEST']._serialized_end=609
-  _globals['_DELETEINSTANCERESPONSE']._serialized_start=611
-  _globals['_DELETEINSTANCERESPONSE']._serialized_end=635
-  _globals['_RUNACTIONREQUEST']._serialized_start=637
-  _globals['_RUNACTIONREQUEST']._serialized_end=704
-  _globals['_RUNACTIONRESPONSE']._serialized_start=706
-  _globals['_RUNACTIONRESPONSE']._serialized_end=779
-  _globals['_COMPUTEAGENT']._serialized_start=782
-  _globals['_COMPUTEAGENT']._serialized_end=1105
+  _globals['_PREPAREMOVEREQUEST']._serialized_start=170
+  _globals['_PREPAREMOVEREQUEST']._serialized_end=419
+  _globals['_PREPAREMOVEREQUEST_ALLOCATIONENTRY']._serialized_start=370
+  _globals['_PREPAREMOVEREQUEST_ALLOCATIONENTRY']._serialized_end=419
+  _globals['_PREPAREMOVERESPONSE']._serialized_start=421
+  _globals['_PREPAREMOVERESPONSE']._serialized_end=442
+  _globals['_MIGRATEOUTREQUEST']._serialized_start=444
+  _globals['_MIGRATEOUTREQUEST']._serialized_end=532
+  _globals['_MIGRATEOUTRESPONSE']._serialized_start=534
+  _globals['_MIGRATEOUTRESPONSE']._serialized_end=570
+  _globals['_FINISHMOVEREQUEST']._serialized_start=573
+  _globals['_FINISHMOVEREQUEST']._serialized_end=761
+  _globals['_REVERTMOVEREQUEST']._serialized_start=763
+  _globals['_REVERTMOVEREQUEST']._serialized_end=855
+  _globals['_CONFIRMMOVEREQUEST']._serialized_start=857
+  _globals['_CONFIRMMOVEREQUEST']._serialized_end=932
+  _globals['_CONFIRMMOVERESPONSE']._serialized_start=934
+  _globals['_CONFIRMMOVERESPONSE']._serialized_end=955
+  _globals['_REBUILDINSTANCEREQUEST']._serialized_start=958
+  _globals['_REBUILDINSTANCEREQUEST']._serialized_end=1268
+  _globals['_REBUILDINSTANCEREQUEST_ALLOCATIONENTRY']._serialized_start=370
+  _globals['_REBUILDINSTANCEREQUEST_ALLOCATIONENTRY']._serialized_end=419
+  _globals['_SHELVEINSTANCEREQUEST']._serialized_start=1270
+  _globals['_SHELVEINSTANCEREQUEST']._serialized_end=1326
+  _globals['_SHELVEINSTANCERESPONSE']._serialized_start=1328
+  _globals['_SHELVEINSTANCERESPONSE']._serialized_end=1424
+  _globals['_POWERSTATERESPONSE']._serialized_start=1426
+  _globals['_POWERSTATERESPONSE']._serialized_end=1500
+  _globals['_BUILDINSTANCEREQUEST']._serialized_start=1503
+  _globals['_BUILDINSTANCEREQUEST']._serialized_end=1805
+  _globals['_BUILDINSTANCEREQUEST_ALLOCATIONENTRY']._serialized_start=370
+  _globals['_BUILDINSTANCEREQUEST_ALLOCATIONENTRY']._serialized_end=419
+  _globals['_BUILDINSTANCERESPONSE']._serialized_start=1807
+  _globals['_BUILDINSTANCERESPONSE']._serialized_end=1884
+  _globals['_DELETEINSTANCEREQUEST']._serialized_start=1886
+  _globals['_DELETEINSTANCEREQUEST']._serialized_end=1942
+  _globals['_DELETEINSTANCERESPONSE']._serialized_start=1944
+  _globals['_DELETEINSTANCERESPONSE']._serialized_end=1968
+  _globals['_RUNACTIONREQUEST']._serialized_start=1970
+  _globals['_RUNACTIONREQUEST']._serialized_end=2037
+  _globals['_RUNACTIONRESPONSE']._serialized_start=2039
+  _globals['_RUNACTIONRESPONSE']._serialized_end=2112
+  _globals['_COMPUTEAGENT']._serialized_start=2115
+  _globals['_COMPUTEAGENT']._serialized_end=3145
 # @@protoc_insertion_point(module_scope)
