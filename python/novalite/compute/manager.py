@@ -113,10 +113,13 @@ class ComputeOptions:
     consecutive_build_service_disable_threshold: int
     # hosts whose builds fail on purpose (to exercise rescheduling; tests only)
     fail_builds_on: frozenset[str] = frozenset()
+    # seconds each step of a move waits before it starts (so that a test can kill
+    # a service in the middle of one; tests only)
+    move_step_delay: float = 0.0
 
     @classmethod
-    def from_settings(cls, settings: ComputeSettings, *,
-                      fail_builds_on: Iterable[str] = ()) -> ComputeOptions:
+    def from_settings(cls, settings: ComputeSettings, *, fail_builds_on: Iterable[str] = (),
+                      move_step_delay: float = 0.0) -> ComputeOptions:
         return cls(
             reserved_host_memory_mb=settings.reserved_host_memory_mb,
             reserved_host_cpus=settings.reserved_host_cpus,
@@ -128,6 +131,7 @@ class ComputeOptions:
             consecutive_build_service_disable_threshold=(
                 settings.consecutive_build_service_disable_threshold),
             fail_builds_on=frozenset(fail_builds_on),
+            move_step_delay=move_step_delay,
         )
 
 
@@ -953,6 +957,8 @@ class ComputeManager:
         """A driver call of a move, its failures as the conductor acts on them:
         NotFound (no such guest), Unavailable (libvirt down: try again), BuildFailed
         (the step failed: undo the move)."""
+        if self.options.move_step_delay:
+            await asyncio.sleep(self.options.move_step_delay)
         try:
             return await asyncio.to_thread(fn, h.driver)
         except InstanceNotFound:

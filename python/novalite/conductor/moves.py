@@ -621,6 +621,8 @@ class MoveTasks:
                     events=[EventStep(log, "conductor_unshelve_instance", result="Error",
                                       traceback=message, close=True)])
                 return
+            await self._commit(inst, events=[EventStep(log, "conductor_unshelve_instance",
+                                                       result="Success", close=True)])
         else:  # placed and claimed before a restart: build there
             allocation = await asyncio.to_thread(self._allocation_on, inst.id, inst.host)
             selections = [Selection(inst.host, "", -1, allocation, inst.availability_zone or "",

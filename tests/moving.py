@@ -1,0 +1,152 @@
+"""What the tests of moves share: a LocalCloud's API with the moves' calls, and
+the checks a user (or an operator) would make after a move: where the server's
+allocations are, who holds the old host's, how many guests of it run and where."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+from typing import Any, Iterable
+
+import grpc
+
+from novalite.cloud import LocalCloud
+from novalite.db.database import Database
+from novalite.objects.records import Migration
+from novalite.rpc.novalite.compute.v1 import servers_pb2, states_pb2
+from novalite.virt import LibvirtDriver, node_uri
+
+from helpers import Api, cloud_database
+
+TASK_NONE = states_pb2.TASK_STATE_NONE
+
+
+class MovesApi(Api):
+    """The test helpers' stubs, plus waits for a move to settle."""
+
+    def get(self, sid: str) -> Any:
+        return self.servers.GetServer(servers_pb2.GetServerRequest(id=sid))
+
+    def settle(self, sid: str, timeout: float = 60.0) -> Any:
+        """The server once no task is in flight (and it is not building)."""
+        deadline = time.monotonic() + timeout
+        server = None
+        while time.monotonic() < deadline:
+            try:
+                server = self.get(sid)
+            except grpc.RpcError as e:
+                if e.code() != grpc.StatusCode.UNAVAILABLE:
+                    raise
+            else:
+                if server.task_state == TASK_NONE and server.status != "BUILD":
+                    return server
+            time.sleep(0.05)
+        raise AssertionError(f"server {sid} still busy after {timeout:.0f} s: {server}")
+
+    def gone(self, sid: str, timeout: float = 60.0) -> None:
+        """Return once the server is deleted."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            try:
+                self.get(sid)
+            except grpc.RpcError as e:
+                if e.code() == grpc.StatusCode.NOT_FOUND:
+                    return
+                raise
+            time.sleep(0.05)
+        raise AssertionError(f"server {sid} not deleted within {timeout:.0f} s")
+
+    def until(self, sid: str, check: Any, what: str, timeout: float = 60.0) -> Any:
+        deadline = time.monotonic() + timeout
+        server = None
+        while time.monotonic() < deadline:
+            try:
+                server = self.get(sid)
+            except grpc.RpcError as e:
+                if e.code() != grpc.StatusCode.UNAVAILABLE:
+                    raise
+            else:
+                if check(server):
+                    return server
+            time.sleep(0.02)
+        raise AssertionError(f"server {sid} not {what} within {timeout:.0f} s: {server}")
+
+    def boot(self, flavor_id: str, name: str = "s", *, zone: str | None = None,
+             group: str | None = None, image_id: str = "") -> Any:
+        req = servers_pb2.CreateServerRequest(name=name, flavor_id=flavor_id, image_id=image_id)
+        if zone is not None:
+            req.availability_zone = zone
+        if group is not None:
+            req.scheduler_hints.group = group
+        [server] = self.servers.CreateServer(req).servers
+        server = self.settle(server.id)
+        assert server.status == "ACTIVE", server
+        return server
+
+    def actions(self, sid: str) -> list[tuple[str, str, list[tuple[str, str]]]]:
+        """The action log, newest first: (action, message, [(event, result)])."""
+        reply = self.servers.ListServerActions(servers_pb2.ListServerActionsRequest(id=sid))
+        return [(a.action, a.message, [(e.event, e.result) for e in a.events])
+                for a in reply.actions]
+
+    def migrations(self, sid: str) -> list[Any]:
+        return list(self.servers.ListMigrations(
+            servers_pb2.ListMigrationsRequest(server_id=sid)).migrations)
+
+
+class Ledger:
+    """The database's view of a cloud's allocations, hosts and guests, read the way
+    an operator would check them."""
+
+    def __init__(self, cloud: LocalCloud) -> None:
+        self.cloud = cloud
+        self.db: Database = cloud_database(cloud)
+
+    def close(self) -> None:
+        self.db.close()
+
+    def held(self, consumer: str) -> dict[str, dict[str, int]]:
+        """{host name: {resource class: amount}} the consumer holds."""
+        names = {h.uuid: h.name for h in self.db.list_hosts()}
+        return {names[p]: amounts for p, amounts in self.db.get_allocations(consumer).items()}
+
+    def usage(self) -> dict[str, dict[str, int]]:
+        return {h.name: {rc: n for rc, n in h.usage.items() if n} for h in self.db.list_hosts()}
+
+    def open_migrations(self, sid: str) -> list[Migration]:
+        return self.db.list_migrations(instance_id=sid, open_only=True)
+
+    def guests(self, sid: str, hosts: Iterable[str] | None = None) -> dict[str, int]:
+        """{host: power state} of every simulated host running (or holding) a guest
+        of the server, read from the hosts' node files as the agents keep them."""
+        found = {}
+        nodes = sorted((self.cloud.data_dir / "nodes").glob("*.xml"))
+        for node in nodes:
+            if hosts is not None and node.stem not in hosts:
+                continue
+            with LibvirtDriver(node_uri(node)) as driver:
+                power = driver.list_instances().get(sid)
+            if power is not None:
+                found[node.stem] = int(power)
+        return found
+
+    def assert_settled(self, sid: str, amounts: dict[str, int] | None = None) -> None:
+        """A server no move holds any more: its allocation on its host only (none
+        when it has no host), no migration holding anything, one guest, there."""
+        inst = self.db.get_instance(sid)
+        held = self.held(sid)
+        if inst.host is None:
+            assert held == {}, held
+            assert self.guests(sid) == {}
+        else:
+            assert list(held) == [inst.host], (inst.host, held)
+            if amounts is not None:
+                assert held[inst.host] == amounts
+            assert list(self.guests(sid)) == [inst.host]
+        for m in self.db.list_migrations(instance_id=sid):
+            assert self.held(m.id) == {}, m
+        assert self.open_migrations(sid) == []
+
+
+def node_path(cloud: LocalCloud, host: str) -> Path:
+    return cloud.data_dir / "nodes" / f"{host}.xml"
