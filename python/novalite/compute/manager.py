@@ -419,7 +419,10 @@ class ComputeManager:
         if interrupted:
             placed = await self._db(self._placed, h.name)
         moves = await self._db(self.db.list_migrations, host=h.name, open_only=True)
-        await self._clean_evacuated(h, guests, moves)
+        if await self._clean_evacuated(h, guests, moves):
+            guests = dict(await asyncio.to_thread(h.driver.list_instances))
+            held = await self._db(self._held, h.uuid)
+            moves = await self._db(self.db.list_migrations, host=h.name, open_only=True)
         await self._reconcile(h, placed, held, guests, since, moves)
         await self._sync(h, guests, placed, moves)
         await self.update_host(h.name)
@@ -990,11 +993,12 @@ class ComputeManager:
         h.dropped.discard(new)
 
     async def _clean_evacuated(self, h: _HostState, guests: Mapping[str, int],
-                               moves: Iterable[records.Migration]) -> None:
+                               moves: Iterable[records.Migration]) -> bool:
         """Nova's _destroy_evacuated_instances: a host back from the dead destroys
         the guests of servers evacuated from it (two copies must never run), and
-        once an evacuation is done releases what its migration held here."""
-        settled = False
+        once an evacuation is done releases what its migration held here.
+        Returns whether it changed anything."""
+        changed = settled = False
         for m in moves:
             if m.migration_type != "evacuation" or m.source_host != h.name:
                 continue
@@ -1004,12 +1008,14 @@ class ComputeManager:
                 async with self._lock(m.instance_id):
                     await asyncio.to_thread(h.driver.destroy, m.instance_id)
                     self._untrack(h, m.instance_id)
+                changed = True
             if m.status == "done":
                 await self._db(self.db.complete_evacuation, m.id)
                 self._untrack(h, m.id)
-                settled = True
+                changed = settled = True
         if settled:
             await self.update_host(h.name)
+        return changed
 
     # ---- lifecycle actions ---------------------------------------------------------
 

@@ -31,7 +31,9 @@ async def _build(startup: Startup) -> Parts[ConductorManager]:
         allow_resize_to_same_host=settings.allow_resize_to_same_host,
         shelved_offload_time=settings.shelved_offload_time,
         resize_confirm_window=settings.resize_confirm_window,
-        retry_timeout=float(settings.service_down_time))
+        # an agent being restarted is waited for; one gone longer than a host is
+        # allowed to miss heartbeats is given up on (30 s at least)
+        retry_timeout=max(float(settings.service_down_time), 30.0))
     return Parts(manager, [(conductor_pb2_grpc.add_ConductorServicer_to_server, ConductorServicer(manager))],
                  when_listening=lambda _: manager.resume_interrupted(), drain=manager.drain,
                  periodic=[Periodic("moves", float(settings.report_interval), manager.moves.periodic)])
