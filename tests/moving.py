@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import time
 from pathlib import Path
-from typing import Any, Iterable
+from typing import Any, Iterable, Mapping
 
 import grpc
 
@@ -19,6 +19,7 @@ from novalite.virt import LibvirtDriver, node_uri
 from helpers import Api, cloud_database
 
 TASK_NONE = states_pb2.TASK_STATE_NONE
+REAL_URI = "qemu:///system"
 
 
 class MovesApi(Api):
@@ -98,8 +99,12 @@ class Ledger:
     """The database's view of a cloud's allocations, hosts and guests, read the way
     an operator would check them."""
 
-    def __init__(self, cloud: LocalCloud) -> None:
+    def __init__(self, cloud: LocalCloud, real_hosts: Mapping[str, Path] | None = None) -> None:
+        """``real_hosts``: host name -> instances directory of the agents on
+        qemu:///system (their guests are found there, the simulated hosts' in
+        their node files)."""
         self.cloud = cloud
+        self.real_hosts = dict(real_hosts or {})
         self.db: Database = cloud_database(cloud)
 
     def close(self) -> None:
@@ -117,17 +122,21 @@ class Ledger:
         return self.db.list_migrations(instance_id=sid, open_only=True)
 
     def guests(self, sid: str, hosts: Iterable[str] | None = None) -> dict[str, int]:
-        """{host: power state} of every simulated host running (or holding) a guest
-        of the server, read from the hosts' node files as the agents keep them."""
+        """{host: power state} of every host running (or holding) a guest of the
+        server: the simulated ones' from their node files as the agents keep them,
+        the real ones' from libvirtd (the domains each agent owns)."""
+        drivers = {node.stem: node_uri(node)
+                   for node in sorted((self.cloud.data_dir / "nodes").glob("*.xml"))}
         found = {}
-        nodes = sorted((self.cloud.data_dir / "nodes").glob("*.xml"))
-        for node in nodes:
-            if hosts is not None and node.stem not in hosts:
+        for host in sorted(set(drivers) | set(self.real_hosts)):
+            if hosts is not None and host not in hosts:
                 continue
-            with LibvirtDriver(node_uri(node)) as driver:
+            driver = (LibvirtDriver(REAL_URI, instances_path=self.real_hosts[host])
+                      if host in self.real_hosts else LibvirtDriver(drivers[host]))
+            with driver:
                 power = driver.list_instances().get(sid)
             if power is not None:
-                found[node.stem] = int(power)
+                found[host] = int(power)
         return found
 
     def assert_settled(self, sid: str, amounts: dict[str, int] | None = None) -> None:

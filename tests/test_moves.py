@@ -8,6 +8,7 @@ when NOVALITE_TEST_POSTGRES_URL is set."""
 from __future__ import annotations
 
 import uuid
+from pathlib import Path
 from typing import Any, Iterator
 
 import grpc
@@ -429,3 +430,45 @@ def test_the_command_line_moves_and_shows(cloud: LocalCloud, admin: MovesApi, le
     helped = run_cli("server", "resize", "--help", env=env)
     assert "--flavor" in helped.stdout and "confirm-resize" in helped.stdout
     ledger.assert_settled(server.id, MEDIUM)
+
+
+# ---- the periodic verdicts: resize_confirm_window, shelved_offload_time -------------
+
+def test_resizes_confirm_and_shelved_servers_offload_by_themselves(tmp_path: Path) -> None:
+    c = LocalCloud(tmp_path / "periodic", hosts=2, host_vcpus=4, host_memory_mb=4096,
+                   report_interval=1, settings={"resize_confirm_window": 2,
+                                                "shelved_offload_time": 3})
+    with c:
+        admin = MovesApi(c, c.admin_token())
+        ledger = Ledger(c)
+        try:
+            small, medium = (admin.flavors.CreateFlavor(flavors_pb2.CreateFlavorRequest(
+                name=name, vcpus=vcpus, memory_mb=ram, root_gb=1))
+                for name, vcpus, ram in (("small", 1, 512), ("medium", 2, 1024)))
+            server = admin.boot(small.id)
+            admin.servers.ResizeServer(servers_pb2.ResizeServerRequest(id=server.id,
+                                                                        flavor_id=medium.id))
+            assert admin.settle(server.id).status == "VERIFY_RESIZE"
+            confirmed = admin.until(server.id, lambda s: s.status == "ACTIVE" and not s.task_state,
+                                    "confirmed by itself", timeout=30)
+            assert confirmed.flavor_id == medium.id
+            assert admin.actions(server.id)[0][:2] == ("confirmResize", "")
+            ledger.assert_settled(server.id, {"VCPU": 2, "MEMORY_MB": 1024, "DISK_GB": 1})
+            # shelved, not offloaded yet: its host kept; unshelved there at once
+            host = admin.get(server.id).host
+            admin.servers.ShelveServer(servers_pb2.ShelveServerRequest(id=server.id))
+            shelved = admin.settle(server.id)
+            assert (shelved.status, shelved.host) == ("SHELVED", host)
+            admin.servers.UnshelveServer(servers_pb2.UnshelveServerRequest(id=server.id))
+            back = admin.settle(server.id)
+            assert (back.status, back.host) == ("ACTIVE", host)
+            ledger.assert_settled(server.id)
+            # and left shelved, it is offloaded after shelved_offload_time
+            admin.servers.ShelveServer(servers_pb2.ShelveServerRequest(id=server.id))
+            assert admin.settle(server.id).status == "SHELVED"
+            offloaded = admin.until(server.id, lambda s: s.status == "SHELVED_OFFLOADED",
+                                    "offloaded by itself", timeout=30)
+            assert offloaded.host == "" and admin.actions(server.id)[0][:2] == ("shelveOffload", "")
+            ledger.assert_settled(server.id)
+        finally:
+            ledger.close()
