@@ -17,6 +17,7 @@ import pytest
 from novalite.cloud import LocalCloud
 from novalite.rpc.novalite.compute.v1 import (
     flavors_pb2,
+    hosts_pb2,
     images_pb2,
     images_pb2_grpc,
     quotas_pb2,
@@ -435,9 +436,13 @@ def test_the_command_line_moves_and_shows(cloud: LocalCloud, admin: MovesApi, le
 # ---- the periodic verdicts: resize_confirm_window, shelved_offload_time -------------
 
 def test_resizes_confirm_and_shelved_servers_offload_by_themselves(tmp_path: Path) -> None:
+    """And allow_resize_to_same_host: with the other host disabled, a resize stays
+    where it is (both flavors held there until the verdict); a cold migration
+    never does."""
     c = LocalCloud(tmp_path / "periodic", hosts=2, host_vcpus=4, host_memory_mb=4096,
-                   report_interval=1, settings={"resize_confirm_window": 2,
-                                                "shelved_offload_time": 3})
+                   report_interval=1, settings={"resize_confirm_window": 4,
+                                                "shelved_offload_time": 3,
+                                                "allow_resize_to_same_host": True})
     with c:
         admin = MovesApi(c, c.admin_token())
         ledger = Ledger(c)
@@ -445,15 +450,23 @@ def test_resizes_confirm_and_shelved_servers_offload_by_themselves(tmp_path: Pat
             small, medium = (admin.flavors.CreateFlavor(flavors_pb2.CreateFlavorRequest(
                 name=name, vcpus=vcpus, memory_mb=ram, root_gb=1))
                 for name, vcpus, ram in (("small", 1, 512), ("medium", 2, 1024)))
+            admin.hosts.DisableHost(hosts_pb2.DisableHostRequest(name="compute-002"))
             server = admin.boot(small.id)
             admin.servers.ResizeServer(servers_pb2.ResizeServerRequest(id=server.id,
                                                                         flavor_id=medium.id))
             assert admin.settle(server.id).status == "VERIFY_RESIZE"
+            [migration] = admin.migrations(server.id)
+            assert ledger.held(migration.id) == {"compute-001": {**SMALL}}
+            assert ledger.held(server.id) == {"compute-001": {**MEDIUM, "DISK_GB": 1}}
             confirmed = admin.until(server.id, lambda s: s.status == "ACTIVE" and not s.task_state,
                                     "confirmed by itself", timeout=30)
-            assert confirmed.flavor_id == medium.id
+            assert confirmed.flavor_id == medium.id and admin.get(server.id).host == "compute-001"
             assert admin.actions(server.id)[0][:2] == ("confirmResize", "")
             ledger.assert_settled(server.id, {"VCPU": 2, "MEMORY_MB": 1024, "DISK_GB": 1})
+            admin.servers.MigrateServer(servers_pb2.MigrateServerRequest(id=server.id))
+            refused = admin.settle(server.id)
+            assert refused.status == "ACTIVE" and "No valid host" in refused.fault.message
+            admin.hosts.EnableHost(hosts_pb2.EnableHostRequest(name="compute-002"))
             # shelved, not offloaded yet: its host kept; unshelved there at once
             host = admin.get(server.id).host
             admin.servers.ShelveServer(servers_pb2.ShelveServerRequest(id=server.id))

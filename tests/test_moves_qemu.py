@@ -166,3 +166,22 @@ def test_live_migration_of_a_real_guest_carries_on_on_the_other_host(
     admin.servers.DeleteServer(servers_pb2.DeleteServerRequest(id=server.id))
     admin.gone(server.id)
     assert domain_name(server.id) not in all_domains()
+
+
+def test_shelve_snapshots_a_real_guests_disk_and_unshelve_boots_it_on_the_other_host(
+        cloud: LocalCloud, admin: MovesApi, ledger: Ledger, flavors: dict[str, Any],
+        image: Any) -> None:
+    server = _boot(admin, flavors, image)
+    admin.servers.ShelveServer(servers_pb2.ShelveServerRequest(id=server.id))
+    shelved = admin.settle(server.id, timeout=120)
+    assert (shelved.status, shelved.host) == ("SHELVED_OFFLOADED", "")
+    assert domain_name(server.id) not in all_domains()
+    snapshot = _dirs(cloud)[HOST_A] / "snapshots" / f"{server.id}.qcow2"
+    assert images.image_info(snapshot).backing_file is None  # standalone, outlives the image
+    admin.servers.UnshelveServer(servers_pb2.UnshelveServerRequest(id=server.id, host=HOST_B))
+    back = admin.settle(server.id, timeout=120)
+    assert (back.status, back.host) == ("ACTIVE", HOST_B)
+    domain = _domain(server.id)
+    assert domain["state"].startswith("running")
+    assert images.image_info(domain["disk"]).backing_file == str(snapshot)
+    ledger.assert_settled(server.id)

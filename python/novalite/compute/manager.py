@@ -95,6 +95,7 @@ class Driver(Protocol):
                          image_path: str | None = None) -> None: ...
     def finish_revert_migration(self, instance_id: str, *, power_on: bool) -> None: ...
     def confirm_migration(self, instance_id: str) -> None: ...
+    def has_stash(self, instance_id: str) -> bool: ...
     def snapshot(self, instance_id: str) -> str | None: ...
 
 
@@ -419,7 +420,8 @@ class ComputeManager:
         if interrupted:
             placed = await self._db(self._placed, h.name)
         moves = await self._db(self.db.list_migrations, host=h.name, open_only=True)
-        if await self._clean_evacuated(h, guests, moves):
+        if await self._clean_evacuated(h, guests, moves) | await self._restore_stranded(
+                h, placed, guests, moves):
             guests = dict(await asyncio.to_thread(h.driver.list_instances))
             held = await self._db(self._held, h.uuid)
             moves = await self._db(self.db.list_migrations, host=h.name, open_only=True)
@@ -991,6 +993,27 @@ class ComputeManager:
             self._claimed[new] = h.name
         h.tracked[new] = replace(usage, seq=self._next_seq())
         h.dropped.discard(new)
+
+    async def _restore_stranded(self, h: _HostState, placed: Iterable[records.Instance],
+                                guests: Mapping[str, int],
+                                moves: Iterable[records.Migration]) -> bool:
+        """A guest a move set aside here that nobody came back for (the move was
+        given up while this agent was unreachable: its server is here, in ERROR,
+        with no move open): defined again, stopped, so that the server can be
+        started (a hard reboot) rather than lost. Returns whether it did any."""
+        moving = {m.instance_id for m in moves}
+        restored = False
+        for inst in placed:
+            if inst.id in guests or inst.id in moving or self._busy(h, inst.id):
+                continue
+            if not await asyncio.to_thread(h.driver.has_stash, inst.id):
+                continue
+            LOG.warning("server %s: its guest was set aside on %s by a move given up; "
+                        "defining it again, stopped", inst.id, h.name)
+            async with self._lock(inst.id):
+                await asyncio.to_thread(h.driver.finish_revert_migration, inst.id, power_on=False)
+            restored = True
+        return restored
 
     async def _clean_evacuated(self, h: _HostState, guests: Mapping[str, int],
                                moves: Iterable[records.Migration]) -> bool:
