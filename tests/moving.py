@@ -6,9 +6,10 @@ from __future__ import annotations
 
 import time
 from pathlib import Path
-from typing import Any, Iterable, Mapping
+from typing import Any, Iterable, Iterator, Mapping
 
 import grpc
+import pytest
 
 from novalite.cloud import LocalCloud
 from novalite.db.database import Database
@@ -30,19 +31,8 @@ class MovesApi(Api):
 
     def settle(self, sid: str, timeout: float = 60.0) -> Any:
         """The server once no task is in flight (and it is not building)."""
-        deadline = time.monotonic() + timeout
-        server = None
-        while time.monotonic() < deadline:
-            try:
-                server = self.get(sid)
-            except grpc.RpcError as e:
-                if e.code() != grpc.StatusCode.UNAVAILABLE:
-                    raise
-            else:
-                if server.task_state == TASK_NONE and server.status != "BUILD":
-                    return server
-            time.sleep(0.05)
-        raise AssertionError(f"server {sid} still busy after {timeout:.0f} s: {server}")
+        return self.until(sid, lambda s: s.task_state == TASK_NONE and s.status != "BUILD",
+                          "settled", timeout)
 
     def gone(self, sid: str, timeout: float = 60.0) -> None:
         """Return once the server is deleted."""
@@ -58,6 +48,7 @@ class MovesApi(Api):
         raise AssertionError(f"server {sid} not deleted within {timeout:.0f} s")
 
     def until(self, sid: str, check: Any, what: str, timeout: float = 60.0) -> Any:
+        """The server once ``check(server)`` holds (an API restarting is waited for)."""
         deadline = time.monotonic() + timeout
         server = None
         while time.monotonic() < deadline:
@@ -157,5 +148,9 @@ class Ledger:
         assert self.open_migrations(sid) == []
 
 
-def node_path(cloud: LocalCloud, host: str) -> Path:
-    return cloud.data_dir / "nodes" / f"{host}.xml"
+@pytest.fixture
+def ledger(cloud: LocalCloud) -> Iterator[Ledger]:
+    """The module's cloud's ledger (its ``cloud`` fixture's)."""
+    ledger = Ledger(cloud)
+    yield ledger
+    ledger.close()

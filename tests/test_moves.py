@@ -29,6 +29,7 @@ from novalite.virt import images
 
 from helpers import BACKENDS, cloud_env, code_of, postgres_database, run_cli
 from moving import Ledger, MovesApi
+from moving import ledger  # noqa: F401 - the fixture, for every test here
 
 Code = grpc.StatusCode
 HOSTS = [f"compute-{i:03d}" for i in range(1, 5)]
@@ -49,13 +50,6 @@ def cloud(request: Any, tmp_path_factory: Any) -> Iterator[LocalCloud]:
 @pytest.fixture(scope="module")
 def admin(cloud: LocalCloud) -> MovesApi:
     return MovesApi(cloud, cloud.admin_token())
-
-
-@pytest.fixture
-def ledger(cloud: LocalCloud) -> Iterator[Ledger]:
-    ledger = Ledger(cloud)
-    yield ledger
-    ledger.close()
 
 
 @pytest.fixture(scope="module")

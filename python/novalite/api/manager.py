@@ -568,8 +568,10 @@ class ApiManager:
                 try:
                     # back to the task this one took over from (None, mostly)
                     self.db.update_instance(inst.id, expected_task_state=row.task_state,
-                                            task_state=previous_task, finish_action=row.log_name,
-                                            action_message="Error", **undo)
+                                            task_state=previous_task, **undo)
+                    for entry in self.db.list_instance_actions(inst.id):
+                        if entry.request_id == request_id and entry.finish_time is None:
+                            self.db.finish_instance_action(entry.id, message="Error")
                 except errors.NotFound:
                     pass
             await asyncio.to_thread(roll_back)

@@ -332,15 +332,13 @@ class MoveTasks:
             power = await self._agent(lambda: self.compute.revert_move(
                 migration.source_host, inst.id, migration.id, power_on=power_on))
         except _Failed as e:
-            await self._commit(
-                inst, expected_task_state=TaskState.RESIZE_REVERTING, vm_state=VmState.ERROR,
-                task_state=None, host=migration.source_host, node=migration.source_host,
-                flavor=old, migration=MigrationChange(migration.id, "error"),
-                quota_delta=_negate(old.resize_growth(new)),
-                fault=NewFault(500, f"revertResize failed on {migration.source_host}: {e}"),
-                finish_action=log, action_message="Error",
-                events=[EventStep(log, "compute_revert_resize", result="Error", traceback=str(e),
-                                  close=True)])
+            await self._fail(
+                inst, log, "compute_revert_resize",
+                f"revertResize failed on {migration.source_host}: {e}", traceback=str(e),
+                expected_task_state=TaskState.RESIZE_REVERTING, vm_state=VmState.ERROR,
+                host=migration.source_host, node=migration.source_host, flavor=old,
+                migration=MigrationChange(migration.id, "error"),
+                quota_delta=_negate(old.resize_growth(new)))
             return
         zone = await asyncio.to_thread(self._zone_of, migration.source_host)
         await self._commit(
@@ -440,13 +438,11 @@ class MoveTasks:
         except _Failed as e:
             await self._quiet_agent(lambda: self.compute.delete(dest, inst.id))
             await self.scheduler.move_allocation(migration.id, inst.id)
-            await self._commit(
-                inst, expected_task_state=TaskState.REBUILD_SPAWNING, vm_state=VmState.ERROR,
-                task_state=None, migration=MigrationChange(migration.id, "failed"),
-                fault=NewFault(500, f"Evacuation to {dest} failed: {e}"), finish_action=log,
-                action_message="Error",
-                events=[EventStep(log, "compute_rebuild_instance", result="Error",
-                                  traceback=str(e), close=True)])
+            await self._fail(inst, log, "compute_rebuild_instance",
+                             f"Evacuation to {dest} failed: {e}", traceback=str(e),
+                             expected_task_state=TaskState.REBUILD_SPAWNING,
+                             vm_state=VmState.ERROR,
+                             migration=MigrationChange(migration.id, "failed"))
             return
         zone = await asyncio.to_thread(self._zone_of, dest)
         await self._commit(
@@ -468,9 +464,8 @@ class MoveTasks:
         image = await self._image(inst)
         original = inst.system_metadata.get(ORIG_IMAGE)
         if host is None:
-            await self._commit(inst, task_state=None, finish_action=log, action_message="Error",
-                               fault=NewFault(400, "rebuild: the server is on no host"),
-                               system_metadata={ORIG_IMAGE: None})
+            await self._fail(inst, log, None, "rebuild: the server is on no host", code=400,
+                             system_metadata={ORIG_IMAGE: None})
             return
         if inst.task_state == TaskState.REBUILDING:
             if original is not None and original != (inst.image_id or ""):
@@ -479,14 +474,12 @@ class MoveTasks:
                     await self.scheduler.check_rebuild(self._spec(
                         inst, flavor, image, force_hosts=[host], is_rebuild=True))
                 except errors.NoValidHost as e:
-                    message = f"The image {inst.image_id} cannot run on {host}: {_rejections(e)}"
-                    await self._commit(
-                        inst, expected_task_state=TaskState.REBUILDING, task_state=None,
-                        image_id=original or None, system_metadata={ORIG_IMAGE: None},
-                        fault=NewFault(400, message, {"rejections": [list(r) for r in e.rejections]}),
-                        finish_action=log, action_message="Error",
-                        events=[EventStep(log, "conductor_rebuild_server", result="Error",
-                                          traceback=message, close=True)])
+                    await self._fail(
+                        inst, log, "conductor_rebuild_server",
+                        f"The image {inst.image_id} cannot run on {host}: {_rejections(e)}",
+                        code=400, details={"rejections": [list(r) for r in e.rejections]},
+                        expected_task_state=TaskState.REBUILDING, image_id=original or None,
+                        system_metadata={ORIG_IMAGE: None})
                     return
                 await self._commit(inst, events=[EventStep(log, "conductor_rebuild_server",
                                                            result="Success", close=True)])
@@ -498,13 +491,10 @@ class MoveTasks:
             power = await self._agent(lambda: self.compute.rebuild(
                 host, inst, flavor, image, {}, power_on=not stopped))
         except _Failed as e:
-            await self._commit(
-                inst, expected_task_state=TaskState.REBUILD_SPAWNING, vm_state=VmState.ERROR,
-                task_state=None, system_metadata={ORIG_IMAGE: None},
-                fault=NewFault(500, f"Rebuild on {host} failed: {e}"), finish_action=log,
-                action_message="Error",
-                events=[EventStep(log, "compute_rebuild_instance", result="Error", traceback=str(e),
-                                  close=True)])
+            await self._fail(inst, log, "compute_rebuild_instance",
+                             f"Rebuild on {host} failed: {e}", traceback=str(e),
+                             expected_task_state=TaskState.REBUILD_SPAWNING,
+                             vm_state=VmState.ERROR, system_metadata={ORIG_IMAGE: None})
             return
         await self._commit(
             inst, expected_task_state=TaskState.REBUILD_SPAWNING,
@@ -520,8 +510,7 @@ class MoveTasks:
         log = "shelve"
         host = inst.host
         if host is None:
-            await self._commit(inst, task_state=None, finish_action=log, action_message="Error",
-                               fault=NewFault(400, "shelve: the server is on no host"))
+            await self._fail(inst, log, None, "shelve: the server is on no host", code=400)
             return
         image_id = inst.system_metadata.get(SHELVED_IMAGE_ID)
         if image_id is None:
@@ -531,13 +520,9 @@ class MoveTasks:
         try:
             power, snapshot = await self._agent(lambda: self.compute.shelve(host, inst.id))
         except _Failed as e:
-            await self._commit(
-                inst, expected_task_state=TaskState.SHELVING, task_state=None,
-                system_metadata={SHELVED_IMAGE_ID: None},
-                fault=NewFault(500, f"shelve failed on {host}: {e}"), finish_action=log,
-                action_message="Error",
-                events=[EventStep(log, "compute_shelve_instance", result="Error", traceback=str(e),
-                                  close=True)])
+            await self._fail(inst, log, "compute_shelve_instance", f"shelve failed on {host}: {e}",
+                             traceback=str(e), expected_task_state=TaskState.SHELVING,
+                             system_metadata={SHELVED_IMAGE_ID: None})
             return
         if snapshot is not None:
             await asyncio.to_thread(self._register_snapshot, inst, str(image_id), snapshot)
@@ -576,8 +561,8 @@ class MoveTasks:
 
     async def _unshelve(self, inst: records.Instance) -> None:
         """Nova's unshelve: a shelved server started on its host; an offloaded one
-        placed afresh (an admin may name the host), claimed, and built from its
-        snapshot (or its image, a simulated server having no disk to keep)."""
+        placed afresh (an admin may name the host), claimed, and spawned there from
+        its snapshot (or its image, a simulated server having no disk to keep)."""
         log = "unshelve"
         cleared: dict[str, Any] = {SHELVED_AT: None, SHELVED_HOST: None, SHELVED_IMAGE_ID: None,
                                    UNSHELVE_HOST: None}
@@ -587,12 +572,9 @@ class MoveTasks:
             try:
                 power = await self._agent(lambda: self.compute.action(host, inst.id, "start"))
             except _Failed as e:
-                await self._commit(
-                    inst, expected_task_state=TaskState.UNSHELVING, task_state=None,
-                    fault=NewFault(500, f"unshelve failed on {host}: {e}"), finish_action=log,
-                    action_message="Error",
-                    events=[EventStep(log, "compute_unshelve_instance", result="Error",
-                                      traceback=str(e), close=True)])
+                await self._fail(inst, log, "compute_unshelve_instance",
+                                 f"unshelve failed on {host}: {e}", traceback=str(e),
+                                 expected_task_state=TaskState.UNSHELVING)
                 return
             await self._commit(inst, expected_task_state=TaskState.UNSHELVING,
                                vm_state=VmState.ACTIVE, task_state=None, power_state=power,
@@ -612,14 +594,11 @@ class MoveTasks:
                 [selections] = await self.scheduler.select_destinations(self._spec(
                     inst, flavor, image, requested_host=str(requested) if requested else None))
             except errors.NoValidHost as e:
-                message = f"No valid host was found. {_rejections(e)}"
-                await self._commit(
-                    inst, expected_task_state=TaskState.UNSHELVING, task_state=None,
-                    system_metadata={UNSHELVE_HOST: None},
-                    fault=NewFault(500, message, {"rejections": [list(r) for r in e.rejections]}),
-                    finish_action=log, action_message="Error",
-                    events=[EventStep(log, "conductor_unshelve_instance", result="Error",
-                                      traceback=message, close=True)])
+                await self._fail(inst, log, "conductor_unshelve_instance",
+                                 f"No valid host was found. {_rejections(e)}",
+                                 details={"rejections": [list(r) for r in e.rejections]},
+                                 expected_task_state=TaskState.UNSHELVING,
+                                 system_metadata={UNSHELVE_HOST: None})
                 return
             await self._commit(inst, events=[EventStep(log, "conductor_unshelve_instance",
                                                        result="Success", close=True)])
@@ -636,8 +615,8 @@ class MoveTasks:
                                availability_zone=chosen.availability_zone or inst.availability_zone,
                                events=[EventStep(log, "compute_unshelve_instance")])
             try:
-                power = await self._agent(lambda: self.compute.build(
-                    chosen.host, inst, flavor, image, dict(chosen.allocation)))
+                power = await self._agent(lambda: self.compute.rebuild(
+                    chosen.host, inst, flavor, image, dict(chosen.allocation), power_on=True))
             except _Failed as e:
                 reasons.append(f"{chosen.host}: {e}")
                 await self.scheduler.release(inst.id)
@@ -650,10 +629,9 @@ class MoveTasks:
                 task_state=None, power_state=power, system_metadata=cleared, finish_action=log,
                 events=[EventStep(log, "compute_unshelve_instance", result="Success", close=True)])
             return
-        await self._commit(
-            inst, expected_task_state=TaskState.UNSHELVING, task_state=None, host=None, node=None,
-            fault=NewFault(500, "unshelve failed on every host tried", {"attempts": reasons}),
-            finish_action=log, action_message="Error")
+        await self._fail(inst, log, None, "unshelve failed on every host tried",
+                         details={"attempts": reasons}, expected_task_state=TaskState.UNSHELVING,
+                         host=None, node=None)
 
     # ---- steps shared by the moves ----------------------------------------------------
 
@@ -713,12 +691,9 @@ class MoveTasks:
                        details: Mapping[str, Any] | None = None) -> None:
         """A move that never left its source: back as it was, the action failed."""
         old, new = await self._flavors(migration)
-        await self._commit(
-            inst, task_state=None, migration=MigrationChange(migration.id, "error"),
-            quota_delta=_negate(old.resize_growth(new)),
-            fault=NewFault(code, message, dict(details or {})), finish_action=log,
-            action_message="Error",
-            events=[EventStep(log, event, result="Error", traceback=message, close=True)])
+        await self._fail(inst, log, event, message, code=code, details=details,
+                         migration=MigrationChange(migration.id, "error"),
+                         quota_delta=_negate(old.resize_growth(new)))
 
     async def _roll_back(self, inst: records.Instance, migration: records.Migration, log: str,
                          event: str, reason: str) -> None:
@@ -741,13 +716,10 @@ class MoveTasks:
             vm_state, power = VmState.ERROR, None
             fault += f"; and the server could not be brought back on {migration.source_host}: {e}"
         extra: dict[str, Any] = {} if power is None else {"power_state": power}
-        await self._commit(
-            inst, vm_state=vm_state, task_state=None, host=migration.source_host,
-            node=migration.source_host,
-            migration=MigrationChange(migration.id, "error"),
-            quota_delta=_negate(old.resize_growth(new)),
-            fault=NewFault(500, fault), finish_action=log, action_message="Error",
-            events=[EventStep(log, event, result="Error", traceback=reason, close=True)], **extra)
+        await self._fail(inst, log, event, fault, traceback=reason, vm_state=vm_state,
+                         host=migration.source_host, node=migration.source_host,
+                         migration=MigrationChange(migration.id, "error"),
+                         quota_delta=_negate(old.resize_growth(new)), **extra)
         LOG.warning("%s of %s undone: %s", log, inst.id, fault)
 
     async def _agent_or_roll_back(self, inst: records.Instance, migration: records.Migration,
@@ -769,6 +741,20 @@ class MoveTasks:
                                                            frozenset({migration.status})),
                            events=steps, **changes)
         return await self._get_migration(migration.id)
+
+    async def _fail(self, inst: records.Instance, log: str, event: str | None, message: str, *,
+                    code: int = 500, details: Mapping[str, Any] | None = None,
+                    traceback: str | None = None, **changes: Any) -> None:
+        """End the move's action in Error (its step's event too, the reason as its
+        traceback), the server's task cleared, a fault saying why, with
+        ``changes`` (a vm_state, what the move gives back...) in the same commit."""
+        await self._commit(
+            inst, task_state=None, fault=NewFault(code, message, dict(details or {})),
+            finish_action=log, action_message="Error",
+            events=[] if event is None else [EventStep(log, event, result="Error",
+                                                       traceback=traceback or message,
+                                                       close=True)],
+            **changes)
 
     async def _agent(self, call: Callable[[], Awaitable[T]]) -> T:
         """A compute agent's step; an agent that cannot be reached (or whose
