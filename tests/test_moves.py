@@ -104,6 +104,7 @@ def test_resize_then_confirm(member: MovesApi, admin: MovesApi, ledger: Ledger,
     member.servers.ConfirmResize(servers_pb2.ConfirmResizeRequest(id=server.id))
     confirmed = member.settle(server.id)
     assert (confirmed.status, confirmed.flavor_id) == ("ACTIVE", flavors["medium"].id)
+    assert confirmed.availability_zone == server.availability_zone == "nova"
     ledger.assert_settled(server.id, MEDIUM)
     assert admin.get(server.id).host == dest
     assert admin.migrations(server.id)[0].status == "confirmed"

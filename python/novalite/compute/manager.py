@@ -829,6 +829,8 @@ class ComputeManager:
             try:
                 self._track(h, instance_id, flavor, amounts, force=False)
             except PlacementError as e:
+                if source is not None and source != h.name:
+                    self._rekey(self._hosts[source], migration_id, instance_id)
                 raise errors.ComputeResourcesUnavailable(
                     f"Insufficient compute resources on host {h.name}: {e}") from None
         await self.update_host(host)

@@ -278,7 +278,7 @@ class MoveTasks:
                                                  power_on=migration.old_vm_state == VmState.ACTIVE))
             if power is None:
                 return
-            zone = await asyncio.to_thread(self._zone_of, dest)
+            zone = await asyncio.to_thread(self._zone_of, dest, inst)
             await self._commit(
                 inst, expected_task_state=TaskState.RESIZE_FINISH, vm_state=VmState.RESIZED,
                 task_state=None, power_state=power, host=dest, node=dest,
@@ -340,7 +340,7 @@ class MoveTasks:
                 migration=MigrationChange(migration.id, "error"),
                 quota_delta=_negate(old.resize_growth(new)))
             return
-        zone = await asyncio.to_thread(self._zone_of, migration.source_host)
+        zone = await asyncio.to_thread(self._zone_of, migration.source_host, inst)
         await self._commit(
             inst, expected_task_state=TaskState.RESIZE_REVERTING, vm_state=migration.old_vm_state,
             task_state=None, power_state=power, host=migration.source_host,
@@ -389,7 +389,7 @@ class MoveTasks:
                                                  power_on=True))
             if power is None:
                 return
-            zone = await asyncio.to_thread(self._zone_of, dest)
+            zone = await asyncio.to_thread(self._zone_of, dest, inst)
             await self._commit(
                 inst, expected_task_state=TaskState.MIGRATING, power_state=power, host=dest,
                 node=dest, availability_zone=zone, system_metadata={MOVE_SOURCE: None},
@@ -444,7 +444,7 @@ class MoveTasks:
                              vm_state=VmState.ERROR,
                              migration=MigrationChange(migration.id, "failed"))
             return
-        zone = await asyncio.to_thread(self._zone_of, dest)
+        zone = await asyncio.to_thread(self._zone_of, dest, inst)
         await self._commit(
             inst, expected_task_state=TaskState.REBUILD_SPAWNING,
             vm_state=VmState.STOPPED if stopped else VmState.ACTIVE, task_state=None,
@@ -835,11 +835,17 @@ class MoveTasks:
         provider = self.db.get_host(host).uuid
         return dict(self.db.get_allocations(consumer).get(provider, {}))
 
-    def _zone_of(self, host: str) -> str | None:
+    def _zone_of(self, host: str, inst: records.Instance) -> str | None:
+        """The zone of the host a server moved to, as the scheduler gives it: its
+        aggregates' availability_zone, else its own; else the server keeps its
+        zone (the default one: moves keep a server in its zone)."""
         try:
-            return self.db.get_host(host).availability_zone
+            h = self.db.get_host(host)
         except errors.NotFound:
-            return None
+            return inst.availability_zone
+        zones = sorted(a.metadata["availability_zone"] for a in self.db.list_aggregates()
+                       if a.id in h.aggregates and a.metadata.get("availability_zone"))
+        return zones[0] if zones else (h.availability_zone or inst.availability_zone)
 
     def _register_snapshot(self, inst: records.Instance, image_id: str, path: str) -> None:
         """The shelved server's snapshot as an image (once: a repeated shelve step
