@@ -15,7 +15,7 @@ purpose), so this one case sets the status on the context itself.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any, TypeAlias
+from typing import TYPE_CHECKING, Any, Awaitable, Callable, TypeAlias, TypeVar
 
 import grpc
 import grpc.aio
@@ -29,6 +29,10 @@ if TYPE_CHECKING:  # grpc's classes are generic only in their type stubs
     Context: TypeAlias = grpc.aio.ServicerContext[Any, Any]
 else:
     Context = grpc.aio.ServicerContext
+
+
+T = TypeVar("T")
+R = TypeVar("R")
 
 
 def _host(host: str) -> str:
@@ -81,72 +85,62 @@ class ComputeAgentServicer(compute_agent_pb2_grpc.ComputeAgentServicer):
     # ---- the steps of a move -------------------------------------------------------
 
     async def PrepareMove(self, request: pb.PrepareMoveRequest, context: Context) -> pb.PrepareMoveResponse:
-        try:
-            await self.manager.prepare_move(
-                _host(request.host), request.server_id, convert.flavor_from_proto(request.flavor),
-                convert.allocation(request.allocation), request.migration_id)
-        except errors.BuildFailed as e:
-            _failed(context, e)
-        return pb.PrepareMoveResponse()
+        return await _respond(context, pb.PrepareMoveResponse, self.manager.prepare_move(
+            _host(request.host), request.server_id, convert.flavor_from_proto(request.flavor),
+            convert.allocation(request.allocation), request.migration_id),
+            lambda _: pb.PrepareMoveResponse())
 
     async def MigrateOut(self, request: pb.MigrateOutRequest, context: Context) -> pb.MigrateOutResponse:
-        try:
-            source = await self.manager.migrate_out(_host(request.host), request.server_id,
-                                                    request.migration_id, live=request.live)
-        except errors.BuildFailed as e:
-            _failed(context, e)
-            return pb.MigrateOutResponse()
-        return pb.MigrateOutResponse(source=source)
+        return await _respond(context, pb.MigrateOutResponse, self.manager.migrate_out(
+            _host(request.host), request.server_id, request.migration_id, live=request.live),
+            lambda source: pb.MigrateOutResponse(source=source))
 
     async def FinishMove(self, request: pb.FinishMoveRequest, context: Context) -> pb.PowerStateResponse:
-        try:
-            power = await self.manager.finish_move(
-                _host(request.host), request.server_id, request.name,
-                convert.flavor_from_proto(request.flavor), _image(request), request.source,
-                power_on=request.power_on)
-        except errors.BuildFailed as e:
-            _failed(context, e)
-            return pb.PowerStateResponse()
-        return pb.PowerStateResponse(power_state=convert.power_state(power))
+        return await _respond(context, pb.PowerStateResponse, self.manager.finish_move(
+            _host(request.host), request.server_id, request.name,
+            convert.flavor_from_proto(request.flavor), _image(request), request.source,
+            power_on=request.power_on), _power)
 
     async def RevertMove(self, request: pb.RevertMoveRequest, context: Context) -> pb.PowerStateResponse:
-        try:
-            power = await self.manager.revert_move(_host(request.host), request.server_id,
-                                                   request.migration_id, power_on=request.power_on)
-        except errors.BuildFailed as e:
-            _failed(context, e)
-            return pb.PowerStateResponse()
-        return pb.PowerStateResponse(power_state=convert.power_state(power))
+        return await _respond(context, pb.PowerStateResponse, self.manager.revert_move(
+            _host(request.host), request.server_id, request.migration_id,
+            power_on=request.power_on), _power)
 
     async def ConfirmMove(self, request: pb.ConfirmMoveRequest, context: Context) -> pb.ConfirmMoveResponse:
-        try:
-            await self.manager.confirm_move(_host(request.host), request.server_id,
-                                            request.migration_id)
-        except errors.BuildFailed as e:
-            _failed(context, e)
-        return pb.ConfirmMoveResponse()
+        return await _respond(context, pb.ConfirmMoveResponse, self.manager.confirm_move(
+            _host(request.host), request.server_id, request.migration_id),
+            lambda _: pb.ConfirmMoveResponse())
 
     async def RebuildInstance(self, request: pb.RebuildInstanceRequest,
                               context: Context) -> pb.PowerStateResponse:
-        try:
-            power = await self.manager.rebuild(
-                _host(request.host), request.server_id, request.name,
-                convert.flavor_from_proto(request.flavor), _image(request),
-                convert.allocation(request.allocation), power_on=request.power_on)
-        except errors.BuildFailed as e:
-            _failed(context, e)
-            return pb.PowerStateResponse()
-        return pb.PowerStateResponse(power_state=convert.power_state(power))
+        return await _respond(context, pb.PowerStateResponse, self.manager.rebuild(
+            _host(request.host), request.server_id, request.name,
+            convert.flavor_from_proto(request.flavor), _image(request),
+            convert.allocation(request.allocation), power_on=request.power_on), _power)
 
     async def ShelveInstance(self, request: pb.ShelveInstanceRequest,
                              context: Context) -> pb.ShelveInstanceResponse:
-        try:
-            power, snapshot = await self.manager.shelve(_host(request.host), request.server_id)
-        except errors.BuildFailed as e:
-            _failed(context, e)
-            return pb.ShelveInstanceResponse()
-        return pb.ShelveInstanceResponse(power_state=convert.power_state(power),
-                                         snapshot=snapshot or "")
+        return await _respond(
+            context, pb.ShelveInstanceResponse,
+            self.manager.shelve(_host(request.host), request.server_id),
+            lambda done: pb.ShelveInstanceResponse(power_state=convert.power_state(done[0]),
+                                                   snapshot=done[1] or ""))
+
+
+async def _respond(context: Context, empty: Callable[[], R], call: Awaitable[T],
+                   response: Callable[[T], R]) -> R:
+    """A move step's response, or (its step could not be done) the status that
+    says so and an empty response."""
+    try:
+        done = await call
+    except errors.BuildFailed as e:
+        _failed(context, e)
+        return empty()
+    return response(done)
+
+
+def _power(power: int) -> pb.PowerStateResponse:
+    return pb.PowerStateResponse(power_state=convert.power_state(power))
 
 
 __all__ = ["ComputeAgentServicer"]
