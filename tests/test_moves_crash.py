@@ -6,9 +6,10 @@ or ERROR with a fault). Evacuation of a host that is down lives here too: it
 needs an agent killed. Every step of a move waits a second first (the agents'
 test hook), which gives the test its moment to kill.
 
-The last test fills every host the database says has room: an allocation the
-scheduler's memory kept after the moves (and the restarts) would leave a host
-looking full, and a server without a host."""
+At the end every host the database says has room is filled (after the moves and
+restarts, and again after the scheduler itself was restarted mid-move): an
+allocation the scheduler's memory kept would leave a host looking full, and a
+server without a host."""
 
 from __future__ import annotations
 
@@ -299,8 +300,15 @@ def test_agent_killed_during_an_evacuation_of_the_whole_host(
 def test_after_the_crashes_every_host_with_room_takes_a_server(
         cloud: LocalCloud, admin: MovesApi, ledger: Ledger) -> None:
     """Fill what the database says is free, to the last MiB of each host: the
-    scheduler's memory (kept through every move above, two restarts of the
-    conductor and of an agent) must find room for each server, then none."""
+    scheduler's memory (kept through every move above and the restarts of the
+    conductor and of the agents) must find room for each server, then none."""
+    _fill_every_host(admin)
+
+
+def _fill_every_host(admin: MovesApi) -> None:
+    """Boot, on each host that is up, a server of exactly the RAM the database says
+    it has left; then one more, which must find no host. The servers are deleted
+    afterwards."""
     hosts = {h.name: h for h in admin.hosts.ListHosts(hosts_pb2.ListHostsRequest()).hosts
              if h.state == hosts_pb2.SERVICE_STATE_UP}
     free = {}
@@ -325,3 +333,30 @@ def test_after_the_crashes_every_host_with_room_takes_a_server(
     [extra] = admin.servers.CreateServer(servers_pb2.CreateServerRequest(
         name="no-room", flavor_id=last.id)).servers
     assert admin.settle(extra.id).status == "ERROR"
+    for sid in [*ids, extra.id]:
+        admin.servers.DeleteServer(servers_pb2.DeleteServerRequest(id=sid))
+    for sid in [*ids, extra.id]:
+        admin.gone(sid)
+
+
+def test_scheduler_killed_before_a_move_schedules_and_started_again(
+        cloud: LocalCloud, admin: MovesApi, ledger: Ledger, flavors: dict[str, Any]) -> None:
+    """The move waits for its scheduler, which reloads what it holds (the open
+    moves' migrations included) from the database."""
+    waiting = _boot(admin, flavors, "compute-002")
+    admin.servers.ResizeServer(servers_pb2.ResizeServerRequest(id=waiting.id,
+                                                                flavor_id=flavors["medium"].id))
+    assert admin.settle(waiting.id).status == "VERIFY_RESIZE"
+    server = _boot(admin, flavors, "compute-003")
+    cloud.kill("scheduler")
+    admin.servers.MigrateServer(servers_pb2.MigrateServerRequest(id=server.id))
+    time.sleep(1.0)
+    assert admin.get(server.id).status == "RESIZE"  # waiting for its scheduler
+    cloud.restart("scheduler")
+    moved = admin.settle(server.id)
+    assert moved.status == "VERIFY_RESIZE" and moved.host != "compute-003"
+    for sid in (server.id, waiting.id):
+        admin.servers.ConfirmResize(servers_pb2.ConfirmResizeRequest(id=sid))
+        assert admin.settle(sid).status == "ACTIVE"
+        ledger.assert_settled(sid)
+    _fill_every_host(admin)

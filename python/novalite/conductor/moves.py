@@ -87,6 +87,45 @@ class ComputeAPI(Protocol):
     async def shelve(self, host: str, instance_id: str) -> tuple[int, str | None]: ...
 
 
+class _PatientScheduler:
+    """The scheduler as a move calls it: a scheduler that cannot be reached (being
+    restarted) is waited for, up to ``timeout`` seconds, as an agent is."""
+
+    def __init__(self, scheduler: SchedulerAPI, timeout: float) -> None:
+        self._scheduler = scheduler
+        self._timeout = timeout
+
+    async def _patiently(self, call: Callable[[], Awaitable[T]]) -> T:
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + self._timeout
+        while True:
+            try:
+                return await call()
+            except errors.Unavailable:
+                if loop.time() >= deadline:
+                    raise
+                await asyncio.sleep(0.5)
+
+    async def select_destinations(self, spec: RequestSpec, *,
+                                  migration: str | None = None) -> list[list[Selection]]:
+        return await self._patiently(lambda: self._scheduler.select_destinations(
+            spec, migration=migration))
+
+    async def release(self, instance_uuid: str) -> None:
+        await self._patiently(lambda: self._scheduler.release(instance_uuid))
+
+    async def claim_alternate(self, instance_uuid: str, host: str,
+                              allocation: Mapping[str, int]) -> bool:
+        return await self._patiently(lambda: self._scheduler.claim_alternate(
+            instance_uuid, host, allocation))
+
+    async def move_allocation(self, source: str, target: str) -> None:
+        await self._patiently(lambda: self._scheduler.move_allocation(source, target))
+
+    async def check_rebuild(self, spec: RequestSpec) -> None:
+        await self._patiently(lambda: self._scheduler.check_rebuild(spec))
+
+
 class _Gone(Exception):
     """The server was deleted, or another action took it over: the move stops."""
 
@@ -107,7 +146,7 @@ class MoveTasks:
                  allow_resize_to_same_host: bool = False, shelved_offload_time: int = 0,
                  resize_confirm_window: int = 0, retry_timeout: float = 60.0) -> None:
         self.db = db
-        self.scheduler = scheduler
+        self.scheduler: SchedulerAPI = _PatientScheduler(scheduler, retry_timeout)
         self.compute = compute
         self.allow_resize_to_same_host = allow_resize_to_same_host
         self.shelved_offload_time = shelved_offload_time
