@@ -28,7 +28,7 @@ import uuid
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
-from typing import Any, Awaitable, Callable, Sequence
+from typing import Any, Awaitable, Callable, Mapping, Sequence
 
 import grpc
 import grpc.aio
@@ -49,6 +49,8 @@ from novalite.objects.lifecycle import HYPERVISOR_ACTIONS as ACTIONS
 from novalite.objects.records import Inventory, NewFault
 from novalite.objects.states import PowerState, TaskState, VmState
 from novalite.rpc.novalite.compute.v1 import (
+    aggregates_pb2,
+    aggregates_pb2_grpc,
     flavors_pb2,
     flavors_pb2_grpc,
     hosts_pb2,
@@ -114,9 +116,13 @@ class FakeConductor:
 @dataclass
 class FakeScheduler:
     changed: list[str] = field(default_factory=list)
+    aggregate_refreshes: int = 0
 
-    async def host_changed(self, host: str) -> None:
-        self.changed.append(host)
+    async def hosts_changed(self, hosts: Sequence[str]) -> None:
+        self.changed.extend(hosts)
+
+    async def aggregates_changed(self) -> None:
+        self.aggregate_refreshes += 1
 
 
 def make_settings(tmp_path: Path, db_url: str, **overrides: Any) -> Settings:
@@ -205,9 +211,9 @@ class Api:
 
 
 def run(tmp_path: Path, db_url: str, scenario: Callable[[Api], Awaitable[None]],
-        **start_kwargs: Any) -> None:
+        settings_overrides: Mapping[str, Any] | None = None, **start_kwargs: Any) -> None:
     async def main() -> None:
-        settings = make_settings(tmp_path, db_url)
+        settings = make_settings(tmp_path, db_url, **(settings_overrides or {}))
         signer = TokenSigner(SECRET)
         conductor, scheduler = FakeConductor(), FakeScheduler()
         running = await service.start(settings, signer=signer, conductor=conductor,
@@ -609,12 +615,22 @@ def test_forcing_a_host_is_for_admins(tmp_path: Path, db_url: str) -> None:
         assert bad_field(await failure(api.servers("admin").CreateServer(request))) == \
             "availability_zone"
         nothing_written(api)
-        # a zone that exists (an aggregate's) and the default zone are fine
-        api.db.create_aggregate("rack-1", metadata={"availability_zone": "az-1"})
+        # a zone with an enabled host (an aggregate's, or the default zone) is fine
+        add_host(api.db, "compute-1")
+        add_host(api.db, "compute-2")
+        rack = api.db.create_aggregate("rack-1", metadata={"availability_zone": "az-1"})
+        api.db.add_aggregate_host(rack.id, "compute-2")
         for zone in ("az-1", "nova"):
             [server] = await api.boot(flavor_id, image_id, availability_zone=zone)
             assert server.availability_zone == zone
             assert api.conductor.builds[-1]["availability_zone"] == zone
+        # Nova's: not a zone without hosts, nor one whose hosts are all disabled
+        api.db.create_aggregate("rack-2", metadata={"availability_zone": "az-2"})
+        api.db.disable_service("compute-2", "compute")
+        for zone, why in (("az-2", "unknown availability zone 'az-2'"),
+                          ("az-1", "availability zone 'az-1' is not available")):
+            error = await failure(api.boot(flavor_id, image_id, availability_zone=zone))
+            assert bad_field(error) == "availability_zone" and why in (error.details() or "")
     run(tmp_path, db_url, scenario)
 
 
@@ -630,8 +646,10 @@ def test_an_admin_forces_a_host_with_novas_zone_forms(tmp_path: Path, db_url: st
                                                       node: str | None) -> None:
     async def scenario(api: Api) -> None:
         flavor_id, image_id = await seeded(api, tmp_path)
-        api.db.upsert_host("compute-1")
-        api.db.create_aggregate("rack-1", metadata={"availability_zone": "az-1"})
+        add_host(api.db, "compute-1")
+        add_host(api.db, "compute-2")
+        rack = api.db.create_aggregate("rack-1", metadata={"availability_zone": "az-1"})
+        api.db.add_aggregate_host(rack.id, "compute-2")
         [server] = await api.boot(flavor_id, image_id, who="admin", availability_zone=text)
         assert server.availability_zone == (zone or "")
         assert api.conductor.builds[-1]["availability_zone"] == zone
@@ -649,7 +667,7 @@ def test_a_bad_forced_host_is_refused_and_writes_nothing(tmp_path: Path, db_url:
                                                           why: str) -> None:
     async def scenario(api: Api) -> None:
         flavor_id, image_id = await seeded(api, tmp_path)
-        api.db.upsert_host("compute-1")
+        add_host(api.db, "compute-1")
         error = await failure(api.boot(flavor_id, image_id, who="admin", availability_zone=text))
         assert bad_field(error) == "availability_zone" and why in (error.details() or "")
         nothing_written(api, projects=("admin-project",))
@@ -727,6 +745,8 @@ def test_bad_flavors_name_the_field_and_write_nothing(tmp_path: Path, db_url: st
                  ({"ephemeral_gb": -1}, "ephemeral_gb"), ({"swap": -1}, "swap"),
                  ({"name": ""}, "name"), ({"name": "x" * 256}, "name"),
                  ({"extra_specs": {"trait:HW_CPU_X86_AVX": "maybe"}}, "extra_specs.trait:HW_CPU_X86_AVX"),
+                 ({"extra_specs": {"trait:avx2": "required"}}, "extra_specs.trait:avx2"),
+                 ({"extra_specs": {"resources:CUSTOM_GPU": "1"}}, "extra_specs.resources:CUSTOM_GPU"),
                  ({"extra_specs": {"resources:VCPU": "-2"}}, "extra_specs.resources:VCPU"),
                  ({"extra_specs": {"resources:GPU": "1"}}, "extra_specs.resources:GPU"),
                  ({"extra_specs": {f"k{i}": "v" for i in range(129)}}, "extra_specs")]
@@ -864,6 +884,64 @@ def test_flavors(tmp_path: Path, db_url: str) -> None:
         assert error.code() is Code.NOT_FOUND
         # the name is free again
         await stub.CreateFlavor(flavors_pb2.CreateFlavorRequest(name="m1.small", vcpus=1, memory_mb=1))
+    run(tmp_path, db_url, scenario)
+
+
+def test_private_flavors_serve_the_projects_given_access(tmp_path: Path, db_url: str) -> None:
+    """Nova's flavor access: a private flavor is seen and used by admins and the
+    projects given access, by no one else; taking access away keeps the servers."""
+    async def scenario(api: Api) -> None:
+        image_id = await api.image(tmp_path)
+        secret = await api.flavor("gold", is_public=False)
+        public = await api.flavor("m1.small")
+        admin = api.flavors()
+
+        async def visible(who: str) -> list[str]:
+            return [f.name for f in (await api.flavors(who).ListFlavors(
+                flavors_pb2.ListFlavorsRequest())).flavors]
+
+        assert await visible("a") == ["m1.small"]
+        assert bad_field(await failure(api.boot(secret, image_id, who="a"))) == "flavor_id"
+        granted = await admin.AddFlavorAccess(flavors_pb2.AddFlavorAccessRequest(
+            flavor_id=secret, project_id="project-a"))
+        assert (granted.flavor_id, list(granted.project_ids)) == (secret, ["project-a"])
+        assert await visible("a") == ["gold", "m1.small"]
+        assert await visible("b") == ["m1.small"]
+        assert (await api.flavors("a").GetFlavor(flavors_pb2.GetFlavorRequest(id=secret))).name == "gold"
+        error = await failure(api.flavors("b").GetFlavor(flavors_pb2.GetFlavorRequest(id=secret)))
+        assert error.code() is Code.NOT_FOUND
+        [server] = await api.boot(secret, image_id, who="a")
+        assert bad_field(await failure(api.boot(secret, image_id, who="b"))) == "flavor_id"
+
+        # Nova's refusals: no access list for a public flavor, no access twice,
+        # none to take away; admins only
+        for call in (admin.AddFlavorAccess(flavors_pb2.AddFlavorAccessRequest(
+                         flavor_id=public, project_id="project-a")),
+                     admin.ListFlavorAccess(flavors_pb2.ListFlavorAccessRequest(flavor_id=public))):
+            assert (await failure(call)).code() is Code.FAILED_PRECONDITION
+        error = await failure(admin.AddFlavorAccess(flavors_pb2.AddFlavorAccessRequest(
+            flavor_id=secret, project_id="project-a")))
+        assert error.code() is Code.ABORTED
+        error = await failure(admin.RemoveFlavorAccess(flavors_pb2.RemoveFlavorAccessRequest(
+            flavor_id=secret, project_id="project-b")))
+        assert error.code() is Code.NOT_FOUND
+        assert bad_field(await failure(admin.AddFlavorAccess(flavors_pb2.AddFlavorAccessRequest(
+            flavor_id=secret, project_id="")))) == "project_id"
+        error = await failure(api.flavors("a").AddFlavorAccess(flavors_pb2.AddFlavorAccessRequest(
+            flavor_id=secret, project_id="project-a")))
+        assert error.code() is Code.PERMISSION_DENIED
+        await admin.AddFlavorAccess(flavors_pb2.AddFlavorAccessRequest(
+            flavor_id=secret, project_id="project-c"))
+        listed = await admin.ListFlavorAccess(flavors_pb2.ListFlavorAccessRequest(flavor_id=secret))
+        assert list(listed.project_ids) == ["project-a", "project-c"]
+
+        left = await admin.RemoveFlavorAccess(flavors_pb2.RemoveFlavorAccessRequest(
+            flavor_id=secret, project_id="project-a"))
+        assert list(left.project_ids) == ["project-c"]
+        assert await visible("a") == ["m1.small"]
+        assert bad_field(await failure(api.boot(secret, image_id, who="a"))) == "flavor_id"
+        got = await api.servers("a").GetServer(servers_pb2.GetServerRequest(id=server.id))
+        assert got.flavor_id == secret
     run(tmp_path, db_url, scenario)
 
 
@@ -1053,6 +1131,189 @@ def add_host(db: Database, name: str, *, up: bool = True) -> Any:
                      "MEMORY_MB": Inventory(65536, reserved=512),
                      "DISK_GB": Inventory(1000, reserved=10, allocation_ratio=1.5)},
         vcpus_used=2, free_ram_mb=60000, free_disk_mb=900_000, num_instances=1)
+
+
+def test_aggregates_and_zones_follow_novas_rules(tmp_path: Path, db_url: str) -> None:
+    """os-aggregates: create, rename, zone, hosts, metadata, delete; each change
+    committed and every scheduler told (the fake counts the refreshes), each
+    refusal changing nothing and telling nobody."""
+    async def scenario(api: Api) -> None:
+        for name in ("compute-1", "compute-2", "compute-3"):
+            add_host(api.db, name)
+        stub = aggregates_pb2_grpc.AggregatesStub(api.channel("admin"))
+        told = lambda: api.scheduler.aggregate_refreshes  # noqa: E731
+
+        rack = await stub.CreateAggregate(aggregates_pb2.CreateAggregateRequest(
+            name="rack-1", availability_zone="az-1", metadata={"ssd": "true"}))
+        assert (rack.name, rack.availability_zone, dict(rack.metadata), list(rack.hosts)) == (
+            "rack-1", "az-1", {"availability_zone": "az-1", "ssd": "true"}, [])
+        assert told() == 1
+        for host in ("compute-2", "compute-1"):
+            rack = await stub.AddAggregateHost(aggregates_pb2.AddAggregateHostRequest(
+                id=rack.id, host=host))
+        assert list(rack.hosts) == ["compute-1", "compute-2"] and told() == 3
+        gpu = await stub.CreateAggregate(aggregates_pb2.CreateAggregateRequest(name="gpu"))
+        assert gpu.availability_zone == "" and told() == 4
+
+        async def refused(call: Any, code: grpc.StatusCode, why: str = "") -> None:
+            before = told()
+            error = await failure(call)
+            assert error.code() is code, (error.code(), error.details())
+            assert why in (error.details() or ""), error.details()
+            assert told() == before
+
+        await refused(stub.CreateAggregate(aggregates_pb2.CreateAggregateRequest(name="gpu")),
+                      Code.ABORTED, "already exists")
+        await refused(stub.AddAggregateHost(aggregates_pb2.AddAggregateHostRequest(
+            id=rack.id, host="compute-1")), Code.ABORTED)
+        await refused(stub.AddAggregateHost(aggregates_pb2.AddAggregateHostRequest(
+            id=rack.id, host="compute-9")), Code.NOT_FOUND)
+        await refused(stub.RemoveAggregateHost(aggregates_pb2.RemoveAggregateHostRequest(
+            id=rack.id, host="compute-3")), Code.NOT_FOUND)
+        await refused(stub.GetAggregate(aggregates_pb2.GetAggregateRequest(id="nope")),
+                      Code.NOT_FOUND)
+        await refused(stub.DeleteAggregate(aggregates_pb2.DeleteAggregateRequest(id=rack.id)),
+                      Code.FAILED_PRECONDITION, "not empty")
+        # a host is in one zone at most
+        other = await stub.CreateAggregate(aggregates_pb2.CreateAggregateRequest(
+            name="rack-2", availability_zone="az-2"))
+        await refused(stub.AddAggregateHost(aggregates_pb2.AddAggregateHostRequest(
+            id=other.id, host="compute-1")), Code.FAILED_PRECONDITION, "already in availability zone az-1")
+        await stub.AddAggregateHost(aggregates_pb2.AddAggregateHostRequest(id=gpu.id, host="compute-1"))
+        await refused(stub.SetAggregateMetadata(aggregates_pb2.SetAggregateMetadataRequest(
+            id=gpu.id, metadata={"availability_zone": "az-2"})), Code.FAILED_PRECONDITION,
+            "one zone at most")
+        # a host with servers keeps its zone
+        flavor_id, image_id = await seeded(api, tmp_path)
+        [server] = await api.boot(flavor_id, image_id)
+        api.db.update_instance(server.id, host="compute-2", node="compute-2")
+        for call in (stub.UpdateAggregate(aggregates_pb2.UpdateAggregateRequest(
+                         id=rack.id, availability_zone="az-9")),
+                     stub.RemoveAggregateHost(aggregates_pb2.RemoveAggregateHostRequest(
+                         id=rack.id, host="compute-2")),
+                     stub.SetAggregateMetadata(aggregates_pb2.SetAggregateMetadataRequest(
+                         id=rack.id, unset=["availability_zone"]))):
+            await refused(call, Code.FAILED_PRECONDITION, "compute-2 has 1 server(s)")
+        api.db.update_instance(server.id, host="compute-3", node="compute-3")
+        await refused(stub.AddAggregateHost(aggregates_pb2.AddAggregateHostRequest(
+            id=other.id, host="compute-3")), Code.FAILED_PRECONDITION,
+            "cannot change from 'nova' to 'az-2'")
+        api.db.delete_instance(server.id)
+
+        # bad input names the field
+        for call, field_name in (
+                (stub.CreateAggregate(aggregates_pb2.CreateAggregateRequest(name="")), "name"),
+                (stub.CreateAggregate(aggregates_pb2.CreateAggregateRequest(
+                    name="x", availability_zone="a:b")), "availability_zone"),
+                (stub.CreateAggregate(aggregates_pb2.CreateAggregateRequest(
+                    name="x", metadata={"bad/key": "1"})), "metadata"),
+                (stub.UpdateAggregate(aggregates_pb2.UpdateAggregateRequest(id=rack.id)), "name"),
+                (stub.SetAggregateMetadata(aggregates_pb2.SetAggregateMetadataRequest(
+                    id=rack.id, metadata={"k": "v"}, unset=["k"])), "unset"),
+                (stub.SetAggregateMetadata(aggregates_pb2.SetAggregateMetadataRequest(
+                    id=rack.id, metadata={"availability_zone": ""})), "metadata.availability_zone"),
+                (stub.SetAggregateMetadata(aggregates_pb2.SetAggregateMetadataRequest(id=rack.id)),
+                 "metadata")):
+            before = told()
+            assert bad_field(await failure(call)) == field_name
+            assert told() == before
+        error = await failure(aggregates_pb2_grpc.AggregatesStub(api.channel("a")).ListAggregates(
+            aggregates_pb2.ListAggregatesRequest()))
+        assert error.code() is Code.PERMISSION_DENIED
+
+        # rename and move a zone whose hosts have no servers; metadata set and unset
+        rack = await stub.UpdateAggregate(aggregates_pb2.UpdateAggregateRequest(
+            id=rack.id, name="rack-one", availability_zone="az-east"))
+        assert (rack.name, rack.availability_zone) == ("rack-one", "az-east")
+        rack = await stub.SetAggregateMetadata(aggregates_pb2.SetAggregateMetadataRequest(
+            id=rack.id, metadata={"max_instances_per_host": "4"}, unset=["ssd", "never-set"]))
+        assert dict(rack.metadata) == {"availability_zone": "az-east", "max_instances_per_host": "4"}
+        assert (await stub.GetAggregate(aggregates_pb2.GetAggregateRequest(id=rack.id))) == rack
+        listed = await stub.ListAggregates(aggregates_pb2.ListAggregatesRequest())
+        assert [a.name for a in listed.aggregates] == ["gpu", "rack-2", "rack-one"]
+
+        # the zones: those with hosts; hosts for admins only
+        api.db.disable_service("compute-3", "compute")
+        zones = aggregates_pb2_grpc.AvailabilityZonesStub(api.channel("admin"))
+        reply = await zones.ListAvailabilityZones(aggregates_pb2.ListAvailabilityZonesRequest())
+        assert [(z.name, z.available, [(h.name, h.up, h.enabled) for h in z.hosts])
+                for z in reply.availability_zones] == [
+            ("az-east", True, [("compute-1", True, True), ("compute-2", True, True)]),
+            ("nova", False, [("compute-3", True, False)])]
+        member = aggregates_pb2_grpc.AvailabilityZonesStub(api.channel("a"))
+        reply = await member.ListAvailabilityZones(aggregates_pb2.ListAvailabilityZonesRequest())
+        assert [(z.name, z.available, len(z.hosts)) for z in reply.availability_zones] == [
+            ("az-east", True, 0), ("nova", False, 0)]
+
+        before = told()
+        for host in ("compute-1", "compute-2"):
+            await stub.RemoveAggregateHost(aggregates_pb2.RemoveAggregateHostRequest(id=rack.id, host=host))
+        await stub.DeleteAggregate(aggregates_pb2.DeleteAggregateRequest(id=rack.id))
+        assert told() == before + 3
+        assert [a.name for a in api.db.list_aggregates()] == ["gpu", "rack-2"]
+    run(tmp_path, db_url, scenario)
+
+
+def test_host_traits_an_admin_sets_beside_the_cpu_ones(tmp_path: Path, db_url: str) -> None:
+    async def scenario(api: Api) -> None:
+        host = add_host(api.db, "compute-1")
+        api.db.set_reported_traits(host.uuid, ["HW_CPU_X86_SSE2"])
+        stub = api.hosts()
+        added = await stub.AddHostTrait(hosts_pb2.HostTraitRequest(name="compute-1", trait="CUSTOM_GPU"))
+        assert list(added.traits) == ["CUSTOM_GPU", "HW_CPU_X86_SSE2"]
+        await stub.AddHostTrait(hosts_pb2.HostTraitRequest(name="compute-1", trait="STORAGE_DISK_SSD"))
+        [listed] = (await stub.ListHosts(hosts_pb2.ListHostsRequest())).hosts
+        assert list(listed.traits) == ["CUSTOM_GPU", "HW_CPU_X86_SSE2", "STORAGE_DISK_SSD"]
+        assert api.scheduler.changed == ["compute-1", "compute-1"]
+        for trait in ("custom_gpu", "HW_CPU_X86_AVX2", ""):
+            assert bad_field(await failure(stub.AddHostTrait(hosts_pb2.HostTraitRequest(
+                name="compute-1", trait=trait)))) == "trait"
+        for call, code in (
+                (stub.AddHostTrait(hosts_pb2.HostTraitRequest(name="compute-1", trait="CUSTOM_GPU")),
+                 Code.ABORTED),
+                (stub.AddHostTrait(hosts_pb2.HostTraitRequest(name="compute-9", trait="CUSTOM_GPU")),
+                 Code.NOT_FOUND),
+                (stub.RemoveHostTrait(hosts_pb2.HostTraitRequest(name="compute-1", trait="CUSTOM_NO")),
+                 Code.NOT_FOUND),
+                (api.hosts("a").AddHostTrait(hosts_pb2.HostTraitRequest(
+                    name="compute-1", trait="CUSTOM_MINE")), Code.PERMISSION_DENIED)):
+            assert (await failure(call)).code() is code
+        assert api.scheduler.changed == ["compute-1", "compute-1"]  # refusals tell nobody
+        removed = await stub.RemoveHostTrait(hosts_pb2.HostTraitRequest(name="compute-1", trait="CUSTOM_GPU"))
+        assert list(removed.traits) == ["HW_CPU_X86_SSE2", "STORAGE_DISK_SSD"]
+        assert api.scheduler.changed == ["compute-1"] * 3
+    run(tmp_path, db_url, scenario)
+
+
+def test_a_group_the_scheduler_cannot_enforce_is_refused(tmp_path: Path, db_url: str) -> None:
+    """Nova's UnsupportedPolicyException, said at once: anti-affinity without
+    ServerGroupAntiAffinityFilter, soft-affinity without its weigher."""
+    async def scenario(api: Api) -> None:
+        flavor_id, image_id = await seeded(api, tmp_path)
+        groups = api.groups("a")
+        for policy, why in (("anti-affinity", "ServerGroupAntiAffinityFilter is not in the "
+                                              "scheduler's enabled_filters"),
+                            ("soft-affinity", "ServerGroupSoftAffinityWeigher is not in the "
+                                              "scheduler's weight_classes")):
+            error = await failure(groups.CreateServerGroup(server_groups_pb2.CreateServerGroupRequest(
+                name="g", policy=policy)))
+            assert error.code() is Code.FAILED_PRECONDITION
+            assert (error.details() or "").startswith(f"policy: server group policy {policy!r} "
+                                                      "is not supported here: " + why), error.details()
+        # a group made before the scheduler's settings changed: its servers are refused
+        old = api.db.create_server_group(name="old", project_id="project-a", user_id="alice",
+                                         policy="anti-affinity")
+        error = await failure(api.boot(flavor_id, image_id,
+                                       scheduler_hints=servers_pb2.SchedulerHints(group=old.id)))
+        assert error.code() is Code.FAILED_PRECONDITION
+        assert "scheduler_hints.group: server group policy 'anti-affinity'" in (error.details() or "")
+        nothing_written(api)
+        ok = await groups.CreateServerGroup(server_groups_pb2.CreateServerGroupRequest(
+            name="together", policy="affinity"))
+        await api.boot(flavor_id, image_id, scheduler_hints=servers_pb2.SchedulerHints(group=ok.id))
+    run(tmp_path, db_url, scenario, settings_overrides={
+        "scheduler.enabled_filters": ["ComputeFilter", "ServerGroupAffinityFilter"],
+        "scheduler.weight_classes": ["RAMWeigher", "ServerGroupSoftAntiAffinityWeigher"]})
 
 
 def test_hosts(tmp_path: Path, db_url: str) -> None:

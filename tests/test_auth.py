@@ -230,7 +230,10 @@ def test_the_policy_follows_the_roles_of_the_design() -> None:
     assert admin_only == {
         "CreateFlavor", "DeleteFlavor", "SetFlavorExtraSpecs", "UnsetFlavorExtraSpecs",
         "ListHosts", "EnableHost", "DisableHost", "SetQuota", "CreateToken",
-        "CreateImage", "DeleteImage",
+        "CreateImage", "DeleteImage", "AddFlavorAccess", "RemoveFlavorAccess", "ListFlavorAccess",
+        "CreateAggregate", "GetAggregate", "ListAggregates", "UpdateAggregate", "DeleteAggregate",
+        "AddAggregateHost", "RemoveAggregateHost", "SetAggregateMetadata", "AddHostTrait",
+        "RemoveHostTrait",
         # the moves an operator makes (Nova's admin-only policies), and their record
         "MigrateServer", "LiveMigrateServer", "EvacuateServer", "ShelveOffloadServer",
         "ListMigrations",

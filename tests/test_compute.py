@@ -158,10 +158,10 @@ class Cloud:
         return self.flavors[name]
 
     async def server(self, flavor: records.Flavor, name: str = "vm",
-                     image_id: str | None = None) -> records.Instance:
+                     image_id: str | None = None, group_id: str | None = None) -> records.Instance:
         created: list[records.Instance] = await self.q(
             self.db.create_instances, project_id="p-1", user_id="u-1", name=name,
-            flavor_id=flavor.id, image_id=image_id)
+            flavor_id=flavor.id, image_id=image_id, group_id=group_id)
         return created[0]
 
     async def place(self, inst: records.Instance, host: str,
@@ -402,6 +402,64 @@ def test_failed_builds_are_counted_reset_and_disable_the_host(tmp_path: Path, db
         # and the count starts afresh for when an admin enables it again
         assert (await cloud.view("compute-002"))["failed_builds"] == 0
     run(tmp_path, db_url, scenario, fail_builds_on={"compute-002"})
+
+
+# --- server groups: the late check -----------------------------------------------------------
+
+def test_the_late_check_keeps_a_groups_policy_under_racing_builds(tmp_path: Path, db_url: str) -> None:
+    """Nova's _validate_instance_group_policy: builds that raced past the scheduler
+    (here: the test places them as a stale scheduler would) are refused on a host
+    that would break the group's policy, ABORTED so that the conductor moves to an
+    alternate, and not counted as the host's failed builds."""
+    async def scenario(cloud: Cloud) -> None:
+        flavor = await cloud.flavor("tiny", vcpus=1, memory_mb=256, root_gb=1, swap=0)
+
+        async def group(policy: str, max_per_host: int | None = None) -> str:
+            g = await cloud.q(cloud.db.create_server_group, name=policy, project_id="p-1",
+                              user_id="u-1", policy=policy, max_server_per_host=max_per_host)
+            return str(g.id)
+
+        async def build(group_id: str, host: str) -> str:
+            inst, alloc = await cloud.place(await cloud.server(flavor, group_id=group_id), host, flavor)
+            try:
+                await cloud.rpc.build(host, inst, flavor, None, alloc)
+            except BuildFailed as e:
+                return str(e)
+            return "ok"
+
+        spread = await group("anti-affinity")
+        assert await build(spread, "compute-001") == "ok"
+        refused = await build(spread, "compute-001")
+        assert refused.startswith("ABORTED: Anti-affinity instance group policy was violated: "
+                                  "host compute-001 already has 1 member(s)"), refused
+        assert await build(spread, "compute-002") == "ok"
+        # four members racing to one host at once: the lock lets exactly one in
+        results = await asyncio.gather(*(build(spread, "compute-003") for _ in range(4)))
+        assert sorted(r == "ok" for r in results) == [False, False, False, True], results
+        assert len(cloud.driver("compute-003").list_instances()) == 1
+        # no failed builds counted, nothing of the refused left behind
+        for host in HOSTS:
+            view = await cloud.view(host)
+            assert (view["failed_builds"], view["num_instances"]) == (0, 1), host
+
+        pairs = await group("anti-affinity", max_per_host=2)
+        third = [await build(pairs, "compute-001") for _ in range(3)]
+        assert third[:2] == ["ok", "ok"] and "already has 2 member(s)" in third[2], third
+
+        together = await group("affinity")
+        assert await build(together, "compute-002") == "ok"
+        refused = await build(together, "compute-003")
+        assert refused.startswith("ABORTED: Affinity instance group policy was violated: the other "
+                                  "members of server group"), refused
+        assert "are on compute-002, not compute-003" in refused
+        assert await build(together, "compute-002") == "ok"
+        # a group deleted meanwhile has no policy left to keep
+        inst, alloc = await cloud.place(await cloud.server(flavor, group_id=spread), "compute-002",
+                                        flavor)
+        await cloud.q(cloud.db.delete_server_group, spread)
+        assert inst.group_id == spread
+        assert await cloud.rpc.build("compute-002", inst, flavor, None, alloc) == PowerState.RUNNING
+    run(tmp_path, db_url, scenario)
 
 
 # --- deleting and lifecycle -------------------------------------------------------------------

@@ -938,11 +938,40 @@ def test_aggregates(db: Database) -> None:
     assert md.metadata == {"availability_zone": "az2"}
     assert db.get_aggregate(aggregate.id) == md
     assert [a.name for a in db.list_aggregates()] == ["fast"]
+    with pytest.raises(errors.InvalidState):  # Nova's: not while it has hosts
+        db.delete_aggregate(aggregate.id)
+    db.remove_aggregate_host(aggregate.id, "h2")
     db.delete_aggregate(aggregate.id)
     assert db.list_aggregates() == []
     assert db.get_host("h2").aggregates == frozenset()
     with pytest.raises(errors.NotFound):
         db.get_aggregate(aggregate.id)
+
+
+def test_zones_are_those_of_compute_hosts(db: Database) -> None:
+    """Nova's get_availability_zones: a zone is one a compute host is in (its
+    aggregates', else the default zone), available while one of them is enabled;
+    the one-zone check a create makes agrees with the listing."""
+    for name in ("h1", "h2", "h3", "h4"):
+        db.register_service(name, "compute")
+        host_with(db, name)
+    east = db.create_aggregate("east", availability_zone="az-east")
+    db.add_aggregate_host(east.id, "h1")
+    db.add_aggregate_host(east.id, "h2")
+    named_default = db.create_aggregate("named", availability_zone="nova")
+    db.add_aggregate_host(named_default.id, "h3")
+    db.create_aggregate("empty", availability_zone="az-empty")
+    db.disable_service("h1", "compute")
+    db.disable_service("h2", "compute")
+    zones = db.zone_services()
+    assert {z: [svc.host for svc in services] for z, services in zones.items()} == {
+        "az-east": ["h1", "h2"], "nova": ["h3", "h4"]}
+    for zone, expected in (("az-east", False), ("nova", True), ("az-empty", None), ("moon", None)):
+        assert db.zone_availability(zone) is expected, zone
+        if expected is not None:
+            assert any(not svc.disabled for svc in zones[zone]) is expected
+    db.enable_service("h2", "compute")
+    assert db.zone_availability("az-east") is True
 
 
 def test_traits(db: Database) -> None:
@@ -963,6 +992,31 @@ def test_traits(db: Database) -> None:
     assert db.list_traits() == ["HW_CPU_X86_AVX2"]
     with pytest.raises(errors.Invalid):
         db.create_trait("lower_case")
+
+
+def test_an_agents_cpu_traits_and_an_admins_traits_live_side_by_side(db: Database) -> None:
+    host = host_with(db)
+    assert db.set_reported_traits(host.uuid, ["HW_CPU_X86_AVX2", "HW_CPU_X86_SSE2"])
+    gen = db.get_host(host.name).generation
+    assert not db.set_reported_traits(host.uuid, ["HW_CPU_X86_SSE2", "HW_CPU_X86_AVX2"])
+    assert db.get_host(host.name).generation == gen  # nothing changed, nothing moved
+    assert db.add_host_trait(host.name, "CUSTOM_GPU").traits == {
+        "CUSTOM_GPU", "HW_CPU_X86_AVX2", "HW_CPU_X86_SSE2"}
+    assert db.get_host(host.name).generation == gen + 1  # a trait change moves it (Placement's)
+    # the agent's next report replaces its own traits only
+    db.set_reported_traits(host.uuid, ["HW_CPU_X86_SSE2"])
+    assert db.get_host(host.name).traits == {"CUSTOM_GPU", "HW_CPU_X86_SSE2"}
+    with pytest.raises(errors.Conflict):
+        db.add_host_trait(host.name, "CUSTOM_GPU")
+    with pytest.raises(errors.Invalid):  # the agent's to report
+        db.add_host_trait(host.name, "HW_CPU_X86_AVX512F")
+    with pytest.raises(errors.Invalid):  # an agent reports CPU traits only
+        db.set_reported_traits(host.uuid, ["CUSTOM_GPU"])
+    with pytest.raises(errors.NotFound):
+        db.add_host_trait("nowhere", "CUSTOM_GPU")
+    assert db.remove_host_trait(host.name, "CUSTOM_GPU").traits == {"HW_CPU_X86_SSE2"}
+    with pytest.raises(errors.NotFound):
+        db.remove_host_trait(host.name, "CUSTOM_GPU")
 
 
 def test_a_service_database_checkpoints_outside_its_commits(tmp_path: Path) -> None:

@@ -27,7 +27,7 @@ MODEL_TABLES = {
     "instances", "instance_faults", "instance_actions", "instance_action_events",
     "flavors", "images", "quotas", "quota_usages", "server_groups", "services",
     "resource_providers", "inventories", "allocations", "aggregates", "aggregate_hosts",
-    "aggregate_metadata", "traits", "provider_traits", "migrations",
+    "aggregate_metadata", "traits", "provider_traits", "flavor_projects", "migrations",
 }
 
 

@@ -200,27 +200,47 @@ def test_anti_affinity_group_spreads_servers(cloud: LocalCloud, flavor: Any) -> 
 
 def test_an_admin_forces_a_host_past_the_filters_not_past_its_capacity(
         cloud: LocalCloud, admin: Api, flavor: Any) -> None:
-    """Nova's "zone:host": the filters are skipped (here an anti-affinity group
-    would keep the two servers apart), the host's capacity is still checked."""
+    """Nova's "zone:host": the filters are skipped (ComputeCapabilitiesFilter would
+    refuse every simulated host a flavor asking for a QEMU hypervisor); the
+    host's capacity is still checked (Placement), and so is the server group's
+    policy, by the compute agent's late check (a forced host has no alternate)."""
     admin.quotas.SetQuota(quotas_pb2.SetQuotaRequest(project_id="admin", instances=100, cores=100,
                                                      ram=10**7))
-    group = admin.groups.CreateServerGroup(server_groups_pb2.CreateServerGroupRequest(
-        name="apart", policy="anti-affinity"))
+    picky = admin.flavors.CreateFlavor(flavors_pb2.CreateFlavorRequest(
+        name=f"qemu-only-{uuid.uuid4().hex[:6]}", vcpus=1, memory_mb=512, root_gb=5,
+        extra_specs={"capabilities:hypervisor_type": "QEMU"}))
+    [unforced] = admin.servers.CreateServer(servers_pb2.CreateServerRequest(
+        name="picky", flavor_id=picky.id)).servers
+    failed = admin.wait([unforced.id], {"ERROR"})[unforced.id]
+    assert {r.check: r.hosts for r in failed.fault.rejections}.get("ComputeCapabilitiesFilter") == 20
     ids = []
-    for zone in ("nova:compute-007", "nova:compute-007:compute-007"):
-        req = servers_pb2.CreateServerRequest(name="pinned", flavor_id=flavor.id, availability_zone=zone)
-        req.scheduler_hints.group = group.id
+    for zone in ("nova:compute-007", "nova:compute-007:compute-007", "nova::compute-008"):
+        req = servers_pb2.CreateServerRequest(name="pinned", flavor_id=picky.id, availability_zone=zone)
         ids += [s.id for s in admin.servers.CreateServer(req).servers]
     final = admin.wait(ids, {"ACTIVE", "ERROR"})
-    assert [(s.status, s.host, s.availability_zone) for s in final.values()] == \
-        [("ACTIVE", "compute-007", "nova")] * 2
+    assert [(final[i].status, final[i].host, final[i].availability_zone) for i in ids] == \
+        [("ACTIVE", "compute-007", "nova")] * 2 + [("ACTIVE", "compute-008", "nova")]
+
+    group = admin.groups.CreateServerGroup(server_groups_pb2.CreateServerGroupRequest(
+        name="apart", policy="anti-affinity"))
+    apart = []
+    for _ in range(2):
+        req = servers_pb2.CreateServerRequest(name="apart", flavor_id=flavor.id,
+                                              availability_zone="nova:compute-009")
+        req.scheduler_hints.group = group.id
+        [server] = admin.servers.CreateServer(req).servers
+        apart.append(admin.wait([server.id], {"ACTIVE", "ERROR"})[server.id])
+    assert [(s.status, s.host) for s in apart] == [("ACTIVE", "compute-009"), ("ERROR", "")]
+    assert "Anti-affinity instance group policy was violated: host compute-009" in \
+        apart[1].fault.details, apart[1].fault.details
+
     huge = admin.flavors.CreateFlavor(flavors_pb2.CreateFlavorRequest(
         name=f"huge-{uuid.uuid4().hex[:6]}", vcpus=1, memory_mb=2 * 32768, root_gb=1))
     [big] = admin.servers.CreateServer(servers_pb2.CreateServerRequest(
         name="too-big", flavor_id=huge.id, availability_zone="nova:compute-007")).servers
     failed = admin.wait([big.id], {"ERROR"})[big.id]
     assert "No valid host" in failed.fault.message
-    for sid in [*ids, big.id]:
+    for sid in [unforced.id, *ids, *(s.id for s in apart), big.id]:
         admin.servers.DeleteServer(servers_pb2.DeleteServerRequest(id=sid))
 
 

@@ -484,6 +484,29 @@ def test_image_properties_that_match_boot_on_the_real_host(cloud: LocalCloud, ad
     assert anywhere.status == "ACTIVE"
 
 
+def test_the_real_host_reports_its_cpu_traits_and_gets_the_flavors_that_need_them(
+        cloud: LocalCloud, admin: Api, image_file: Path) -> None:
+    """From libvirt's capabilities (the simulated hosts here are configured with
+    none): a flavor requiring SSE2, which every x86_64 CPU has, lands on the real
+    host, from an image that would fit a simulated one as well."""
+    real = admin.host(REAL_HOST)
+    assert {"HW_CPU_X86_SSE", "HW_CPU_X86_SSE2"} <= set(real.traits), real.traits
+    assert all(t.startswith("HW_CPU_X86_") for t in real.traits), real.traits
+    assert not admin.host("compute-001").traits
+    sse2 = admin.flavors.CreateFlavor(flavors_pb2.CreateFlavorRequest(
+        name="qemu.sse2", vcpus=1, memory_mb=GUEST_MB, root_gb=1,
+        extra_specs={"trait:HW_CPU_X86_SSE2": "required"}))
+    plain = cli_image(cloud, "x86-any-sse2", image_file, "hw_architecture=x86_64")
+    [server] = admin.servers.CreateServer(servers_pb2.CreateServerRequest(
+        name="sse2", flavor_id=sse2.id, image_id=plain["id"])).servers
+    try:
+        assert admin.until(server.id, "ACTIVE").host == REAL_HOST
+        assert domstate(server.id) == "running"
+    finally:
+        admin.servers.DeleteServer(servers_pb2.DeleteServerRequest(id=server.id))
+        admin.until_gone(server.id)
+
+
 # ---- f. `novalite up` --------------------------------------------------------------------------
 
 def _start_up(data_dir: Path) -> subprocess.Popen[str]:

@@ -49,8 +49,16 @@ EXPECTED_SERVICES: dict[str, dict[str, str]] = {
     "novalite.compute.v1.Flavors": {
         "CreateFlavor": UNARY, "DeleteFlavor": UNARY, "ListFlavors": UNARY,
         "GetFlavor": UNARY, "SetFlavorExtraSpecs": UNARY, "UnsetFlavorExtraSpecs": UNARY,
+        "AddFlavorAccess": UNARY, "RemoveFlavorAccess": UNARY, "ListFlavorAccess": UNARY,
     },
-    "novalite.compute.v1.Hosts": {"ListHosts": UNARY, "EnableHost": UNARY, "DisableHost": UNARY},
+    "novalite.compute.v1.Hosts": {"ListHosts": UNARY, "EnableHost": UNARY, "DisableHost": UNARY,
+                                  "AddHostTrait": UNARY, "RemoveHostTrait": UNARY},
+    "novalite.compute.v1.Aggregates": {
+        "CreateAggregate": UNARY, "GetAggregate": UNARY, "ListAggregates": UNARY,
+        "UpdateAggregate": UNARY, "DeleteAggregate": UNARY, "AddAggregateHost": UNARY,
+        "RemoveAggregateHost": UNARY, "SetAggregateMetadata": UNARY,
+    },
+    "novalite.compute.v1.AvailabilityZones": {"ListAvailabilityZones": UNARY},
     "novalite.compute.v1.Quotas": {"GetQuota": UNARY, "SetQuota": UNARY},
     "novalite.compute.v1.Tokens": {"CreateToken": UNARY},
     "novalite.compute.v1.ServerGroups": {
@@ -65,7 +73,8 @@ EXPECTED_SERVICES: dict[str, dict[str, str]] = {
     },
     "novalite.internal.v1.Scheduler": {
         "SelectDestinations": UNARY, "ReportHosts": UNARY, "ReleaseAllocation": UNARY,
-        "ClaimAllocation": UNARY, "MoveAllocation": UNARY, "CheckRebuild": UNARY,
+        "ClaimAllocation": UNARY, "RefreshAggregates": UNARY, "MoveAllocation": UNARY,
+        "CheckRebuild": UNARY,
     },
     "novalite.internal.v1.ComputeAgent": {
         "BuildInstance": UNARY, "DeleteInstance": UNARY, "RunAction": UNARY,

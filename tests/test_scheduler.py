@@ -16,7 +16,7 @@ import pytest
 from novalite import errors
 from novalite.db.database import Database
 from novalite.objects.records import ComputeView, Inventory
-from novalite.placement import Flavor, RequestSpec, SchedulerConfig
+from novalite.placement import Flavor, InstanceGroup, RequestSpec, SchedulerConfig
 from novalite.scheduler.manager import SchedulerManager
 
 SMALL = Flavor("small", vcpus=1, memory_mb=512, root_gb=1)
@@ -206,3 +206,77 @@ def test_a_report_must_name_hosts() -> None:
     with pytest.raises(errors.Invalid) as e:
         convert.host_names(["ok", "x" * 256])
     assert e.value.field == "names[1]"
+
+
+def test_the_table_follows_aggregate_changes_when_told(db: Database) -> None:
+    """refresh_aggregates (what the API's fanout calls): zones, metadata, members
+    and deleted aggregates reach the filters of the next request."""
+    for name in ("h1", "h2", "h3"):
+        add_host(db, name)
+    s = SchedulerManager(db, SchedulerConfig(enabled_filters=[
+        "ComputeFilter", "AggregateInstanceExtraSpecsFilter"]))
+    s.load()
+
+    def hosts_for(zone: str | None = None, **specs: str) -> set[str]:
+        spec = RequestSpec(flavor=Flavor("f", 1, 512, 1, extra_specs=specs),
+                           instance_uuids=["probe"], availability_zone=zone)
+        return {h for h, ok in zip(s.table.host_names(), s.scheduler.filter(spec).mask) if ok}
+
+    rack = db.create_aggregate("rack", availability_zone="az-1")
+    db.add_aggregate_host(rack.id, "h2")
+    assert hosts_for("az-1") == {"h1", "h2", "h3"}  # not told yet: no such zone here
+    s.refresh_aggregates()
+    assert hosts_for("az-1") == {"h2"}
+    db.set_aggregate_metadata(rack.id, {"availability_zone": "az-2", "ssd": "true"})
+    db.add_aggregate_host(rack.id, "h3")
+    s.refresh_aggregates()
+    assert hosts_for("az-1") == {"h1", "h2", "h3"} and hosts_for("az-2") == {"h2", "h3"}
+    assert hosts_for(**{"aggregate_instance_extra_specs:ssd": "true"}) == {"h2", "h3"}
+    for host in ("h2", "h3"):
+        db.remove_aggregate_host(rack.id, host)
+    db.delete_aggregate(rack.id)
+    s.refresh_aggregates()
+    assert hosts_for("az-2") == {"h1", "h2", "h3"}
+    assert s.table.host_aggregates("h2") == []
+
+
+def test_no_valid_host_says_which_trait_no_host_has(db: Database) -> None:
+    uuids = {name: add_host(db, name) for name in ("h1", "h2", "h3")}
+    db.set_reported_traits(uuids["h1"], ["HW_CPU_X86_AVX2"])
+    db.add_host_trait("h2", "CUSTOM_GPU")
+    s = scheduler(db)
+
+    def place_with(**specs: str) -> str:
+        spec = RequestSpec(flavor=Flavor("f", 1, 512, 1, extra_specs=specs),
+                           instance_uuids=[str(uuid.uuid4())])
+        return s.select_destinations(spec)[0][0].host
+
+    assert place_with(**{"trait:HW_CPU_X86_AVX2": "required"}) == "h1"
+    assert place_with(**{"trait:CUSTOM_GPU": "required", "trait:HW_CPU_X86_AVX2": "forbidden"}) == "h2"
+    with pytest.raises(errors.NoValidHost) as e:
+        place_with(**{"trait:HW_CPU_X86_AVX512F": "required", "trait:CUSTOM_GPU": "required"})
+    assert e.value.missing == ["trait CUSTOM_GPU is required: 1 of 3 hosts have it",
+                               "trait HW_CPU_X86_AVX512F is required: no host has it"]
+    with pytest.raises(errors.NoValidHost) as e:
+        place_with(**{"trait:CUSTOM_GPU": "required", "trait:HW_CPU_X86_AVX2": "required"})
+    assert e.value.missing == ["trait CUSTOM_GPU is required: 1 of 3 hosts have it",
+                               "trait HW_CPU_X86_AVX2 is required: 1 of 3 hosts have it"]
+    # a failure that is not about traits does not mention them
+    with pytest.raises(errors.NoValidHost) as e:
+        s.select_destinations(RequestSpec(flavor=Flavor("big", 64, 512, 1, extra_specs={
+            "trait:HW_CPU_X86_AVX2": "required"}), instance_uuids=["x"]))
+    assert e.value.missing == []
+
+
+def test_a_group_policy_whose_filter_is_off_is_refused_not_ignored(db: Database) -> None:
+    """Nova's UnsupportedPolicyException: without ServerGroupAntiAffinityFilter the
+    scheduler would place the group's servers anywhere, so it places none."""
+    add_host(db, "h1")
+    s = SchedulerManager(db, SchedulerConfig(enabled_filters=["ComputeFilter"]))
+    s.load()
+    spec = RequestSpec(flavor=SMALL, instance_uuids=["a", "b"],
+                       instance_group=InstanceGroup("g", "anti-affinity", members=["a", "b"]))
+    with pytest.raises(errors.InvalidState, match="ServerGroupAntiAffinityFilter is not in the "
+                                                  "scheduler's enabled_filters"):
+        s.select_destinations(spec)
+    assert db.get_host("h1").usage == {}

@@ -30,6 +30,7 @@ from novalite.virt import (
 from novalite.objects.states import PowerState
 from novalite.virt import driver as driver_mod
 from novalite.virt import images
+from novalite.virt.cpu_traits import cpu_traits
 
 from qemu import GUEST_MB, URI, domstate, require_libvirtd, setup_failure, skip_if_not_wanted, virsh
 
@@ -88,6 +89,15 @@ def test_host_info(drv: LibvirtDriver) -> None:
     assert f"QEMU {major}.{minor}.{release}" in version
     assert ("x86_64", "qemu", "hvm") in info.supported_instances
     assert info.cpu_info["arch"] == "x86_64" and "topology" in info.cpu_info
+    # the CPU's traits, from its features expanded with its model's (the
+    # capabilities list only the extra ones: SSE2 comes with every x86_64 model)
+    features = set(info.cpu_info["features"])
+    assert {"sse", "sse2"} <= features
+    assert {"HW_CPU_X86_SSE", "HW_CPU_X86_SSE2"} <= info.traits
+    assert info.traits == cpu_traits(features)
+    with open("/proc/cpuinfo") as f:
+        flags = set(next(line for line in f if line.startswith("flags")).split(":")[1].split())
+    assert ("HW_CPU_X86_AVX2" in info.traits) == ("avx2" in flags)
 
 
 def test_spawn_real_guest(drv: LibvirtDriver, image: images.ImageInfo,

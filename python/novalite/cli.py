@@ -4,7 +4,7 @@
     novalite down                    stop it
     novalite demo                    up, boot a batch of servers, summarise, tear down
     novalite api|conductor|scheduler|compute    one service (several machines)
-    novalite server|flavor|host|quota|image|group ...   talk to a running cloud
+    novalite server|flavor|host|aggregate|zone|quota|image|group ...   talk to a running cloud
     novalite token create            sign a token with the cloud's secret
     novalite config show             every option in force and where it came from
     novalite placement-demo          the placement core alone, at scale

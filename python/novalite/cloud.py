@@ -4,7 +4,6 @@ gRPC over loopback, sharing one database (SQLite in the data directory by defaul
 
 from __future__ import annotations
 
-import json
 import os
 import shutil
 import signal
@@ -14,7 +13,7 @@ import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable, Sequence
+from typing import Callable, Mapping, Sequence
 
 from novalite.auth.tokens import ADMIN, MEMBER, TokenSigner
 from novalite.settings import load_or_create_secret
@@ -87,6 +86,9 @@ class LocalCloud:
     shutdown_timeout: float | None = None
     # top-level settings beyond these (service_down_time, resize_confirm_window...)
     settings: dict[str, object] = field(default_factory=dict)
+    # more options of the settings' [scheduler] and [compute] sections
+    scheduler_options: Mapping[str, object] = field(default_factory=dict)
+    compute_options: Mapping[str, object] = field(default_factory=dict)
     python: str = sys.executable
     ports: dict[str, int] = field(default_factory=dict)
     processes: dict[str, Process] = field(default_factory=dict)
@@ -109,6 +111,8 @@ class LocalCloud:
         return f"127.0.0.1:{self.ports[service]}"
 
     def write_config(self) -> Path:
+        from novalite.cli import _toml
+
         for name in (*SERVICES, "compute_real"):
             self.ports.setdefault(name, free_port())
         url = self.database_url or f"sqlite:///{self.data_dir / 'novalite.db'}"
@@ -117,7 +121,7 @@ class LocalCloud:
             f'database_url = "{url}"',
             f"report_interval = {self.report_interval}",
             'log_format = "json"',
-            *(f"{key} = {json.dumps(value)}" for key, value in self.settings.items()),
+            *(f"{key} = {_toml(value)}" for key, value in self.settings.items()),
             "",
             "[listen]",
             *(f'{s} = "127.0.0.1:{self.ports[s]}"' for s in SERVICES),
@@ -139,6 +143,10 @@ class LocalCloud:
                 ("update_resources_interval", self.update_resources_interval),
                 ("sync_power_state_interval", self.sync_power_state_interval))
               if value is not None),
+            *(f"{name} = {_toml(value)}" for name, value in self.compute_options.items()),
+            "",
+            "[scheduler]",
+            *(f"{name} = {_toml(value)}" for name, value in self.scheduler_options.items()),
             "",
         ]
         self.config_path.write_text("\n".join(lines))

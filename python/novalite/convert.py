@@ -16,6 +16,7 @@ from novalite.objects.lifecycle import SystemMetadata
 from novalite.objects.states import PowerState, TaskState, VmState
 from novalite.placement import model
 from novalite.rpc.novalite.compute.v1 import (
+    aggregates_pb2,
     faults_pb2,
     flavors_pb2,
     hosts_pb2,
@@ -148,7 +149,10 @@ def explain_fault(details: Mapping[str, Any]) -> str:
     attempts = [str(a) for a in details.get("attempts", [])]
     if attempts:
         said.append(f"Tried {_hosts(len(attempts))}, and the build failed on each: {'; '.join(attempts)}.")
-    for key in sorted(set(details) - {"instance_index", "rejections", "attempts"}):
+    missing = "; ".join(str(m) for m in details.get("missing", []))
+    if missing:
+        said.append(f"{missing[0].upper()}{missing[1:]}.")
+    for key in sorted(set(details) - {"instance_index", "rejections", "attempts", "missing"}):
         said.append(f"{key.replace('_', ' ').capitalize()}: {details[key]}.")
     return " ".join(said)
 
@@ -217,6 +221,10 @@ def flavor(f: records.Flavor) -> flavors_pb2.Flavor:
     return out
 
 
+def flavor_access(flavor_id: str, project_ids: Iterable[str]) -> flavors_pb2.FlavorAccess:
+    return flavors_pb2.FlavorAccess(flavor_id=flavor_id, project_ids=list(project_ids))
+
+
 def flavor_from_proto(f: flavors_pb2.Flavor) -> records.Flavor:
     return records.Flavor(name=f.name, vcpus=f.vcpus, memory_mb=f.memory_mb, root_gb=f.root_gb,
                           ephemeral_gb=f.ephemeral_gb, swap=f.swap, extra_specs=dict(f.extra_specs),
@@ -274,10 +282,25 @@ def host(h: records.Host, service: records.Service | None, availability_zone: st
             num_instances=h.num_instances, num_io_ops=h.num_io_ops,
             failed_builds=h.failed_builds),
         hypervisor_type=h.hypervisor_type or "", hypervisor_version=h.hypervisor_version or 0,
-        availability_zone=availability_zone)
+        availability_zone=availability_zone, traits=sorted(h.traits))
     if service is not None:
         _set_time(out, "last_seen_up", service.last_seen_up)
     return out
+
+
+def aggregate(a: records.Aggregate) -> aggregates_pb2.Aggregate:
+    out = aggregates_pb2.Aggregate(id=a.id, name=a.name,
+                                   availability_zone=a.metadata.get("availability_zone", ""),
+                                   hosts=sorted(a.hosts), metadata=dict(a.metadata))
+    _set_time(out, "created_at", a.created_at)
+    return out
+
+
+def availability_zone(name: str, available: bool,
+                      services: Iterable[records.Service]) -> aggregates_pb2.AvailabilityZone:
+    return aggregates_pb2.AvailabilityZone(name=name, available=available, hosts=[
+        aggregates_pb2.ZoneHost(name=s.host, up=s.is_up, enabled=not s.disabled)
+        for s in services])
 
 
 # ---- internal: request specs and selections --------------------------------------------
@@ -352,6 +375,17 @@ def selections_from_proto(p: scheduler_pb2.SelectDestinationsResponse) -> list[l
                              allocation=dict(s.allocation), availability_zone=s.availability_zone,
                              cell="", weight=s.weight) for s in inst.hosts]
             for inst in p.selections]
+
+
+def metadata_change(values: Mapping[str, str], unset: Iterable[str]) -> dict[str, str | None]:
+    """Keys to set and keys to remove as one mapping (None removes, as Nova's
+    set_metadata reads a null); a key both set and removed is an error."""
+    out: dict[str, str | None] = dict(values)
+    for key in unset:
+        if key in out:
+            raise errors.Invalid("unset", f"{key[:64]!r} is both set and removed")
+        out[key] = None
+    return out
 
 
 def allocation(values: Mapping[str, int]) -> dict[str, int]:

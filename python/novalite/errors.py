@@ -101,17 +101,20 @@ class NoValidHost(NovaliteError):
     ``rejections`` lists, in the order the checks ran, how many hosts each check
     removed: ``(check, hosts)`` with check a Nova filter name or "Placement".
     ``instance_index`` is the index of the instance that could not be placed.
+    ``missing`` says, one sentence each, which required trait the hosts lack (or
+    forbidden trait they have) when the trait checks removed hosts.
     """
 
     def __init__(self, reason: str, rejections: Iterable[tuple[str, int]] = (),
-                 instance_index: int = 0) -> None:
+                 instance_index: int = 0, missing: Iterable[str] = ()) -> None:
         super().__init__(reason)
         self.reason = reason
         self.rejections: list[tuple[str, int]] = [(str(c), int(n)) for c, n in rejections]
         self.instance_index = int(instance_index)
+        self.missing: list[str] = [str(m) for m in missing]
 
     def __reduce__(self) -> tuple[object, ...]:
-        return (type(self), (self.reason, self.rejections, self.instance_index))
+        return (type(self), (self.reason, self.rejections, self.instance_index, self.missing))
 
 
 class Unavailable(NovaliteError):
@@ -127,3 +130,10 @@ class BuildFailed(Exception):
 class ComputeResourcesUnavailable(BuildFailed):
     """Nova's: the compute agent's local claim failed, the host has no room for the
     server (the scheduler's view was stale)."""
+
+
+class GroupAffinityViolation(BuildFailed):
+    """Nova's: the compute agent's late check found that building the server on
+    this host would break its server group's policy (two builds raced past the
+    scheduler). The conductor tries the next alternate, as Nova reschedules; it
+    is not counted as the host's failed build."""

@@ -46,6 +46,7 @@ import base64
 import ipaddress
 import math
 import os
+import re
 import secrets as _secrets
 import stat
 import tempfile
@@ -57,6 +58,7 @@ from dataclasses import MISSING, dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any, Mapping, TypeGuard, Union
 
+from novalite.objects.records import CPU_TRAIT_PREFIX
 from novalite.options import help_of, option
 from novalite.placement.config import ConfigError as _SchedulerConfigError
 from novalite.placement.config import SchedulerConfig
@@ -75,6 +77,8 @@ MIN_SECRET_BYTES = 16
 SERVICES = ("api", "conductor", "scheduler", "compute")
 LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
 LOG_FORMATS = ("json", "text")
+# Placement's trait names.
+_TRAIT_NAME = re.compile(r"^[A-Z0-9_]{1,255}$")
 
 
 class ConfigError(_SchedulerConfigError):
@@ -214,6 +218,9 @@ class ComputeSettings:
     host_vcpus: int = option(16, help="vCPUs of each simulated host (test:/// only)")
     host_memory_mb: int = option(65536, help="MiB of RAM of each simulated host (test:/// only)")
     host_disk_gb: int = option(1000, help="GiB of disk of each simulated host (test:/// only)")
+    cpu_traits: tuple[str, ...] = option((), help=(
+        "the CPU traits each simulated host reports (test:/// only), e.g. HW_CPU_X86_AVX2; "
+        "a real host reports its own, from libvirt's capabilities"))
     reserved_host_memory_mb: int = option(512, help="MiB of each host's RAM kept from guests (Nova's)")
     reserved_host_cpus: int = option(0, help="vCPUs of each host kept from guests (Nova's)")
     reserved_host_disk_mb: int = option(0, help="MiB of each host's disk kept from guests (Nova's)")
@@ -259,6 +266,13 @@ class ComputeSettings:
             raise ConfigError("compute.hosts", "expected a list of non-empty host names")
         if len(set(hosts)) != len(hosts):
             raise ConfigError("compute.hosts", "a host is listed twice")
+        traits = self.cpu_traits
+        if isinstance(traits, str) or not all(
+                isinstance(t, str) and t.startswith(CPU_TRAIT_PREFIX) and _TRAIT_NAME.match(t)
+                for t in traits):
+            raise ConfigError("compute.cpu_traits", f"expected a list of trait names starting "
+                                                    f"with {CPU_TRAIT_PREFIX} (upper-case letters, "
+                                                    f"digits and _), got {traits!r}")
         for name, low in (("host_count", 1), ("host_vcpus", 1), ("host_memory_mb", 1),
                           ("host_disk_gb", 1), ("reserved_host_memory_mb", 0),
                           ("reserved_host_cpus", 0), ("reserved_host_disk_mb", 0),

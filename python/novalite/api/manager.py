@@ -33,11 +33,12 @@ from typing import Any, AsyncIterator, Callable, Iterable, Mapping, Protocol, Se
 
 from novalite import errors
 from novalite.auth.tokens import DEFAULT_TTL_SECONDS, Claims, TokenSigner
-from novalite.db.database import MAX_METADATA_ITEMS, Database
+from novalite.db.database import MAX_METADATA_ITEMS, ZONE_KEY, Database
 from novalite.objects import lifecycle, records
 from novalite.objects.fields import canonicalize_arch, canonicalize_hv_type, canonicalize_vm_mode
 from novalite.objects.states import STATUSES, TaskState, VmState
-from novalite.placement import extra_specs
+from novalite.objects.groups import unsupported_policy
+from novalite.placement import SchedulerConfig, extra_specs
 from novalite.services.context import current_request_id, new_request_id
 from novalite.settings import default
 from novalite.virt import images as virt_images
@@ -72,6 +73,10 @@ LEGACY_IMAGE_PROPERTIES = {
     "hypervisor_version_requires": "img_hv_requested_version",
 }
 
+# Placement's trait names.
+_TRAIT_RE = re.compile(r"^[A-Z0-9_]{1,255}$")
+# Nova's aggregate metadata keys (parameter_types.metadata).
+_METADATA_KEY_RE = re.compile(r"^[a-zA-Z0-9-_:. ]{1,255}$")
 # A canonical (lowercase, dashed) UUID, as the API hands out for every id.
 _UUID_RE = re.compile(r"^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$")
 # img_hv_requested_version: comma-separated "<op> <release version>" predicates.
@@ -99,7 +104,10 @@ class ConductorAPI(Protocol):
 
 
 class SchedulerAPI(Protocol):
-    async def host_changed(self, host: str) -> None: ...
+    """Every scheduler replica (scheduler.rpcapi.SchedulerFanout)."""
+
+    async def hosts_changed(self, hosts: Sequence[str]) -> None: ...
+    async def aggregates_changed(self) -> None: ...
 
 
 @dataclass(frozen=True)
@@ -143,6 +151,16 @@ class HostView:
 
 
 @dataclass(frozen=True)
+class Zone:
+    """An availability zone (Nova's os-availability-zone): available when one of
+    its hosts' compute services is enabled; its hosts' services."""
+
+    name: str
+    available: bool
+    services: Sequence[records.Service]
+
+
+@dataclass(frozen=True)
 class IssuedToken:
     token: str
     expires_at: datetime
@@ -181,6 +199,37 @@ def _check_string_map(field_name: str, values: Mapping[str, str], *,
     return out
 
 
+def _check_zone_name(field_name: str, value: object) -> str:
+    """An availability zone's name: Nova's (printable, no leading or trailing
+    whitespace, 1..255 characters) and no ':', which separates zone, host and node
+    in a server's availability_zone."""
+    zone = _check_name(field_name, value)
+    if ":" in zone:
+        raise errors.Invalid(field_name, "must not contain ':' (it separates zone, host and node "
+                                         "in a server's availability_zone)")
+    return zone
+
+
+def _check_aggregate_metadata(values: Mapping[str, str | None]) -> dict[str, str | None]:
+    """Nova's aggregate metadata: keys of letters, digits and -_:. and spaces,
+    1..255 characters, values of at most 255 (None removes the key);
+    "availability_zone" is a zone's name."""
+    if not values:
+        raise errors.Invalid("metadata", "name at least one key")
+    out: dict[str, str | None] = {}
+    for key, value in values.items():
+        if not _METADATA_KEY_RE.match(key):
+            raise errors.Invalid("metadata", f"key {key[:64]!r}: 1..255 letters, digits, spaces "
+                                             "and -_:. only")
+        if value is not None:
+            if key == ZONE_KEY:
+                _check_zone_name(f"metadata.{key}", value)
+            elif len(value) > NAME_MAX or not value.isprintable():
+                raise errors.Invalid(f"metadata.{key}", f"at most {NAME_MAX} printable characters")
+        out[key] = value
+    return out
+
+
 def _uuid_list(field_name: str, values: Sequence[str]) -> list[str]:
     if len(values) > MAX_HINT_IDS:
         raise errors.Invalid(field_name, f"at most {MAX_HINT_IDS} server ids")
@@ -199,6 +248,9 @@ def _check_extra_specs(specs: Mapping[str, str]) -> dict[str, str]:
     for key, value in checked.items():
         if key.startswith("trait:") and value not in ("required", "forbidden"):
             raise errors.Invalid(f"extra_specs.{key}", "must be 'required' or 'forbidden'")
+        if key.startswith("trait:") and not _TRAIT_RE.match(key[len("trait:"):]):
+            raise errors.Invalid(f"extra_specs.{key}", "a trait's name is 1..255 upper-case "
+                                                       "letters, digits and _ (Placement's)")
         if key.startswith("resources:") and not value.isdigit():
             raise errors.Invalid(f"extra_specs.{key}", "must be an integer >= 0")
     refused = extra_specs.first_unsupported(checked)
@@ -339,8 +391,11 @@ class ApiManager:
     def __init__(self, db: Database, conductor: ConductorAPI, scheduler: SchedulerAPI | None = None,
                  *, signer: TokenSigner | None = None, poll_interval: float = 0.2,
                  default_zone: str = default("scheduler.default_availability_zone"),
-                 service_down_time: float = default("service_down_time")) -> None:
+                 service_down_time: float = default("service_down_time"),
+                 scheduler_config: SchedulerConfig | None = None) -> None:
         self.db = db
+        # the scheduler's filters and weighers, for the group policies it enforces
+        self.scheduler_config = scheduler_config or SchedulerConfig()
         self.conductor = conductor
         self.scheduler = scheduler
         self.signer = signer
@@ -410,11 +465,9 @@ class ApiManager:
 
         unknown_flavor = errors.Invalid("flavor_id", f"unknown flavor {req.flavor_id[:64]!r}")
         try:
-            flavor = self.db.get_flavor(req.flavor_id)
+            flavor = self.db.get_flavor(req.flavor_id, visible_to=_flavor_scope(claims))
         except errors.NotFound:
             raise unknown_flavor from None
-        if not flavor.is_public and not claims.is_admin:
-            raise unknown_flavor
         refused = extra_specs.first_unsupported(flavor.extra_specs)
         if refused is not None:  # a flavor stored before novalite refused such specs
             key, why = refused
@@ -429,12 +482,13 @@ class ApiManager:
             _check_image_fits(image, flavor)
         if group_id is not None:
             try:
-                self.db.get_server_group(group_id, project_id=claims.project_id)
+                group = self.db.get_server_group(group_id, project_id=claims.project_id)
             except errors.NotFound:
                 raise errors.Invalid("scheduler_hints.group",
                                      f"unknown server group {group_id}") from None
+            self._check_group_policy("scheduler_hints.group", group.policy)
         if zone is not None:
-            self._check_zone(zone)
+            self._check_zone(zone, forced=forced_host is not None)
         for forced in {forced_host, forced_node} - {None}:
             try:
                 self.db.get_host(forced)
@@ -446,7 +500,7 @@ class ApiManager:
                 flavor_id=req.flavor_id, image_id=image.id if image else None,
                 min_count=min_count, max_count=max_count,
                 availability_zone=zone, metadata=metadata, group_id=group_id,
-                request_id=request_id, public_flavor_only=not claims.is_admin,
+                request_id=request_id, flavor_visible_to=_flavor_scope(claims),
                 forced_host=forced_host, forced_node=forced_node)
         except errors.Invalid as e:
             if e.field == "group_id":  # deleted since we looked
@@ -465,16 +519,24 @@ class ApiManager:
             except Exception:  # noqa: BLE001 - best effort; the original error matters more
                 LOG.exception("could not delete server %s after a failed hand-over", sid)
 
-    def zones(self) -> set[str]:
-        """The availability zones: the default one and those of host aggregates."""
-        zones = {a.metadata["availability_zone"] for a in self.db.list_aggregates()
-                 if a.metadata.get("availability_zone")}
-        zones.add(self.default_zone)
-        return zones
-
-    def _check_zone(self, zone: str) -> None:
-        if zone not in self.zones():
+    def _check_zone(self, zone: str, *, forced: bool) -> None:
+        """Nova's: a server goes to an available zone (one with an enabled compute
+        host). An admin forcing a host names any zone that has hosts: the host's
+        own is checked by the scheduler (its placement stage, which forcing does
+        not skip)."""
+        available = self.db.zone_availability(zone, default_zone=self.default_zone)
+        if available is None:
             raise errors.Invalid("availability_zone", f"unknown availability zone {zone!r}")
+        if not (available or forced):
+            raise errors.Invalid("availability_zone", f"availability zone {zone!r} is not "
+                                                      "available: every host in it is disabled")
+
+    def availability_zones(self) -> list[Zone]:
+        """The zones by name, with their hosts' compute services."""
+        return [Zone(name, any(not s.disabled for s in services), services)
+                for name, services in self.db.zone_services(
+                    default_zone=self.default_zone,
+                    service_down_time=self.service_down_time).items()]
 
     def get_server(self, claims: Claims, server_id: str) -> records.Instance:
         return self._visible(claims, server_id)
@@ -613,13 +675,10 @@ class ApiManager:
         flavor_id = str(arguments.get("flavor_id") or "")
         if not flavor_id:
             raise errors.Invalid("flavor_id", "is required")
-        unknown = errors.Invalid("flavor_id", f"unknown flavor {flavor_id[:64]!r}")
-        try:
-            new = self.db.get_flavor(flavor_id)
+        try:  # a private flavor only where the project was given access (Nova's)
+            new = self.db.get_flavor(flavor_id, visible_to=_flavor_scope(claims))
         except errors.NotFound:
-            raise unknown from None
-        if not new.is_public and not claims.is_admin:
-            raise unknown
+            raise errors.Invalid("flavor_id", f"unknown flavor {flavor_id[:64]!r}") from None
         old = self.db.get_flavor(inst.flavor_id, include_deleted=True)
         if new.id == old.id:
             raise errors.Invalid("flavor_id", "the server already has this flavor; a move to "
@@ -730,8 +789,7 @@ class ApiManager:
         changes: dict[str, Any] = {}
         undo: dict[str, Any] = {}
         if zone is not None:
-            _check_name("availability_zone", zone)
-            self._check_zone(zone)
+            self._check_zone(_check_zone_name("availability_zone", zone), forced=host is not None)
             changes["availability_zone"], undo["availability_zone"] = zone, inst.availability_zone
         if host is not None:
             if not claims.is_admin:
@@ -911,16 +969,24 @@ class ApiManager:
         self.db.delete_flavor(flavor_id)
 
     def list_flavors(self, claims: Claims, *, page_size: int = 0, page_token: str = "") -> Page:
-        """Flavors by name, then id; members see public ones only."""
-        flavors = self.db.list_flavors(is_public=None if claims.is_admin else True)
+        """Flavors by name, then id; members see the public ones and the private
+        ones their project was given access to."""
+        scope = _flavor_scope(claims)
+        flavors = self.db.list_flavors(visible_to=scope)
         return _paginate("flavors", flavors, lambda f: [f.name, f.id], page_size, page_token,
-                         {"public_only": not claims.is_admin})
+                         {"visible_to": scope})
 
     def get_flavor(self, claims: Claims, flavor_id: str) -> records.Flavor:
-        flavor = self.db.get_flavor(flavor_id)
-        if not flavor.is_public and not claims.is_admin:
-            raise errors.NotFound(f"flavor {flavor_id} not found")
-        return flavor
+        return self.db.get_flavor(flavor_id, visible_to=_flavor_scope(claims))
+
+    def add_flavor_access(self, claims: Claims, flavor_id: str, project_id: str) -> list[str]:
+        return self.db.add_flavor_access(flavor_id, _check_name("project_id", project_id))
+
+    def remove_flavor_access(self, claims: Claims, flavor_id: str, project_id: str) -> list[str]:
+        return self.db.remove_flavor_access(flavor_id, _check_name("project_id", project_id))
+
+    def list_flavor_access(self, claims: Claims, flavor_id: str) -> list[str]:
+        return self.db.list_flavor_access(flavor_id)
 
     def set_extra_specs(self, claims: Claims, flavor_id: str,
                         specs: Mapping[str, str]) -> records.Flavor:
@@ -983,9 +1049,18 @@ class ApiManager:
 
     # ---- server groups -------------------------------------------------------------
 
+    def _check_group_policy(self, field_name: str, policy: str) -> None:
+        """Nova's UnsupportedPolicyException, said before anything is written:
+        a policy whose filter or weigher the scheduler does not run."""
+        refusal = unsupported_policy(policy, self.scheduler_config.enabled_filters,
+                                     self.scheduler_config.weight_classes)
+        if refusal is not None:
+            raise errors.InvalidState(f"{field_name}: {refusal}; ask an admin to enable it")
+
     def create_server_group(self, claims: Claims, *, name: str, policy: str,
                             max_server_per_host: int | None = None) -> records.ServerGroup:
         _check_name("name", name)
+        self._check_group_policy("policy", policy)
         return self.db.create_server_group(name=name, project_id=claims.project_id,
                                            user_id=claims.user_id, policy=policy,
                                            max_server_per_host=max_server_per_host)
@@ -1026,9 +1101,9 @@ class ApiManager:
 
     async def set_host_enabled(self, claims: Claims, name: str, enabled: bool,
                                reason: str | None = None) -> HostView:
-        """Enable or disable a compute host's service (committed), then tell the
-        scheduler. If the scheduler cannot be told, the error is raised: the change
-        is kept, and repeating the call is safe."""
+        """Enable or disable a compute host's service (committed), then tell every
+        scheduler replica (one that cannot be told catches up within
+        report_interval)."""
         if reason is not None and len(reason) > NAME_MAX:
             raise errors.Invalid("reason", f"must be at most {NAME_MAX} characters")
         if not name:
@@ -1042,8 +1117,92 @@ class ApiManager:
 
         await asyncio.to_thread(change)
         if self.scheduler is not None:
-            await self.scheduler.host_changed(name)
+            await self.scheduler.hosts_changed([name])
         return await asyncio.to_thread(self.get_host, claims, name)
+
+    # ---- aggregates and zones (Nova's os-aggregates) -------------------------------
+    # Each change is committed, then every scheduler replica re-reads the
+    # aggregates before the call returns: the next request is placed by them.
+
+    def list_aggregates(self, claims: Claims) -> list[records.Aggregate]:
+        return self.db.list_aggregates()
+
+    def get_aggregate(self, claims: Claims, aggregate_id: str) -> records.Aggregate:
+        return self.db.get_aggregate(aggregate_id)
+
+    async def create_aggregate(self, claims: Claims, *, name: str,
+                               availability_zone: str | None = None,
+                               metadata: Mapping[str, str] | None = None) -> records.Aggregate:
+        _check_name("name", name)
+        if availability_zone is not None:
+            _check_zone_name("availability_zone", availability_zone)
+        meta = _check_aggregate_metadata(metadata) if metadata else {}
+        if ZONE_KEY in meta:
+            raise errors.Invalid("metadata", "give the zone as availability_zone")
+        return await self._aggregate_change(lambda: self.db.create_aggregate(
+            name, availability_zone=availability_zone,
+            metadata={k: v for k, v in meta.items() if v is not None}))
+
+    async def update_aggregate(self, claims: Claims, aggregate_id: str, *, name: str | None = None,
+                               availability_zone: str | None = None) -> records.Aggregate:
+        """Rename and/or move to another zone (Nova's PUT /os-aggregates/{id})."""
+        if name is None and availability_zone is None:
+            raise errors.Invalid("name", "give a new name, an availability_zone or both")
+        if name is not None:
+            _check_name("name", name)
+        if availability_zone is not None:
+            _check_zone_name("availability_zone", availability_zone)
+        return await self._aggregate_change(lambda: self.db.update_aggregate(
+            aggregate_id, name=name, availability_zone=availability_zone,
+            default_zone=self.default_zone))
+
+    async def delete_aggregate(self, claims: Claims, aggregate_id: str) -> None:
+        await self._aggregate_change(lambda: self.db.delete_aggregate(aggregate_id))
+
+    async def add_aggregate_host(self, claims: Claims, aggregate_id: str,
+                                 host: str) -> records.Aggregate:
+        _check_name("host", host)
+        return await self._aggregate_change(lambda: self.db.add_aggregate_host(
+            aggregate_id, host, default_zone=self.default_zone))
+
+    async def remove_aggregate_host(self, claims: Claims, aggregate_id: str,
+                                    host: str) -> records.Aggregate:
+        _check_name("host", host)
+        return await self._aggregate_change(lambda: self.db.remove_aggregate_host(
+            aggregate_id, host, default_zone=self.default_zone))
+
+    async def set_aggregate_metadata(self, claims: Claims, aggregate_id: str,
+                                     metadata: Mapping[str, str | None]) -> records.Aggregate:
+        """Set keys, remove those given None (Nova's set_metadata)."""
+        meta = _check_aggregate_metadata(metadata)
+        return await self._aggregate_change(lambda: self.db.set_aggregate_metadata(
+            aggregate_id, meta, default_zone=self.default_zone))
+
+    async def _aggregate_change(self, change: Callable[[], T]) -> T:
+        result = await asyncio.to_thread(change)
+        if self.scheduler is not None:
+            await self.scheduler.aggregates_changed()
+        return result
+
+    def list_availability_zones(self, claims: Claims) -> list[Zone]:
+        """Every zone that has hosts; the hosts are for admins only (Nova's
+        os-availability-zone and its detail)."""
+        zones = self.availability_zones()
+        return zones if claims.is_admin else [Zone(z.name, z.available, ()) for z in zones]
+
+    async def set_host_trait(self, claims: Claims, name: str, trait: str,
+                             present: bool) -> HostView:
+        """Add (``present``) or remove an admin's trait on a host, committed, then
+        every scheduler replica re-reads the host."""
+        _check_name("name", name)
+        if not _TRAIT_RE.match(trait):
+            raise errors.Invalid("trait", f"{trait[:64]!r}: 1..255 upper-case letters, digits "
+                                          "and _ (Placement's trait names)")
+        change = self.db.add_host_trait if present else self.db.remove_host_trait
+        host = await asyncio.to_thread(change, name, trait)
+        if self.scheduler is not None:
+            await self.scheduler.hosts_changed([name])
+        return await asyncio.to_thread(lambda: self._host_views([host])[0])
 
     # ---- quotas --------------------------------------------------------------------
 
@@ -1075,6 +1234,12 @@ class ApiManager:
             project_id, user_id, list(roles),
             DEFAULT_TTL_SECONDS if ttl_seconds is None else ttl_seconds)
         return IssuedToken(token, issued.expires_at)
+
+
+def _flavor_scope(claims: Claims) -> str | None:
+    """Whose flavor access counts: a member's project (public flavors and those
+    it was given access to); None for an admin, who sees every flavor."""
+    return None if claims.is_admin else claims.project_id
 
 
 def _check_image_fits(image: records.Image, flavor: records.Flavor) -> None:
@@ -1246,6 +1411,6 @@ class WatchFeed:
 
 __all__: Sequence[str] = [
     "ApiManager", "ConductorAPI", "CreateServer", "HostView",
-    "IssuedToken", "Page",
+    "IssuedToken", "Page", "Zone",
     "SchedulerAPI", "ServerFilters", "WatchFeed", "check_image_properties",
 ]

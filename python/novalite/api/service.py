@@ -16,7 +16,7 @@ from novalite.api.manager import ApiManager, ConductorAPI, SchedulerAPI
 from novalite.api.servicer import servicers
 from novalite.auth.tokens import TokenSigner
 from novalite.conductor.rpcapi import ConductorClient
-from novalite.scheduler.rpcapi import SchedulerClient
+from novalite.scheduler.rpcapi import SchedulerFanout
 from novalite.services import runner
 from novalite.services.runner import Parts, RunningService, Startup, start_service
 from novalite.settings import Settings
@@ -39,9 +39,9 @@ async def start(settings: Settings, *, signer: TokenSigner | None = None,
     """Start the API service on ``listen`` (default settings.listen.api).
 
     Opens ``settings.database_url`` and brings its schema up to date. Unless given
-    ``conductor`` / ``scheduler`` (tests), it calls the conductor and scheduler at
-    their settings endpoints with a service token signed by ``signer`` (default:
-    one over settings.secret).
+    ``conductor`` / ``scheduler`` (tests), it calls the conductor at its settings
+    endpoint and every registered scheduler replica, with a service token signed
+    by ``signer`` (default: one over settings.secret).
     """
     async def build(startup: Startup) -> Parts[ApiManager]:
         token = startup.service_token()
@@ -51,13 +51,15 @@ async def start(settings: Settings, *, signer: TokenSigner | None = None,
             startup.on_stop(conductor_client.close)
             to_conductor = conductor_client
         if to_scheduler is None:
-            scheduler_client = SchedulerClient(settings.endpoint("scheduler"), token)
-            startup.on_stop(scheduler_client.close)
-            to_scheduler = scheduler_client
+            schedulers = SchedulerFanout(startup.db, token,
+                                         service_down_time=settings.service_down_time)
+            startup.on_stop(schedulers.close)
+            to_scheduler = schedulers
         manager = ApiManager(startup.db, to_conductor, to_scheduler, signer=startup.signer,
                              poll_interval=poll_interval,
                              default_zone=settings.scheduler.default_availability_zone,
-                             service_down_time=settings.service_down_time)
+                             service_down_time=settings.service_down_time,
+                             scheduler_config=settings.scheduler)
         startup.on_stop(manager.close)
         return Parts(manager, servicers(manager))
 

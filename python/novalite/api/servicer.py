@@ -18,6 +18,8 @@ from novalite import convert, errors
 from novalite.api.manager import ApiManager, CreateServer, ServerFilters
 from novalite.objects import lifecycle, records
 from novalite.rpc.novalite.compute.v1 import (
+    aggregates_pb2,
+    aggregates_pb2_grpc,
     flavors_pb2,
     flavors_pb2_grpc,
     hosts_pb2,
@@ -233,6 +235,21 @@ class FlavorsServicer(flavors_pb2_grpc.FlavorsServicer):
         return convert.flavor(self.manager.unset_extra_specs(
             current_claims(), request.flavor_id, list(request.keys)))
 
+    def AddFlavorAccess(self, request: flavors_pb2.AddFlavorAccessRequest,
+                        context: Context) -> flavors_pb2.FlavorAccess:
+        return convert.flavor_access(request.flavor_id, self.manager.add_flavor_access(
+            current_claims(), request.flavor_id, request.project_id))
+
+    def RemoveFlavorAccess(self, request: flavors_pb2.RemoveFlavorAccessRequest,
+                           context: Context) -> flavors_pb2.FlavorAccess:
+        return convert.flavor_access(request.flavor_id, self.manager.remove_flavor_access(
+            current_claims(), request.flavor_id, request.project_id))
+
+    def ListFlavorAccess(self, request: flavors_pb2.ListFlavorAccessRequest,
+                         context: Context) -> flavors_pb2.FlavorAccess:
+        return convert.flavor_access(request.flavor_id, self.manager.list_flavor_access(
+            current_claims(), request.flavor_id))
+
 
 class ImagesServicer(images_pb2_grpc.ImagesServicer):
     def __init__(self, manager: ApiManager) -> None:
@@ -310,6 +327,76 @@ class HostsServicer(hosts_pb2_grpc.HostsServicer):
                                                    request.reason)
         return convert.host(view.host, view.service, view.availability_zone)
 
+    async def AddHostTrait(self, request: hosts_pb2.HostTraitRequest, context: Context) -> hosts_pb2.Host:
+        view = await self.manager.set_host_trait(current_claims(), request.name, request.trait, True)
+        return convert.host(view.host, view.service, view.availability_zone)
+
+    async def RemoveHostTrait(self, request: hosts_pb2.HostTraitRequest,
+                              context: Context) -> hosts_pb2.Host:
+        view = await self.manager.set_host_trait(current_claims(), request.name, request.trait, False)
+        return convert.host(view.host, view.service, view.availability_zone)
+
+
+class AggregatesServicer(aggregates_pb2_grpc.AggregatesServicer):
+    def __init__(self, manager: ApiManager) -> None:
+        self.manager = manager
+
+    async def CreateAggregate(self, request: aggregates_pb2.CreateAggregateRequest,
+                              context: Context) -> aggregates_pb2.Aggregate:
+        return convert.aggregate(await self.manager.create_aggregate(
+            current_claims(), name=request.name,
+            availability_zone=(request.availability_zone
+                               if request.HasField("availability_zone") else None),
+            metadata=dict(request.metadata)))
+
+    def GetAggregate(self, request: aggregates_pb2.GetAggregateRequest,
+                     context: Context) -> aggregates_pb2.Aggregate:
+        return convert.aggregate(self.manager.get_aggregate(current_claims(), request.id))
+
+    def ListAggregates(self, request: aggregates_pb2.ListAggregatesRequest,
+                       context: Context) -> aggregates_pb2.ListAggregatesResponse:
+        return aggregates_pb2.ListAggregatesResponse(aggregates=[
+            convert.aggregate(a) for a in self.manager.list_aggregates(current_claims())])
+
+    async def UpdateAggregate(self, request: aggregates_pb2.UpdateAggregateRequest,
+                              context: Context) -> aggregates_pb2.Aggregate:
+        return convert.aggregate(await self.manager.update_aggregate(
+            current_claims(), request.id,
+            name=request.name if request.HasField("name") else None,
+            availability_zone=(request.availability_zone
+                               if request.HasField("availability_zone") else None)))
+
+    async def DeleteAggregate(self, request: aggregates_pb2.DeleteAggregateRequest,
+                              context: Context) -> aggregates_pb2.DeleteAggregateResponse:
+        await self.manager.delete_aggregate(current_claims(), request.id)
+        return aggregates_pb2.DeleteAggregateResponse()
+
+    async def AddAggregateHost(self, request: aggregates_pb2.AddAggregateHostRequest,
+                               context: Context) -> aggregates_pb2.Aggregate:
+        return convert.aggregate(await self.manager.add_aggregate_host(
+            current_claims(), request.id, request.host))
+
+    async def RemoveAggregateHost(self, request: aggregates_pb2.RemoveAggregateHostRequest,
+                                  context: Context) -> aggregates_pb2.Aggregate:
+        return convert.aggregate(await self.manager.remove_aggregate_host(
+            current_claims(), request.id, request.host))
+
+    async def SetAggregateMetadata(self, request: aggregates_pb2.SetAggregateMetadataRequest,
+                                   context: Context) -> aggregates_pb2.Aggregate:
+        return convert.aggregate(await self.manager.set_aggregate_metadata(
+            current_claims(), request.id, convert.metadata_change(request.metadata, request.unset)))
+
+
+class AvailabilityZonesServicer(aggregates_pb2_grpc.AvailabilityZonesServicer):
+    def __init__(self, manager: ApiManager) -> None:
+        self.manager = manager
+
+    def ListAvailabilityZones(self, request: aggregates_pb2.ListAvailabilityZonesRequest,
+                              context: Context) -> aggregates_pb2.ListAvailabilityZonesResponse:
+        return aggregates_pb2.ListAvailabilityZonesResponse(availability_zones=[
+            convert.availability_zone(z.name, z.available, z.services)
+            for z in self.manager.list_availability_zones(current_claims())])
+
 
 class QuotasServicer(quotas_pb2_grpc.QuotasServicer):
     def __init__(self, manager: ApiManager) -> None:
@@ -349,12 +436,15 @@ def servicers(manager: ApiManager) -> list[tuple[AddServicer, Any]]:
         (images_pb2_grpc.add_ImagesServicer_to_server, ImagesServicer(manager)),
         (server_groups_pb2_grpc.add_ServerGroupsServicer_to_server, ServerGroupsServicer(manager)),
         (hosts_pb2_grpc.add_HostsServicer_to_server, HostsServicer(manager)),
+        (aggregates_pb2_grpc.add_AggregatesServicer_to_server, AggregatesServicer(manager)),
+        (aggregates_pb2_grpc.add_AvailabilityZonesServicer_to_server,
+         AvailabilityZonesServicer(manager)),
         (quotas_pb2_grpc.add_QuotasServicer_to_server, QuotasServicer(manager)),
         (tokens_pb2_grpc.add_TokensServicer_to_server, TokensServicer(manager)),
     ]
 
 
 __all__ = [
-    "FlavorsServicer", "HostsServicer", "ImagesServicer", "QuotasServicer", "ServerGroupsServicer",
+    "AggregatesServicer", "AvailabilityZonesServicer", "FlavorsServicer", "HostsServicer", "ImagesServicer", "QuotasServicer", "ServerGroupsServicer",
     "ServersServicer", "TokensServicer", "servicers",
 ]

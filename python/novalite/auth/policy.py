@@ -66,6 +66,9 @@ POLICY: Mapping[str, frozenset[str]] = MappingProxyType({
         "GetFlavor": MEMBERS,
         "SetFlavorExtraSpecs": ADMINS,
         "UnsetFlavorExtraSpecs": ADMINS,
+        "AddFlavorAccess": ADMINS,
+        "RemoveFlavorAccess": ADMINS,
+        "ListFlavorAccess": ADMINS,
     }),
     **_service("novalite.compute.v1.Images", {
         "CreateImage": ADMINS,
@@ -77,6 +80,21 @@ POLICY: Mapping[str, frozenset[str]] = MappingProxyType({
         "ListHosts": ADMINS,
         "EnableHost": ADMINS,
         "DisableHost": ADMINS,
+        "AddHostTrait": ADMINS,
+        "RemoveHostTrait": ADMINS,
+    }),
+    **_service("novalite.compute.v1.Aggregates", {
+        "CreateAggregate": ADMINS,
+        "GetAggregate": ADMINS,
+        "ListAggregates": ADMINS,
+        "UpdateAggregate": ADMINS,
+        "DeleteAggregate": ADMINS,
+        "AddAggregateHost": ADMINS,
+        "RemoveAggregateHost": ADMINS,
+        "SetAggregateMetadata": ADMINS,
+    }),
+    **_service("novalite.compute.v1.AvailabilityZones", {
+        "ListAvailabilityZones": MEMBERS,  # the hosts for admins only (the manager)
     }),
     **_service("novalite.compute.v1.Quotas", {
         "GetQuota": MEMBERS,  # a member's own project only (the manager checks)
@@ -99,6 +117,7 @@ POLICY: Mapping[str, frozenset[str]] = MappingProxyType({
     **_service("novalite.internal.v1.Scheduler", {
         "SelectDestinations": SERVICES,
         "ReportHosts": SERVICES,
+        "RefreshAggregates": SERVICES,
         "ReleaseAllocation": SERVICES,
         "ClaimAllocation": SERVICES,
         "MoveAllocation": SERVICES,

@@ -21,6 +21,8 @@ import grpc
 from google.protobuf.json_format import MessageToDict
 
 from novalite.rpc.novalite.compute.v1 import (
+    aggregates_pb2,
+    aggregates_pb2_grpc,
     flavors_pb2,
     flavors_pb2_grpc,
     hosts_pb2,
@@ -101,6 +103,8 @@ class Client:
         self.quotas = quotas_pb2_grpc.QuotasStub(self.channel)
         self.images = images_pb2_grpc.ImagesStub(self.channel)
         self.groups = server_groups_pb2_grpc.ServerGroupsStub(self.channel)
+        self.aggregates = aggregates_pb2_grpc.AggregatesStub(self.channel)
+        self.zones = aggregates_pb2_grpc.AvailabilityZonesStub(self.channel)
         self.json = bool(args.json)
 
 
@@ -474,6 +478,24 @@ def flavor_set(client: Client, a: argparse.Namespace) -> int:
     return 0
 
 
+def flavor_access(client: Client, a: argparse.Namespace) -> int:
+    """Who may use a private flavor: add or remove a project, or list them."""
+    flavor_id = _resolve_flavor(client, a.flavor)
+    if a.access_command == "add":
+        reply = client.flavors.AddFlavorAccess(flavors_pb2.AddFlavorAccessRequest(
+            flavor_id=flavor_id, project_id=a.project))
+    elif a.access_command == "remove":
+        reply = client.flavors.RemoveFlavorAccess(flavors_pb2.RemoveFlavorAccessRequest(
+            flavor_id=flavor_id, project_id=a.project))
+    else:
+        reply = client.flavors.ListFlavorAccess(flavors_pb2.ListFlavorAccessRequest(flavor_id=flavor_id))
+    if client.json:
+        _show(client, reply)
+    else:
+        _print_table([{"project_id": p} for p in reply.project_ids], ["project_id"])
+    return 0
+
+
 def host_list(client: Client, a: argparse.Namespace) -> int:
     hosts = client.hosts.ListHosts(hosts_pb2.ListHostsRequest(page_size=1000)).hosts
     if client.json:
@@ -494,6 +516,27 @@ def host_list(client: Client, a: argparse.Namespace) -> int:
     return 0
 
 
+def host_show(client: Client, a: argparse.Namespace) -> int:
+    req = hosts_pb2.ListHostsRequest(page_size=1000)
+    while True:
+        reply = client.hosts.ListHosts(req)
+        for h in reply.hosts:
+            if h.name == a.name:
+                _show(client, h)
+                return 0
+        if not reply.next_page_token:
+            raise CommandError(f"no host named {a.name!r} (novalite host list)")
+        req.page_token = reply.next_page_token
+
+
+def host_trait(client: Client, a: argparse.Namespace) -> int:
+    request = hosts_pb2.HostTraitRequest(name=a.name, trait=a.trait)
+    host = (client.hosts.AddHostTrait(request) if a.trait_command == "add"
+            else client.hosts.RemoveHostTrait(request))
+    _show(client, host, ["name", "traits"])
+    return 0
+
+
 def host_enable(client: Client, a: argparse.Namespace) -> int:
     _show(client, client.hosts.EnableHost(hosts_pb2.EnableHostRequest(name=a.name)), ["name", "status"])
     return 0
@@ -502,6 +545,105 @@ def host_enable(client: Client, a: argparse.Namespace) -> int:
 def host_disable(client: Client, a: argparse.Namespace) -> int:
     _show(client, client.hosts.DisableHost(hosts_pb2.DisableHostRequest(name=a.name, reason=a.reason or "")),
           ["name", "status", "disabled_reason"])
+    return 0
+
+
+def _resolve_aggregate(client: Client, ref: str) -> str:
+    for agg in client.aggregates.ListAggregates(aggregates_pb2.ListAggregatesRequest()).aggregates:
+        if ref in (agg.id, agg.name):
+            return agg.id
+    raise CommandError(f"no aggregate named or with id {ref!r} (novalite aggregate list)")
+
+
+_AGGREGATE_COLUMNS = ["id", "name", "availability_zone", "hosts", "metadata"]
+
+
+def aggregate_create(client: Client, a: argparse.Namespace) -> int:
+    req = aggregates_pb2.CreateAggregateRequest(name=a.name, metadata=_key_values(a.property, "--property"))
+    if a.zone is not None:
+        req.availability_zone = a.zone
+    _show(client, client.aggregates.CreateAggregate(req), _AGGREGATE_COLUMNS)
+    return 0
+
+
+def aggregate_list(client: Client, a: argparse.Namespace) -> int:
+    aggregates = client.aggregates.ListAggregates(aggregates_pb2.ListAggregatesRequest()).aggregates
+    if client.json:
+        _list(client, aggregates, [])
+        return 0
+    _print_table([{"id": g.id, "name": g.name, "availability_zone": g.availability_zone,
+                   "hosts": ",".join(g.hosts),
+                   "metadata": ",".join(f"{k}={v}" for k, v in sorted(g.metadata.items())
+                                        if k != "availability_zone")} for g in aggregates],
+                 _AGGREGATE_COLUMNS)
+    return 0
+
+
+def aggregate_show(client: Client, a: argparse.Namespace) -> int:
+    _show(client, client.aggregates.GetAggregate(aggregates_pb2.GetAggregateRequest(
+        id=_resolve_aggregate(client, a.aggregate))), _AGGREGATE_COLUMNS)
+    return 0
+
+
+def aggregate_set(client: Client, a: argparse.Namespace) -> int:
+    """A new name and/or zone (UpdateAggregate), then metadata (SetAggregateMetadata)."""
+    agg_id = _resolve_aggregate(client, a.aggregate)
+    properties = _key_values(a.property, "--property")
+    if a.new_name is None and a.zone is None and not properties:
+        raise CommandError("nothing to set: give --name, --zone or --property")
+    reply = None
+    if a.new_name is not None or a.zone is not None:
+        req = aggregates_pb2.UpdateAggregateRequest(id=agg_id)
+        if a.new_name is not None:
+            req.name = a.new_name
+        if a.zone is not None:
+            req.availability_zone = a.zone
+        reply = client.aggregates.UpdateAggregate(req)
+    if properties:
+        reply = client.aggregates.SetAggregateMetadata(aggregates_pb2.SetAggregateMetadataRequest(
+            id=agg_id, metadata=properties))
+    _show(client, reply, _AGGREGATE_COLUMNS)
+    return 0
+
+
+def aggregate_unset(client: Client, a: argparse.Namespace) -> int:
+    _show(client, client.aggregates.SetAggregateMetadata(aggregates_pb2.SetAggregateMetadataRequest(
+        id=_resolve_aggregate(client, a.aggregate), unset=a.property)), _AGGREGATE_COLUMNS)
+    return 0
+
+
+def aggregate_delete(client: Client, a: argparse.Namespace) -> int:
+    client.aggregates.DeleteAggregate(aggregates_pb2.DeleteAggregateRequest(
+        id=_resolve_aggregate(client, a.aggregate)))
+    return 0
+
+
+def aggregate_host(client: Client, a: argparse.Namespace) -> int:
+    agg_id = _resolve_aggregate(client, a.aggregate)
+    if a.add:
+        reply = client.aggregates.AddAggregateHost(aggregates_pb2.AddAggregateHostRequest(id=agg_id, host=a.host))
+    else:
+        reply = client.aggregates.RemoveAggregateHost(aggregates_pb2.RemoveAggregateHostRequest(
+            id=agg_id, host=a.host))
+    _show(client, reply, _AGGREGATE_COLUMNS)
+    return 0
+
+
+def zone_list(client: Client, a: argparse.Namespace) -> int:
+    zones = client.zones.ListAvailabilityZones(aggregates_pb2.ListAvailabilityZonesRequest()).availability_zones
+    if client.json:
+        _list(client, zones, [])
+        return 0
+    rows: list[dict[str, Any]] = []
+    for z in zones:
+        state = "available" if z.available else "not available"
+        if not z.hosts:
+            rows.append({"zone": z.name, "state": state})
+        for h in z.hosts:
+            rows.append({"zone": z.name, "state": state, "host": h.name,
+                         "host_state": "up" if h.up else "down",
+                         "host_status": "enabled" if h.enabled else "disabled"})
+    _print_table(rows, ["zone", "state", "host", "host_state", "host_status"])
     return 0
 
 
@@ -581,7 +723,10 @@ def register(sub: Any, positive: Callable[[str], Callable[[str], int]]) -> None:
     p.add_argument("--count", type=positive("--count"), default=1, help="how many servers (max_count)")
     p.add_argument("--min-count", type=positive("--min-count"), default=None,
                    help="create at least this many, as the quota allows (default: --count)")
-    p.add_argument("--availability-zone")
+    p.add_argument("--availability-zone", metavar="ZONE",
+                   help="a zone (novalite zone list); an admin may force a host with Nova's "
+                        "ZONE:HOST, ZONE:HOST:NODE or ZONE::NODE (the filters are skipped, "
+                        "capacity, traits and the group's policy are not)")
     p.add_argument("--group", help="server group id (scheduler hint)")
     p.add_argument("--same-host", action="append", metavar="SERVER_ID")
     p.add_argument("--different-host", action="append", metavar="SERVER_ID")
@@ -681,8 +826,18 @@ def register(sub: Any, positive: Callable[[str], Callable[[str], int]]) -> None:
     p = cmd(fs, "set", flavor_set, "set extra specs")
     p.add_argument("flavor")
     p.add_argument("--property", action="append", metavar="KEY=VALUE", required=True)
+    access = fs.add_parser("access", help="the projects that may use a private flavor (admin)",
+                           description="Nova's flavor access: a private flavor is visible to, "
+                                       "and usable by, admins and the projects given access.")
+    acs = access.add_subparsers(dest="access_command", metavar="ACTION", required=True)
+    for name, what in (("add", "give a project access"), ("remove", "take a project's access away")):
+        p = cmd(acs, name, flavor_access, what)
+        p.add_argument("flavor", help="name or id of a private flavor")
+        p.add_argument("project", help="project id")
+    p = cmd(acs, "list", flavor_access, "the projects with access")
+    p.add_argument("flavor", help="name or id of a private flavor")
 
-    host = sub.add_parser("host", help="list, enable, disable compute hosts (admin)")
+    host = sub.add_parser("host", help="list, show, enable, disable compute hosts; their traits (admin)")
     hs = host.add_subparsers(dest="host_command", metavar="ACTION", required=True)
     cmd(hs, "list", host_list, "hosts with capacity and usage per resource class")
     p = cmd(hs, "enable", host_enable, "enable a host")
@@ -690,6 +845,50 @@ def register(sub: Any, positive: Callable[[str], Callable[[str], int]]) -> None:
     p = cmd(hs, "disable", host_disable, "disable a host")
     p.add_argument("name")
     p.add_argument("--reason")
+    p = cmd(hs, "show", host_show, "one host: capacity, usage, zone, traits")
+    p.add_argument("name")
+    trait = hs.add_parser("trait", help="traits on a host (a flavor's trait:NAME=required|forbidden)",
+                          description="Add or remove a trait on a host: Placement's CUSTOM_* traits or "
+                                      "standard ones such as STORAGE_DISK_SSD. The HW_CPU_* traits "
+                                      "are the host's compute agent's, reported from its CPU.")
+    ts = trait.add_subparsers(dest="trait_command", metavar="ACTION", required=True)
+    for name in ("add", "remove"):
+        p = cmd(ts, name, host_trait, f"{name} a trait")
+        p.add_argument("name", help="host name")
+        p.add_argument("trait", help="e.g. CUSTOM_GPU")
+
+    aggregate = sub.add_parser("aggregate", help="host aggregates and availability zones (admin)",
+                               description="Nova's host aggregates: groups of hosts whose metadata the "
+                                           "scheduler reads (flavor pinning, tenant isolation, limits, "
+                                           "weight multipliers); --zone makes one an availability zone. "
+                                           "Every change reaches the schedulers before the command returns.")
+    ags = aggregate.add_subparsers(dest="aggregate_command", metavar="ACTION", required=True)
+    p = cmd(ags, "create", aggregate_create, "create an aggregate")
+    p.add_argument("name")
+    p.add_argument("--zone", help="make it this availability zone")
+    p.add_argument("--property", action="append", metavar="KEY=VALUE", help="metadata")
+    cmd(ags, "list", aggregate_list, "list aggregates")
+    p = cmd(ags, "show", aggregate_show, "show an aggregate")
+    p.add_argument("aggregate", help="name or id")
+    p = cmd(ags, "set", aggregate_set, "rename, move to a zone, set metadata")
+    p.add_argument("aggregate", help="name or id")
+    p.add_argument("--name", dest="new_name", help="the new name")
+    p.add_argument("--zone", help="the new availability zone")
+    p.add_argument("--property", action="append", metavar="KEY=VALUE", help="metadata to set")
+    p = cmd(ags, "unset", aggregate_unset, "remove metadata keys (availability_zone: leave the zone)")
+    p.add_argument("aggregate", help="name or id")
+    p.add_argument("--property", action="append", metavar="KEY", required=True)
+    p = cmd(ags, "delete", aggregate_delete, "delete an aggregate without hosts")
+    p.add_argument("aggregate", help="name or id")
+    for name, add in (("add-host", True), ("remove-host", False)):
+        p = cmd(ags, name, aggregate_host, f"{'add a host to' if add else 'remove a host from'} an aggregate")
+        p.add_argument("aggregate", help="name or id")
+        p.add_argument("host")
+        p.set_defaults(add=add)
+
+    zone = sub.add_parser("zone", help="availability zones")
+    zs = zone.add_subparsers(dest="zone_command", metavar="ACTION", required=True)
+    cmd(zs, "list", zone_list, "the zones with hosts, and (admin) their hosts")
     p = cmd(hs, "evacuate", host_evacuate, "evacuate every server of a host that is down")
     p.add_argument("name")
     p.add_argument("--target", help="the host to rebuild them on; default: the scheduler's choice")

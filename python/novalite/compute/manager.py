@@ -5,7 +5,8 @@ One agent serves one or more hosts, each through its own virt driver connection
 does for them what Nova's compute manager and resource tracker do:
 
 * register each host (service row, resource provider, inventory from the driver
-  with the configured reserved amounts and allocation ratios) and heartbeat;
+  with the configured reserved amounts and allocation ratios, the CPU traits) and
+  heartbeat;
 * claim locally, through the same placement core the scheduler uses, before
   building (Nova's instance_claim): a claim that does not fit fails the build with
   ComputeResourcesUnavailable, so the conductor tries an alternate;
@@ -112,6 +113,8 @@ class ComputeOptions:
     disk_allocation_ratio: float
     max_concurrent_builds: int
     consecutive_build_service_disable_threshold: int
+    # the CPU traits of simulated hosts (a real host's come from its driver)
+    cpu_traits: frozenset[str] = frozenset()
     # hosts whose builds fail on purpose (to exercise rescheduling; tests only)
     fail_builds_on: frozenset[str] = frozenset()
     # seconds each step of a move waits before it starts (so that a test can kill
@@ -131,6 +134,8 @@ class ComputeOptions:
             max_concurrent_builds=settings.max_concurrent_builds,
             consecutive_build_service_disable_threshold=(
                 settings.consecutive_build_service_disable_threshold),
+            cpu_traits=(frozenset(settings.cpu_traits) if settings.virt_uri.startswith("test:")
+                        else frozenset()),
             fail_builds_on=frozenset(fail_builds_on),
             move_step_delay=move_step_delay,
         )
@@ -395,6 +400,7 @@ class ComputeManager:
             cpu_info=dict(info.cpu_info),
             supported_instances=[list(t) for t in info.supported_instances])
         h.uuid = provider.uuid
+        await self._db(self.db.set_reported_traits, h.uuid, info.traits | self.options.cpu_traits)
 
         self.claims.add_host(Host(name=h.name, uuid=h.uuid, vcpu=invs["VCPU"],
                                   memory_mb=invs["MEMORY_MB"], disk_gb=invs["DISK_GB"]))
@@ -673,15 +679,19 @@ class ComputeManager:
     # ---- building and deleting -----------------------------------------------------
 
     async def build(self, host: str, instance_id: str, name: str, flavor: records.Flavor,
-                    image: records.Image | None, allocation: Mapping[str, int]) -> int:
+                    image: records.Image | None, allocation: Mapping[str, int], *,
+                    group_id: str | None = None) -> int:
         """Claim locally (``allocation``, what the scheduler claimed here; the
         flavor's resources if empty), spawn, start. Returns the power state.
-        BuildFailed (ComputeResourcesUnavailable for a claim that does not fit) when
-        the guest cannot be built here; Invalid for a malformed request; NotFound
-        for a host this agent does not serve. A repeated build of a server already
-        running here returns its power state."""
+        BuildFailed (ComputeResourcesUnavailable for a claim that does not fit,
+        GroupAffinityViolation when the server group ``group_id``'s policy forbids
+        this host) when the guest cannot be built here; Invalid for a malformed
+        request; NotFound for a host this agent does not serve. A repeated build
+        of a server already running here returns its power state."""
         h = self._host(host)
         _check_instance_id(instance_id, "server.id")
+        if group_id is not None:
+            _check_instance_id(group_id, "group_id")
         _check_flavor(flavor)
         amounts = _check_allocation(allocation) or flavor.amounts()
         await self._serving()
@@ -695,7 +705,8 @@ class ComputeManager:
                 else:
                     LOG.info("server %s already runs on %s", instance_id, host)
                     return int(power)
-            return await self._build(h, instance_id, name or instance_id, flavor, image, amounts)
+            return await self._build(h, instance_id, name or instance_id, flavor, image, amounts,
+                                     group_id)
 
     @asynccontextmanager
     async def _build_slot(self, host: str) -> AsyncIterator[None]:
@@ -710,15 +721,19 @@ class ComputeManager:
             yield
 
     async def _build(self, h: _HostState, instance_id: str, name: str, flavor: records.Flavor,
-                     image: records.Image | None, amounts: Mapping[str, int]) -> int:
+                     image: records.Image | None, amounts: Mapping[str, int],
+                     group_id: str | None) -> int:
         h.dropped.discard(instance_id)
         h.building.add(instance_id)
         try:
-            try:
-                self._track(h, instance_id, flavor, amounts, force=False)
-            except PlacementError as e:
-                raise errors.ComputeResourcesUnavailable(
-                    f"Insufficient compute resources on host {h.name}: {e}") from None
+            if group_id is None:
+                self._claim(h, instance_id, flavor, amounts)
+            else:
+                # the check and the claim under one lock on the group: of two
+                # members racing to this host, the second sees the first
+                async with self._lock(f"group {group_id}"):
+                    await self._check_group_policy(h, instance_id, group_id)
+                    self._claim(h, instance_id, flavor, amounts)
             if h.name in self.options.fail_builds_on:
                 raise errors.BuildFailed(f"build failure injected on host {h.name} (fail_builds_on)")
             await asyncio.to_thread(
@@ -739,7 +754,11 @@ class ComputeManager:
             h.dropped.add(instance_id)
             failure = await self._build_failure(h, instance_id, e)
             h.building.discard(instance_id)
-            await self._build_failed(h)
+            if isinstance(failure, errors.GroupAffinityViolation):
+                # the host is fine, the race is not its fault (Nova's FAILED_BY_POLICY)
+                await self._reporter.request(h.name, wait=False)
+            else:
+                await self._build_failed(h)
             raise failure from None
         h.building.discard(instance_id)
         h.failed_builds = 0
@@ -748,6 +767,43 @@ class ComputeManager:
         # with the other builds', without holding up this one's answer.
         await self._reporter.request(h.name, wait=False)
         return power
+
+    def _claim(self, h: _HostState, instance_id: str, flavor: records.Flavor,
+               amounts: Mapping[str, int]) -> None:
+        try:
+            self._track(h, instance_id, flavor, amounts, force=False)
+        except PlacementError as e:
+            raise errors.ComputeResourcesUnavailable(
+                f"Insufficient compute resources on host {h.name}: {e}") from None
+
+    async def _check_group_policy(self, h: _HostState, instance_id: str, group_id: str) -> None:
+        """Nova's _validate_instance_group_policy, the late check: the scheduler
+        placed the server by what it knew, and another build of the group may
+        have raced it here. Anti-affinity: the members this host counts (those
+        this agent tracks, claimed under this same lock, and those settled here)
+        must stay below max_server_per_host. Affinity: the other members' hosts,
+        when there are any, must include this one (a check across hosts, racy
+        between agents as Nova's is)."""
+        try:
+            group, members = await self._db(self.db.server_group_placement, group_id)
+        except errors.NotFound:
+            return  # deleted meanwhile: no policy to keep
+        others = {m: placed for m, placed in members.items() if m != instance_id}
+        if group.policy == "anti-affinity":
+            here = sorted(m for m, (host, vm) in others.items()
+                          if m in h.tracked or (host == h.name and vm != VmState.BUILDING))
+            limit = group.max_server_per_host or 1
+            if len(here) >= limit:
+                raise errors.GroupAffinityViolation(
+                    f"Anti-affinity instance group policy was violated: host {h.name} already "
+                    f"has {len(here)} member(s) of server group {group_id} (at most {limit}): "
+                    f"{', '.join(here)}")
+        elif group.policy == "affinity":
+            hosts = sorted({host for host, _ in others.values() if host})
+            if hosts and h.name not in hosts:
+                raise errors.GroupAffinityViolation(
+                    f"Affinity instance group policy was violated: the other members of server "
+                    f"group {group_id} are on {', '.join(hosts)}, not {h.name}")
 
     async def _build_failure(self, h: _HostState, instance_id: str, e: Exception) -> errors.BuildFailed:
         """The BuildFailed to raise for ``e``, after cleaning up what it left."""

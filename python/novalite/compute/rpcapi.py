@@ -77,7 +77,7 @@ class ComputeClient:
                     image: records.Image | None, allocation: Mapping[str, int]) -> int:
         request = compute_agent_pb2.BuildInstanceRequest(
             server_id=instance.id, name=instance.name, flavor=convert.flavor(flavor),
-            allocation=dict(allocation), host=host)
+            allocation=dict(allocation), host=host, group_id=instance.group_id or "")
         if image is not None:
             request.image.CopyFrom(convert.image(image))
         try:

@@ -7,8 +7,9 @@ codes by the shared error interceptor.
 
 A failed build is not a domain error but an outcome the conductor acts on (it
 releases the claim and tries an alternate): it ends the call with
-RESOURCE_EXHAUSTED when the local claim did not fit and INTERNAL otherwise, the
-message saying why, as compute_agent.proto describes. The interceptor maps no domain
+RESOURCE_EXHAUSTED when the local claim did not fit, ABORTED when the server
+group's late check refused the host, and INTERNAL otherwise, the message saying
+why, as compute_agent.proto describes. The interceptor maps no domain
 error to INTERNAL with its message (an unexpected error's message is hidden on
 purpose), so this one case sets the status on the context itself.
 """
@@ -31,6 +32,12 @@ else:
     Context = grpc.aio.ServicerContext
 
 
+# How a failed build ends the call (compute_agent.proto).
+_BUILD_FAILURE_CODES = {
+    errors.ComputeResourcesUnavailable: grpc.StatusCode.RESOURCE_EXHAUSTED,
+    errors.GroupAffinityViolation: grpc.StatusCode.ABORTED,
+}
+
 T = TypeVar("T")
 R = TypeVar("R")
 
@@ -44,9 +51,7 @@ def _host(host: str) -> str:
 def _failed(context: Context, e: errors.BuildFailed) -> None:
     """A build or a move's step that could not be done here (see the module's
     docstring)."""
-    context.set_code(grpc.StatusCode.RESOURCE_EXHAUSTED
-                     if isinstance(e, errors.ComputeResourcesUnavailable)
-                     else grpc.StatusCode.INTERNAL)
+    context.set_code(_BUILD_FAILURE_CODES.get(type(e), grpc.StatusCode.INTERNAL))
     context.set_details(str(e))
 
 
@@ -66,7 +71,7 @@ class ComputeAgentServicer(compute_agent_pb2_grpc.ComputeAgentServicer):
             power = await self.manager.build(
                 _host(request.host), request.server_id, request.name,
                 convert.flavor_from_proto(request.flavor), _image(request),
-                convert.allocation(request.allocation))
+                convert.allocation(request.allocation), group_id=request.group_id or None)
         except errors.BuildFailed as e:
             _failed(context, e)
             return pb.BuildInstanceResponse()

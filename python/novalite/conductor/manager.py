@@ -14,7 +14,7 @@ from datetime import datetime, timezone
 from typing import Any, Mapping, Sequence
 
 from novalite import errors
-from novalite.db.database import Database
+from novalite.db.database import UNSET, Database
 from novalite.objects import lifecycle, records
 from novalite.objects.states import TaskState, VmState
 from novalite.conductor.moves import ComputeAPI, MoveTasks, SchedulerAPI, next_alternate
@@ -117,10 +117,13 @@ class ConductorManager:
             selections = await self.scheduler.select_destinations(spec)
         except errors.NoValidHost as e:
             counts = ", ".join(f"{n} {c}" for c, n in e.rejections if n) or "no hosts"
-            message = f"No valid host was found. {counts}"
+            message = f"No valid host was found. {counts}" + "".join(f"; {m}" for m in e.missing)
+            details: dict[str, Any] = {"rejections": [list(r) for r in e.rejections],
+                                       "instance_index": e.instance_index}
+            if e.missing:
+                details["missing"] = e.missing
             for inst in instances:
-                await self._error(inst.id, message, {"rejections": [list(r) for r in e.rejections],
-                                                     "instance_index": e.instance_index}, code=500,
+                await self._error(inst.id, message, details, code=500,
                                   events=[_scheduled(started, message)])
             return
         except Exception as e:  # noqa: BLE001 - any scheduler failure becomes the fault
@@ -170,10 +173,12 @@ class ConductorManager:
                 await self.scheduler.release(inst.id)
                 await asyncio.to_thread(self._finish_create, inst.id, None)
             return
+        # on no host any more, as Nova's compute leaves it (_nil_out_instance_obj_host_
+        # and_node): a host's late group check must not count a server that is not there
         await self._error(inst.id,
                     "Exceeded maximum number of retries. Exhausted all hosts available "
                     f"for retrying build failures for instance {inst.id}.",
-                    {"attempts": reasons}, code=500, events=steps[:1])
+                    {"attempts": reasons}, code=500, events=steps[:1], host=None)
 
     def _live_instances(self, ids: Sequence[str]) -> list[records.Instance]:
         """The servers of a build that still exist (one may be deleted before the
@@ -198,9 +203,11 @@ class ConductorManager:
         return flavor, image
 
     async def _error(self, instance_id: str, message: str, details: Mapping[str, Any], *,
-                     code: int, events: Sequence[records.EventStep] = ()) -> None:
+                     code: int, events: Sequence[records.EventStep] = (),
+                     host: Any = UNSET) -> None:
+        """ERROR with a fault; ``host`` None takes the server off its host."""
         await asyncio.to_thread(self._try, lambda: self.db.update_instance(
-            instance_id, vm_state=VmState.ERROR, task_state=None,
+            instance_id, vm_state=VmState.ERROR, task_state=None, host=host, node=host,
             fault=records.NewFault(code=code, message=message, details=dict(details)),
             finish_action="create", action_message="Error", events=events))
 

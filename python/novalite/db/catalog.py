@@ -51,9 +51,11 @@ class Catalog(Transactions):
             return _flavor(row)
         return self._write(work)
 
-    def get_flavor(self, flavor_id: str, *, include_deleted: bool = False) -> Flavor:
+    def get_flavor(self, flavor_id: str, *, include_deleted: bool = False,
+                   visible_to: str | None = None) -> Flavor:
         """A flavor by id; deleted ones only with include_deleted (instances built
-        from a deleted flavor still name it)."""
+        from a deleted flavor still name it). ``visible_to``: a project, for which
+        a private flavor it was not given access to is NotFound (Nova's)."""
         def query() -> Any:
             stmt = sa.select(_FLAVORS).where(_FLAVORS.c.id == sa.bindparam("id"))
             return stmt if include_deleted else stmt.where(_FLAVORS.c.deleted_at.is_(None))
@@ -61,18 +63,69 @@ class Catalog(Transactions):
         def work(s: Session) -> Flavor:
             row = s.connection().execute(_stmt(f"flavor deleted={include_deleted}", query),
                                          {"id": flavor_id}).one_or_none()
-            if row is None:
+            if row is None or (visible_to is not None and not row.is_public
+                               and not _has_access(s, flavor_id, visible_to)):
                 raise errors.NotFound(f"flavor {flavor_id} not found")
             return _flavor(row)
         return self._read(work)
 
-    def list_flavors(self, *, is_public: bool | None = None) -> list[Flavor]:
-        """Live flavors by name, optionally only public or only private ones."""
+    def list_flavors(self, *, is_public: bool | None = None,
+                     visible_to: str | None = None) -> list[Flavor]:
+        """Live flavors by name, optionally only public or only private ones;
+        ``visible_to``: only the public ones and the private ones that project was
+        given access to."""
         def work(s: Session) -> list[Flavor]:
             q = sa.select(m.Flavor).where(m.Flavor.deleted_at.is_(None)).order_by(m.Flavor.name)
             if is_public is not None:
                 q = q.where(m.Flavor.is_public == is_public)
+            if visible_to is not None:
+                fp = m.FlavorProject
+                q = q.where(sa.or_(m.Flavor.is_public, sa.exists().where(
+                    fp.flavor_id == m.Flavor.id, fp.project_id == visible_to)))
             return [_flavor(r) for r in s.scalars(q)]
+        return self._read(work)
+
+    # Nova's os-flavor-access: which projects may use a private flavor.
+
+    def add_flavor_access(self, flavor_id: str, project_id: str) -> list[str]:
+        """Give a project access to a private flavor; returns every project that
+        has it. InvalidState for a public flavor (everyone has it), Conflict when
+        the project has it already."""
+        project_id = _name("project_id", project_id)
+
+        def work(s: Session) -> list[str]:
+            row = self._flavor_row(s, flavor_id, lock=True)
+            if row.is_public:
+                raise errors.InvalidState(f"flavor {flavor_id} is public: every project may "
+                                          "use it already")
+            if s.get(m.FlavorProject, (flavor_id, project_id)) is not None:
+                raise errors.Conflict(f"project {project_id} already has access to flavor "
+                                      f"{flavor_id}")
+            s.add(m.FlavorProject(flavor_id=flavor_id, project_id=project_id))
+            s.flush()
+            return _access_list(s, flavor_id)
+        return self._write(work)
+
+    def remove_flavor_access(self, flavor_id: str, project_id: str) -> list[str]:
+        """Take a project's access to a flavor away (its servers keep running);
+        returns the projects left. NotFound when it had none."""
+        def work(s: Session) -> list[str]:
+            self._flavor_row(s, flavor_id, lock=True)
+            entry = s.get(m.FlavorProject, (flavor_id, project_id))
+            if entry is None:
+                raise errors.NotFound(f"project {project_id} has no access to flavor {flavor_id}")
+            s.delete(entry)
+            s.flush()
+            return _access_list(s, flavor_id)
+        return self._write(work)
+
+    def list_flavor_access(self, flavor_id: str) -> list[str]:
+        """The projects given access to a private flavor, sorted; InvalidState for
+        a public one (Nova: no access list for public flavors)."""
+        def work(s: Session) -> list[str]:
+            if self._flavor_row(s, flavor_id).is_public:
+                raise errors.InvalidState(f"flavor {flavor_id} is public: it has no access list")
+            return _access_list(s, flavor_id)
         return self._read(work)
 
     def delete_flavor(self, flavor_id: str) -> None:
@@ -234,6 +287,18 @@ class Catalog(Transactions):
         """The hosts the group's live members are on (for affinity checks)."""
         return self._read(lambda s: self._group(s, self._group_row(s, group_id, None)).hosts)
 
+    def server_group_placement(self, group_id: str) -> tuple[ServerGroup, dict[str, tuple[str | None, str]]]:
+        """A group and, per live member, its host and vm_state, read together (a
+        compute agent's late check of the group's policy)."""
+        def work(s: Session) -> tuple[ServerGroup, dict[str, tuple[str | None, str]]]:
+            row = self._group_row(s, group_id, None)
+            i = m.Instance
+            members = {iid: (host, vm) for iid, host, vm in s.execute(
+                sa.select(i.id, i.host, i.vm_state).where(i.group_id == group_id,
+                                                          i.deleted_at.is_(None)))}
+            return self._group(s, row), members
+        return self._read(work)
+
     @staticmethod
     def _group_row(s: Session, group_id: str, project_id: str | None) -> m.ServerGroup:
         row = s.get(m.ServerGroup, group_id)
@@ -256,6 +321,16 @@ class Catalog(Transactions):
 
 
 # --- rows to records ------------------------------------------------------------------
+
+def _has_access(s: Session, flavor_id: str, project_id: str) -> bool:
+    return s.get(m.FlavorProject, (flavor_id, project_id)) is not None
+
+
+def _access_list(s: Session, flavor_id: str) -> list[str]:
+    fp = m.FlavorProject
+    return list(s.scalars(sa.select(fp.project_id).where(fp.flavor_id == flavor_id)
+                          .order_by(fp.project_id)))
+
 
 def _flavor(r: m.Flavor | sa.Row[Any]) -> Flavor:
     return Flavor(id=r.id, name=r.name, vcpus=r.vcpus, memory_mb=r.memory_mb,

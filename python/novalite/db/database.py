@@ -21,14 +21,15 @@ import sqlalchemy as sa
 from novalite.db.allocations import Allocations
 from novalite.db.catalog import SERVER_GROUP_POLICIES, Catalog
 from novalite.db.engine import MIGRATIONS_DIR, UNSET, _utcnow
-from novalite.db.hosts import SERVICE_BINARIES, SERVICE_DOWN_TIME, Hosts
+from novalite.db.hosts import SERVICE_BINARIES, SERVICE_DOWN_TIME, ZONE_KEY, Hosts
 from novalite.db.instances import MAX_BATCH, MAX_METADATA_ITEMS, Instances
 from novalite.db.moves import Moves
 from novalite.db.quotas import DEFAULT_QUOTAS, QUOTA_RESOURCES, Quotas, _default_limits
 
 __all__ = [
     "DEFAULT_QUOTAS", "MAX_BATCH", "MAX_METADATA_ITEMS", "MIGRATIONS_DIR", "QUOTA_RESOURCES",
-    "SERVER_GROUP_POLICIES", "SERVICE_BINARIES", "SERVICE_DOWN_TIME", "UNSET", "Database",
+    "SERVER_GROUP_POLICIES", "SERVICE_BINARIES", "SERVICE_DOWN_TIME", "UNSET", "ZONE_KEY",
+    "Database",
 ]
 
 

@@ -19,10 +19,14 @@ from novalite.db.engine import (
 from novalite.db.validation import (
     _NAME_MAX, _is_int, _name, _not_negative, _string_map, _trait_name, _valid_inventory,
 )
-from novalite.objects.records import Aggregate, ComputeView, Host, Inventory, Service
+from novalite.objects.records import (
+    CPU_TRAIT_PREFIX, Aggregate, ComputeView, Host, Inventory, Service,
+)
 from novalite.settings import default
 
 SERVICE_BINARIES = frozenset({"api", "conductor", "scheduler", "compute"})
+# The aggregate metadata key that makes an aggregate an availability zone (Nova's).
+ZONE_KEY = "availability_zone"
 # Nova's [DEFAULT] service_down_time (the settings' option is its one home): no
 # heartbeat for this long means down, unless a caller passes its own.
 SERVICE_DOWN_TIME = float(default("service_down_time"))
@@ -358,12 +362,22 @@ class Hosts(Transactions):
         ) for r in rows]
 
     # --- aggregates ------------------------------------------------------------------
+    #
+    # Nova's AggregateAPI rules hold inside the transactions that write, with the
+    # provider rows of the hosts concerned locked, so that two admins cannot put
+    # one host into two zones at once: a host is in one availability zone at most;
+    # a change that would move a host with servers to another zone is refused
+    # (its servers would leave the zone they were created in); an aggregate with
+    # hosts is not deleted. A refusal is InvalidState and changes nothing.
 
-    def create_aggregate(self, name: str, *,
+    def create_aggregate(self, name: str, *, availability_zone: str | None = None,
                          metadata: Mapping[str, str] | None = None) -> Aggregate:
-        """A host aggregate (metadata "availability_zone" makes it an AZ)."""
+        """A host aggregate; ``availability_zone`` makes it a zone (its metadata key
+        "availability_zone"). Conflict when the name is taken."""
         name = _name("name", name)
         meta = _string_map("metadata", metadata or {})
+        if availability_zone is not None:
+            meta[ZONE_KEY] = _name("availability_zone", availability_zone)
 
         def work(s: Session) -> Aggregate:
             if s.scalar(sa.select(m.Aggregate.id).where(m.Aggregate.name == name)):
@@ -381,56 +395,212 @@ class Hosts(Transactions):
         return self._read(lambda s: self._aggregate(s, self._aggregate_row(s, aggregate_id)))
 
     def list_aggregates(self) -> list[Aggregate]:
-        return self._read(lambda s: [self._aggregate(s, r) for r in s.scalars(
-            sa.select(m.Aggregate).order_by(m.Aggregate.name))])
+        """Every aggregate by name, with hosts and metadata (three queries, whatever
+        their number: the schedulers re-read them all after each change)."""
+        def work(s: Session) -> list[Aggregate]:
+            hosts: dict[str, set[str]] = defaultdict(set)
+            for aggregate_id, host in s.execute(sa.select(m.AggregateHost.aggregate_id,
+                                                          m.AggregateHost.host)):
+                hosts[aggregate_id].add(host)
+            metadata: dict[str, dict[str, str]] = defaultdict(dict)
+            md = m.AggregateMetadata
+            for aggregate_id, key, value in s.execute(sa.select(md.aggregate_id, md.key, md.value)):
+                metadata[aggregate_id][key] = value
+            return [Aggregate(id=r.id, name=r.name, hosts=frozenset(hosts[r.id]),
+                              metadata=metadata[r.id], created_at=r.created_at)
+                    for r in s.scalars(sa.select(m.Aggregate).order_by(m.Aggregate.name))]
+        return self._read(work)
 
     def delete_aggregate(self, aggregate_id: str) -> None:
-        """Delete an aggregate, its metadata and host list."""
-        self._write(lambda s: s.delete(self._aggregate_row(s, aggregate_id, lock=True)))
+        """Delete an empty aggregate and its metadata; InvalidState while it has
+        hosts (Nova's "Host aggregate is not empty")."""
+        def work(s: Session) -> None:
+            row = self._aggregate_row(s, aggregate_id, lock=True)
+            hosts = self._aggregate_hosts(s, aggregate_id)
+            if hosts:
+                raise errors.InvalidState(f"aggregate {row.name} is not empty: remove its hosts "
+                                          f"first ({', '.join(sorted(hosts))})")
+            s.delete(row)
+        self._write(work)
 
-    def set_aggregate_metadata(self, aggregate_id: str,
-                               metadata: Mapping[str, str | None]) -> Aggregate:
-        """Set metadata keys; a None value removes the key (as Nova's API does)."""
-        for key, value in metadata.items():
-            _name("metadata", key)
-            if value is not None:
-                _name(f"metadata.{key}", value, allow_empty=True)
+    def update_aggregate(self, aggregate_id: str, *, name: str | None = None,
+                         availability_zone: str | None = None,
+                         default_zone: str = default("scheduler.default_availability_zone"),
+                         ) -> Aggregate:
+        """Rename an aggregate and/or set its availability zone (Nova's
+        update_aggregate), in one transaction: Conflict when the name is taken,
+        InvalidState when the zone breaks a rule above."""
+        if name is not None:
+            name = _name("name", name)
+        change = {} if availability_zone is None else {
+            ZONE_KEY: _name("availability_zone", availability_zone)}
 
         def work(s: Session) -> Aggregate:
             row = self._aggregate_row(s, aggregate_id, lock=True)
-            md = m.AggregateMetadata
-            for key, value in sorted(metadata.items()):
-                s.execute(sa.delete(md).where(md.aggregate_id == aggregate_id, md.key == key))
-                if value is not None:
-                    s.add(md(aggregate_id=aggregate_id, key=key, value=value))
+            if name is not None and name != row.name:
+                if s.scalar(sa.select(m.Aggregate.id).where(m.Aggregate.name == name)):
+                    raise errors.Conflict(f"an aggregate named {name!r} already exists")
+                row.name = name
+            self._change_metadata(s, row, change, default_zone)
             s.flush()
             return self._aggregate(s, row)
         return self._write(work)
 
-    def add_aggregate_host(self, aggregate_id: str, host: str) -> Aggregate:
-        """Add a known compute host; Conflict if it is already a member."""
+    def set_aggregate_metadata(self, aggregate_id: str, metadata: Mapping[str, str | None], *,
+                               default_zone: str = default("scheduler.default_availability_zone"),
+                               ) -> Aggregate:
+        """Set metadata keys; a None value removes the key (as Nova's API does).
+        The key "availability_zone" is the aggregate's zone: InvalidState when the
+        change breaks a rule above."""
+        for key, value in metadata.items():
+            _name("metadata", key)
+            if value is not None:
+                _name(f"metadata.{key}", value, allow_empty=key != ZONE_KEY)
+
         def work(s: Session) -> Aggregate:
             row = self._aggregate_row(s, aggregate_id, lock=True)
-            if s.scalar(sa.select(m.ResourceProvider.uuid)
-                        .where(m.ResourceProvider.name == host)) is None:
+            self._change_metadata(s, row, metadata, default_zone)
+            s.flush()
+            return self._aggregate(s, row)
+        return self._write(work)
+
+    def add_aggregate_host(self, aggregate_id: str, host: str, *,
+                           default_zone: str = default("scheduler.default_availability_zone"),
+                           ) -> Aggregate:
+        """Add a known compute host: NotFound for an unknown one, Conflict if it is
+        already a member, InvalidState when its zone would clash or change."""
+        def work(s: Session) -> Aggregate:
+            row = self._aggregate_row(s, aggregate_id, lock=True)
+            if not self._lock_providers(s, [host]):
                 raise errors.NotFound(f"host {host} not found")
             if s.get(m.AggregateHost, (aggregate_id, host)) is not None:
                 raise errors.Conflict(f"host {host} is already in aggregate {row.name}")
+            zone = self._zone_of(s, aggregate_id)
+            self._check_zones(s, [host], aggregate_id, zone_after=zone, member_after=True,
+                              default_zone=default_zone)
             s.add(m.AggregateHost(aggregate_id=aggregate_id, host=host))
             s.flush()
             return self._aggregate(s, row)
         return self._write(work)
 
-    def remove_aggregate_host(self, aggregate_id: str, host: str) -> Aggregate:
+    def remove_aggregate_host(self, aggregate_id: str, host: str, *,
+                              default_zone: str = default("scheduler.default_availability_zone"),
+                              ) -> Aggregate:
+        """NotFound when the host is not a member; InvalidState when its servers
+        would change zone."""
         def work(s: Session) -> Aggregate:
             row = self._aggregate_row(s, aggregate_id, lock=True)
+            self._lock_providers(s, [host])
             member = s.get(m.AggregateHost, (aggregate_id, host))
             if member is None:
                 raise errors.NotFound(f"host {host} is not in aggregate {row.name}")
+            self._check_zones(s, [host], aggregate_id, zone_after=None, member_after=False,
+                              default_zone=default_zone)
             s.delete(member)
             s.flush()
             return self._aggregate(s, row)
         return self._write(work)
+
+    def zone_services(self, *, default_zone: str = default("scheduler.default_availability_zone"),
+                      service_down_time: float = SERVICE_DOWN_TIME) -> dict[str, list[Service]]:
+        """Each availability zone with the compute services of its hosts, by name
+        (Nova's get_availability_zones): a host's zone is its aggregates'
+        availability_zone (the first by name if several differ), else the default
+        zone. A zone no host is in is not one (Nova's)."""
+        def work(s: Session) -> dict[str, list[Service]]:
+            ah, md = m.AggregateHost, m.AggregateMetadata
+            zone_of: dict[str, str] = {}
+            for host, zone in s.execute(sa.select(ah.host, md.value).join(
+                    md, sa.and_(md.aggregate_id == ah.aggregate_id, md.key == ZONE_KEY))):
+                zone_of[host] = min(zone, zone_of.get(host, zone))
+            now = self._clock()
+            out: dict[str, list[Service]] = defaultdict(list)
+            for row in s.scalars(sa.select(m.Service).where(m.Service.binary == "compute")
+                                 .order_by(m.Service.host)):
+                out[zone_of.get(row.host, default_zone)].append(
+                    _service(row, now, service_down_time))
+            return dict(sorted(out.items()))
+        return self._read(work)
+
+    def zone_availability(self, zone: str, *,
+                          default_zone: str = default("scheduler.default_availability_zone"),
+                          ) -> bool | None:
+        """Whether a zone has an enabled compute host (True), disabled ones only
+        (False) or no host at all (None): zone_services' answer for one zone, in
+        one query whatever the number of hosts (every create naming a zone asks)."""
+        def work(s: Session) -> bool | None:
+            ah, md, sv = m.AggregateHost, m.AggregateMetadata, m.Service
+            in_zone = sa.select(ah.host).join(md, sa.and_(
+                md.aggregate_id == ah.aggregate_id, md.key == ZONE_KEY))
+            named = sv.host.in_(in_zone.where(md.value == zone))
+            hosts = sa.or_(named, sv.host.not_in(in_zone)) if zone == default_zone else named
+            disabled = set(s.scalars(sa.select(sv.disabled).where(sv.binary == "compute", hosts)
+                                     .distinct()))
+            return (False in disabled) if disabled else None
+        return self._read(work)
+
+    def _change_metadata(self, s: Session, row: m.Aggregate, metadata: Mapping[str, str | None],
+                         default_zone: str) -> None:
+        if ZONE_KEY in metadata and metadata[ZONE_KEY] != self._zone_of(s, row.id):
+            hosts = sorted(self._aggregate_hosts(s, row.id))
+            self._lock_providers(s, hosts)
+            self._check_zones(s, hosts, row.id, zone_after=metadata[ZONE_KEY], member_after=True,
+                              default_zone=default_zone)
+        md = m.AggregateMetadata
+        for key, value in sorted(metadata.items()):
+            s.execute(sa.delete(md).where(md.aggregate_id == row.id, md.key == key))
+            if value is not None:
+                s.add(md(aggregate_id=row.id, key=key, value=value))
+
+    def _check_zones(self, s: Session, hosts: Sequence[str], aggregate_id: str, *,
+                     zone_after: str | None, member_after: bool, default_zone: str) -> None:
+        """Refuse a change to one aggregate's zone or membership that would put a
+        host in two zones, or move a host that has servers to another zone."""
+        if not hosts:
+            return
+        ah, md = m.AggregateHost, m.AggregateMetadata
+        zones: dict[str, dict[str, str]] = defaultdict(dict)  # host -> aggregate -> zone
+        for host, agg, zone in s.execute(
+                sa.select(ah.host, ah.aggregate_id, md.value)
+                .join(md, sa.and_(md.aggregate_id == ah.aggregate_id, md.key == ZONE_KEY))
+                .where(ah.host.in_(list(hosts)))):
+            zones[host][agg] = zone
+        busy = dict(s.execute(sa.select(m.Instance.host, sa.func.count()).where(
+            m.Instance.host.in_(list(hosts)), m.Instance.deleted_at.is_(None))
+            .group_by(m.Instance.host)).all())
+        for host in hosts:
+            others = {z for a, z in zones[host].items() if a != aggregate_id}
+            after = others | ({zone_after} if member_after and zone_after else set())
+            if len(after) > 1:
+                raise errors.InvalidState(
+                    f"host {host} is already in availability zone "
+                    f"{', '.join(sorted(others))}; a host is in one zone at most")
+            before = min(zones[host].values(), default=default_zone)
+            now = min(after, default=default_zone)
+            if before != now and busy.get(host):
+                raise errors.InvalidState(
+                    f"host {host} has {busy[host]} server(s): its availability zone cannot "
+                    f"change from {before!r} to {now!r} (the servers would leave the zone "
+                    "they were created in); move them away first")
+
+    @staticmethod
+    def _lock_providers(s: Session, hosts: Sequence[str]) -> list[str]:
+        """Lock the hosts' provider rows (in name order: no deadlock between two
+        such transactions); returns the names found."""
+        rp = m.ResourceProvider
+        return list(s.scalars(sa.select(rp.name).where(rp.name.in_(list(hosts)))
+                              .order_by(rp.name).with_for_update()))
+
+    @staticmethod
+    def _aggregate_hosts(s: Session, aggregate_id: str) -> set[str]:
+        return set(s.scalars(sa.select(m.AggregateHost.host)
+                             .where(m.AggregateHost.aggregate_id == aggregate_id)))
+
+    @staticmethod
+    def _zone_of(s: Session, aggregate_id: str) -> str | None:
+        md = m.AggregateMetadata
+        return s.scalar(sa.select(md.value).where(md.aggregate_id == aggregate_id,
+                                                  md.key == ZONE_KEY))
 
     @staticmethod
     def _aggregate_row(s: Session, aggregate_id: str, lock: bool = False) -> m.Aggregate:
@@ -476,16 +646,86 @@ class Hosts(Transactions):
         """Replace a provider's traits (unknown ones are created), bumping its
         generation (compare-and-swap with ``generation``). Returns the new one."""
         names = sorted({_trait_name(t) for t in traits})
+        return self._write(lambda s: self._replace_traits(s, provider_uuid, names, generation))
 
-        def work(s: Session) -> int:
-            new_generation = _bump_generation(s, provider_uuid, generation)
-            self._ensure_traits(s, names)
-            pt = m.ProviderTrait
-            s.execute(sa.delete(pt).where(pt.provider_uuid == provider_uuid))
-            s.add_all(pt(provider_uuid=provider_uuid, trait_name=n) for n in names)
-            s.flush()
-            return new_generation
+    def set_reported_traits(self, provider_uuid: str, traits: Iterable[str]) -> bool:
+        """What a compute agent reports of its host's CPU: the host's traits with
+        CPU_TRAIT_PREFIX become exactly ``traits``, the others (an admin's) stay.
+        The generation moves only when something changed; returns whether it did."""
+        names = {_trait_name(t) for t in traits}
+        stray = sorted(t for t in names if not t.startswith(CPU_TRAIT_PREFIX))
+        if stray:
+            raise errors.Invalid("traits", f"{stray[0]!r}: a compute agent reports "
+                                           f"{CPU_TRAIT_PREFIX}* traits only")
+
+        def work(s: Session) -> bool:
+            current = self._provider_traits(s, provider_uuid, lock=True)
+            wanted = {t for t in current if not t.startswith(CPU_TRAIT_PREFIX)} | names
+            if wanted == current:
+                return False
+            self._replace_traits(s, provider_uuid, wanted, None)
+            return True
         return self._write(work)
+
+    def add_host_trait(self, host: str, trait: str) -> Host:
+        """An admin's trait on a host (Placement's custom traits, and standard ones
+        such as STORAGE_DISK_SSD), bumping its generation. Invalid for a
+        CPU_TRAIT_PREFIX trait (the host's agent owns those), Conflict when the
+        host has it already."""
+        trait = _admin_trait(trait)
+
+        def work(s: Session) -> Host:
+            row = self._provider_row(s, host)
+            current = self._provider_traits(s, row.uuid)
+            if trait in current:
+                raise errors.Conflict(f"host {host} already has trait {trait}")
+            self._replace_traits(s, row.uuid, current | {trait}, None)
+            return self._hosts(s, [row], SERVICE_DOWN_TIME)[0]
+        return self._write(work)
+
+    def remove_host_trait(self, host: str, trait: str) -> Host:
+        """Take an admin's trait off a host; NotFound when it has none such."""
+        trait = _admin_trait(trait)
+
+        def work(s: Session) -> Host:
+            row = self._provider_row(s, host)
+            current = self._provider_traits(s, row.uuid)
+            if trait not in current:
+                raise errors.NotFound(f"host {host} has no trait {trait}")
+            self._replace_traits(s, row.uuid, current - {trait}, None)
+            return self._hosts(s, [row], SERVICE_DOWN_TIME)[0]
+        return self._write(work)
+
+    @staticmethod
+    def _provider_row(s: Session, host: str) -> m.ResourceProvider:
+        """A host's provider row, locked: its traits and generation change."""
+        rp = m.ResourceProvider
+        row = s.scalars(sa.select(rp).where(rp.name == host).with_for_update()
+                        .execution_options(populate_existing=True)).one_or_none()
+        if row is None:
+            raise errors.NotFound(f"host {host} not found")
+        return row
+
+    @staticmethod
+    def _provider_traits(s: Session, provider_uuid: str, lock: bool = False) -> set[str]:
+        if lock:  # the provider row: concurrent reports of one host take turns
+            s.execute(sa.select(m.ResourceProvider.uuid)
+                      .where(m.ResourceProvider.uuid == provider_uuid).with_for_update())
+        pt = m.ProviderTrait
+        return set(s.scalars(sa.select(pt.trait_name).where(pt.provider_uuid == provider_uuid)))
+
+    def _replace_traits(self, s: Session, provider_uuid: str, names: Iterable[str],
+                        generation: int | None) -> int:
+        """Replace a provider's traits (unknown ones are created), bumping its
+        generation (compare-and-swap with ``generation``). Returns the new one."""
+        names = sorted(set(names))
+        new_generation = _bump_generation(s, provider_uuid, generation)
+        self._ensure_traits(s, names)
+        pt = m.ProviderTrait
+        s.execute(sa.delete(pt).where(pt.provider_uuid == provider_uuid))
+        s.add_all(pt(provider_uuid=provider_uuid, trait_name=n) for n in names)
+        s.flush()
+        return new_generation
 
     def _ensure_traits(self, s: Session, names: list[str]) -> None:
         if names:
@@ -495,6 +735,15 @@ class Hosts(Transactions):
 
 
 # --- rows to records ------------------------------------------------------------------
+
+def _admin_trait(trait: str) -> str:
+    trait = _trait_name(trait)
+    if trait.startswith(CPU_TRAIT_PREFIX):
+        raise errors.Invalid("trait", f"{trait}: the host's compute agent reports the "
+                                      f"{CPU_TRAIT_PREFIX}* traits of its CPU; set others "
+                                      "(CUSTOM_*, for example)")
+    return trait
+
 
 def _service(r: m.Service, now: datetime, service_down_time: float) -> Service:
     is_up = (r.last_seen_up is not None

@@ -55,7 +55,7 @@ class Instances(Quotas, Moves):
         image_id: str | None = None, min_count: int = 1, max_count: int = 1,
         availability_zone: str | None = None, metadata: Mapping[str, str] | None = None,
         group_id: str | None = None, reservation_id: str | None = None,
-        request_id: str | None = None, public_flavor_only: bool = False,
+        request_id: str | None = None, flavor_visible_to: str | None = None,
         forced_host: str | None = None, forced_node: str | None = None,
     ) -> list[Instance]:
         """Create a multi-create batch in BUILDING/SCHEDULING, reserving quota in
@@ -64,8 +64,9 @@ class Instances(Quotas, Moves):
         As Nova does, as many instances as the quota allows are created, between
         min_count and max_count; below min_count it raises QuotaExceeded and writes
         nothing. With more than one, names get "-1", "-2", ... suffixes. A "create"
-        instance action is started for each. ``public_flavor_only``: a private
-        flavor is refused as unknown (a member's request).
+        instance action is started for each. ``flavor_visible_to``: a project
+        (a member's request), for which a private flavor it was given no access to
+        is refused as unknown.
         """
         project_id = _name("project_id", project_id)
         user_id = _name("user_id", user_id)
@@ -96,7 +97,9 @@ class Instances(Quotas, Moves):
                 _FLAVORS.c.ephemeral_gb, _FLAVORS.c.is_public).where(
                     _FLAVORS.c.id == sa.bindparam("id"), _FLAVORS.c.deleted_at.is_(None))),
                                   {"id": flavor_id}).one_or_none()
-            if flavor is None or (public_flavor_only and not flavor.is_public):
+            if flavor is None or (flavor_visible_to is not None and not flavor.is_public
+                                  and s.get(m.FlavorProject,
+                                            (flavor_id, flavor_visible_to)) is None):
                 raise errors.Invalid("flavor_id", f"flavor {flavor_id} not found")
             if image_id is not None:
                 image = s.get(m.Image, image_id)

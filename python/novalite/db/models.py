@@ -94,6 +94,18 @@ class Flavor(Base):
     deleted_at: Mapped[datetime | None]
 
 
+class FlavorProject(Base):
+    """A project given access to a private flavor (Nova's flavor_projects): its
+    members may see the flavor and build servers from it."""
+
+    __tablename__ = "flavor_projects"
+    __table_args__ = (sa.Index(None, "project_id"),)
+
+    flavor_id: Mapped[str] = mapped_column(
+        sa.String(36), _fk("flavors.id", "CASCADE"), primary_key=True)
+    project_id: Mapped[str] = mapped_column(sa.String(255), primary_key=True)
+
+
 class Image(Base):
     __tablename__ = "images"
 

@@ -20,6 +20,9 @@ MAX_INT = 2**31 - 1
 # novalite models).
 ResourceClass = Literal["VCPU", "MEMORY_MB", "DISK_GB"]
 RESOURCE_CLASSES: tuple[ResourceClass, ...] = ("VCPU", "MEMORY_MB", "DISK_GB")
+# Traits with this prefix describe a host's CPU: its compute agent reports them
+# (novalite.virt.cpu_traits) and owns them; admins set the others.
+CPU_TRAIT_PREFIX = "HW_CPU_"
 
 
 @dataclass(frozen=True)

@@ -21,6 +21,7 @@ from typing import Iterable, Mapping
 from novalite import errors
 from novalite.db.database import Database
 from novalite.objects import records
+from novalite.objects.groups import unsupported_policy
 from novalite.objects.records import RESOURCE_CLASSES
 from novalite.placement import (
     Aggregate,
@@ -54,6 +55,10 @@ def _triples(value: Iterable[object]) -> list[tuple[str, str, str]]:
         if isinstance(t, (list, tuple)) and len(t) == 3:
             out.append((str(t[0]), str(t[1]), str(t[2])))
     return out
+
+
+def _hosts(n: int) -> str:
+    return "1 host" if n == 1 else f"{n} hosts"
 
 
 class _Ticket:
@@ -105,7 +110,9 @@ class SchedulerManager:
         self._provider: dict[str, str] = {}
         self._host_of: dict[str, str] = {}  # provider uuid -> host name
         self._generation: dict[str, int] = {}
-        self._aggregates_seen: set[str] = set()
+        self._traits: dict[str, frozenset[str]] = {}  # host -> its traits (NoValidHost's why)
+        # the aggregates as the database said last (id -> record)
+        self._aggregates: dict[str, records.Aggregate] = {}
         # who holds what, host by host (mirrors the table's ledger for quick syncs)
         self._held: dict[str, dict[str, dict[str, int]]] = {}
         self._by_host: dict[str, set[str]] = {}
@@ -121,17 +128,44 @@ class SchedulerManager:
     def load(self) -> int:
         """Load every host, its usage, aggregates and instances. Returns the count."""
         with self._lock:
-            for agg in self.db.list_aggregates():
-                self._set_aggregate(agg)
+            self._apply_aggregates(self.db.list_aggregates())
             hosts = self.db.list_hosts(service_down_time=self.service_down_time)
             for h in hosts:
                 self._add_or_refresh(h)
             LOG.info("loaded %d hosts", len(hosts))
             return len(hosts)
 
-    def _set_aggregate(self, agg: records.Aggregate) -> None:
-        self.table.set_aggregate(Aggregate(agg.id, agg.name, dict(agg.metadata)))
-        self._aggregates_seen.add(agg.id)
+    def refresh_aggregates(self) -> None:
+        """Re-read every aggregate (name, metadata, hosts) from the database: an
+        admin changed one (the API tells every scheduler at once, as Nova's
+        update_aggregates fanout), or the periodic resync that catches a scheduler
+        up whom that call did not reach. The zone, tenant, flavor and limit filters
+        and the per-aggregate multipliers read the table from the next request on."""
+        aggregates = self.db.list_aggregates()
+        with self._lock:
+            self._apply_aggregates(aggregates)
+
+    def _apply_aggregates(self, aggregates: Iterable[records.Aggregate]) -> None:
+        wanted = {a.id: a for a in aggregates}
+        for gone in set(self._aggregates) - set(wanted):
+            self.table.remove_aggregate(gone)
+            del self._aggregates[gone]
+        for agg in wanted.values():
+            known = self._aggregates.get(agg.id)
+            if known is None or (known.name, dict(known.metadata)) != (agg.name, dict(agg.metadata)):
+                self.table.set_aggregate(Aggregate(agg.id, agg.name, dict(agg.metadata)))
+            self._aggregates[agg.id] = agg
+        member_of_by_host: dict[str, set[str]] = defaultdict(set)
+        for agg in wanted.values():
+            for host in agg.hosts:
+                member_of_by_host[host].add(agg.id)
+        for host in self._provider:
+            member_of = member_of_by_host.get(host, set())
+            current = set(self.table.host_aggregates(host))
+            for agg_id in current - member_of:
+                self.table.remove_host_from_aggregate(agg_id, host)
+            for agg_id in member_of - current:
+                self.table.add_host_to_aggregate(agg_id, host)
 
     def _model_host(self, h: records.Host, inventories: Mapping[str, Inventory]) -> Host:
         up = h.service.is_up if h.service is not None else False
@@ -148,7 +182,7 @@ class SchedulerManager:
             hypervisor_version=max(0, h.hypervisor_version or 0),
             supported_instances=_triples(h.supported_instances),
             cpu_info=dict(h.cpu_info), traits=sorted(h.traits),
-            aggregates=sorted(a for a in h.aggregates if a in self._aggregates_seen),
+            aggregates=sorted(a for a in h.aggregates if a in self._aggregates),
         )
 
     def _add_or_refresh(self, h: records.Host) -> None:
@@ -156,11 +190,8 @@ class SchedulerManager:
         usage (consumer by consumer), compute view, service state, instances. The
         allocations are read only when the host's generation moved since the last
         time this scheduler knew it (every allocation change moves it)."""
-        for agg in h.aggregates:
-            if agg not in self._aggregates_seen:
-                for aggregate in self.db.list_aggregates():
-                    self._set_aggregate(aggregate)
-                break
+        if not h.aggregates <= self._aggregates.keys():
+            self._apply_aggregates(self.db.list_aggregates())
         real: dict[str, Inventory] = {rc: _inventory(h.inventories.get(rc)) for rc in RESOURCE_CLASSES}
         known = h.name in self._provider
         allocations: dict[str, dict[str, int]] | None = None
@@ -197,6 +228,7 @@ class SchedulerManager:
         self._provider[h.name] = h.uuid
         self._host_of[h.uuid] = h.name
         self._generation[h.name] = h.generation
+        self._traits[h.name] = h.traits
 
     def _replace_consumer(self, consumer: str, allocation: Mapping[str, Mapping[str, int]]) -> None:
         """Make a consumer hold exactly ``allocation`` in the table (what the database
@@ -291,6 +323,7 @@ class SchedulerManager:
         self._host_of.pop(self._provider.get(name, ""), None)
         self._provider.pop(name, None)
         self._generation.pop(name, None)
+        self._traits.pop(name, None)
 
     def refresh_services(self) -> None:
         """Periodic: up/down and enabled/disabled of every compute service."""
@@ -346,6 +379,12 @@ class SchedulerManager:
             for t in batch:
                 if t.finished:
                     continue
+                group = t.spec.instance_group
+                refusal = group and unsupported_policy(group.policy, self.config.enabled_filters,
+                                                       self.config.weight_classes)
+                if refusal:
+                    t.fail(errors.InvalidState(refusal))
+                    continue
                 if consumers & set(t.spec.instance_uuids):
                     # the same instance twice in one round: it waits for the next
                     with self._queue_lock:
@@ -358,7 +397,8 @@ class SchedulerManager:
                                                    return_alternates=t.return_alternates)
                 except NoValidHost as e:
                     self._take_back(t)
-                    t.fail(errors.NoValidHost(str(e), e.rejections, e.instance_index))
+                    t.fail(errors.NoValidHost(str(e), e.rejections, e.instance_index,
+                                              self._trait_shortfall(t.spec, e.rejections)))
                     continue
                 except (PlacementError, ConfigError) as e:
                     self._take_back(t)
@@ -418,6 +458,33 @@ class SchedulerManager:
             self._index(t.migration, None)
         self._replace_consumer(t.spec.instance_uuids[0], t.source)
         t.source = {}
+
+    def _trait_shortfall(self, spec: RequestSpec,
+                         rejections: Iterable[tuple[str, int]]) -> list[str]:
+        """Which trait a request could not have, when the trait checks removed
+        hosts: for each required trait how many hosts have it, for each forbidden
+        one how many do not (the core counts the hosts each check removed, not
+        which trait did it)."""
+        removed = {check for check, n in rejections if n}
+        wanted: dict[str, str] = {}
+        for key, value in spec.flavor.extra_specs.items():
+            if key.startswith("trait:"):
+                wanted[key[len("trait:"):]] = value
+        wanted.update({t: "required" for t in spec.required_traits})
+        wanted.update({t: "forbidden" for t in spec.forbidden_traits})
+        out = []
+        total = len(self._traits)
+        for trait, how in sorted(wanted.items()):
+            if f"{how}_traits" not in removed:
+                continue
+            having = sum(trait in traits for traits in self._traits.values())
+            if how == "required":
+                has = "no host has it" if not having else f"{having} of {_hosts(total)} have it"
+            else:
+                has = ("every host has it" if having == total
+                       else f"{total - having} of {_hosts(total)} do not have it")
+            out.append(f"trait {trait} is {how}: {has}")
+        return out
 
     def _undo(self, chosen: list[_Ticket]) -> None:
         """Take a round's claims back out of the table, and re-read its hosts in

@@ -3,13 +3,20 @@ agents call it); domain in, domain out, domain errors raised."""
 
 from __future__ import annotations
 
-from typing import Mapping, Sequence
+import asyncio
+import logging
+from typing import Any, Awaitable, Callable, Mapping, Sequence
+
+import grpc.aio
 
 from novalite import convert
+from novalite.db.database import Database
 from novalite.placement import model
 from novalite.rpc.novalite.internal.v1 import scheduler_pb2, scheduler_pb2_grpc
 from novalite.services.client import TokenSource, channel
 from novalite.services.status import domain_call
+
+LOG = logging.getLogger(__name__)
 
 
 class SchedulerClient:
@@ -54,11 +61,64 @@ class SchedulerClient:
             wait_for_ready=True))
         return bool(reply.claimed)
 
-    async def host_changed(self, host: str) -> None:
-        """Ask the scheduler to re-read one host from the database."""
-        await self.hosts_changed([host])
-
     async def hosts_changed(self, hosts: Sequence[str]) -> None:
         """Ask the scheduler to re-read these hosts from the database (one call)."""
         await domain_call(self._stub.ReportHosts(scheduler_pb2.ReportHostsRequest(names=list(hosts)),
                                            timeout=self._timeout))
+
+
+class SchedulerFanout:
+    """Every scheduler replica at once (Nova's fanout casts to the schedulers): the
+    scheduler services the services table has up. The API tells them what an admin
+    changed (a host enabled or disabled, a host's traits, aggregates and zones) and
+    returns once each has re-read it from the database, so that the next request,
+    whichever replica decides it, sees the change.
+
+    A replica that cannot be told is logged, not an error (the change is committed)
+    and catches up by itself: services every report_interval, hosts with the
+    compute agents' periodic reports, aggregates every 60 s; one that starts later
+    reads everything then."""
+
+    def __init__(self, db: Database, token: TokenSource, *, service_down_time: float,
+                 timeout: float = 10.0) -> None:
+        self.db = db
+        self._token = token
+        self._service_down_time = service_down_time
+        self._timeout = timeout
+        self._stubs: dict[str, scheduler_pb2_grpc.SchedulerStub] = {}
+        self._channels: list[grpc.aio.Channel] = []
+
+    async def close(self) -> None:
+        for ch in self._channels:
+            await ch.close()
+
+    async def hosts_changed(self, hosts: Sequence[str]) -> None:
+        """Every scheduler re-reads these hosts from the database."""
+        request = scheduler_pb2.ReportHostsRequest(names=list(hosts))
+        await self._each("ReportHosts", lambda stub: stub.ReportHosts(request, timeout=self._timeout))
+
+    async def aggregates_changed(self) -> None:
+        """Every scheduler re-reads every aggregate from the database."""
+        request = scheduler_pb2.RefreshAggregatesRequest()
+        await self._each("RefreshAggregates",
+                         lambda stub: stub.RefreshAggregates(request, timeout=self._timeout))
+
+    async def _each(self, what: str,
+                    call: Callable[[scheduler_pb2_grpc.SchedulerStub], Awaitable[Any]]) -> None:
+        services = await asyncio.to_thread(self.db.list_services, binary="scheduler",
+                                           service_down_time=self._service_down_time)
+        endpoints = sorted({s.endpoint for s in services if s.is_up and s.endpoint})
+        results = await asyncio.gather(*(call(self._stub(e)) for e in endpoints),
+                                       return_exceptions=True)
+        for endpoint, result in zip(endpoints, results):
+            if isinstance(result, BaseException):
+                LOG.warning("the scheduler at %s did not take %s (%s); it catches up by itself",
+                            endpoint, what, result)
+
+    def _stub(self, endpoint: str) -> scheduler_pb2_grpc.SchedulerStub:
+        stub = self._stubs.get(endpoint)
+        if stub is None:
+            ch = channel(endpoint, self._token)
+            self._channels.append(ch)
+            stub = self._stubs[endpoint] = scheduler_pb2_grpc.SchedulerStub(ch)
+        return stub

@@ -13,7 +13,7 @@ from novalite.scheduler.manager import SchedulerManager
 from novalite.scheduler.servicer import SchedulerServicer
 from novalite.services import runner
 from novalite.services.runner import Parts, Periodic, RunningService, Startup, start_service
-from novalite.settings import Settings
+from novalite.settings import DEFAULT_PERIODIC_SPACING, Settings
 
 LOG = logging.getLogger(__name__)
 
@@ -27,7 +27,11 @@ async def _build(startup: Startup) -> Parts[SchedulerManager]:
     LOG.info("scheduler loaded %d hosts", count)
     return Parts(manager, [(scheduler_pb2_grpc.add_SchedulerServicer_to_server, SchedulerServicer(manager))],
                  periodic=[Periodic("service check", settings.report_interval,
-                                    lambda: asyncio.to_thread(manager.refresh_services))])
+                                    lambda: asyncio.to_thread(manager.refresh_services)),
+                           # the API tells every scheduler of an aggregate change at once;
+                           # this catches up one that the call did not reach
+                           Periodic("aggregate resync", DEFAULT_PERIODIC_SPACING,
+                                    lambda: asyncio.to_thread(manager.refresh_aggregates))])
 
 
 async def start(settings: Settings, *, signer: TokenSigner | None = None) -> SchedulerService:

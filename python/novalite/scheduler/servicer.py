@@ -42,6 +42,11 @@ class SchedulerServicer(scheduler_pb2_grpc.SchedulerServicer):
         await asyncio.to_thread(self.manager.refresh_hosts, convert.host_names(request.names))
         return scheduler_pb2.ReportHostsResponse()
 
+    async def RefreshAggregates(self, request: scheduler_pb2.RefreshAggregatesRequest,
+                                context: Any) -> scheduler_pb2.RefreshAggregatesResponse:
+        await asyncio.to_thread(self.manager.refresh_aggregates)
+        return scheduler_pb2.RefreshAggregatesResponse()
+
     async def ReleaseAllocation(self, request: scheduler_pb2.ReleaseAllocationRequest,
                                 context: Any) -> scheduler_pb2.ReleaseAllocationResponse:
         await asyncio.to_thread(self.manager.release, request.instance_uuid)

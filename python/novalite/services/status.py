@@ -109,7 +109,7 @@ def _details(exc: BaseException) -> tuple[Message, ...]:
                       "limit": str(exc.limit), "in_use": str(exc.in_use)}),)
     if isinstance(exc, errors.NoValidHost):
         return (scheduler_pb2.NoValidHost(
-            reason=exc.reason, instance_index=exc.instance_index,
+            reason=exc.reason, instance_index=exc.instance_index, missing=exc.missing,
             rejections=[faults_pb2.Rejection(check=c, hosts=n) for c, n in exc.rejections]),)
     return ()
 
@@ -198,7 +198,7 @@ def domain_error(error: grpc.RpcError) -> errors.NovaliteError | None:
         if _unpack(details, no_valid_host):
             return errors.NoValidHost(no_valid_host.reason,
                                       [(r.check, r.hosts) for r in no_valid_host.rejections],
-                                      no_valid_host.instance_index)
+                                      no_valid_host.instance_index, no_valid_host.missing)
         info = error_details_pb2.ErrorInfo()
         if _unpack(details, info) and info.reason == QUOTA_EXCEEDED_REASON:
             try:

@@ -59,6 +59,7 @@ from xml.sax.saxutils import escape, quoteattr
 
 from novalite.objects.states import PowerState
 from novalite.virt import images
+from novalite.virt.cpu_traits import cpu_traits
 from novalite.virt.moves import MoveOperations
 from novalite.virt.errors import (
     ActionFailed,
@@ -145,6 +146,9 @@ class HostInfo:
     hypervisor_version: int  # libvirt's getVersion(): major * 1e6 + minor * 1e3 + release
     cpu_info: dict[str, Any] = field(default_factory=dict)
     supported_instances: list[tuple[str, str, str]] = field(default_factory=list)
+    # Placement traits of the CPU (cpu_traits.py); none for a simulated host,
+    # whose agent takes them from its settings
+    traits: frozenset[str] = frozenset()
 
 
 # --- typed view of the parts of libvirt-python used here (it ships no stubs) ----------
@@ -171,6 +175,7 @@ class _Domain(Protocol):
 class _Connection(Protocol):
     def getInfo(self) -> list[Any]: ...
     def getCapabilities(self) -> str: ...
+    def baselineCPU(self, xml_cpus: list[str], flags: int = 0) -> str: ...
     def getVersion(self) -> int: ...
     def getHostname(self) -> str: ...
     def lookupByName(self, name: str) -> _Domain: ...
@@ -533,14 +538,13 @@ class LibvirtDriver(MoveOperations):
             )
         cpu = caps.find("host/cpu")
         arch = (cpu.findtext("arch") if cpu is not None else None) or str(info[0])
+        features = self._cpu_features(cpu)
         cpu_info: dict[str, Any] = {
             "arch": arch,
             "model": cpu.findtext("model") if cpu is not None else None,
             "vendor": cpu.findtext("vendor") if cpu is not None else None,
             "topology": topology,
-            "features": sorted(
-                f.get("name", "") for f in (cpu.findall("feature") if cpu is not None else [])
-            ),
+            "features": features,
         }
         topo = cpu.find("topology") if cpu is not None else None
         if topo is not None:
@@ -565,7 +569,30 @@ class LibvirtDriver(MoveOperations):
             hypervisor_version=int(version),
             cpu_info=cpu_info,
             supported_instances=supported,
+            traits=cpu_traits(features),
         )
+
+    def _cpu_features(self, cpu: ET.Element | None) -> list[str]:
+        """The host CPU's features, sorted: the capabilities list only those beyond
+        its model's, so they are expanded with the model's own, as Nova's
+        Host.get_capabilities does (baselineCPU with EXPAND_FEATURES)."""
+        if cpu is None:
+            return []
+        listed = [f for f in cpu.findall("feature") if f.get("policy") != "disable"]
+        if cpu.findtext("model") is None:
+            return sorted({f.get("name", "") for f in listed})
+        try:
+            expanded = ET.fromstring(self._call(lambda c: c.baselineCPU(
+                [ET.tostring(cpu, encoding="unicode")],
+                _libvirt.VIR_CONNECT_BASELINE_CPU_EXPAND_FEATURES)))
+        except Exception as e:
+            if not (_is_libvirt_error(e) or isinstance(e, ET.ParseError)):
+                raise
+            LOG.warning("could not expand the host CPU's features (%s); reporting those "
+                        "the capabilities list", e)
+            return sorted({f.get("name", "") for f in listed})
+        return sorted({f.get("name", "") for f in expanded.findall("feature")
+                       if f.get("policy") != "disable"})
 
     def _free_disk_gb(self) -> int:
         if self._disk_gb is not None:

@@ -121,3 +121,33 @@ class UnsetFlavorExtraSpecsRequest(_message.Message):
     flavor_id: str
     keys: _containers.RepeatedScalarFieldContainer[str]
     def __init__(self, flavor_id: _Optional[str] = ..., keys: _Optional[_Iterable[str]] = ...) -> None: ...
+
+class AddFlavorAccessRequest(_message.Message):
+    __slots__ = ("flavor_id", "project_id")
+    FLAVOR_ID_FIELD_NUMBER: _ClassVar[int]
+    PROJECT_ID_FIELD_NUMBER: _ClassVar[int]
+    flavor_id: str
+    project_id: str
+    def __init__(self, flavor_id: _Optional[str] = ..., project_id: _Optional[str] = ...) -> None: ...
+
+class RemoveFlavorAccessRequest(_message.Message):
+    __slots__ = ("flavor_id", "project_id")
+    FLAVOR_ID_FIELD_NUMBER: _ClassVar[int]
+    PROJECT_ID_FIELD_NUMBER: _ClassVar[int]
+    flavor_id: str
+    project_id: str
+    def __init__(self, flavor_id: _Optional[str] = ..., project_id: _Optional[str] = ...) -> None: ...
+
+class ListFlavorAccessRequest(_message.Message):
+    __slots__ = ("flavor_id",)
+    FLAVOR_ID_FIELD_NUMBER: _ClassVar[int]
+    flavor_id: str
+    def __init__(self, flavor_id: _Optional[str] = ...) -> None: ...
+
+class FlavorAccess(_message.Message):
+    __slots__ = ("flavor_id", "project_ids")
+    FLAVOR_ID_FIELD_NUMBER: _ClassVar[int]
+    PROJECT_IDS_FIELD_NUMBER: _ClassVar[int]
+    flavor_id: str
+    project_ids: _containers.RepeatedScalarFieldContainer[str]
+    def __init__(self, flavor_id: _Optional[str] = ..., project_ids: _Optional[_Iterable[str]] = ...) -> None: ...

@@ -67,6 +67,21 @@ class FlavorsStub:
                 request_serializer=novalite_dot_compute_dot_v1_dot_flavors__pb2.UnsetFlavorExtraSpecsRequest.SerializeToString,
                 response_deserializer=novalite_dot_compute_dot_v1_dot_flavors__pb2.Flavor.FromString,
                 _registered_method=True)
+        self.AddFlavorAccess = channel.unary_unary(
+                '/novalite.compute.v1.Flavors/AddFlavorAccess',
+                request_serializer=novalite_dot_compute_dot_v1_dot_flavors__pb2.AddFlavorAccessRequest.SerializeToString,
+                response_deserializer=novalite_dot_compute_dot_v1_dot_flavors__pb2.FlavorAccess.FromString,
+                _registered_method=True)
+        self.RemoveFlavorAccess = channel.unary_unary(
+                '/novalite.compute.v1.Flavors/RemoveFlavorAccess',
+                request_serializer=novalite_dot_compute_dot_v1_dot_flavors__pb2.RemoveFlavorAccessRequest.SerializeToString,
+                response_deserializer=novalite_dot_compute_dot_v1_dot_flavors__pb2.FlavorAccess.FromString,
+                _registered_method=True)
+        self.ListFlavorAccess = channel.unary_unary(
+                '/novalite.compute.v1.Flavors/ListFlavorAccess',
+                request_serializer=novalite_dot_compute_dot_v1_dot_flavors__pb2.ListFlavorAccessRequest.SerializeToString,
+                response_deserializer=novalite_dot_compute_dot_v1_dot_flavors__pb2.FlavorAccess.FromString,
+                _registered_method=True)
 
 
 class FlavorsServicer:
@@ -92,14 +107,16 @@ class FlavorsServicer:
         raise NotImplementedError('Method not implemented!')
 
     def ListFlavors(self, request, context):
-        """Flavors ordered by name, then id. Members see public flavors only.
+        """Flavors ordered by name, then id. Members see the public flavors and the
+        private ones their project was given access to.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
     def GetFlavor(self, request, context):
-        """NOT_FOUND for an unknown id, or a private flavor asked for by a member.
+        """NOT_FOUND for an unknown id, or a private flavor asked for by a member of
+        a project without access to it.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -114,6 +131,32 @@ class FlavorsServicer:
 
     def UnsetFlavorExtraSpecs(self, request, context):
         """Admin. Removes the given keys; NOT_FOUND naming the key if one is absent.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def AddFlavorAccess(self, request, context):
+        """Flavor access (Nova's os-flavor-access): the projects whose members may see
+        and use a private flavor. Admin only.
+
+        Gives a project access. FAILED_PRECONDITION for a public flavor (every
+        project has it), ABORTED when the project has it already.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def RemoveFlavorAccess(self, request, context):
+        """Takes a project's access away; its servers of the flavor keep running.
+        NOT_FOUND when the project had no access.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ListFlavorAccess(self, request, context):
+        """The projects with access. FAILED_PRECONDITION for a public flavor.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -151,6 +194,21 @@ def add_FlavorsServicer_to_server(servicer, server):
                     servicer.UnsetFlavorExtraSpecs,
                     request_deserializer=novalite_dot_compute_dot_v1_dot_flavors__pb2.UnsetFlavorExtraSpecsRequest.FromString,
                     response_serializer=novalite_dot_compute_dot_v1_dot_flavors__pb2.Flavor.SerializeToString,
+            ),
+            'AddFlavorAccess': grpc.unary_unary_rpc_method_handler(
+                    servicer.AddFlavorAccess,
+                    request_deserializer=novalite_dot_compute_dot_v1_dot_flavors__pb2.AddFlavorAccessRequest.FromString,
+                    response_serializer=novalite_dot_compute_dot_v1_dot_flavors__pb2.FlavorAccess.SerializeToString,
+            ),
+            'RemoveFlavorAccess': grpc.unary_unary_rpc_method_handler(
+                    servicer.RemoveFlavorAccess,
+                    request_deserializer=novalite_dot_compute_dot_v1_dot_flavors__pb2.RemoveFlavorAccessRequest.FromString,
+                    response_serializer=novalite_dot_compute_dot_v1_dot_flavors__pb2.FlavorAccess.SerializeToString,
+            ),
+            'ListFlavorAccess': grpc.unary_unary_rpc_method_handler(
+                    servicer.ListFlavorAccess,
+                    request_deserializer=novalite_dot_compute_dot_v1_dot_flavors__pb2.ListFlavorAccessRequest.FromString,
+                    response_serializer=novalite_dot_compute_dot_v1_dot_flavors__pb2.FlavorAccess.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -318,6 +376,87 @@ class Flavors:
             '/novalite.compute.v1.Flavors/UnsetFlavorExtraSpecs',
             novalite_dot_compute_dot_v1_dot_flavors__pb2.UnsetFlavorExtraSpecsRequest.SerializeToString,
             novalite_dot_compute_dot_v1_dot_flavors__pb2.Flavor.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def AddFlavorAccess(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/novalite.compute.v1.Flavors/AddFlavorAccess',
+            novalite_dot_compute_dot_v1_dot_flavors__pb2.AddFlavorAccessRequest.SerializeToString,
+            novalite_dot_compute_dot_v1_dot_flavors__pb2.FlavorAccess.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def RemoveFlavorAccess(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/novalite.compute.v1.Flavors/RemoveFlavorAccess',
+            novalite_dot_compute_dot_v1_dot_flavors__pb2.RemoveFlavorAccessRequest.SerializeToString,
+            novalite_dot_compute_dot_v1_dot_flavors__pb2.FlavorAccess.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ListFlavorAccess(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/novalite.compute.v1.Flavors/ListFlavorAccess',
+            novalite_dot_compute_dot_v1_dot_flavors__pb2.ListFlavorAccessRequest.SerializeToString,
+            novalite_dot_compute_dot_v1_dot_flavors__pb2.FlavorAccess.FromString,
             options,
             channel_credentials,
             insecure,

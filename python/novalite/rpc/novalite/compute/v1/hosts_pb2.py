@@ -25,31 +25,33 @@ _sym_db = _symbol_database.Default()
 from google.protobuf import timestamp_pb2 as google_dot_protobuf_dot_timestamp__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1fnovalite/compute/v1/hosts.proto\x12\x13novalite.compute.v1\x1a\x1fgoogle/protobuf/timestamp.proto\"\x87\x01\n\x12ResourceClassUsage\x12\x16\n\x0eresource_class\x18\x01 \x01(\t\x12\r\n\x05total\x18\x02 \x01(\x03\x12\x10\n\x08reserved\x18\x03 \x01(\x03\x12\x18\n\x10\x61llocation_ratio\x18\x04 \x01(\x01\x12\x10\n\x08\x63\x61pacity\x18\x05 \x01(\x03\x12\x0c\n\x04used\x18\x06 \x01(\x03\"\x8e\x01\n\x0b\x43omputeView\x12\x12\n\nvcpus_used\x18\x01 \x01(\x03\x12\x13\n\x0b\x66ree_ram_mb\x18\x02 \x01(\x03\x12\x14\n\x0c\x66ree_disk_mb\x18\x03 \x01(\x03\x12\x15\n\rnum_instances\x18\x04 \x01(\x03\x12\x12\n\nnum_io_ops\x18\x05 \x01(\x03\x12\x15\n\rfailed_builds\x18\x06 \x01(\x03\"\x92\x03\n\x04Host\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x0c\n\x04uuid\x18\x02 \x01(\t\x12\x30\n\x05state\x18\x03 \x01(\x0e\x32!.novalite.compute.v1.ServiceState\x12\x32\n\x06status\x18\x04 \x01(\x0e\x32\".novalite.compute.v1.ServiceStatus\x12\x17\n\x0f\x64isabled_reason\x18\x05 \x01(\t\x12\x30\n\x0clast_seen_up\x18\x06 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12:\n\tresources\x18\x07 \x03(\x0b\x32\'.novalite.compute.v1.ResourceClassUsage\x12\x31\n\x07\x63ompute\x18\x08 \x01(\x0b\x32 .novalite.compute.v1.ComputeView\x12\x17\n\x0fhypervisor_type\x18\t \x01(\t\x12\x1a\n\x12hypervisor_version\x18\n \x01(\x03\x12\x19\n\x11\x61vailability_zone\x18\x0b \x01(\t\"9\n\x10ListHostsRequest\x12\x11\n\tpage_size\x18\x01 \x01(\x05\x12\x12\n\npage_token\x18\x02 \x01(\t\"V\n\x11ListHostsResponse\x12(\n\x05hosts\x18\x01 \x03(\x0b\x32\x19.novalite.compute.v1.Host\x12\x17\n\x0fnext_page_token\x18\x02 \x01(\t\"!\n\x11\x45nableHostRequest\x12\x0c\n\x04name\x18\x01 \x01(\t\"2\n\x12\x44isableHostRequest\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x0e\n\x06reason\x18\x02 \x01(\t*[\n\x0cServiceState\x12\x1d\n\x19SERVICE_STATE_UNSPECIFIED\x10\x00\x12\x14\n\x10SERVICE_STATE_UP\x10\x01\x12\x16\n\x12SERVICE_STATE_DOWN\x10\x02*h\n\rServiceStatus\x12\x1e\n\x1aSERVICE_STATUS_UNSPECIFIED\x10\x00\x12\x1a\n\x16SERVICE_STATUS_ENABLED\x10\x01\x12\x1b\n\x17SERVICE_STATUS_DISABLED\x10\x02\x32\x87\x02\n\x05Hosts\x12Z\n\tListHosts\x12%.novalite.compute.v1.ListHostsRequest\x1a&.novalite.compute.v1.ListHostsResponse\x12O\n\nEnableHost\x12&.novalite.compute.v1.EnableHostRequest\x1a\x19.novalite.compute.v1.Host\x12Q\n\x0b\x44isableHost\x12\'.novalite.compute.v1.DisableHostRequest\x1a\x19.novalite.compute.v1.Hostb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1fnovalite/compute/v1/hosts.proto\x12\x13novalite.compute.v1\x1a\x1fgoogle/protobuf/timestamp.proto\"\x87\x01\n\x12ResourceClassUsage\x12\x16\n\x0eresource_class\x18\x01 \x01(\t\x12\r\n\x05total\x18\x02 \x01(\x03\x12\x10\n\x08reserved\x18\x03 \x01(\x03\x12\x18\n\x10\x61llocation_ratio\x18\x04 \x01(\x01\x12\x10\n\x08\x63\x61pacity\x18\x05 \x01(\x03\x12\x0c\n\x04used\x18\x06 \x01(\x03\"\x8e\x01\n\x0b\x43omputeView\x12\x12\n\nvcpus_used\x18\x01 \x01(\x03\x12\x13\n\x0b\x66ree_ram_mb\x18\x02 \x01(\x03\x12\x14\n\x0c\x66ree_disk_mb\x18\x03 \x01(\x03\x12\x15\n\rnum_instances\x18\x04 \x01(\x03\x12\x12\n\nnum_io_ops\x18\x05 \x01(\x03\x12\x15\n\rfailed_builds\x18\x06 \x01(\x03\"\xa2\x03\n\x04Host\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x0c\n\x04uuid\x18\x02 \x01(\t\x12\x30\n\x05state\x18\x03 \x01(\x0e\x32!.novalite.compute.v1.ServiceState\x12\x32\n\x06status\x18\x04 \x01(\x0e\x32\".novalite.compute.v1.ServiceStatus\x12\x17\n\x0f\x64isabled_reason\x18\x05 \x01(\t\x12\x30\n\x0clast_seen_up\x18\x06 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12:\n\tresources\x18\x07 \x03(\x0b\x32\'.novalite.compute.v1.ResourceClassUsage\x12\x31\n\x07\x63ompute\x18\x08 \x01(\x0b\x32 .novalite.compute.v1.ComputeView\x12\x17\n\x0fhypervisor_type\x18\t \x01(\t\x12\x1a\n\x12hypervisor_version\x18\n \x01(\x03\x12\x19\n\x11\x61vailability_zone\x18\x0b \x01(\t\x12\x0e\n\x06traits\x18\x0c \x03(\t\"9\n\x10ListHostsRequest\x12\x11\n\tpage_size\x18\x01 \x01(\x05\x12\x12\n\npage_token\x18\x02 \x01(\t\"V\n\x11ListHostsResponse\x12(\n\x05hosts\x18\x01 \x03(\x0b\x32\x19.novalite.compute.v1.Host\x12\x17\n\x0fnext_page_token\x18\x02 \x01(\t\"!\n\x11\x45nableHostRequest\x12\x0c\n\x04name\x18\x01 \x01(\t\"2\n\x12\x44isableHostRequest\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x0e\n\x06reason\x18\x02 \x01(\t\"/\n\x10HostTraitRequest\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\r\n\x05trait\x18\x02 \x01(\t*[\n\x0cServiceState\x12\x1d\n\x19SERVICE_STATE_UNSPECIFIED\x10\x00\x12\x14\n\x10SERVICE_STATE_UP\x10\x01\x12\x16\n\x12SERVICE_STATE_DOWN\x10\x02*h\n\rServiceStatus\x12\x1e\n\x1aSERVICE_STATUS_UNSPECIFIED\x10\x00\x12\x1a\n\x16SERVICE_STATUS_ENABLED\x10\x01\x12\x1b\n\x17SERVICE_STATUS_DISABLED\x10\x02\x32\xae\x03\n\x05Hosts\x12Z\n\tListHosts\x12%.novalite.compute.v1.ListHostsRequest\x1a&.novalite.compute.v1.ListHostsResponse\x12O\n\nEnableHost\x12&.novalite.compute.v1.EnableHostRequest\x1a\x19.novalite.compute.v1.Host\x12Q\n\x0b\x44isableHost\x12\'.novalite.compute.v1.DisableHostRequest\x1a\x19.novalite.compute.v1.Host\x12P\n\x0c\x41\x64\x64HostTrait\x12%.novalite.compute.v1.HostTraitRequest\x1a\x19.novalite.compute.v1.Host\x12S\n\x0fRemoveHostTrait\x12%.novalite.compute.v1.HostTraitRequest\x1a\x19.novalite.compute.v1.Hostb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
 _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'novalite.compute.v1.hosts_pb2', _globals)
 if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
-  _globals['_SERVICESTATE']._serialized_start=1011
-  _globals['_SERVICESTATE']._serialized_end=1102
-  _globals['_SERVICESTATUS']._serialized_start=1104
-  _globals['_SERVICESTATUS']._serialized_end=1208
+  _globals['_SERVICESTATE']._serialized_start=1076
+  _globals['_SERVICESTATE']._serialized_end=1167
+  _globals['_SERVICESTATUS']._serialized_start=1169
+  _globals['_SERVICESTATUS']._serialized_end=1273
   _globals['_RESOURCECLASSUSAGE']._serialized_start=90
   _globals['_RESOURCECLASSUSAGE']._serialized_end=225
   _globals['_COMPUTEVIEW']._serialized_start=228
   _globals['_COMPUTEVIEW']._serialized_end=370
   _globals['_HOST']._serialized_start=373
-  _globals['_HOST']._serialized_end=775
-  _globals['_LISTHOSTSREQUEST']._serialized_start=777
-  _globals['_LISTHOSTSREQUEST']._serialized_end=834
-  _globals['_LISTHOSTSRESPONSE']._serialized_start=836
-  _globals['_LISTHOSTSRESPONSE']._serialized_end=922
-  _globals['_ENABLEHOSTREQUEST']._serialized_start=924
-  _globals['_ENABLEHOSTREQUEST']._serialized_end=957
-  _globals['_DISABLEHOSTREQUEST']._serialized_start=959
-  _globals['_DISABLEHOSTREQUEST']._serialized_end=1009
-  _globals['_HOSTS']._serialized_start=1211
-  _globals['_HOSTS']._serialized_end=1474
+  _globals['_HOST']._serialized_end=791
+  _globals['_LISTHOSTSREQUEST']._serialized_start=793
+  _globals['_LISTHOSTSREQUEST']._serialized_end=850
+  _globals['_LISTHOSTSRESPONSE']._serialized_start=852
+  _globals['_LISTHOSTSRESPONSE']._serialized_end=938
+  _globals['_ENABLEHOSTREQUEST']._serialized_start=940
+  _globals['_ENABLEHOSTREQUEST']._serialized_end=973
+  _globals['_DISABLEHOSTREQUEST']._serialized_start=975
+  _globals['_DISABLEHOSTREQUEST']._serialized_end=1025
+  _globals['_HOSTTRAITREQUEST']._serialized_start=1027
+  _globals['_HOSTTRAITREQUEST']._serialized_end=1074
+  _globals['_HOSTS']._serialized_start=1276
+  _globals['_HOSTS']._serialized_end=1706
 # @@protoc_insertion_point(module_scope)

@@ -61,7 +61,7 @@ class ComputeView(_message.Message):
     def __init__(self, vcpus_used: _Optional[int] = ..., free_ram_mb: _Optional[int] = ..., free_disk_mb: _Optional[int] = ..., num_instances: _Optional[int] = ..., num_io_ops: _Optional[int] = ..., failed_builds: _Optional[int] = ...) -> None: ...
 
 class Host(_message.Message):
-    __slots__ = ("name", "uuid", "state", "status", "disabled_reason", "last_seen_up", "resources", "compute", "hypervisor_type", "hypervisor_version", "availability_zone")
+    __slots__ = ("name", "uuid", "state", "status", "disabled_reason", "last_seen_up", "resources", "compute", "hypervisor_type", "hypervisor_version", "availability_zone", "traits")
     NAME_FIELD_NUMBER: _ClassVar[int]
     UUID_FIELD_NUMBER: _ClassVar[int]
     STATE_FIELD_NUMBER: _ClassVar[int]
@@ -73,6 +73,7 @@ class Host(_message.Message):
     HYPERVISOR_TYPE_FIELD_NUMBER: _ClassVar[int]
     HYPERVISOR_VERSION_FIELD_NUMBER: _ClassVar[int]
     AVAILABILITY_ZONE_FIELD_NUMBER: _ClassVar[int]
+    TRAITS_FIELD_NUMBER: _ClassVar[int]
     name: str
     uuid: str
     state: ServiceState
@@ -84,7 +85,8 @@ class Host(_message.Message):
     hypervisor_type: str
     hypervisor_version: int
     availability_zone: str
-    def __init__(self, name: _Optional[str] = ..., uuid: _Optional[str] = ..., state: _Optional[_Union[ServiceState, str]] = ..., status: _Optional[_Union[ServiceStatus, str]] = ..., disabled_reason: _Optional[str] = ..., last_seen_up: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., resources: _Optional[_Iterable[_Union[ResourceClassUsage, _Mapping]]] = ..., compute: _Optional[_Union[ComputeView, _Mapping]] = ..., hypervisor_type: _Optional[str] = ..., hypervisor_version: _Optional[int] = ..., availability_zone: _Optional[str] = ...) -> None: ...
+    traits: _containers.RepeatedScalarFieldContainer[str]
+    def __init__(self, name: _Optional[str] = ..., uuid: _Optional[str] = ..., state: _Optional[_Union[ServiceState, str]] = ..., status: _Optional[_Union[ServiceStatus, str]] = ..., disabled_reason: _Optional[str] = ..., last_seen_up: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., resources: _Optional[_Iterable[_Union[ResourceClassUsage, _Mapping]]] = ..., compute: _Optional[_Union[ComputeView, _Mapping]] = ..., hypervisor_type: _Optional[str] = ..., hypervisor_version: _Optional[int] = ..., availability_zone: _Optional[str] = ..., traits: _Optional[_Iterable[str]] = ...) -> None: ...
 
 class ListHostsRequest(_message.Message):
     __slots__ = ("page_size", "page_token")
@@ -115,3 +117,11 @@ class DisableHostRequest(_message.Message):
     name: str
     reason: str
     def __init__(self, name: _Optional[str] = ..., reason: _Optional[str] = ...) -> None: ...
+
+class HostTraitRequest(_message.Message):
+    __slots__ = ("name", "trait")
+    NAME_FIELD_NUMBER: _ClassVar[int]
+    TRAIT_FIELD_NUMBER: _ClassVar[int]
+    name: str
+    trait: str
+    def __init__(self, name: _Optional[str] = ..., trait: _Optional[str] = ...) -> None: ...

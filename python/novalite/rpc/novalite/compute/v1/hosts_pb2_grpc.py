@@ -52,6 +52,16 @@ class HostsStub:
                 request_serializer=novalite_dot_compute_dot_v1_dot_hosts__pb2.DisableHostRequest.SerializeToString,
                 response_deserializer=novalite_dot_compute_dot_v1_dot_hosts__pb2.Host.FromString,
                 _registered_method=True)
+        self.AddHostTrait = channel.unary_unary(
+                '/novalite.compute.v1.Hosts/AddHostTrait',
+                request_serializer=novalite_dot_compute_dot_v1_dot_hosts__pb2.HostTraitRequest.SerializeToString,
+                response_deserializer=novalite_dot_compute_dot_v1_dot_hosts__pb2.Host.FromString,
+                _registered_method=True)
+        self.RemoveHostTrait = channel.unary_unary(
+                '/novalite.compute.v1.Hosts/RemoveHostTrait',
+                request_serializer=novalite_dot_compute_dot_v1_dot_hosts__pb2.HostTraitRequest.SerializeToString,
+                response_deserializer=novalite_dot_compute_dot_v1_dot_hosts__pb2.Host.FromString,
+                _registered_method=True)
 
 
 class HostsServicer:
@@ -83,6 +93,24 @@ class HostsServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def AddHostTrait(self, request, context):
+        """Puts a trait on the host (Placement's resource provider traits): a
+        flavor's "trait:NAME=required" lands only on hosts with it, "forbidden"
+        only on hosts without. Any trait but the HW_CPU_* ones, which the host's
+        compute agent reports from its CPU (INVALID_ARGUMENT). ABORTED when the
+        host has it already. Every scheduler replica has it when the call returns.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def RemoveHostTrait(self, request, context):
+        """Takes such a trait off; NOT_FOUND when the host does not have it.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_HostsServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -99,6 +127,16 @@ def add_HostsServicer_to_server(servicer, server):
             'DisableHost': grpc.unary_unary_rpc_method_handler(
                     servicer.DisableHost,
                     request_deserializer=novalite_dot_compute_dot_v1_dot_hosts__pb2.DisableHostRequest.FromString,
+                    response_serializer=novalite_dot_compute_dot_v1_dot_hosts__pb2.Host.SerializeToString,
+            ),
+            'AddHostTrait': grpc.unary_unary_rpc_method_handler(
+                    servicer.AddHostTrait,
+                    request_deserializer=novalite_dot_compute_dot_v1_dot_hosts__pb2.HostTraitRequest.FromString,
+                    response_serializer=novalite_dot_compute_dot_v1_dot_hosts__pb2.Host.SerializeToString,
+            ),
+            'RemoveHostTrait': grpc.unary_unary_rpc_method_handler(
+                    servicer.RemoveHostTrait,
+                    request_deserializer=novalite_dot_compute_dot_v1_dot_hosts__pb2.HostTraitRequest.FromString,
                     response_serializer=novalite_dot_compute_dot_v1_dot_hosts__pb2.Host.SerializeToString,
             ),
     }
@@ -185,6 +223,60 @@ class Hosts:
             target,
             '/novalite.compute.v1.Hosts/DisableHost',
             novalite_dot_compute_dot_v1_dot_hosts__pb2.DisableHostRequest.SerializeToString,
+            novalite_dot_compute_dot_v1_dot_hosts__pb2.Host.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def AddHostTrait(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/novalite.compute.v1.Hosts/AddHostTrait',
+            novalite_dot_compute_dot_v1_dot_hosts__pb2.HostTraitRequest.SerializeToString,
+            novalite_dot_compute_dot_v1_dot_hosts__pb2.Host.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def RemoveHostTrait(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/novalite.compute.v1.Hosts/RemoveHostTrait',
+            novalite_dot_compute_dot_v1_dot_hosts__pb2.HostTraitRequest.SerializeToString,
             novalite_dot_compute_dot_v1_dot_hosts__pb2.Host.FromString,
             options,
             channel_credentials,

@@ -144,7 +144,7 @@ class PowerStateResponse(_message.Message):
     def __init__(self, power_state: _Optional[_Union[_states_pb2.PowerState, str]] = ...) -> None: ...
 
 class BuildInstanceRequest(_message.Message):
-    __slots__ = ("server_id", "name", "flavor", "image", "allocation", "host")
+    __slots__ = ("server_id", "name", "flavor", "image", "allocation", "host", "group_id")
     class AllocationEntry(_message.Message):
         __slots__ = ("key", "value")
         KEY_FIELD_NUMBER: _ClassVar[int]
@@ -158,13 +158,15 @@ class BuildInstanceRequest(_message.Message):
     IMAGE_FIELD_NUMBER: _ClassVar[int]
     ALLOCATION_FIELD_NUMBER: _ClassVar[int]
     HOST_FIELD_NUMBER: _ClassVar[int]
+    GROUP_ID_FIELD_NUMBER: _ClassVar[int]
     server_id: str
     name: str
     flavor: _flavors_pb2.Flavor
     image: _images_pb2.Image
     allocation: _containers.ScalarMap[str, int]
     host: str
-    def __init__(self, server_id: _Optional[str] = ..., name: _Optional[str] = ..., flavor: _Optional[_Union[_flavors_pb2.Flavor, _Mapping]] = ..., image: _Optional[_Union[_images_pb2.Image, _Mapping]] = ..., allocation: _Optional[_Mapping[str, int]] = ..., host: _Optional[str] = ...) -> None: ...
+    group_id: str
+    def __init__(self, server_id: _Optional[str] = ..., name: _Optional[str] = ..., flavor: _Optional[_Union[_flavors_pb2.Flavor, _Mapping]] = ..., image: _Optional[_Union[_images_pb2.Image, _Mapping]] = ..., allocation: _Optional[_Mapping[str, int]] = ..., host: _Optional[str] = ..., group_id: _Optional[str] = ...) -> None: ...
 
 class BuildInstanceResponse(_message.Message):
     __slots__ = ("power_state",)

@@ -101,7 +101,11 @@ class ComputeAgentServicer:
         """Claims the allocation locally (through the same placement core), builds
         and starts the guest, and returns its power state when it runs. A failed
         local claim is RESOURCE_EXHAUSTED and a failed build INTERNAL, so that the
-        conductor releases the allocation and moves to the next alternate.
+        conductor releases the allocation and moves to the next alternate. For a
+        member of a server group the claim is made under a lock on the group, after
+        Nova's late check of its policy (anti-affinity: fewer members on this host
+        than max_server_per_host; affinity: the host of the other members): a
+        violation is ABORTED, and the conductor moves to the next alternate too.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')

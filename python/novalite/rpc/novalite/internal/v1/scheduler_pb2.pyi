@@ -56,14 +56,16 @@ class Selection(_message.Message):
     def __init__(self, host: _Optional[str] = ..., host_uuid: _Optional[str] = ..., allocation: _Optional[_Mapping[str, int]] = ..., availability_zone: _Optional[str] = ..., weight: _Optional[float] = ...) -> None: ...
 
 class NoValidHost(_message.Message):
-    __slots__ = ("reason", "rejections", "instance_index")
+    __slots__ = ("reason", "rejections", "instance_index", "missing")
     REASON_FIELD_NUMBER: _ClassVar[int]
     REJECTIONS_FIELD_NUMBER: _ClassVar[int]
     INSTANCE_INDEX_FIELD_NUMBER: _ClassVar[int]
+    MISSING_FIELD_NUMBER: _ClassVar[int]
     reason: str
     rejections: _containers.RepeatedCompositeFieldContainer[_faults_pb2.Rejection]
     instance_index: int
-    def __init__(self, reason: _Optional[str] = ..., rejections: _Optional[_Iterable[_Union[_faults_pb2.Rejection, _Mapping]]] = ..., instance_index: _Optional[int] = ...) -> None: ...
+    missing: _containers.RepeatedScalarFieldContainer[str]
+    def __init__(self, reason: _Optional[str] = ..., rejections: _Optional[_Iterable[_Union[_faults_pb2.Rejection, _Mapping]]] = ..., instance_index: _Optional[int] = ..., missing: _Optional[_Iterable[str]] = ...) -> None: ...
 
 class ReportHostsRequest(_message.Message):
     __slots__ = ("names",)
@@ -72,6 +74,14 @@ class ReportHostsRequest(_message.Message):
     def __init__(self, names: _Optional[_Iterable[str]] = ...) -> None: ...
 
 class ReportHostsResponse(_message.Message):
+    __slots__ = ()
+    def __init__(self) -> None: ...
+
+class RefreshAggregatesRequest(_message.Message):
+    __slots__ = ()
+    def __init__(self) -> None: ...
+
+class RefreshAggregatesResponse(_message.Message):
     __slots__ = ()
     def __init__(self) -> None: ...
 

@@ -48,6 +48,11 @@ class SchedulerStub:
                 request_serializer=novalite_dot_internal_dot_v1_dot_scheduler__pb2.ReportHostsRequest.SerializeToString,
                 response_deserializer=novalite_dot_internal_dot_v1_dot_scheduler__pb2.ReportHostsResponse.FromString,
                 _registered_method=True)
+        self.RefreshAggregates = channel.unary_unary(
+                '/novalite.internal.v1.Scheduler/RefreshAggregates',
+                request_serializer=novalite_dot_internal_dot_v1_dot_scheduler__pb2.RefreshAggregatesRequest.SerializeToString,
+                response_deserializer=novalite_dot_internal_dot_v1_dot_scheduler__pb2.RefreshAggregatesResponse.FromString,
+                _registered_method=True)
         self.ReleaseAllocation = channel.unary_unary(
                 '/novalite.internal.v1.Scheduler/ReleaseAllocation',
                 request_serializer=novalite_dot_internal_dot_v1_dot_scheduler__pb2.ReleaseAllocationRequest.SerializeToString,
@@ -103,6 +108,18 @@ class SchedulerServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def RefreshAggregates(self, request, context):
+        """From the API, to every scheduler replica, after an admin changed host
+        aggregates (Nova's update_aggregates / delete_aggregate fanout): the
+        scheduler re-reads every aggregate (name, metadata, hosts) from the
+        database and returns once its table has them, so the next request sees
+        the change. It also re-reads them every 60 s on its own, in case a
+        call did not reach it.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
     def ReleaseAllocation(self, request, context):
         """Drops every allocation the instance holds (after a failed build or a
         delete). Releasing an instance that holds none succeeds, so a retry is safe.
@@ -152,6 +169,11 @@ def add_SchedulerServicer_to_server(servicer, server):
                     servicer.ReportHosts,
                     request_deserializer=novalite_dot_internal_dot_v1_dot_scheduler__pb2.ReportHostsRequest.FromString,
                     response_serializer=novalite_dot_internal_dot_v1_dot_scheduler__pb2.ReportHostsResponse.SerializeToString,
+            ),
+            'RefreshAggregates': grpc.unary_unary_rpc_method_handler(
+                    servicer.RefreshAggregates,
+                    request_deserializer=novalite_dot_internal_dot_v1_dot_scheduler__pb2.RefreshAggregatesRequest.FromString,
+                    response_serializer=novalite_dot_internal_dot_v1_dot_scheduler__pb2.RefreshAggregatesResponse.SerializeToString,
             ),
             'ReleaseAllocation': grpc.unary_unary_rpc_method_handler(
                     servicer.ReleaseAllocation,
@@ -232,6 +254,33 @@ class Scheduler:
             '/novalite.internal.v1.Scheduler/ReportHosts',
             novalite_dot_internal_dot_v1_dot_scheduler__pb2.ReportHostsRequest.SerializeToString,
             novalite_dot_internal_dot_v1_dot_scheduler__pb2.ReportHostsResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def RefreshAggregates(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/novalite.internal.v1.Scheduler/RefreshAggregates',
+            novalite_dot_internal_dot_v1_dot_scheduler__pb2.RefreshAggregatesRequest.SerializeToString,
+            novalite_dot_internal_dot_v1_dot_scheduler__pb2.RefreshAggregatesResponse.FromString,
             options,
             channel_credentials,
             insecure,
