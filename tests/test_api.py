@@ -45,7 +45,7 @@ from novalite.api.manager import VIRTUAL_SIZE_PROPERTY
 from novalite.auth.tokens import ADMIN, MEMBER, TokenSigner
 from novalite.cloud import free_port
 from novalite.db import Database
-from novalite.objects.lifecycle import ACTIONS
+from novalite.objects.lifecycle import HYPERVISOR_ACTIONS as ACTIONS
 from novalite.objects.records import Inventory, NewFault
 from novalite.objects.states import PowerState, TaskState, VmState
 from novalite.rpc.novalite.compute.v1 import (

@@ -887,3 +887,59 @@ def test_node_files_are_kept_across_restarts(tmp_path: Path, db_url: str) -> Non
         assert inst.id in cloud.driver("compute-002").list_instances()
         assert (await cloud.q(cloud.db.get_host, "compute-002")).inventories["MEMORY_MB"].total == 4096
     run(tmp_path, db_url, scenario, start=False)
+
+
+# --- moves -------------------------------------------------------------------------------
+
+def test_the_steps_of_a_move_are_idempotent_and_count_on_both_hosts(tmp_path: Path,
+                                                                    db_url: str) -> None:
+    """The conductor repeats a step after a crash: each finds its work done. While
+    the move is open the server counts on both hosts: as its migration (the old
+    flavor) on the source, as itself (the new one) on the destination."""
+    async def scenario(cloud: Cloud) -> None:
+        small = await cloud.flavor("small", vcpus=1, memory_mb=1024, root_gb=10, swap=0)
+        big = await cloud.flavor("big", vcpus=2, memory_mb=2048, root_gb=10, swap=0)
+        inst = await cloud.boot("compute-001", small)
+        migration = str(uuid.uuid4())
+        for _ in range(2):
+            await cloud.rpc.prepare_move("compute-002", inst.id, big, amounts(big), migration)
+        assert cloud.agent.claims.allocations(inst.id) == {"compute-002": amounts(big)}
+        assert cloud.agent.claims.allocations(migration) == {"compute-001": amounts(small)}
+        stashes = {await cloud.rpc.migrate_out("compute-001", inst.id, migration, live=False)
+                   for _ in range(2)}
+        assert len(stashes) == 1
+        assert cloud.driver("compute-001").list_instances() == {}
+        [stash] = stashes
+        for _ in range(2):
+            power = await cloud.rpc.finish_move("compute-002", inst, big, None, stash,
+                                                power_on=True)
+        assert power == PowerState.RUNNING
+        assert cloud.driver("compute-002").list_instances() == {inst.id: PowerState.RUNNING}
+        assert (await cloud.view("compute-001"))["num_instances"] == 1  # the migration's
+        assert (await cloud.view("compute-002"))["vcpus_used"] == 1 + 2
+        for _ in range(2):
+            await cloud.rpc.confirm_move("compute-001", inst.id, migration)
+        assert migration not in cloud.agent.claims.consumers()
+        assert not cloud.driver("compute-001").has_stash(inst.id)
+        assert await cloud.view("compute-001") == EMPTY_VIEW
+        # a step for a guest the host does not have says so
+        with pytest.raises(errors.NotFound):
+            await cloud.rpc.migrate_out("compute-003", inst.id, migration, live=False)
+    run(tmp_path, db_url, scenario)
+
+
+def test_a_guest_a_given_up_move_set_aside_is_defined_again_at_restart(tmp_path: Path,
+                                                                      db_url: str) -> None:
+    """A move undone while its source's agent could not be reached leaves the guest
+    set aside there, its server in ERROR on that host: the agent, back, defines it
+    again (stopped), so that the server can be started instead of lost."""
+    async def scenario(cloud: Cloud) -> None:
+        inst = await cloud.boot("compute-003")
+        await cloud.rpc.migrate_out("compute-003", inst.id, str(uuid.uuid4()), live=False)
+        await cloud.q(cloud.db.update_instance, inst.id, vm_state=VmState.ERROR)
+        await cloud.stop_agent()
+        await cloud.start_agent()
+        assert cloud.driver("compute-003").list_instances() == {inst.id: PowerState.SHUTDOWN}
+        assert not cloud.driver("compute-003").has_stash(inst.id)
+        assert (await cloud.q(cloud.db.get_instance, inst.id)).power_state == PowerState.SHUTDOWN
+    run(tmp_path, db_url, scenario)

@@ -29,7 +29,7 @@ MODEL_TABLES = {
     "resource_providers", "inventories", "allocations", "aggregates", "aggregate_hosts",
     "aggregate_metadata", "traits", "provider_traits", "flavor_projects",
     "projects", "users", "role_assignments", "revoked_tokens", "key_pairs",
-    "networks", "fixed_ips",
+    "networks", "fixed_ips", "migrations",
 }
 
 

@@ -259,7 +259,7 @@ def test_rescue_boots_the_image_with_the_servers_disk_beside_it(user: GuestApi,
     server = boot("rescued")
     user.until_console(server.id, READY)
     reply = user.servers.RescueServer(servers_pb2.RescueServerRequest(id=server.id))
-    assert reply.task_state == 14  # RESCUING
+    assert reply.task_state == states_pb2.TASK_STATE_RESCUING
     rescued = user.until_status(server.id, "RESCUE")
     assert (rescued.vm_state, rescued.power_state) == (8, 1)  # RESCUED, RUNNING
     out = user.until_console(server.id, READY, count=2)

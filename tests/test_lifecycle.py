@@ -9,13 +9,17 @@ from novalite.api.servicer import ServersServicer
 from novalite.auth import policy
 from novalite.client.commands import CLI_ACTIONS
 from novalite.compute.manager import ComputeManager
+from novalite.conductor.moves import MoveTasks
 from novalite.objects import lifecycle
 from novalite.objects.states import TaskState, VmState
 from novalite.rpc.novalite.compute.v1 import servers_pb2
 
 
-def test_every_action_has_a_hypervisor_call() -> None:
-    assert set(ComputeManager.HYPERVISOR_CALLS) == set(lifecycle.ACTIONS)
+def test_every_action_has_a_hypervisor_call_or_a_move_task() -> None:
+    assert set(ComputeManager.HYPERVISOR_CALLS) == set(lifecycle.HYPERVISOR_ACTIONS)
+    for name in lifecycle.MOVES:
+        assert callable(getattr(MoveTasks, f"_{name}")), name
+    assert set(lifecycle.HYPERVISOR_ACTIONS) | set(lifecycle.MOVES) == set(lifecycle.ACTIONS)
 
 
 def test_every_action_is_an_rpc_of_the_public_api_with_a_policy() -> None:
@@ -46,3 +50,9 @@ def test_the_table_is_novas() -> None:
     assert not lifecycle.allows("reboot_soft", VmState.ACTIVE, TaskState.REBOOTING)
     assert lifecycle.ACTIONS["suspend"].final_vm_state == VmState.SUSPENDED
     assert lifecycle.ACTIONS["reboot_hard"].log_name == "reboot"
+    assert lifecycle.allows("resize", VmState.STOPPED, None)
+    assert not lifecycle.allows("live_migrate", VmState.STOPPED, None)
+    assert lifecycle.allows("confirm_resize", VmState.RESIZED, None)
+    assert lifecycle.allows("evacuate", VmState.ERROR, None)
+    assert lifecycle.allows("unshelve", VmState.SHELVED_OFFLOADED, None)
+    assert not lifecycle.ACTIONS["evacuate"].checks_lock  # Nova's evacuate: no lock check

@@ -40,6 +40,12 @@ EXPECTED_SERVICES: dict[str, dict[str, str]] = {
         "PauseServer": UNARY, "UnpauseServer": UNARY, "SuspendServer": UNARY,
         "ResumeServer": UNARY, "RescueServer": UNARY, "UnrescueServer": UNARY,
         "ListServerActions": UNARY, "GetConsoleOutput": UNARY,
+                "ResizeServer": UNARY, "ConfirmResize": UNARY, "RevertResize": UNARY,
+        "MigrateServer": UNARY, "LiveMigrateServer": UNARY, "EvacuateServer": UNARY,
+        "RebuildServer": UNARY, "ShelveServer": UNARY, "ShelveOffloadServer": UNARY,
+        "UnshelveServer": UNARY, "LockServer": UNARY, "UnlockServer": UNARY,
+        "UpdateServer": UNARY, "SetServerMetadata": UNARY, "DeleteServerMetadata": UNARY,
+        "ListMigrations": UNARY,
     },
     "novalite.compute.v1.Keypairs": {
         "CreateKeypair": UNARY, "ImportKeypair": UNARY, "ListKeypairs": UNARY,
@@ -73,11 +79,14 @@ EXPECTED_SERVICES: dict[str, dict[str, str]] = {
     },
     "novalite.internal.v1.Scheduler": {
         "SelectDestinations": UNARY, "ReportHosts": UNARY, "ReleaseAllocation": UNARY,
-        "ClaimAllocation": UNARY, "RefreshAggregates": UNARY,
+        "ClaimAllocation": UNARY, "RefreshAggregates": UNARY, "MoveAllocation": UNARY,
+        "CheckRebuild": UNARY,
     },
     "novalite.internal.v1.ComputeAgent": {
         "BuildInstance": UNARY, "DeleteInstance": UNARY, "RunAction": UNARY,
         "GetConsoleOutput": UNARY,
+        "PrepareMove": UNARY, "MigrateOut": UNARY, "FinishMove": UNARY, "RevertMove": UNARY,
+        "ConfirmMove": UNARY, "RebuildInstance": UNARY, "ShelveInstance": UNARY,
     },
 }
 

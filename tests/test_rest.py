@@ -409,7 +409,10 @@ def test_versions_and_microversions(cloud: LocalCloud, admin: openstack.connecti
     assert raw(cloud, "GET", "/compute/v2.1/nothing-here", token).json()["itemNotFound"]["code"] == 404
     console = raw(cloud, "POST", f"/compute/v2.1/servers/{uuid.uuid4()}/action", token,
                   {"os-getConsoleOutput": {"length": 10}})
-    assert console.status_code == 400 and "console output" in console.text
+    assert console.status_code == 404 and "itemNotFound" in console.json()
+    snapshot = raw(cloud, "POST", f"/compute/v2.1/servers/{uuid.uuid4()}/action", token,
+                   {"createImage": {"name": "snap"}})
+    assert snapshot.status_code == 400 and "snapshots" in snapshot.text
     assert raw(cloud, "GET", "/identity", version=None).status_code == 300
     assert raw(cloud, "GET", "/image", version=None).status_code == 300
 

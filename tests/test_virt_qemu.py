@@ -268,3 +268,33 @@ def test_reconnects_when_the_connection_drops(drv: LibvirtDriver, image: images.
     drv._connection().close()  # behind the driver's back
     assert drv.power_state(iid) == PowerState.RUNNING
     assert drv.list_instances()[iid] == PowerState.RUNNING
+
+
+# --- moves between two drivers on the one libvirtd ------------------------------------------
+
+def test_two_drivers_share_libvirtd_and_each_step_of_a_move_may_be_repeated(
+        drv: LibvirtDriver, workdir: Path, image: images.ImageInfo, spawned: list[str]) -> None:
+    """Two hosts on this machine: each driver sees only its own guests; a move's
+    steps, each done twice (as after a crash), leave one domain, on the side the
+    move got to, running as it was (a live move: restored, not booted)."""
+    other = LibvirtDriver(URI, instances_path=workdir / "instances-other")
+    try:
+        iid = spawn(drv, spawned, image)
+        assert iid not in other.list_instances()
+        with pytest.raises(InstanceNotFound):
+            other.power_state(iid)  # the same domain name, another driver's guest
+        [source] = {drv.migrate_disk_and_power_off(iid, live=True) for _ in range(2)}
+        assert iid not in drv.list_instances()
+        for _ in range(2):
+            other.finish_migration(iid, "moved", 1, GUEST_MB, 1, source=source, power_on=True,
+                                   image_path=image.path)
+        assert other.list_instances() == {iid: PowerState.RUNNING}
+        assert virsh("domstate", "--reason", domain_name(iid)).strip() == "running (restored)"
+        # undone: the destination's copy goes, the source's is back, restored again
+        other.destroy(iid)
+        for _ in range(2):
+            drv.finish_revert_migration(iid, power_on=False)
+        assert drv.list_instances() == {iid: PowerState.RUNNING}
+        assert not drv.has_stash(iid) and not (workdir / "instances-other" / iid).exists()
+    finally:
+        other.close()

@@ -78,6 +78,7 @@ def _settings(args: argparse.Namespace, service: str | None = None) -> Any:
         overrides["compute.virt_uri"] = args.virt_uri
         overrides["compute.hosts"] = _csv(args.hosts) if args.hosts else None
         overrides["compute.host_count"] = args.host_count
+        overrides["compute.instances_path"] = args.instances_path
     return load_settings(getattr(args, "config", None), overrides=overrides)
 
 
@@ -141,8 +142,13 @@ def build_parser() -> argparse.ArgumentParser:
             p.add_argument("--virt-uri", help="qemu:///system (real guests) or test:///default (simulated hosts)")
             p.add_argument("--hosts", help="comma-separated host names this agent serves")
             p.add_argument("--host-count", type=_positive("--host-count"), help="simulated hosts (without --hosts)")
+            p.add_argument("--instances-path",
+                           help="where this agent keeps its guests' disks (default from the settings); "
+                                "two agents on one machine, each a host, need one each")
             p.add_argument("--fail-builds-on", type=_csv, default=[],
                            help=argparse.SUPPRESS)  # test hook: builds on these hosts fail
+            p.add_argument("--move-step-delay", type=float, default=0.0,
+                           help=argparse.SUPPRESS)  # test hook: each step of a move waits first
 
     config = sub.add_parser("config", help="the settings in force")
     cs = config.add_subparsers(dest="config_command", metavar="ACTION", required=True)
@@ -196,7 +202,8 @@ def run_service(name: str, args: argparse.Namespace) -> int:
     else:
         from novalite.compute import service as compute_service
 
-        compute_service.main(settings, fail_builds_on=frozenset(args.fail_builds_on))
+        compute_service.main(settings, fail_builds_on=frozenset(args.fail_builds_on),
+                             move_step_delay=args.move_step_delay)
     return 0
 
 

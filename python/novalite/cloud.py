@@ -89,6 +89,8 @@ class LocalCloud:
     database_url: str | None = None
     real_host: bool = False
     fail_builds_on: Sequence[str] = ()
+    # seconds each step of a move waits first (tests that kill a service mid-move)
+    move_step_delay: float = 0.0
     report_interval: int = 10
     # [compute] update_resources_interval / sync_power_state_interval (Nova's
     # defaults when None)
@@ -96,6 +98,8 @@ class LocalCloud:
     sync_power_state_interval: int | None = None
     wait_soft_reboot_seconds: float | None = None
     shutdown_timeout: float | None = None
+    # top-level settings beyond these (service_down_time, resize_confirm_window...)
+    settings: dict[str, object] = field(default_factory=dict)
     # more options of the settings' [scheduler] and [compute] sections
     scheduler_options: Mapping[str, object] = field(default_factory=dict)
     compute_options: Mapping[str, object] = field(default_factory=dict)
@@ -152,6 +156,7 @@ class LocalCloud:
             f'database_url = "{url}"',
             f"report_interval = {self.report_interval}",
             'log_format = "json"',
+            *(f"{key} = {_toml(value)}" for key, value in self.settings.items()),
             "",
             "[listen]",
             *(f'{s} = "127.0.0.1:{self.ports[s]}"' for s in SERVICES),
@@ -238,6 +243,8 @@ class LocalCloud:
         args = [self.python, "-m", "novalite.cli", service, "--config", str(self.config_path)]
         if service == "compute" and self.fail_builds_on:
             args += ["--fail-builds-on", ",".join(self.fail_builds_on)]
+        if service == "compute" and self.move_step_delay:
+            args += ["--move-step-delay", str(self.move_step_delay)]
         return args
 
     def start(self, timeout: float = 90.0) -> None:
@@ -261,6 +268,22 @@ class LocalCloud:
         for service in order:
             self.spawn(service, commands[service])
             self.wait_serving(service, timeout)
+
+    def start_agent(self, name: str, hosts: Sequence[str], *, virt_uri: str | None = None,
+                    instances_path: Path | None = None, timeout: float = 90.0) -> Process:
+        """One more compute agent, serving ``hosts`` (simulated ones by default;
+        ``virt_uri`` qemu:///system makes the first one this machine under that
+        name, its guests' disks in ``instances_path``), started as ``name``."""
+        self.ports.setdefault(name, free_port())
+        args = [*self._command("compute"), "--listen", self.endpoint(name),
+                "--hosts", ",".join(hosts)]
+        if virt_uri is not None:
+            args += ["--virt-uri", virt_uri]
+        if instances_path is not None:
+            args += ["--instances-path", str(instances_path)]
+        proc = self.spawn(name, args)
+        self.wait_serving(name, timeout)
+        return proc
 
     def spawn(self, service: str, args: list[str]) -> Process:
         log = self.data_dir / "logs" / f"{service}.log"

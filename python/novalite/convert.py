@@ -12,6 +12,7 @@ from google.protobuf.timestamp_pb2 import Timestamp
 
 from novalite import errors
 from novalite.objects import records
+from novalite.objects.lifecycle import SystemMetadata
 from novalite.objects.states import PowerState, TaskState, VmState
 from novalite.placement import model
 from novalite.rpc.novalite.compute.v1 import (
@@ -35,7 +36,9 @@ _VM: dict[str, states_pb2.VmState] = {
     VmState.BUILDING: states_pb2.VM_STATE_BUILDING, VmState.ACTIVE: states_pb2.VM_STATE_ACTIVE,
     VmState.STOPPED: states_pb2.VM_STATE_STOPPED, VmState.PAUSED: states_pb2.VM_STATE_PAUSED,
     VmState.SUSPENDED: states_pb2.VM_STATE_SUSPENDED, VmState.ERROR: states_pb2.VM_STATE_ERROR,
-    VmState.DELETED: states_pb2.VM_STATE_DELETED,
+    VmState.DELETED: states_pb2.VM_STATE_DELETED, VmState.RESIZED: states_pb2.VM_STATE_RESIZED,
+    VmState.SHELVED: states_pb2.VM_STATE_SHELVED,
+    VmState.SHELVED_OFFLOADED: states_pb2.VM_STATE_SHELVED_OFFLOADED,
     VmState.RESCUED: states_pb2.VM_STATE_RESCUED,
 }
 _TASK: dict[str | None, states_pb2.TaskState] = {
@@ -53,6 +56,18 @@ _TASK: dict[str | None, states_pb2.TaskState] = {
     TaskState.UNPAUSING: states_pb2.TASK_STATE_UNPAUSING,
     TaskState.SUSPENDING: states_pb2.TASK_STATE_SUSPENDING,
     TaskState.RESUMING: states_pb2.TASK_STATE_RESUMING,
+    TaskState.RESIZE_PREP: states_pb2.TASK_STATE_RESIZE_PREP,
+    TaskState.RESIZE_MIGRATING: states_pb2.TASK_STATE_RESIZE_MIGRATING,
+    TaskState.RESIZE_MIGRATED: states_pb2.TASK_STATE_RESIZE_MIGRATED,
+    TaskState.RESIZE_FINISH: states_pb2.TASK_STATE_RESIZE_FINISH,
+    TaskState.RESIZE_REVERTING: states_pb2.TASK_STATE_RESIZE_REVERTING,
+    TaskState.RESIZE_CONFIRMING: states_pb2.TASK_STATE_RESIZE_CONFIRMING,
+    TaskState.MIGRATING: states_pb2.TASK_STATE_MIGRATING,
+    TaskState.REBUILDING: states_pb2.TASK_STATE_REBUILDING,
+    TaskState.REBUILD_SPAWNING: states_pb2.TASK_STATE_REBUILD_SPAWNING,
+    TaskState.SHELVING: states_pb2.TASK_STATE_SHELVING,
+    TaskState.SHELVING_OFFLOADING: states_pb2.TASK_STATE_SHELVING_OFFLOADING,
+    TaskState.UNSHELVING: states_pb2.TASK_STATE_UNSHELVING,
     TaskState.RESCUING: states_pb2.TASK_STATE_RESCUING,
     TaskState.UNRESCUING: states_pb2.TASK_STATE_UNRESCUING,
 }
@@ -161,13 +176,25 @@ def server(inst: records.Instance, *, show_host: bool,
         availability_zone=inst.availability_zone or "", metadata=dict(inst.metadata),
         addresses=[servers_pb2.Address(network=v.network, address=v.address, version=v.version,
                                        mac=v.mac, type="fixed") for v in inst.network_info],
-        key_name=inst.key_name or "", config_drive=inst.config_drive)
+        key_name=inst.key_name or "", config_drive=inst.config_drive,
+        locked=inst.locked,
+        locked_reason=str(inst.system_metadata.get(SystemMetadata.LOCKED_REASON) or ""))
     _set_time(out, "created_at", inst.created_at)
     _set_time(out, "updated_at", inst.updated_at)
     _set_time(out, "launched_at", inst.launched_at)
     f = fault(inst.fault, show_details=show_host if show_fault_details is None else show_fault_details)
     if f is not None:
         out.fault.CopyFrom(f)
+    return out
+
+
+def migration(m: records.Migration) -> servers_pb2.Migration:
+    out = servers_pb2.Migration(
+        id=m.id, server_id=m.instance_id, migration_type=m.migration_type, status=m.status,
+        source_host=m.source_host, dest_host=m.dest_host or "", old_flavor_id=m.old_flavor_id,
+        new_flavor_id=m.new_flavor_id)
+    _set_time(out, "created_at", m.created_at)
+    _set_time(out, "updated_at", m.updated_at)
     return out
 
 
@@ -336,7 +363,9 @@ def request_spec_to_proto(spec: model.RequestSpec, request_id: str = "") -> requ
                                   extra_specs=dict(f.extra_specs)),
         same_host=list(spec.same_host), different_host=list(spec.different_host),
         force_hosts=list(spec.force_hosts), force_nodes=list(spec.force_nodes),
-        ignore_hosts=list(spec.ignore_hosts))
+        ignore_hosts=list(spec.ignore_hosts), is_rebuild=spec.is_rebuild)
+    if spec.requested_host is not None:
+        out.requested_host = spec.requested_host
     if spec.image is not None:
         out.image.CopyFrom(images_pb2.Image(id=spec.image.id or "",
                                             properties=dict(spec.image.properties)))
@@ -372,7 +401,9 @@ def request_spec_from_proto(p: request_spec_pb2.RequestSpec,
         different_host=list(p.different_host),
         availability_zone=p.availability_zone if p.HasField("availability_zone") else None,
         force_hosts=list(p.force_hosts), force_nodes=list(p.force_nodes),
-        ignore_hosts=list(p.ignore_hosts))
+        ignore_hosts=list(p.ignore_hosts),
+        requested_host=p.requested_host if p.HasField("requested_host") else None,
+        is_rebuild=p.is_rebuild)
 
 
 def selections_to_proto(uuids: Iterable[str],

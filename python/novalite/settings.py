@@ -392,6 +392,14 @@ class Settings:
     report_interval: int = option(10, help="seconds between services' heartbeats (Nova's)")
     graceful_shutdown_timeout: float = option(60.0, help=(
         "seconds a stopping service gives calls in flight to finish (oslo.service's)"))
+    allow_resize_to_same_host: bool = option(False, help=(
+        "a resize may stay on the server's own host (Nova's); a cold migration never does"))
+    resize_confirm_window: int = option(0, help=(
+        "seconds after which a resize or cold migration waiting in VERIFY_RESIZE is "
+        "confirmed automatically; 0 never (Nova's)"))
+    shelved_offload_time: int = option(0, help=(
+        "seconds a shelved server keeps its host's resources before it is offloaded: 0 at "
+        "once, -1 never (Nova's)"))
     log_level: str = option("INFO", help=f"one of {', '.join(LOG_LEVELS)}")
     log_format: str = option("text", help="text (lines for people) or json (a record per line)")
     scheduler: SchedulerConfig = field(default_factory=SchedulerConfig)
@@ -425,6 +433,15 @@ class Settings:
             raise ConfigError("report_interval", f"must be less than service_down_time "
                                                  f"({self.service_down_time}), or every "
                                                  "service would look down between reports")
+        if not isinstance(self.allow_resize_to_same_host, bool):
+            raise ConfigError("allow_resize_to_same_host",
+                              f"must be true or false, got {self.allow_resize_to_same_host!r}")
+        if not _is_int(self.resize_confirm_window) or self.resize_confirm_window < 0:
+            raise ConfigError("resize_confirm_window", "must be an integer >= 0 (seconds; 0 "
+                                                       f"never), got {self.resize_confirm_window!r}")
+        if not _is_int(self.shelved_offload_time) or self.shelved_offload_time < -1:
+            raise ConfigError("shelved_offload_time", "must be an integer >= -1 (seconds; 0 at "
+                                                      f"once, -1 never), got {self.shelved_offload_time!r}")
         if not _is_number(self.graceful_shutdown_timeout) \
                 or not 0 <= self.graceful_shutdown_timeout < math.inf:
             raise ConfigError("graceful_shutdown_timeout",

@@ -28,6 +28,7 @@ import os
 import re
 import secrets
 import string
+import uuid
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timezone
 from typing import Any, AsyncIterator, Callable, Iterable, Mapping, Protocol, Sequence, TypeVar
@@ -94,6 +95,16 @@ _UUID_RE = re.compile(r"^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f
 _VERSION_PREDICATE_RE = re.compile(r"^\s*(<=|>=|<|>|!=|==)\s*[0-9]+(\.[0-9]+)*\s*$")
 
 T = TypeVar("T")
+
+# The arguments each move takes (ApiManager.server_action); the plain actions take none.
+_MOVE_ARGUMENTS: Mapping[str, tuple[str, ...]] = {
+    "resize": ("flavor_id",), "migrate": ("host",), "live_migrate": ("host",),
+    "evacuate": ("host",), "rebuild": ("image_id", "name", "metadata"),
+    "unshelve": ("availability_zone", "host"),
+}
+# Where Nova lets a server's metadata change (update_instance_metadata).
+_METADATA_STATES = frozenset({VmState.ACTIVE, VmState.STOPPED, VmState.PAUSED,
+                              VmState.SUSPENDED})
 
 
 class ConductorAPI(Protocol):
@@ -651,24 +662,6 @@ class ApiManager:
         token = _encode_token("servers", scope, page.next_marker) if page.next_marker else None
         return Page(list(page.instances), token)
 
-    def update_server(self, claims: Claims, server_id: str, *,
-                      name: str | None = None) -> records.Instance:
-        """Nova's server update: a new name, in any state."""
-        inst = self._visible(claims, server_id)
-        if name is not None:
-            self.db.rename_instance(inst.id, _check_name("name", name))
-        return self.db.get_instance(inst.id)
-
-    def update_server_metadata(self, claims: Claims, server_id: str, *,
-                               set_items: Mapping[str, str] | None = None,
-                               remove: Sequence[str] = (), replace: bool = False) -> records.Instance:
-        """Nova's server metadata calls: add or overwrite items (all of them with
-        ``replace``), or remove some; Nova's limits as at create."""
-        inst = self._visible(claims, server_id)
-        items = _check_string_map("metadata", set_items or {})
-        self.db.update_instance_metadata(inst.id, set_items=items, remove=remove, replace=replace)
-        return self.db.get_instance(inst.id)
-
     async def delete_server(self, claims: Claims, server_id: str) -> records.Instance:
         """Mark the server DELETING (allowed in any state) and hand it to the
         conductor, which destroys the guest and then the record."""
@@ -676,6 +669,7 @@ class ApiManager:
 
         def mark() -> records.Instance:
             inst = self._visible(claims, server_id)
+            self._check_lock(claims, inst)
             self.db.update_instance(inst.id, task_state=TaskState.DELETING)
             self.db.start_instance_action(inst.id, "delete", request_id=request_id,
                                           user_id=claims.user_id, project_id=claims.project_id)
@@ -685,43 +679,51 @@ class ApiManager:
         await self.conductor.delete_server(inst.id)
         return inst
 
-    async def server_action(self, claims: Claims, server_id: str, action: str) -> records.Instance:
-        """A lifecycle action, if Nova allows it in the server's current state
-        (InvalidState otherwise, and nothing changes). Returns the server with the
-        action's task_state, committed before the conductor hears of it; if the
-        conductor cannot take it, the task_state is rolled back."""
+    async def server_action(self, claims: Claims, server_id: str, action: str,
+                            **arguments: Any) -> records.Instance:
+        """A lifecycle action or a move, if Nova allows it in the server's current
+        state (InvalidState otherwise, and nothing changes; a locked server
+        refuses it to all but admins). Returns the server with the action's
+        task_state, committed before the conductor hears of it together with its
+        action log entry and what the move needs (its migration, its quota); if
+        the conductor cannot take it, all of that is rolled back. ``arguments``:
+        a move's (flavor_id, host, image_id, name, metadata, availability_zone)."""
         if action not in lifecycle.ACTIONS:
             raise errors.Invalid("action", f"unknown action {action!r}")
-        task, log_name = lifecycle.ACTIONS[action].task_state, lifecycle.ACTIONS[action].log_name
+        row = lifecycle.ACTIONS[action]
         request_id = current_request_id() or new_request_id()
 
-        def mark() -> tuple[records.Instance, str | None, records.InstanceAction]:
+        def mark() -> tuple[records.Instance, str | None, dict[str, Any]]:
             inst = self._visible(claims, server_id)
+            self._check_lock(claims, inst, row)
             if not lifecycle.allows(action, inst.vm_state, inst.task_state):
                 raise errors.InvalidState(
-                    f"cannot {log_name} server {inst.id} while it is {inst.status} "
+                    f"cannot {row.log_name} server {inst.id} while it is {inst.status} "
                     f"(vm_state {inst.vm_state}, task_state {inst.task_state or 'none'})")
-            if not self.db.update_instance(inst.id, expected_vm_state=inst.vm_state,
-                                           expected_task_state=inst.task_state, task_state=task):
+            changes, undo = self._move_changes(claims, inst, action, arguments)
+            if not self.db.update_instance(
+                    inst.id, expected_vm_state=inst.vm_state, expected_task_state=inst.task_state,
+                    task_state=row.task_state, start_action=records.NewAction(
+                        row.log_name, request_id, claims.user_id, claims.project_id),
+                    **changes):
                 raise errors.InvalidState(f"server {inst.id} changed state meanwhile; try again")
-            entry = self.db.start_instance_action(inst.id, log_name, request_id=request_id,
-                                                  user_id=claims.user_id,
-                                                  project_id=claims.project_id)
-            return self.db.get_instance(inst.id), inst.task_state, entry
+            return self.db.get_instance(inst.id), inst.task_state, undo
 
-        inst, previous_task, entry = await asyncio.to_thread(mark)
+        inst, previous_task, undo = await asyncio.to_thread(mark)
         try:
             await self.conductor.server_action(inst.id, action, request_id)
         except BaseException:
-            def undo() -> None:
+            def roll_back() -> None:
                 try:
                     # back to the task this one took over from (None, mostly)
-                    self.db.update_instance(inst.id, expected_task_state=task,
-                                            task_state=previous_task)
-                    self.db.finish_instance_action(entry.id, message="Error")
+                    self.db.update_instance(inst.id, expected_task_state=row.task_state,
+                                            task_state=previous_task, **undo)
+                    for entry in self.db.list_instance_actions(inst.id):
+                        if entry.request_id == request_id and entry.finish_time is None:
+                            self.db.finish_instance_action(entry.id, message="Error")
                 except errors.NotFound:
                     pass
-            await asyncio.to_thread(undo)
+            await asyncio.to_thread(roll_back)
             raise
         return inst
 
@@ -746,6 +748,277 @@ class ApiManager:
         if length is not None and length >= 0:
             lines = lines[len(lines) - length:] if length else []
         return "".join(lines)
+
+    @staticmethod
+    def _check_lock(claims: Claims, inst: records.Instance,
+                    row: lifecycle.ServerAction | None = None) -> None:
+        """Nova's @check_instance_lock: a locked server refuses all but admins."""
+        if inst.locked and not claims.is_admin and (row is None or row.checks_lock):
+            reason = inst.system_metadata.get(lifecycle.SystemMetadata.LOCKED_REASON)
+            raise errors.InvalidState(f"server {inst.id} is locked"
+                                      + (f": {reason}" if reason else ""))
+
+    def _move_changes(self, claims: Claims, inst: records.Instance, action: str,
+                      arguments: Mapping[str, Any]) -> tuple[dict[str, Any], dict[str, Any]]:
+        """What ``action`` commits with its task_state (update_instance's keyword
+        arguments), after checking its arguments, and what undoes it."""
+        prepare = {
+            "resize": self._prepare_resize, "migrate": self._prepare_migration,
+            "live_migrate": self._prepare_migration, "evacuate": self._prepare_migration,
+            "confirm_resize": self._prepare_verdict, "revert_resize": self._prepare_verdict,
+            "rebuild": self._prepare_rebuild, "unshelve": self._prepare_unshelve,
+        }.get(action)
+        unexpected = set(arguments) - set(_MOVE_ARGUMENTS.get(action, ()))
+        if unexpected:
+            raise errors.Invalid(sorted(unexpected)[0], f"not an argument of {action}")
+        if prepare is None:
+            return {}, {}
+        return prepare(claims, inst, action, arguments)
+
+    def _prepare_resize(self, claims: Claims, inst: records.Instance, action: str,
+                        arguments: Mapping[str, Any]) -> tuple[dict[str, Any], dict[str, Any]]:
+        """Nova's resize checks: a known flavor, not the server's own, with no
+        smaller disk (nor zero, libvirt's ResizeError), that the image fits and
+        whose extra specs novalite honours; the server's host is up. The growth of
+        an upsize is taken from the quota now."""
+        flavor_id = str(arguments.get("flavor_id") or "")
+        if not flavor_id:
+            raise errors.Invalid("flavor_id", "is required")
+        try:  # a private flavor only where the project was given access (Nova's)
+            new = self.db.get_flavor(flavor_id, visible_to=_flavor_scope(claims))
+        except errors.NotFound:
+            raise errors.Invalid("flavor_id", f"unknown flavor {flavor_id[:64]!r}") from None
+        old = self.db.get_flavor(inst.flavor_id, include_deleted=True)
+        if new.id == old.id:
+            raise errors.Invalid("flavor_id", "the server already has this flavor; a move to "
+                                              "another host is a migration")
+        for size, what in (("root_gb", "root disk"), ("ephemeral_gb", "ephemeral disk")):
+            if getattr(new, size) < getattr(old, size):
+                raise errors.Invalid("flavor_id", f"flavor {new.name}'s {what} "
+                                     f"({getattr(new, size)} GB) is smaller than the server's "
+                                     f"({getattr(old, size)} GB): disks do not shrink")
+        refused = extra_specs.first_unsupported(new.extra_specs)
+        if refused is not None:
+            key, why = refused
+            raise errors.Invalid("flavor_id", f"flavor {new.name!r} has extra spec "
+                                 + _unsupported_message(key, new.extra_specs[key], why))
+        if inst.image_id:
+            try:
+                _check_image_fits(self.db.get_image(inst.image_id, include_deleted=True), new)
+            except errors.NotFound:
+                pass
+        self._check_host_up(inst)
+        return self._new_migration(inst, "resize", "pre-migrating", old.id, new.id, None,
+                                   quota=old.resize_growth(new))
+
+    def _prepare_migration(self, claims: Claims, inst: records.Instance, action: str,
+                           arguments: Mapping[str, Any]) -> tuple[dict[str, Any], dict[str, Any]]:
+        """A cold or live migration (its host up) or an evacuation (its host down),
+        to the host given (known, another one) or any."""
+        host = arguments.get("host")
+        if host is not None:
+            _check_name("host", host)
+            try:
+                self.db.get_host(host)
+            except errors.NotFound:
+                raise errors.Invalid("host", f"unknown host {host[:64]!r}") from None
+            if host == inst.host:
+                raise errors.Invalid("host", f"the server is on {host} already")
+        if action == "evacuate":
+            if inst.host is None:
+                raise errors.InvalidState(f"server {inst.id} is on no host")
+            service = self._service_of(inst.host)
+            if service is not None and service.is_up:
+                raise errors.InvalidState(
+                    f"the compute service of host {inst.host} is up (its last heartbeat is "
+                    f"within service_down_time, {self.service_down_time:g} s): evacuate only "
+                    "the servers of a host that is down")
+        else:
+            self._check_host_up(inst)
+        kind, status = {"migrate": ("migration", "pre-migrating"),
+                        "live_migrate": ("live-migration", "accepted"),
+                        "evacuate": ("evacuation", "accepted")}[action]
+        return self._new_migration(inst, kind, status, inst.flavor_id, inst.flavor_id, host)
+
+    def _new_migration(self, inst: records.Instance, kind: str, status: str, old_flavor: str,
+                       new_flavor: str, host: str | None, *, quota: Mapping[str, int] | None = None
+                       ) -> tuple[dict[str, Any], dict[str, Any]]:
+        migration_id = str(uuid.uuid4())
+        changes: dict[str, Any] = {"new_migration": (migration_id, records.NewMigration(
+            kind, inst.host or "", old_flavor, new_flavor, inst.vm_state, status, host))}
+        undo: dict[str, Any] = {"migration": records.MigrationChange(migration_id, "error")}
+        if quota and any(quota.values()):
+            changes["quota_delta"] = dict(quota)
+            undo["quota_delta"] = {k: -v for k, v in quota.items()}
+        return changes, undo
+
+    def _prepare_verdict(self, claims: Claims, inst: records.Instance, action: str,
+                         arguments: Mapping[str, Any]) -> tuple[dict[str, Any], dict[str, Any]]:
+        """A confirm or revert of the server's finished resize (or cold migration)."""
+        moves = self.db.list_migrations(instance_id=inst.id, open_only=True, limit=1)
+        if not moves or moves[0].status != "finished":
+            raise errors.InvalidState(f"server {inst.id} has no finished resize or migration "
+                                      "to confirm or revert")
+        status = "confirming" if action == "confirm_resize" else "reverting"
+        return ({"migration": records.MigrationChange(moves[0].id, status, frozenset({"finished"}))},
+                {"migration": records.MigrationChange(moves[0].id, "finished", frozenset({status}))})
+
+    def _prepare_rebuild(self, claims: Claims, inst: records.Instance, action: str,
+                         arguments: Mapping[str, Any]) -> tuple[dict[str, Any], dict[str, Any]]:
+        """Nova's rebuild: an image the flavor fits; a new name and metadata now
+        (undone if the conductor cannot take it)."""
+        image_id = str(arguments.get("image_id") or "")
+        if not image_id:
+            raise errors.Invalid("image_id", "is required")
+        try:
+            image = self.db.get_image(image_id)
+        except errors.NotFound:
+            raise errors.Invalid("image_id", f"unknown image {image_id[:64]!r}") from None
+        _check_image_fits(image, self.db.get_flavor(inst.flavor_id, include_deleted=True))
+        keys = lifecycle.SystemMetadata
+        changes: dict[str, Any] = {"image_id": image.id,
+                                   "system_metadata": {keys.ORIG_IMAGE_REF: inst.image_id or ""}}
+        undo: dict[str, Any] = {"image_id": inst.image_id,
+                                "system_metadata": {keys.ORIG_IMAGE_REF: None}}
+        if arguments.get("name") is not None:
+            changes["name"], undo["name"] = _check_name("name", arguments["name"]), inst.name
+        if arguments.get("metadata") is not None:
+            changes["metadata"] = _check_string_map("metadata", arguments["metadata"])
+            undo["metadata"] = dict(inst.metadata)
+        return changes, undo
+
+    def _prepare_unshelve(self, claims: Claims, inst: records.Instance, action: str,
+                          arguments: Mapping[str, Any]) -> tuple[dict[str, Any], dict[str, Any]]:
+        """Nova's unshelve (2.77, 2.91): a zone, and for admins a host, for an
+        offloaded server only."""
+        zone, host = arguments.get("availability_zone"), arguments.get("host")
+        if (zone is not None or host is not None) and inst.vm_state != VmState.SHELVED_OFFLOADED:
+            raise errors.Invalid("availability_zone" if zone is not None else "host",
+                                 "only an offloaded server (SHELVED_OFFLOADED) is placed again")
+        changes: dict[str, Any] = {}
+        undo: dict[str, Any] = {}
+        if zone is not None:
+            self._check_zone(_check_zone_name("availability_zone", zone), forced=host is not None)
+            changes["availability_zone"], undo["availability_zone"] = zone, inst.availability_zone
+        if host is not None:
+            if not claims.is_admin:
+                raise errors.Forbidden("only an admin may name the host to unshelve to")
+            _check_name("host", host)
+            try:
+                self.db.get_host(host)
+            except errors.NotFound:
+                raise errors.Invalid("host", f"unknown host {host[:64]!r}") from None
+            key = lifecycle.SystemMetadata.UNSHELVE_HOST
+            changes["system_metadata"], undo["system_metadata"] = {key: host}, {key: None}
+        return changes, undo
+
+    def _service_of(self, host: str) -> records.Service | None:
+        try:
+            return self.db.get_service(host, "compute", service_down_time=self.service_down_time)
+        except errors.NotFound:
+            return None
+
+    def _check_host_up(self, inst: records.Instance) -> None:
+        """Nova's check_instance_host(check_is_up=True): a move leaves from a host
+        whose compute service is up."""
+        if inst.host is None:
+            raise errors.InvalidState(f"server {inst.id} is on no host")
+        service = self._service_of(inst.host)
+        if service is None or not service.is_up:
+            raise errors.InvalidState(f"the compute service of host {inst.host} is down; a "
+                                      "server of a host that is down is evacuated")
+
+    # ---- lock, name, metadata ------------------------------------------------------
+
+    def lock_server(self, claims: Claims, server_id: str, reason: str | None = None) -> records.Instance:
+        """Nova's lock: by its owner ("owner") or an admin of another project
+        ("admin"); the owner's lock of a locked server changes nothing."""
+        if reason is not None:
+            _check_name("reason", reason)
+        inst = self._visible(claims, server_id)
+        owner = inst.project_id == claims.project_id
+        if inst.locked and owner:
+            return inst
+        self._lock_change(claims, inst, "lock", "owner" if owner else "admin",
+                          {lifecycle.SystemMetadata.LOCKED_REASON: reason})
+        return self.db.get_instance(inst.id)
+
+    def unlock_server(self, claims: Claims, server_id: str) -> records.Instance:
+        """Nova's unlock: a member may not lift an admin's lock."""
+        inst = self._visible(claims, server_id)
+        if inst.locked_by == "admin" and not claims.is_admin:
+            raise errors.Forbidden(f"server {inst.id} was locked by an admin; only an admin "
+                                   "may unlock it")
+        self._lock_change(claims, inst, "unlock", None,
+                          {lifecycle.SystemMetadata.LOCKED_REASON: None})
+        return self.db.get_instance(inst.id)
+
+    def _lock_change(self, claims: Claims, inst: records.Instance, action: str,
+                     locked_by: str | None, system_metadata: Mapping[str, Any]) -> None:
+        self.db.update_instance(
+            inst.id, locked_by=locked_by, system_metadata=system_metadata,
+            start_action=records.NewAction(action, current_request_id() or new_request_id(),
+                                           claims.user_id, claims.project_id),
+            events=[records.EventStep(action, f"api_{action}", result="Success")],
+            finish_action=action)
+
+    def update_server(self, claims: Claims, server_id: str, *,
+                      name: str | None = None) -> records.Instance:
+        """Nova's PUT /servers/{id}: a rename, in any state."""
+        inst = self._visible(claims, server_id)
+        if name is not None:
+            self.db.update_instance(inst.id, name=_check_name("name", name))
+        return self.db.get_instance(inst.id)
+
+    def set_metadata(self, claims: Claims, server_id: str, metadata: Mapping[str, str], *,
+                     replace: bool = False) -> records.Instance:
+        """Nova's metadata POST (merge) or PUT (``replace``): the server ACTIVE,
+        STOPPED, PAUSED or SUSPENDED, no task in flight, not locked (but for
+        admins)."""
+        wanted = _check_string_map("metadata", metadata)
+        inst = self._metadata_target(claims, server_id)
+        merged = wanted if replace else {**inst.metadata, **wanted}
+        if len(merged) > MAX_METADATA_ITEMS:
+            raise errors.Invalid("metadata", f"a server has at most {MAX_METADATA_ITEMS} "
+                                             f"metadata items, this would make {len(merged)}")
+        self._write_metadata(inst, merged)
+        return self.db.get_instance(inst.id)
+
+    def delete_metadata(self, claims: Claims, server_id: str,
+                        keys: Sequence[str]) -> records.Instance:
+        """Nova's DELETE /servers/{id}/metadata/{key}, for several keys: each must
+        be there (NotFound naming it, nothing removed)."""
+        if not keys:
+            raise errors.Invalid("keys", "name at least one metadata key to remove")
+        inst = self._metadata_target(claims, server_id)
+        for key in keys:
+            if key not in inst.metadata:
+                raise errors.NotFound(f"server {inst.id} has no metadata key {key[:255]!r}")
+        self._write_metadata(inst, {k: v for k, v in inst.metadata.items() if k not in set(keys)})
+        return self.db.get_instance(inst.id)
+
+    def _metadata_target(self, claims: Claims, server_id: str) -> records.Instance:
+        inst = self._visible(claims, server_id)
+        self._check_lock(claims, inst)
+        if inst.vm_state not in _METADATA_STATES or inst.task_state is not None:
+            raise errors.InvalidState(
+                f"cannot change the metadata of server {inst.id} while it is {inst.status} "
+                f"(vm_state {inst.vm_state}, task_state {inst.task_state or 'none'})")
+        return inst
+
+    def _write_metadata(self, inst: records.Instance, metadata: Mapping[str, str]) -> None:
+        if not self.db.update_instance(inst.id, expected_vm_state=inst.vm_state,
+                                       expected_task_state=None, metadata=dict(metadata)):
+            raise errors.InvalidState(f"server {inst.id} changed state meanwhile; try again")
+
+    def list_migrations(self, claims: Claims, *, server_id: str | None = None,
+                        host: str | None = None) -> list[records.Migration]:
+        """Nova's os-migrations: a server's (a deleted one's too), a host's, or all."""
+        if server_id is not None:
+            self._visible(claims, server_id, include_deleted=True)
+        if host is not None:
+            _check_name("host", host)
+        return self.db.list_migrations(instance_id=server_id, host=host, limit=MAX_PAGE_SIZE)
 
     def list_actions(self, claims: Claims, server_id: str, *, limit: int | None = None,
                      marker: str | None = None,

@@ -57,6 +57,11 @@ def _server(inst: records.Instance) -> servers_pb2.Server:
     return convert.server(inst, show_host=current_claims().is_admin)
 
 
+def _optional(request: Any, field: str) -> Any:
+    """A proto3 optional field's value, None when unset."""
+    return getattr(request, field) if request.HasField(field) else None
+
+
 class ServersServicer(servers_pb2_grpc.ServersServicer):
     def __init__(self, manager: ApiManager) -> None:
         self.manager = manager
@@ -110,8 +115,9 @@ class ServersServicer(servers_pb2_grpc.ServersServicer):
         async for inst, when in self.manager.watch(claims, list(request.ids)):
             yield convert.server_event(inst, when, show_host=claims.is_admin)
 
-    async def _action(self, server_id: str, action: str) -> servers_pb2.Server:
-        return _server(await self.manager.server_action(current_claims(), server_id, action))
+    async def _action(self, server_id: str, action: str, **arguments: Any) -> servers_pb2.Server:
+        return _server(await self.manager.server_action(current_claims(), server_id, action,
+                                                        **arguments))
 
     async def RebootServer(self, request: servers_pb2.RebootServerRequest,
                            context: Context) -> servers_pb2.Server:
@@ -124,6 +130,64 @@ class ServersServicer(servers_pb2_grpc.ServersServicer):
                                context: Context) -> servers_pb2.GetConsoleOutputResponse:
         return servers_pb2.GetConsoleOutputResponse(output=await self.manager.console_output(
             current_claims(), request.id, request.length if request.HasField("length") else None))
+
+    async def ResizeServer(self, request: servers_pb2.ResizeServerRequest,
+                           context: Context) -> servers_pb2.Server:
+        return await self._action(request.id, "resize", flavor_id=request.flavor_id)
+
+    async def MigrateServer(self, request: servers_pb2.MigrateServerRequest,
+                            context: Context) -> servers_pb2.Server:
+        return await self._action(request.id, "migrate", host=_optional(request, "host"))
+
+    async def LiveMigrateServer(self, request: servers_pb2.LiveMigrateServerRequest,
+                                context: Context) -> servers_pb2.Server:
+        return await self._action(request.id, "live_migrate", host=_optional(request, "host"))
+
+    async def EvacuateServer(self, request: servers_pb2.EvacuateServerRequest,
+                             context: Context) -> servers_pb2.Server:
+        return await self._action(request.id, "evacuate", host=_optional(request, "host"))
+
+    async def RebuildServer(self, request: servers_pb2.RebuildServerRequest,
+                            context: Context) -> servers_pb2.Server:
+        return await self._action(
+            request.id, "rebuild", image_id=request.image_id, name=_optional(request, "name"),
+            metadata=dict(request.metadata.items) if request.HasField("metadata") else None)
+
+    async def UnshelveServer(self, request: servers_pb2.UnshelveServerRequest,
+                             context: Context) -> servers_pb2.Server:
+        return await self._action(request.id, "unshelve",
+                                  availability_zone=_optional(request, "availability_zone"),
+                                  host=_optional(request, "host"))
+
+    def LockServer(self, request: servers_pb2.LockServerRequest, context: Context) -> servers_pb2.Server:
+        return _server(self.manager.lock_server(current_claims(), request.id,
+                                                _optional(request, "reason")))
+
+    def UnlockServer(self, request: servers_pb2.UnlockServerRequest,
+                     context: Context) -> servers_pb2.Server:
+        return _server(self.manager.unlock_server(current_claims(), request.id))
+
+    def UpdateServer(self, request: servers_pb2.UpdateServerRequest,
+                     context: Context) -> servers_pb2.Server:
+        return _server(self.manager.update_server(current_claims(), request.id,
+                                                  name=_optional(request, "name")))
+
+    def SetServerMetadata(self, request: servers_pb2.SetServerMetadataRequest,
+                          context: Context) -> servers_pb2.Server:
+        return _server(self.manager.set_metadata(current_claims(), request.id,
+                                                 dict(request.metadata), replace=request.replace))
+
+    def DeleteServerMetadata(self, request: servers_pb2.DeleteServerMetadataRequest,
+                             context: Context) -> servers_pb2.Server:
+        return _server(self.manager.delete_metadata(current_claims(), request.id,
+                                                    list(request.keys)))
+
+    def ListMigrations(self, request: servers_pb2.ListMigrationsRequest,
+                       context: Context) -> servers_pb2.ListMigrationsResponse:
+        return servers_pb2.ListMigrationsResponse(migrations=[
+            convert.migration(m) for m in self.manager.list_migrations(
+                current_claims(), server_id=_optional(request, "server_id"),
+                host=_optional(request, "host"))])
 
     def ListServerActions(self, request: servers_pb2.ListServerActionsRequest,
                           context: Context) -> servers_pb2.ListServerActionsResponse:
@@ -141,8 +205,9 @@ def _plain_action_rpc(action: str) -> Callable[[ServersServicer, Any, Context], 
     return rpc
 
 
-# One RPC per row of the lifecycle table (RebootServer, above, picks one of two rows
-# by its type).
+# One RPC per row of the lifecycle table whose request is only the server's id (the
+# others are above: RebootServer picks one of two rows by its type, the moves with
+# arguments have theirs).
 for _name, _row in lifecycle.PLAIN_ACTIONS.items():
     setattr(ServersServicer, _row.rpc, _plain_action_rpc(_name))
 

@@ -58,6 +58,12 @@ POLICY: Mapping[str, frozenset[str]] = MappingProxyType({
         **{a.rpc: ADMINS if a.admin_only else MEMBERS for a in lifecycle.ACTIONS.values()},
         "ListServerActions": READERS,
         "GetConsoleOutput": MEMBERS,
+        "LockServer": MEMBERS,
+        "UnlockServer": MEMBERS,  # an admin's lock stays for admins (the manager checks)
+        "UpdateServer": MEMBERS,
+        "SetServerMetadata": MEMBERS,
+        "DeleteServerMetadata": MEMBERS,
+        "ListMigrations": ADMINS,
     }),
     **_service("novalite.compute.v1.Keypairs", {
         # a member's own key pairs; an admin may name another user's (the manager checks)
@@ -130,12 +136,21 @@ POLICY: Mapping[str, frozenset[str]] = MappingProxyType({
         "RefreshAggregates": SERVICES,
         "ReleaseAllocation": SERVICES,
         "ClaimAllocation": SERVICES,
+        "MoveAllocation": SERVICES,
+        "CheckRebuild": SERVICES,
     }),
     **_service("novalite.internal.v1.ComputeAgent", {
         "BuildInstance": SERVICES,
         "DeleteInstance": SERVICES,
         "RunAction": SERVICES,
         "GetConsoleOutput": SERVICES,
+        "PrepareMove": SERVICES,
+        "MigrateOut": SERVICES,
+        "FinishMove": SERVICES,
+        "RevertMove": SERVICES,
+        "ConfirmMove": SERVICES,
+        "RebuildInstance": SERVICES,
+        "ShelveInstance": SERVICES,
     }),
 })
 

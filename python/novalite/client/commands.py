@@ -43,7 +43,8 @@ from novalite.rpc.novalite.compute.v1 import (
 from novalite.objects import lifecycle
 from novalite.services.client import sync_channel
 
-FINAL_STATUSES = {"ACTIVE", "ERROR", "SHUTOFF", "PAUSED", "SUSPENDED", "DELETED"}
+FINAL_STATUSES = {"ACTIVE", "ERROR", "SHUTOFF", "PAUSED", "SUSPENDED", "DELETED",
+                  "VERIFY_RESIZE", "SHELVED", "SHELVED_OFFLOADED"}
 
 
 class CommandError(Exception):
@@ -334,16 +335,159 @@ def _call_action(client: Client, a: argparse.Namespace) -> Any:
 
 # `novalite server ACTION`: the lifecycle table's actions, both reboots as one
 CLI_ACTIONS = ("reboot", *lifecycle.PLAIN_ACTIONS)
+_ACTION_HELP = {
+    "confirm_resize": "confirm a resize or cold migration (the old host's copy is freed)",
+    "revert_resize": "revert a resize or cold migration (back on the old host, as it was)",
+    "shelve": "shelve a server: powered off, its disk kept, its host freed (offloaded)",
+    "shelve_offload": "offload a shelved server: its host freed (admin)",
+}
 
 
 def server_action(client: Client, a: argparse.Namespace) -> int:
     _call_action(client, a)
-    if a.wait:
-        # the status alone does not tell: a server being stopped, paused or
-        # suspended stays ACTIVE until its task is done (Nova's status map)
-        final = wait_for(client, [a.id], a.timeout, label=a.action)
-        _show(client, final[a.id], ["id", "status", "vm_state", "task_state", "power_state"])
+    return _maybe_wait(client, a, a.action)
+
+
+def _maybe_wait(client: Client, a: argparse.Namespace, label: str) -> int:
+    """With --wait: watch the server until its task is done, show where it ended
+    (and its fault, status 1, when the action failed)."""
+    if not a.wait:
+        return 0
+    # the status alone does not tell: a server being stopped, paused or
+    # suspended stays ACTIVE until its task is done (Nova's status map)
+    final = wait_for(client, [a.id], a.timeout, label=label)[a.id]
+    _show(client, final, ["id", "status", "vm_state", "task_state", "power_state", "host"])
+    actions = client.servers.ListServerActions(servers_pb2.ListServerActionsRequest(id=a.id)).actions
+    if final.status == "ERROR" or (actions and actions[0].message == "Error"):
+        print(f"{a.id}: {final.fault.message or 'the action failed'}", file=sys.stderr)
+        return 1
     return 0
+
+
+def server_resize(client: Client, a: argparse.Namespace) -> int:
+    client.servers.ResizeServer(servers_pb2.ResizeServerRequest(
+        id=a.id, flavor_id=_resolve_flavor(client, a.flavor)))
+    return _maybe_wait(client, a, "resize")
+
+
+def server_move(client: Client, a: argparse.Namespace) -> int:
+    """migrate, live-migrate, evacuate: to --host or where the scheduler says."""
+    rpc, request = {"migrate": ("MigrateServer", servers_pb2.MigrateServerRequest),
+                    "live-migrate": ("LiveMigrateServer", servers_pb2.LiveMigrateServerRequest),
+                    "evacuate": ("EvacuateServer", servers_pb2.EvacuateServerRequest)}[a.move]
+    message = request(id=a.id)
+    if a.host:
+        message.host = a.host
+    getattr(client.servers, rpc)(message)
+    return _maybe_wait(client, a, a.move)
+
+
+def server_rebuild(client: Client, a: argparse.Namespace) -> int:
+    req = servers_pb2.RebuildServerRequest(id=a.id, image_id=a.image)
+    if a.name is not None:
+        req.name = a.name
+    if a.meta is not None:
+        req.metadata.items.update(_key_values(a.meta, "--meta"))
+    client.servers.RebuildServer(req)
+    return _maybe_wait(client, a, "rebuild")
+
+
+def server_unshelve(client: Client, a: argparse.Namespace) -> int:
+    req = servers_pb2.UnshelveServerRequest(id=a.id)
+    if a.availability_zone:
+        req.availability_zone = a.availability_zone
+    if a.host:
+        req.host = a.host
+    client.servers.UnshelveServer(req)
+    return _maybe_wait(client, a, "unshelve")
+
+
+def server_lock(client: Client, a: argparse.Namespace) -> int:
+    req = servers_pb2.LockServerRequest(id=a.id)
+    if a.reason:
+        req.reason = a.reason
+    _show(client, client.servers.LockServer(req), ["id", "locked", "locked_reason"])
+    return 0
+
+
+def server_unlock(client: Client, a: argparse.Namespace) -> int:
+    _show(client, client.servers.UnlockServer(servers_pb2.UnlockServerRequest(id=a.id)),
+          ["id", "locked"])
+    return 0
+
+
+def server_rename(client: Client, a: argparse.Namespace) -> int:
+    _show(client, client.servers.UpdateServer(servers_pb2.UpdateServerRequest(id=a.id, name=a.name)),
+          ["id", "name"])
+    return 0
+
+
+def server_set_meta(client: Client, a: argparse.Namespace) -> int:
+    _show(client, client.servers.SetServerMetadata(servers_pb2.SetServerMetadataRequest(
+        id=a.id, metadata=_key_values(a.items, "KEY=VALUE"), replace=a.replace)), ["id", "metadata"])
+    return 0
+
+
+def server_unset_meta(client: Client, a: argparse.Namespace) -> int:
+    _show(client, client.servers.DeleteServerMetadata(servers_pb2.DeleteServerMetadataRequest(
+        id=a.id, keys=a.keys)), ["id", "metadata"])
+    return 0
+
+
+def server_actions(client: Client, a: argparse.Namespace) -> int:
+    """The server's action log, newest first, each action with its events."""
+    actions = client.servers.ListServerActions(servers_pb2.ListServerActionsRequest(id=a.id)).actions
+    if client.json:
+        _list(client, actions, [])
+        return 0
+    rows = []
+    for action in actions:
+        d = MessageToDict(action, preserving_proto_field_name=True)
+        rows.append({"action": d["action"], "start_time": d.get("start_time", ""),
+                     "finish_time": d.get("finish_time", ""), "message": d.get("message", "")})
+        for e in d.get("events", []):
+            rows.append({"action": "  " + e["event"], "start_time": e.get("start_time", ""),
+                         "finish_time": e.get("finish_time", ""), "message": e.get("result", "")})
+    _print_table(rows, ["action", "start_time", "finish_time", "message"])
+    return 0
+
+
+def migration_list(client: Client, a: argparse.Namespace) -> int:
+    req = servers_pb2.ListMigrationsRequest()
+    if a.server:
+        req.server_id = a.server
+    if a.host:
+        req.host = a.host
+    _list(client, client.servers.ListMigrations(req).migrations,
+          ["id", "server_id", "migration_type", "status", "source_host", "dest_host"])
+    return 0
+
+
+def host_evacuate(client: Client, a: argparse.Namespace) -> int:
+    """Nova's host-evacuate: every server of a host that is down, each evacuated
+    (one refusal does not stop the others). Status 1 if any was refused or failed."""
+    req = servers_pb2.ListServersRequest(page_size=1000)
+    req.filters.host = a.name
+    ids = [s.id for s in client.servers.ListServers(req).servers]
+    started, failed = [], 0
+    for sid in ids:
+        message = servers_pb2.EvacuateServerRequest(id=sid)
+        if a.target:
+            message.host = a.target
+        try:
+            client.servers.EvacuateServer(message)
+        except grpc.RpcError as e:
+            failed += 1
+            print(f"error: {sid}: {e.code().name}: {e.details()}", file=sys.stderr)  # type: ignore[attr-defined]
+        else:
+            started.append(sid)
+    if not ids:
+        print(f"host {a.name} has no servers")
+    if a.wait and started:
+        final = wait_for(client, started, a.timeout, label=f"evacuating {len(started)} server(s)")
+        _list(client, [final[i] for i in started], ["id", "name", "status", "host"])
+        failed += sum(1 for s in final.values() if s.status == "ERROR")
+    return 1 if failed else 0
 
 
 # ---- flavors, hosts, quotas, images, groups -------------------------------------------------
@@ -722,14 +866,69 @@ def register(sub: Any, positive: Callable[[str], Callable[[str], int]]) -> None:
     p.add_argument("ids", nargs="+", metavar="ID")
     p.add_argument("--wait", action="store_true")
     p.add_argument("--timeout", type=float, default=300.0)
+    def waits(p: argparse.ArgumentParser) -> None:
+        p.add_argument("--wait", action="store_true",
+                       help="watch the server until its task is done (status 1 if it failed)")
+        p.add_argument("--timeout", type=float, default=600.0)
+
     for action in CLI_ACTIONS:
-        p = cmd(ss, action, server_action, f"{action} a server")
+        name = action.replace("_", "-")
+        p = cmd(ss, name, server_action, _ACTION_HELP.get(action, f"{name} a server"))
         p.add_argument("id")
         if action == "reboot":
             p.add_argument("--hard", action="store_true")
-        p.add_argument("--wait", action="store_true")
-        p.add_argument("--timeout", type=float, default=300.0)
+        waits(p)
         p.set_defaults(action=action)
+    p = cmd(ss, "resize", server_resize, "resize a server to another flavor (then confirm-resize "
+                                         "or revert-resize)")
+    p.add_argument("id")
+    p.add_argument("--flavor", required=True, help="flavor name or id")
+    waits(p)
+    for move, what in (("migrate", "cold-migrate a server to another host (admin; then "
+                                   "confirm-resize or revert-resize)"),
+                       ("live-migrate", "move a running server to another host (admin)"),
+                       ("evacuate", "rebuild a server of a host that is down on another (admin)")):
+        p = cmd(ss, move, server_move, what)
+        p.add_argument("id")
+        p.add_argument("--host", help="the host to go to (the filters still run); default: "
+                                      "the scheduler's choice")
+        waits(p)
+        p.set_defaults(move=move)
+    p = cmd(ss, "rebuild", server_rebuild, "rebuild a server from an image, on its host")
+    p.add_argument("id")
+    p.add_argument("--image", required=True, help="image id (the server's own, or another)")
+    p.add_argument("--name", help="a new name")
+    p.add_argument("--meta", action="append", metavar="KEY=VALUE",
+                   help="new metadata, replacing the server's")
+    waits(p)
+    p = cmd(ss, "unshelve", server_unshelve, "start a shelved server (placed again when offloaded)")
+    p.add_argument("id")
+    p.add_argument("--availability-zone", help="an offloaded server's zone")
+    p.add_argument("--host", help="an offloaded server's host (admin)")
+    waits(p)
+    p = cmd(ss, "lock", server_lock, "lock a server: only admins may act on it until unlocked")
+    p.add_argument("id")
+    p.add_argument("--reason")
+    p = cmd(ss, "unlock", server_unlock, "unlock a server")
+    p.add_argument("id")
+    p = cmd(ss, "rename", server_rename, "rename a server")
+    p.add_argument("id")
+    p.add_argument("name")
+    p = cmd(ss, "set-meta", server_set_meta, "set metadata items of a server")
+    p.add_argument("id")
+    p.add_argument("items", nargs="+", metavar="KEY=VALUE")
+    p.add_argument("--replace", action="store_true", help="replace all the server's metadata")
+    p = cmd(ss, "unset-meta", server_unset_meta, "remove metadata items of a server")
+    p.add_argument("id")
+    p.add_argument("keys", nargs="+", metavar="KEY")
+    p = cmd(ss, "actions", server_actions, "a server's action log (newest first) with events")
+    p.add_argument("id")
+
+    migration = sub.add_parser("migration", help="moves of servers between hosts (admin)")
+    ms = migration.add_subparsers(dest="migration_command", metavar="ACTION", required=True)
+    p = cmd(ms, "list", migration_list, "migrations, newest first")
+    p.add_argument("--server", help="a server's only")
+    p.add_argument("--host", help="a host's only (from or to it)")
 
     flavor = sub.add_parser("flavor", help="manage flavors (create/delete: admin)")
     fs = flavor.add_subparsers(dest="flavor_command", metavar="ACTION", required=True)
@@ -812,6 +1011,10 @@ def register(sub: Any, positive: Callable[[str], Callable[[str], int]]) -> None:
     zone = sub.add_parser("zone", help="availability zones")
     zs = zone.add_subparsers(dest="zone_command", metavar="ACTION", required=True)
     cmd(zs, "list", zone_list, "the zones with hosts, and (admin) their hosts")
+    p = cmd(hs, "evacuate", host_evacuate, "evacuate every server of a host that is down")
+    p.add_argument("name")
+    p.add_argument("--target", help="the host to rebuild them on; default: the scheduler's choice")
+    waits(p)
 
     quota = sub.add_parser("quota", help="show and set quotas")
     qs = quota.add_subparsers(dest="quota_command", metavar="ACTION", required=True)

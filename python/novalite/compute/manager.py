@@ -39,7 +39,7 @@ import math
 import re
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Mapping
 from contextlib import asynccontextmanager, suppress
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import ParamSpec, Protocol, TypeVar
 
@@ -97,6 +97,15 @@ class Driver(Protocol):
     def rescue(self, instance_id: str) -> None: ...
     def unrescue(self, instance_id: str) -> None: ...
     def close(self) -> None: ...
+    # the steps of a move (novalite.virt.moves)
+    def migrate_disk_and_power_off(self, instance_id: str, *, live: bool = False) -> str: ...
+    def finish_migration(self, instance_id: str, name: str, vcpus: int, memory_mb: int,
+                         root_gb: int, *, source: str, power_on: bool,
+                         image_path: str | None = None) -> None: ...
+    def finish_revert_migration(self, instance_id: str, *, power_on: bool) -> None: ...
+    def confirm_migration(self, instance_id: str) -> None: ...
+    def has_stash(self, instance_id: str) -> bool: ...
+    def snapshot(self, instance_id: str) -> str | None: ...
 
 
 @dataclass(frozen=True)
@@ -119,10 +128,13 @@ class ComputeOptions:
     # real hosts: where this machine's networks are described (linux_net); the
     # agent reports them at start. None: simulated hosts, which have none.
     networks_path: Path | None = None
+    # seconds each step of a move waits before it starts (so that a test can kill
+    # a service in the middle of one; tests only)
+    move_step_delay: float = 0.0
 
     @classmethod
-    def from_settings(cls, settings: ComputeSettings, *,
-                      fail_builds_on: Iterable[str] = ()) -> ComputeOptions:
+    def from_settings(cls, settings: ComputeSettings, *, fail_builds_on: Iterable[str] = (),
+                      move_step_delay: float = 0.0) -> ComputeOptions:
         real = not settings.virt_uri.startswith("test:")
         return cls(
             reserved_host_memory_mb=settings.reserved_host_memory_mb,
@@ -138,6 +150,7 @@ class ComputeOptions:
                         else frozenset()),
             fail_builds_on=frozenset(fail_builds_on),
             networks_path=settings.networks_path if real else None,
+            move_step_delay=move_step_delay,
         )
 
 
@@ -435,8 +448,14 @@ class ComputeManager:
                                             f"compute agent of host {h.name} restarted"))
         if interrupted:
             placed = await self._db(self._placed, h.name)
-        await self._reconcile(h, placed, held, guests, since)
-        await self._sync(h, guests, placed)
+        moves = await self._db(self.db.list_migrations, host=h.name, open_only=True)
+        if await self._clean_evacuated(h, guests, moves) | await self._restore_stranded(
+                h, placed, guests, moves):
+            guests = dict(await asyncio.to_thread(h.driver.list_instances))
+            held = await self._db(self._held, h.uuid)
+            moves = await self._db(self.db.list_migrations, host=h.name, open_only=True)
+        await self._reconcile(h, placed, held, guests, since, moves)
+        await self._sync(h, guests, placed, moves)
         await self.update_host(h.name)
 
     def _placed(self, host: str) -> list[records.Instance]:
@@ -456,6 +475,13 @@ class ComputeManager:
         for a in self.db.list_allocations(provider_uuid):
             out.setdefault(a.consumer_uuid, {})[a.resource_class] = a.used
         return out
+
+    async def _flavor_of(self, flavor_id: str) -> records.Flavor:
+        """A flavor by id, deleted ones too (a move's old or new flavor)."""
+        try:
+            return await self._db(self.db.get_flavor, flavor_id, include_deleted=True)
+        except errors.NotFound:
+            return records.Flavor(name="", id=flavor_id, vcpus=1, memory_mb=1)
 
     async def _flavor(self, inst: records.Instance) -> records.Flavor:
         swap = self._flavor_swap.get(inst.flavor_id)
@@ -498,10 +524,19 @@ class ComputeManager:
 
     async def _reconcile(self, h: _HostState, placed: list[records.Instance],
                          held: Mapping[str, Mapping[str, int]], guests: Mapping[str, int],
-                         since: int) -> None:
+                         since: int, moves: Iterable[records.Migration] = ()) -> None:
         """Make the tracked set match what the database and the hypervisor say (read
-        after ``since``): Nova's update_available_resource."""
-        here = {i.id for i in placed}
+        after ``since``): Nova's update_available_resource. A move in progress
+        counts on both of its hosts, as Nova's resource tracker counts migrations:
+        its migration (the old flavor) on the source, its instance (the new one)
+        on the destination before the instance's host changes."""
+        moving: dict[str, str] = {}  # consumer -> its flavor's id
+        for m in moves:
+            if m.source_host == h.name and m.id in held:
+                moving[m.id] = m.old_flavor_id
+            if m.dest_host == h.name and m.instance_id in held:
+                moving[m.instance_id] = m.new_flavor_id
+        here = {i.id for i in placed} | set(moving)
         h.dropped &= here  # the database has caught up with those
         for inst in placed:
             iid = inst.id
@@ -513,6 +548,13 @@ class ComputeManager:
             if iid in h.tracked or iid in h.dropped or iid in h.building:
                 continue  # changed while the flavor was read
             self._track(h, iid, flavor, held.get(iid) or flavor.amounts(), force=True)
+        for consumer, flavor_id in moving.items():
+            if consumer in h.tracked or consumer in h.dropped or consumer in h.building:
+                continue
+            flavor = await self._flavor_of(flavor_id)
+            if consumer in h.tracked or consumer in h.dropped or consumer in h.building:
+                continue
+            self._track(h, consumer, flavor, held[consumer], force=True)
         for iid, usage in list(h.tracked.items()):
             if usage.seq > since or iid in h.building:
                 continue  # tracked after the reads: they cannot know it
@@ -578,7 +620,8 @@ class ComputeManager:
         guests = dict(await asyncio.to_thread(h.driver.list_instances))
         placed = await self._db(self._placed, h.name)
         held = await self._db(self._held, h.uuid)
-        await self._reconcile(h, placed, held, guests, since)
+        moves = await self._db(self.db.list_migrations, host=h.name, open_only=True)
+        await self._reconcile(h, placed, held, guests, since, moves)
         await self._reporter.request(host, wait=wait)
 
     async def heartbeat(self) -> None:
@@ -840,6 +883,247 @@ class ComputeManager:
             h.dropped.add(instance_id)
         await self.update_host(host)
 
+    # ---- moves ---------------------------------------------------------------------
+    #
+    # The conductor drives a move step by step and repeats a step after a crash:
+    # each one here finds its own work done and does not do it twice. While a
+    # move is open its instance counts on both hosts (see _reconcile): as the
+    # migration (the old flavor) on the source, as the instance (the new one) on
+    # the destination.
+
+    async def prepare_move(self, host: str, instance_id: str, flavor: records.Flavor,
+                           allocation: Mapping[str, int], migration_id: str) -> None:
+        """The destination's claim before the source stops its guest (Nova's
+        prep_resize and resize claim): ComputeResourcesUnavailable when the new
+        flavor does not fit here."""
+        h = self._host(host)
+        _check_instance_id(instance_id, "server_id")
+        _check_instance_id(migration_id, "migration_id")
+        _check_flavor(flavor)
+        amounts = _check_allocation(allocation) or flavor.amounts()
+        await self._serving()
+        async with self._lock(instance_id):
+            source = self._claimed.get(instance_id)
+            if source is not None and source != h.name:
+                # the source is a host of this agent too: its part is the migration's now
+                self._rekey(self._hosts[source], instance_id, migration_id)
+            h.dropped.discard(instance_id)
+            try:
+                self._track(h, instance_id, flavor, amounts, force=False)
+            except PlacementError as e:
+                if source is not None and source != h.name:
+                    self._rekey(self._hosts[source], migration_id, instance_id)
+                raise errors.ComputeResourcesUnavailable(
+                    f"Insufficient compute resources on host {h.name}: {e}") from None
+        await self.update_host(host)
+
+    async def migrate_out(self, host: str, instance_id: str, migration_id: str, *,
+                          live: bool) -> str:
+        """The source's half (Nova's migrate_disk_and_power_off; ``live``: the
+        guest's memory saved first, to carry on where it stopped): the guest set
+        aside, what it holds here the migration's. Returns where the destination
+        copies the disk from."""
+        h = self._host(host)
+        _check_instance_id(instance_id, "server_id")
+        _check_instance_id(migration_id, "migration_id")
+        await self._serving()
+        async with self._lock(instance_id):
+            stash = await self._driver_step(h, instance_id, "migrate", lambda d: d.migrate_disk_and_power_off(
+                instance_id, live=live))
+            self._rekey(h, instance_id, migration_id)
+        await self.update_host(host)
+        return str(stash)
+
+    async def finish_move(self, host: str, instance_id: str, name: str, flavor: records.Flavor,
+                          image: records.Image | None, source: str, *, power_on: bool) -> int:
+        """The destination's half (Nova's finish_migration): the disk copied from
+        ``source``, the guest defined with ``flavor`` and started (or restored
+        as it was, for a live move). Returns its power state."""
+        h = self._host(host)
+        _check_instance_id(instance_id, "server_id")
+        _check_flavor(flavor)
+        if not source:
+            raise errors.Invalid("source", "required: where the source set the guest aside")
+        await self._serving()
+        async with self._lock(instance_id):
+            if instance_id not in h.tracked:  # the claim was made before a restart
+                self._track(h, instance_id, flavor, flavor.amounts(), force=True)
+            def finish(d: Driver) -> int:
+                d.finish_migration(instance_id, name or instance_id, flavor.vcpus, flavor.memory_mb,
+                                   flavor.root_gb, source=source, power_on=power_on,
+                                   image_path=image.path if image is not None else None)
+                return d.power_state(instance_id)
+            power = await self._driver_step(h, instance_id, "finish", finish)
+        await self.update_host(host)
+        return int(power)
+
+    async def revert_move(self, host: str, instance_id: str, migration_id: str, *,
+                          power_on: bool) -> int:
+        """A revert or rollback on the source (Nova's finish_revert_resize): the
+        guest set aside is back, started if ``power_on`` (restored as it was after
+        a live move), counted as the instance's again. Returns its power state."""
+        h = self._host(host)
+        _check_instance_id(instance_id, "server_id")
+        _check_instance_id(migration_id, "migration_id")
+        await self._serving()
+        async with self._lock(instance_id):
+            def revert(d: Driver) -> int:
+                d.finish_revert_migration(instance_id, power_on=power_on)
+                return d.power_state(instance_id)
+            power = await self._driver_step(h, instance_id, "revert", revert)
+            self._rekey(h, migration_id, instance_id)
+        await self.update_host(host)
+        return int(power)
+
+    async def confirm_move(self, host: str, instance_id: str, migration_id: str) -> None:
+        """A confirm on the source (Nova's confirm_migration): what was set aside
+        removed, the migration no longer counted here."""
+        h = self._host(host)
+        _check_instance_id(instance_id, "server_id")
+        _check_instance_id(migration_id, "migration_id")
+        await self._serving()
+        async with self._lock(instance_id):
+            await self._driver_step(h, instance_id, "confirm",
+                                    lambda d: d.confirm_migration(instance_id))
+            self._untrack(h, migration_id)
+            h.dropped.add(migration_id)
+        await self.update_host(host)
+
+    async def rebuild(self, host: str, instance_id: str, name: str, flavor: records.Flavor,
+                      image: records.Image | None, allocation: Mapping[str, int], *,
+                      power_on: bool) -> int:
+        """Nova's rebuild_instance, for a rebuild on the same host and an
+        evacuation to a new one: whatever guest the instance has here destroyed,
+        a new one spawned from ``image`` (claimed here first, for an evacuation),
+        left stopped unless ``power_on``. Returns its power state."""
+        h = self._host(host)
+        _check_instance_id(instance_id, "server_id")
+        _check_flavor(flavor)
+        amounts = _check_allocation(allocation) or flavor.amounts()
+        await self._serving()
+        async with self._build_slot(host), self._lock(instance_id):
+            h.dropped.discard(instance_id)
+            try:
+                self._track(h, instance_id, flavor, amounts, force=instance_id in h.tracked)
+            except PlacementError as e:
+                raise errors.ComputeResourcesUnavailable(
+                    f"Insufficient compute resources on host {h.name}: {e}") from None
+            h.building.add(instance_id)
+            try:
+                await self._driver_step(h, instance_id, "rebuild", lambda d: d.destroy(instance_id))
+                await self._driver_step(h, instance_id, "rebuild", lambda d: d.spawn(
+                    instance_id, name or instance_id, flavor.vcpus, flavor.memory_mb, flavor.root_gb,
+                    image.path if image is not None else None,
+                    image.disk_format if image is not None else "qcow2"))
+                if not power_on:
+                    await self._driver_step(h, instance_id, "rebuild",
+                                            lambda d: d.power_off(instance_id))
+                power = await self._driver_step(h, instance_id, "rebuild",
+                                                lambda d: d.power_state(instance_id))
+            finally:
+                h.building.discard(instance_id)
+        await self.update_host(host)
+        return int(power)
+
+    async def shelve(self, host: str, instance_id: str) -> tuple[int, str | None]:
+        """Nova's shelve_instance: the guest powered off and its disk copied to a
+        snapshot (a real guest's; a simulated one has no disk). Returns its power
+        state and the snapshot's path (None without one)."""
+        h = self._host(host)
+        _check_instance_id(instance_id, "server_id")
+        await self._serving()
+
+        def shelve(d: Driver) -> tuple[int, str | None]:
+            d.power_off(instance_id)
+            return int(d.power_state(instance_id)), d.snapshot(instance_id)
+        async with self._lock(instance_id):
+            power, snapshot = await self._driver_step(h, instance_id, "shelve", shelve)
+        await self.update_host(host)
+        return power, snapshot
+
+    async def _driver_step(self, h: _HostState, instance_id: str, what: str,
+                           fn: Callable[[Driver], _T]) -> _T:
+        """A driver call of a move, its failures as the conductor acts on them:
+        NotFound (no such guest), Unavailable (libvirt down: try again), BuildFailed
+        (the step failed: undo the move)."""
+        if self.options.move_step_delay:
+            await asyncio.sleep(self.options.move_step_delay)
+        try:
+            return await asyncio.to_thread(fn, h.driver)
+        except InstanceNotFound:
+            raise errors.NotFound(f"server {instance_id} has no guest on host {h.name}") from None
+        except HypervisorUnavailable as e:
+            raise errors.Unavailable(str(e)) from None
+        except DriverError as e:
+            raise errors.BuildFailed(f"{what} of {instance_id} on {h.name} failed: {e}") from None
+
+    def _rekey(self, h: _HostState, old: str, new: str) -> None:
+        """What ``old`` counts on the host (its usage and local claim) becomes
+        ``new``'s: an instance's becomes its migration's when it moves off, and back
+        when the move is undone."""
+        usage = h.tracked.pop(old, None)
+        if usage is None:
+            return
+        amounts: dict[str, int] | None = None
+        if self._claimed.get(old) == h.name:
+            amounts = self.claims.allocations(old).get(h.name)
+            del self._claimed[old]
+            self.claims.release(old)
+        if amounts:
+            if new in self._claimed:
+                self.claims.replace(new, {h.name: amounts})
+            else:
+                self.claims.claim(new, {h.name: amounts})
+            self._claimed[new] = h.name
+        h.tracked[new] = replace(usage, seq=self._next_seq())
+        h.dropped.discard(new)
+
+    async def _restore_stranded(self, h: _HostState, placed: Iterable[records.Instance],
+                                guests: Mapping[str, int],
+                                moves: Iterable[records.Migration]) -> bool:
+        """A guest a move set aside here that nobody came back for (the move was
+        given up while this agent was unreachable: its server is here, in ERROR,
+        with no move open): defined again, stopped, so that the server can be
+        started (a hard reboot) rather than lost. Returns whether it did any."""
+        moving = {m.instance_id for m in moves}
+        restored = False
+        for inst in placed:
+            if inst.id in guests or inst.id in moving or self._busy(h, inst.id):
+                continue
+            if not await asyncio.to_thread(h.driver.has_stash, inst.id):
+                continue
+            LOG.warning("server %s: its guest was set aside on %s by a move given up; "
+                        "defining it again, stopped", inst.id, h.name)
+            async with self._lock(inst.id):
+                await asyncio.to_thread(h.driver.finish_revert_migration, inst.id, power_on=False)
+            restored = True
+        return restored
+
+    async def _clean_evacuated(self, h: _HostState, guests: Mapping[str, int],
+                               moves: Iterable[records.Migration]) -> bool:
+        """Nova's _destroy_evacuated_instances: a host back from the dead destroys
+        the guests of servers evacuated from it (two copies must never run), and
+        once an evacuation is done releases what its migration held here.
+        Returns whether it changed anything."""
+        changed = settled = False
+        for m in moves:
+            if m.migration_type != "evacuation" or m.source_host != h.name:
+                continue
+            if m.instance_id in guests and not self._busy(h, m.instance_id):
+                LOG.warning("destroying guest %s on %s: its server was evacuated",
+                            m.instance_id, h.name)
+                async with self._lock(m.instance_id):
+                    await asyncio.to_thread(h.driver.destroy, m.instance_id)
+                    self._untrack(h, m.instance_id)
+                changed = True
+            if m.status == "done":
+                await self._db(self.db.complete_evacuation, m.id)
+                self._untrack(h, m.id)
+                changed = settled = True
+        if settled:
+            await self.update_host(h.name)
+        return changed
+
     # ---- lifecycle actions ---------------------------------------------------------
 
     # What the hypervisor does for each lifecycle action (objects/lifecycle.py has the
@@ -911,19 +1195,27 @@ class ComputeManager:
         h = self._host(host)
         guests = dict(await asyncio.to_thread(h.driver.list_instances))
         placed = await self._db(self._placed, host)
-        await self._sync(h, guests, placed)
+        moves = await self._db(self.db.list_migrations, host=host, open_only=True)
+        await self._clean_evacuated(h, guests, moves)
+        await self._sync(h, guests, placed, moves)
 
     async def _sync(self, h: _HostState, guests: Mapping[str, int],
-                    placed: list[records.Instance]) -> None:
+                    placed: list[records.Instance],
+                    moves: Iterable[records.Migration] = ()) -> None:
+        # a guest arriving by a move is the conductor's until its server's host
+        # changes (or the move is undone): neither synced nor reaped
+        # (an evacuation's source is a host that was down: what it still runs goes)
+        arriving = {m.instance_id for m in moves
+                    if m.dest_host == h.name or m.migration_type != "evacuation"}
         for inst in placed:
-            if inst.task_state is not None or self._busy(h, inst.id):
+            if inst.task_state is not None or self._busy(h, inst.id) or inst.id in arriving:
                 continue  # "During sync_power_state the instance has a pending task"
             try:
                 await self._sync_instance(h, inst, int(guests.get(inst.id, PowerState.NOSTATE)))
             except Exception:  # noqa: BLE001 - the next round tries again
                 LOG.warning("power state sync of %s failed", inst.id, exc_info=True)
         here = {i.id for i in placed}
-        for iid in sorted(set(guests) - here):
+        for iid in sorted(set(guests) - here - arriving):
             if not self._busy(h, iid):
                 try:
                     await self._reap(h, iid)

@@ -107,3 +107,62 @@ class ComputeClient:
         reply = await domain_call(self._invoke(host, "RunAction", compute_agent_pb2.RunActionRequest(
             server_id=instance_id, host=host, action=action), self._timeout))
         return int(reply.power_state)
+
+    # ---- the steps of a move (each BuildFailed when it could not be done; see
+    # compute_agent.proto) -------------------------------------------------------------
+
+    async def _step(self, host: str, method: str, request: Any) -> Any:
+        try:
+            return await domain_call(self._invoke(host, method, request, self._build_timeout))
+        except grpc.aio.AioRpcError as e:
+            if e.code() == grpc.StatusCode.RESOURCE_EXHAUSTED:
+                raise errors.ComputeResourcesUnavailable(e.details() or "") from None
+            if e.code() == grpc.StatusCode.INTERNAL:
+                raise errors.BuildFailed(e.details() or "internal error") from None
+            raise
+
+    async def prepare_move(self, host: str, instance_id: str, flavor: records.Flavor,
+                           allocation: Mapping[str, int], migration_id: str) -> None:
+        await self._step(host, "PrepareMove", compute_agent_pb2.PrepareMoveRequest(
+            server_id=instance_id, host=host, flavor=convert.flavor(flavor),
+            allocation=dict(allocation), migration_id=migration_id))
+
+    async def migrate_out(self, host: str, instance_id: str, migration_id: str, *,
+                          live: bool) -> str:
+        reply = await self._step(host, "MigrateOut", compute_agent_pb2.MigrateOutRequest(
+            server_id=instance_id, host=host, migration_id=migration_id, live=live))
+        return str(reply.source)
+
+    async def finish_move(self, host: str, instance: records.Instance, flavor: records.Flavor,
+                          image: records.Image | None, source: str, *, power_on: bool) -> int:
+        request = compute_agent_pb2.FinishMoveRequest(
+            server_id=instance.id, host=host, name=instance.name, flavor=convert.flavor(flavor),
+            source=source, power_on=power_on)
+        if image is not None:
+            request.image.CopyFrom(convert.image(image))
+        return int((await self._step(host, "FinishMove", request)).power_state)
+
+    async def revert_move(self, host: str, instance_id: str, migration_id: str, *,
+                          power_on: bool) -> int:
+        reply = await self._step(host, "RevertMove", compute_agent_pb2.RevertMoveRequest(
+            server_id=instance_id, host=host, migration_id=migration_id, power_on=power_on))
+        return int(reply.power_state)
+
+    async def confirm_move(self, host: str, instance_id: str, migration_id: str) -> None:
+        await self._step(host, "ConfirmMove", compute_agent_pb2.ConfirmMoveRequest(
+            server_id=instance_id, host=host, migration_id=migration_id))
+
+    async def rebuild(self, host: str, instance: records.Instance, flavor: records.Flavor,
+                      image: records.Image | None, allocation: Mapping[str, int], *,
+                      power_on: bool) -> int:
+        request = compute_agent_pb2.RebuildInstanceRequest(
+            server_id=instance.id, host=host, name=instance.name, flavor=convert.flavor(flavor),
+            allocation=dict(allocation), power_on=power_on)
+        if image is not None:
+            request.image.CopyFrom(convert.image(image))
+        return int((await self._step(host, "RebuildInstance", request)).power_state)
+
+    async def shelve(self, host: str, instance_id: str) -> tuple[int, str | None]:
+        reply = await self._step(host, "ShelveInstance", compute_agent_pb2.ShelveInstanceRequest(
+            server_id=instance_id, host=host))
+        return int(reply.power_state), reply.snapshot or None

@@ -97,7 +97,7 @@ def make_drivers(settings: Settings, *, soft_reboot_timeout: float | None = None
 
 
 async def start(settings: Settings, *, signer: TokenSigner | None = None,
-                fail_builds_on: Iterable[str] = frozenset(),
+                fail_builds_on: Iterable[str] = frozenset(), move_step_delay: float = 0.0,
                 periodic_interval: float | None = None,
                 soft_reboot_timeout: float | None = None,
                 shutdown_timeout: float | None = None) -> tuple[ComputeService, ComputeManager]:
@@ -105,7 +105,9 @@ async def start(settings: Settings, *, signer: TokenSigner | None = None,
     registration and recovery of every host, the periodic task. Returns the
     service and its manager; stop them with ``stop``.
 
-    ``fail_builds_on``: hosts whose builds fail (tests of rescheduling).
+    ``fail_builds_on``: hosts whose builds fail (tests of rescheduling);
+    ``move_step_delay``: seconds each step of a move waits first (tests that kill a
+    service in the middle of a move).
     ``periodic_interval``: seconds between periodic rounds (settings.report_interval).
     ``soft_reboot_timeout`` / ``shutdown_timeout``: for real guests, how long a soft
     reboot / a stop waits for the guest OS (Nova's [libvirt] wait_soft_reboot_seconds
@@ -119,7 +121,8 @@ async def start(settings: Settings, *, signer: TokenSigner | None = None,
         startup.on_stop(scheduler.close)
         manager = ComputeManager(
             startup.db, drivers,
-            ComputeOptions.from_settings(settings.compute, fail_builds_on=fail_builds_on),
+            ComputeOptions.from_settings(settings.compute, fail_builds_on=fail_builds_on,
+                                         move_step_delay=move_step_delay),
             endpoint="", report=scheduler.hosts_changed)
         startup.on_stop(manager.close)
 
@@ -147,11 +150,13 @@ async def stop(running: ComputeService, manager: ComputeManager, grace: float | 
     await running.stop(grace)
 
 
-def main(settings: Settings, *, fail_builds_on: Iterable[str] = frozenset()) -> None:
+def main(settings: Settings, *, fail_builds_on: Iterable[str] = frozenset(),
+         move_step_delay: float = 0.0) -> None:
     """Run an agent until SIGTERM or SIGINT, then stop gracefully: no new calls,
     builds in flight get settings.graceful_shutdown_timeout seconds to finish."""
     async def start_agent() -> ComputeService:
-        service, _ = await start(settings, fail_builds_on=fail_builds_on)
+        service, _ = await start(settings, fail_builds_on=fail_builds_on,
+                                 move_step_delay=move_step_delay)
         return service
 
     runner.run(start_agent, settings)

@@ -12,38 +12,19 @@ import base64
 import logging
 from dataclasses import dataclass
 from datetime import datetime, timezone
-from typing import Any, Mapping, Protocol, Sequence
+from typing import Any, Mapping, Sequence
 
 from novalite import errors
 from novalite.db.database import UNSET, Database
 from novalite.objects import lifecycle, records
 from novalite.objects.states import TaskState, VmState
+from novalite.conductor.moves import ComputeAPI, MoveTasks, SchedulerAPI, next_alternate
 from novalite.placement import Image, InstanceGroup, RequestSpec, Selection
 from novalite.virt.configdrive import sanitize_hostname
 
 LOG = logging.getLogger(__name__)
 
 
-class SchedulerAPI(Protocol):
-    async def select_destinations(self, spec: RequestSpec) -> list[list[Selection]]: ...
-    async def release(self, instance_uuid: str) -> None: ...
-    async def claim_alternate(self, instance_uuid: str, host: str,
-                              allocation: Mapping[str, int]) -> bool: ...
-
-
-class ComputeAPI(Protocol):
-    async def build(self, host: str, instance: records.Instance, flavor: records.Flavor,
-                    image: records.Image | None, allocation: Mapping[str, int],
-                    guest: records.GuestConfig | None = None) -> int:
-        """Build and start; returns the power state. Raises BuildFailed."""
-        ...
-
-    async def delete(self, host: str, instance_id: str) -> None: ...
-
-    async def action(self, host: str, instance_id: str, action: str) -> int:
-        """A lifecycle action (reboot_soft, reboot_hard, stop, start, pause, unpause,
-        suspend, resume); returns the power state afterwards."""
-        ...
 
 
 @dataclass(frozen=True)
@@ -95,10 +76,14 @@ def _build_failed(reason: str) -> records.EventStep:
 
 
 class ConductorManager:
-    def __init__(self, db: Database, scheduler: SchedulerAPI, compute: ComputeAPI) -> None:
+    """``moves``: the options of the moves (MoveTasks' keyword arguments)."""
+
+    def __init__(self, db: Database, scheduler: SchedulerAPI, compute: ComputeAPI,
+                 **moves: Any) -> None:
         self.db = db
         self.scheduler = scheduler
         self.compute = compute
+        self.moves = MoveTasks(db, scheduler, compute, **moves)
         self._tasks: set[asyncio.Task[None]] = set()
 
     # ---- building ------------------------------------------------------------------
@@ -222,7 +207,7 @@ class ConductorManager:
                 reasons.append(f"{current.host}: {e}")
                 LOG.info("build of %s failed on %s: %s", inst.id, current.host, e)
                 await self.scheduler.release(inst.id)
-                current = await self._next_alternate(inst, alternates)
+                current = await next_alternate(self.scheduler, inst.id, alternates)
                 steps = [_build_failed(f"{host.host}: {e}"), _BUILD_STARTS]
                 continue
             done = await asyncio.to_thread(self._try, lambda: self.db.update_instance(
@@ -269,13 +254,6 @@ class ConductorManager:
         flavor = self.db.get_flavor(inst.flavor_id, include_deleted=True)
         image = self.db.get_image(inst.image_id, include_deleted=True) if inst.image_id else None
         return flavor, image
-
-    async def _next_alternate(self, inst: records.Instance, alternates: list[Selection]) -> Selection | None:
-        while alternates:
-            alt = alternates.pop(0)
-            if await self.scheduler.claim_alternate(inst.id, alt.host, dict(alt.allocation)):
-                return alt
-        return None
 
     async def _error(self, instance_id: str, message: str, details: Mapping[str, Any], *,
                      code: int, events: Sequence[records.EventStep] = (),
@@ -327,6 +305,9 @@ class ConductorManager:
         meanwhile (the API allows one during a soft reboot, pause, suspend...) or a
         delete keeps its own task, and the action it superseded ends in Error
         (Nova's UnexpectedTaskStateError) without touching the server."""
+        if action in lifecycle.MOVES:
+            await self.moves.run(instance_id, action)
+            return
         try:
             inst = await asyncio.to_thread(self.db.get_instance, instance_id)
         except errors.NotFound:
@@ -413,25 +394,38 @@ class ConductorManager:
             first = batch[0]
             self.accept(BuildRequest(server_ids=[i.id for i in batch], availability_zone=first.availability_zone,
                                      group_id=first.group_id))
+        await self.moves.resume_all()
 
     # ---- deleting ------------------------------------------------------------------
 
     async def delete(self, instance_id: str) -> None:
-        """Delete a server: the guest on its host, then the record (which releases
-        quota and allocations), then the scheduler's copy of the claim."""
+        """Delete a server: the guest on its host (and, during a move, what the
+        move left on the other host), then the record (which releases quota and
+        allocations, the move's too), then the scheduler's copy of the claims."""
         try:
             inst = await asyncio.to_thread(self.db.get_instance, instance_id)
         except errors.NotFound:
             return
         await asyncio.to_thread(self._try, lambda: self.db.update_instance(
             instance_id, task_state=TaskState.DELETING))
-        if inst.host:
+        moves = await asyncio.to_thread(self.db.list_migrations, instance_id=instance_id,
+                                        open_only=True)
+        steps = [self.compute.delete(inst.host, instance_id)] if inst.host else []
+        for m in moves:
+            if m.dest_host and m.dest_host != inst.host:
+                steps.append(self.compute.delete(m.dest_host, instance_id))
+            if m.migration_type != "evacuation":
+                steps.append(self.compute.confirm_move(m.source_host, instance_id, m.id))
+        for step in steps:
             try:
-                await self.compute.delete(inst.host, instance_id)
+                await step
             except Exception:  # noqa: BLE001 - an unreachable host must not keep the record
-                LOG.exception("deleting %s on %s failed; removing the record anyway", instance_id, inst.host)
+                LOG.exception("deleting %s: a host's part failed; removing the record anyway",
+                              instance_id)
         await asyncio.to_thread(self._delete_record, instance_id)
         await self.scheduler.release(instance_id)
+        for m in moves:
+            await self.scheduler.release(m.id)
 
     def _delete_record(self, instance_id: str) -> None:
         record = self._action_record(instance_id, "delete", None)

@@ -50,13 +50,19 @@ class Allocations(Transactions):
 
     def claim_allocations_many(
         self, claims: Mapping[str, Mapping[str, Mapping[str, int]]], *,
-        generations: Mapping[str, int] | None = None,
+        generations: Mapping[str, int] | None = None, moves: Mapping[str, str] | None = None,
     ) -> dict[str, int]:
         """``claim_allocations`` for several consumers at once ({consumer: {provider:
         {resource class: amount}}}), all or nothing, in one transaction: a
         multi-create's instances are claimed with one compare-and-swap per provider
         instead of one transaction each. Later consumers see the earlier ones'
-        usage. Returns the providers' new generations (each bumped once)."""
+        usage. Returns the providers' new generations (each bumped once).
+
+        ``moves`` ({from consumer: to consumer}, Placement's POST /allocations
+        move, applied first): what ``from`` holds becomes ``to``'s (``to``'s own
+        released), with no capacity check since nothing grows; a move starts so,
+        the instance's source allocation passing to its migration while the
+        instance claims the destination."""
         wanted: dict[str, dict[str, dict[str, int]]] = {}
         for consumer, allocations in claims.items():
             for provider, resources in allocations.items():
@@ -69,29 +75,56 @@ class Allocations(Transactions):
                 raise errors.Invalid(f"allocations.{consumer}", "must allocate something")
         if not wanted:
             raise errors.Invalid("allocations", "must allocate something")
-        return self._write(lambda s: self._claim(s, wanted, generations or {}))
+        return self._write(lambda s: self._claim(s, wanted, generations or {}, moves or {}))
+
+    def move_allocations(self, moves: Mapping[str, str], *,
+                         generations: Mapping[str, int] | None = None) -> dict[str, int]:
+        """Placement's allocation move alone ({from consumer: to consumer}, see
+        claim_allocations_many), in one transaction: a revert gives a migration's
+        source allocation back to its instance, whose destination one goes. A
+        ``from`` holding nothing moves nothing (``to`` keeps what it has), so a
+        repeated move is harmless. Returns the touched providers' new generations."""
+        return self._write(lambda s: self._claim(s, {}, generations or {}, moves))
 
     def _claim(self, s: Session, wanted: Mapping[str, Mapping[str, Mapping[str, int]]],
-               expected: Mapping[str, int]) -> dict[str, int]:
-        """The transaction of claim_allocations(_many): replace each consumer's
-        allocations with ``wanted[consumer]``, checking every amount against the
-        providers' inventories and usage (the consumers in order, each seeing the
-        ones before it); each touched provider's generation bumped once, with a
+               expected: Mapping[str, int],
+               moves: Mapping[str, str] | None = None) -> dict[str, int]:
+        """The transaction of claim_allocations(_many) and move_allocations: the
+        ``moves`` first, then replace each consumer's allocations with
+        ``wanted[consumer]``, checking every amount against the providers'
+        inventories and usage (the consumers in order, each seeing the ones before
+        it); each touched provider's generation bumped once, with a
         compare-and-swap where ``expected`` names it."""
         conn = s.connection()
         a = _ALLOCATIONS.c
+        moves = moves or {}
         consumers = sorted(wanted)
-        held: dict[tuple[str, str, str], int] = {
-            (c, p, rc): used for c, p, rc, used in conn.execute(_stmt("held", lambda: sa.select(
-                a.consumer_uuid, a.provider_uuid, a.resource_class, a.used)
-                .where(a.consumer_uuid.in_(sa.bindparam("consumers", expanding=True)))),
-                {"consumers": consumers})}
+        involved = sorted(set(consumers) | set(moves) | set(moves.values()))
+        held_before = [tuple(r) for r in conn.execute(_stmt("held", lambda: sa.select(
+            a.consumer_uuid, a.provider_uuid, a.resource_class, a.used)
+            .where(a.consumer_uuid.in_(sa.bindparam("consumers", expanding=True)))),
+            {"consumers": involved})]
         providers = sorted({p for w in wanted.values() for p in w})
-        touched = sorted(set(providers) | {p for _, p, _ in held})
+        holders = {r[0] for r in held_before}
+        moving = {source: target for source, target in moves.items() if source in holders}
+        relevant = set(consumers) | set(moving) | set(moving.values())
+        touched = sorted(set(providers) | {r[1] for r in held_before if r[0] in relevant})
         # Bump generations first, in uuid order: on PostgreSQL the UPDATE takes the
         # provider's row lock, so the usage read below cannot miss a racing claim,
         # and a stale expected generation fails here.
         new_generations = {p: _bump_generation(s, p, expected.get(p)) for p in touched}
+        for source, target in sorted(moving.items()):
+            conn.execute(sa.delete(_ALLOCATIONS).where(a.consumer_uuid == target))
+            conn.execute(sa.update(_ALLOCATIONS).where(a.consumer_uuid == source)
+                         .values(consumer_uuid=target))
+        if not wanted:
+            return new_generations
+        held: dict[tuple[str, str, str], int] = {
+            (c, p, rc): used for c, p, rc, used in conn.execute(_stmt("held", lambda: sa.select(
+                a.consumer_uuid, a.provider_uuid, a.resource_class, a.used)
+                .where(a.consumer_uuid.in_(sa.bindparam("consumers", expanding=True)))),
+                {"consumers": consumers})} if moves else {
+            (c, p, rc): used for c, p, rc, used in held_before if c in relevant}
         conn.execute(_stmt("drop held", lambda: sa.delete(_ALLOCATIONS).where(
             a.consumer_uuid.in_(sa.bindparam("consumers", expanding=True)))),
             {"consumers": consumers})

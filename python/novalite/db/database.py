@@ -28,6 +28,7 @@ from novalite.db.identity import Identity
 from novalite.db.instances import MAX_BATCH, MAX_METADATA_ITEMS, Instances
 from novalite.db.keypairs import KeyPairs
 from novalite.db.networks import Networks
+from novalite.db.moves import Moves
 from novalite.db.quotas import DEFAULT_QUOTAS, QUOTA_RESOURCES, Quotas, _default_limits
 
 __all__ = [
@@ -37,7 +38,8 @@ __all__ = [
 ]
 
 
-class Database(Instances, Quotas, Allocations, Hosts, Catalog, Identity, KeyPairs, Networks):
+class Database(Instances, Quotas, Moves, Allocations, Hosts, Catalog, Identity, KeyPairs,
+               Networks):
     """The control plane's database, SQLite or PostgreSQL by URL.
 
     ``url``: ``sqlite:////path/to/novalite.db`` or ``postgresql+psycopg://...``

@@ -15,14 +15,15 @@ from sqlalchemy.orm import Session
 
 from novalite import errors
 from novalite.db import models as m
-from novalite.db.allocations import Allocations
 from novalite.db.engine import (
     _ACTION_EVENTS, _ACTIONS, _FLAVORS, _INSTANCES, UNSET, _chunks, _matches_bound, _new_uuid, _rowcount, _stmt,
 )
+from novalite.db.moves import Moves
 from novalite.db.quotas import Quotas
 from novalite.db.validation import _NAME_MAX, _is_int, _name, _string_map
 from novalite.objects.records import (
-    ActionEvent, EventStep, Fault, Instance, InstanceAction, InstancePage, NewFault, Vif,
+    MIGRATION_DONE_STATUSES, ActionEvent, EventStep, Fault, Flavor, Instance, InstanceAction,
+    InstancePage, MigrationChange, NewAction, NewFault, NewMigration, Vif,
 )
 from novalite.objects.states import STATUSES, PowerState, TaskState, VmState, states_with_status
 
@@ -37,7 +38,12 @@ _INSTANCE_ROW = tuple(c.label("metadata_") if c.name == "metadata" else c
                       for c in _INSTANCES.c)
 
 
-class Instances(Quotas, Allocations):
+class _NotApplied(Exception):
+    """A compare-and-swap failed after the instance's row was written: the whole
+    transaction rolls back and the update reports False."""
+
+
+class Instances(Quotas, Moves):
     """Servers, as the database knows them. A create reserves its project's quota
     and a delete gives it back and releases the allocations, each in the
     instance's own transaction: hence the bases."""
@@ -136,7 +142,8 @@ class Instances(Quotas, Allocations):
                 updated_at=now, deleted_at=None, attempts=0, group_id=group_id,
                 forced_host=forced_host, forced_node=forced_node, key_name=key_name,
                 key_data=key_data, user_data=user_data, config_drive=bool(config_drive),
-                requested_networks=networks, network_info=None)
+                requested_networks=networks, network_info=None, locked_by=None,
+                system_metadata=None)
                 for i in range(count)]
             conn.execute(_stmt("insert instance", lambda: sa.insert(_INSTANCES)), rows)
             conn.execute(_stmt("insert action", lambda: sa.insert(_ACTIONS)), [
@@ -192,11 +199,12 @@ class Instances(Quotas, Allocations):
         vm_state: str | None = None, name: str | None = None, host: str | None = None,
         reservation_id: str | None = None, include_deleted: bool = False,
         limit: int | None = None, marker: str | None = None,
+        task_states: Sequence[str] | None = None,
     ) -> InstancePage:
         """Instances newest first, each with its latest fault.
 
         Filters: project, API status (e.g. "ACTIVE", "REBOOT"), vm_state, name
-        (case-insensitive substring), host, reservation. Keyset pagination: pass
+        (case-insensitive substring), host, reservation, task_state (one of). Keyset pagination: pass
         the page's ``next_marker`` back as ``marker``; rows created or deleted
         between pages neither repeat nor shift the rest.
         """
@@ -223,6 +231,8 @@ class Instances(Quotas, Allocations):
                 q = q.where(i.host == host)
             if reservation_id is not None:
                 q = q.where(i.reservation_id == reservation_id)
+            if task_states is not None:
+                q = q.where(i.task_state.in_(list(task_states)))
             if after is not None:
                 created_at, last_id = after
                 q = q.where(sa.or_(i.created_at < created_at,
@@ -236,40 +246,6 @@ class Instances(Quotas, Allocations):
             return InstancePage(self._instances_with_faults(s, rows), next_marker)
         return self._read(work)
 
-    def rename_instance(self, instance_id: str, name: str) -> None:
-        """A live instance's new name (Nova allows it in any state)."""
-        _name("name", name)
-
-        def work(s: Session) -> None:
-            i = _INSTANCES.c
-            if _rowcount(s.connection().execute(sa.update(_INSTANCES).where(
-                    i.id == instance_id, i.deleted_at.is_(None)).values(
-                        name=name, updated_at=self._clock()))) == 0:
-                raise errors.NotFound(f"instance {instance_id} not found")
-        self._write(work)
-
-    def update_instance_metadata(self, instance_id: str, *, set_items: Mapping[str, str],
-                                 remove: Sequence[str] = (), replace: bool = False) -> None:
-        """Change a live instance's metadata: ``set_items`` added or overwritten
-        (all of it, with ``replace``), ``remove`` deleted (NotFound, and nothing
-        changed, if one is not there). Invalid if the result has more than
-        MAX_METADATA_ITEMS items."""
-        def work(s: Session) -> None:
-            row = s.get(m.Instance, instance_id, with_for_update=True)
-            if row is None or row.deleted_at is not None:
-                raise errors.NotFound(f"instance {instance_id} not found")
-            meta = {} if replace else dict(row.metadata_)
-            meta.update(set_items)
-            for key in remove:
-                if key not in meta:
-                    raise errors.NotFound(f"metadata item {key} was not found")
-                del meta[key]
-            if len(meta) > MAX_METADATA_ITEMS:
-                raise errors.Invalid("metadata", f"at most {MAX_METADATA_ITEMS} items")
-            row.metadata_ = meta
-            row.updated_at = self._clock()
-        self._write(work)
-
     @staticmethod
     def instance_marker(inst: Instance) -> str:
         """The ``marker`` of a listing that goes on after ``inst``."""
@@ -282,6 +258,11 @@ class Instances(Quotas, Allocations):
         availability_zone: Any = UNSET, launched_at: Any = UNSET, add_attempt: bool = False,
         fault: NewFault | None = None, finish_action: str | None = None,
         action_message: str | None = None, events: Sequence[EventStep] = (),
+        flavor: Flavor | None = None, image_id: Any = UNSET, name: Any = UNSET,
+        metadata: Any = UNSET, locked_by: Any = UNSET,
+        system_metadata: Mapping[str, Any] | None = None, start_action: NewAction | None = None,
+        new_migration: tuple[str, NewMigration] | None = None,
+        migration: MigrationChange | None = None, quota_delta: Mapping[str, int] | None = None,
     ) -> bool:
         """Change a live instance's state (and where it runs), compare-and-swap.
 
@@ -294,6 +275,15 @@ class Instances(Quotas, Allocations):
         with ``action_message`` when it failed), after the steps in ``events`` (an
         action's events, e.g. the create's build on a host, opened or closed).
         Deleting goes through delete_instance, which releases quota.
+
+        What a move changes goes in the same transaction: ``flavor`` (the instance
+        takes its id and sizes), ``image_id``, ``name``, ``metadata`` (replaced),
+        ``locked_by``, ``system_metadata`` (merged: a key given None is removed),
+        ``start_action`` (a new entry of the action log), ``new_migration`` (its id
+        and record), ``migration`` (a status change, compare-and-swap too: nothing
+        applies unless it does) and ``quota_delta`` (the project's usage changed by
+        these amounts: QuotaExceeded, and nothing written, when an increase does
+        not fit the project's limits).
         """
         for step in events:
             _name("events.action", step.action, max_len=64)
@@ -315,9 +305,25 @@ class Instances(Quotas, Allocations):
             values["power_state"] = power_state
         for field, value in (("host", host), ("node", node),
                              ("availability_zone", availability_zone),
-                             ("launched_at", launched_at)):
+                             ("launched_at", launched_at), ("image_id", image_id)):
             if value is not UNSET:
                 values[field] = value
+        if name is not UNSET:
+            values["name"] = _name("name", name)
+        if metadata is not UNSET:
+            meta = _string_map("metadata", metadata)
+            if len(meta) > MAX_METADATA_ITEMS:
+                raise errors.Invalid("metadata", f"at most {MAX_METADATA_ITEMS} items")
+            values["metadata"] = meta
+        if locked_by is not UNSET:
+            if locked_by not in (None, "owner", "admin"):
+                raise errors.Invalid("locked_by", "must be 'owner', 'admin' or None")
+            values["locked_by"] = locked_by
+        if flavor is not None:
+            values.update(flavor_id=flavor.id, vcpus=flavor.vcpus, memory_mb=flavor.memory_mb,
+                          root_gb=flavor.root_gb, ephemeral_gb=flavor.ephemeral_gb)
+        if start_action is not None:
+            _name("start_action.action", start_action.action, max_len=64)
         params: dict[str, Any] = {f"v_{k}": v for k, v in values.items()}
         params["b_id"] = instance_id
         shape: list[object] = [tuple(sorted(values)), add_attempt]
@@ -356,6 +362,14 @@ class Instances(Quotas, Allocations):
                         {"id": instance_id}).first() is None:
                     raise errors.NotFound(f"instance {instance_id} not found")
                 return False
+            if migration is not None and not self._change_migration(
+                    conn, instance_id, migration, now):
+                raise _NotApplied()
+            if new_migration is not None:
+                self._insert_migration(conn, instance_id, *new_migration, now)
+            if quota_delta or system_metadata is not None or start_action is not None:
+                self._instance_extras(s, instance_id, now, system_metadata=system_metadata,
+                                      quota_delta=quota_delta, start_action=start_action)
             if fault is not None:
                 s.add(_new_fault(instance_id, fault, now))
             if events:
@@ -372,7 +386,33 @@ class Instances(Quotas, Allocations):
                     {"b_instance_id": instance_id, "b_action": finish_action, "b_now": now,
                      "b_message": action_message})
             return True
-        return self._write(work)
+        try:
+            return self._write(work)
+        except _NotApplied:
+            return False
+
+    def _instance_extras(self, s: Session, instance_id: str, now: datetime, *,
+                         system_metadata: Mapping[str, Any] | None,
+                         quota_delta: Mapping[str, int] | None,
+                         start_action: NewAction | None) -> None:
+        """update_instance's quota change, system metadata merge and new action."""
+        i = _INSTANCES.c
+        conn = s.connection()
+        row = conn.execute(sa.select(i.project_id, i.system_metadata)
+                           .where(i.id == instance_id)).one()
+        if quota_delta:
+            self._change_usages(s, row.project_id, quota_delta, now)
+        if system_metadata is not None:
+            merged = {k: v for k, v in {**(row.system_metadata or {}), **system_metadata}.items()
+                      if v is not None}
+            conn.execute(sa.update(_INSTANCES).where(i.id == instance_id)
+                         .values(system_metadata=merged))
+        if start_action is not None:
+            conn.execute(sa.insert(_ACTIONS).values(
+                instance_id=instance_id, action=start_action.action,
+                request_id=start_action.request_id, user_id=start_action.user_id,
+                project_id=start_action.project_id, start_time=now, finish_time=None,
+                message=None))
 
     @staticmethod
     def _event_steps(conn: Connection, instance_id: str, steps: Sequence[EventStep],
@@ -414,7 +454,9 @@ class Instances(Quotas, Allocations):
     def delete_instance(self, instance_id: str, *, project_id: str | None = None) -> Instance:
         """Soft-delete an instance: DELETED, its quota usage released and its
         allocations removed (bumping those providers' generations), in one
-        transaction. NotFound if it is already deleted."""
+        transaction; a move in progress ends with it (its migration closed, the
+        allocation it held on the other host released, the larger of a resize's
+        two flavors' usage given back). NotFound if it is already deleted."""
         def work(s: Session) -> Instance:
             q = (sa.select(m.Instance).where(m.Instance.id == instance_id,
                                              m.Instance.deleted_at.is_(None))
@@ -425,6 +467,7 @@ class Instances(Quotas, Allocations):
             if row is None:
                 raise errors.NotFound(f"instance {instance_id} not found")
             now = self._clock()
+            cores, ram = self._usage_while_resizing(s, row)
             row.vm_state = VmState.DELETED
             row.task_state = None
             row.power_state = PowerState.NOSTATE
@@ -432,14 +475,31 @@ class Instances(Quotas, Allocations):
             usages = self._lock_usages(s, row.project_id)
             self._set_usages(s, row.project_id, {
                 resource: max(0, usages[resource] - amount)
-                for resource, amount in (("instances", 1), ("cores", row.vcpus),
-                                         ("ram", row.memory_mb))}, now)
+                for resource, amount in (("instances", 1), ("cores", cores),
+                                         ("ram", ram))}, now)
             s.flush()
             self._release(s, instance_id)
             # its fixed IPs are free again (the network info stays on the record)
             s.execute(sa.delete(m.FixedIp).where(m.FixedIp.instance_id == instance_id))
+            for migration_id in self._close_migrations(s.connection(), instance_id, now):
+                self._release(s, migration_id)
             return self._instances_with_faults(s, [row])[0]
         return self._write(work)
+
+    @staticmethod
+    def _usage_while_resizing(s: Session, row: m.Instance) -> tuple[int, int]:
+        """The cores and RAM an instance counts against its project's quota: its
+        flavor's, or during a resize the larger of the old and new flavors' (an
+        upsize reserves the growth when it starts, a downsize gives back the
+        difference only when confirmed)."""
+        cores, ram = row.vcpus, row.memory_mb
+        mg, f = m.Migration, m.Flavor
+        for old_id, new_id in s.execute(sa.select(mg.old_flavor_id, mg.new_flavor_id).where(
+                mg.instance_id == row.id, mg.migration_type == "resize",
+                mg.status.not_in(sorted(MIGRATION_DONE_STATUSES)))):
+            for flavor in s.scalars(sa.select(f).where(f.id.in_([old_id, new_id]))):
+                cores, ram = max(cores, flavor.vcpus), max(ram, flavor.memory_mb)
+        return cores, ram
 
     def _instances_with_faults(self, s: Session, rows: Sequence[Any]) -> list[Instance]:
         """Records of instance rows (ORM objects or _INSTANCE_ROW rows), each with
@@ -613,7 +673,8 @@ def _instance(r: m.Instance, fault: Fault | None = None) -> Instance:
         user_data=r.user_data, config_drive=bool(r.config_drive),
         requested_networks=(tuple(r.requested_networks) if r.requested_networks is not None
                             else None),
-        network_info=vifs(r.network_info))
+        network_info=vifs(r.network_info), locked_by=r.locked_by,
+        system_metadata=dict(r.system_metadata or {}))
 
 
 def vifs(network_info: Sequence[Mapping[str, str]] | None) -> tuple[Vif, ...]:

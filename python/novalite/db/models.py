@@ -255,6 +255,46 @@ class Instance(Base):
     # cache: network, MAC, fixed IP), written with the fixed IPs.
     requested_networks: Mapped[list[Any] | None] = mapped_column(sa.JSON)
     network_info: Mapped[list[Any] | None] = mapped_column(sa.JSON)
+    # Nova's locked_by: "owner" or "admin" while locked (a locked server refuses
+    # actions from all but admins), NULL when not
+    locked_by: Mapped[str | None] = mapped_column(sa.String(16))
+    # Nova's instance system_metadata: what the control plane keeps about a server
+    # between the steps of an action (locked_reason, old_vm_state, shelved_at,
+    # shelved_image_id, ...); NULL is empty
+    system_metadata: Mapped[dict[str, Any] | None] = mapped_column(sa.JSON)
+
+
+class Migration(Base):
+    """A move of an instance between hosts (Nova's migrations table): a resize,
+    a cold or live migration, an evacuation. Its id is the consumer that holds the
+    instance's allocation on the source host while the move is open, the instance
+    holding the destination's."""
+
+    __tablename__ = "migrations"
+    __table_args__ = (
+        sa.Index(None, "instance_id", "created_at"),
+        sa.Index(None, "source_host", "status"),
+        sa.Index(None, "dest_host", "status"),
+        sa.CheckConstraint(
+            "migration_type IN ('resize', 'migration', 'live-migration', 'evacuation')",
+            name="migration_type_known"),
+    )
+
+    id: Mapped[str] = mapped_column(sa.String(36), primary_key=True)
+    instance_id: Mapped[str] = mapped_column(sa.String(36), _fk("instances.id", "CASCADE"))
+    migration_type: Mapped[str] = mapped_column(sa.String(32))
+    status: Mapped[str] = mapped_column(sa.String(32))
+    source_host: Mapped[str] = mapped_column(sa.String(255))
+    # the host chosen; NULL until the scheduler chose it
+    dest_host: Mapped[str | None] = mapped_column(sa.String(255))
+    # the host an admin asked for (the filters still run), NULL for "any"
+    requested_host: Mapped[str | None] = mapped_column(sa.String(255))
+    old_flavor_id: Mapped[str] = mapped_column(sa.String(36), _fk("flavors.id"))
+    new_flavor_id: Mapped[str] = mapped_column(sa.String(36), _fk("flavors.id"))
+    # the vm_state the move started from: a revert or a rollback returns to it
+    old_vm_state: Mapped[str] = mapped_column(sa.String(32))
+    created_at: Mapped[datetime]
+    updated_at: Mapped[datetime]
 
 
 class InstanceFault(Base):

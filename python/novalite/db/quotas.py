@@ -92,6 +92,22 @@ class Quotas(Transactions):
                             {"project_id": project_id})
         return {resource: int(in_use) for resource, in_use in rows}
 
+    def _change_usages(self, s: Session, project_id: str, delta: Mapping[str, int],
+                       now: datetime) -> None:
+        """Change the project's usages by ``delta`` (a resize's), in the caller's
+        transaction: QuotaExceeded when an increase does not fit its limit (usage
+        already over a lowered limit may still shrink); never below 0."""
+        usages = self._lock_usages(s, project_id)
+        limits = self._limits(s, project_id)
+        for resource, amount in delta.items():
+            if resource not in QUOTA_RESOURCES:
+                raise errors.Invalid(f"quota_delta.{resource}", "unknown quota resource")
+            limit = limits[resource]
+            if amount > 0 and limit >= 0 and usages[resource] + amount > limit:
+                raise errors.QuotaExceeded(resource, amount, limit, usages[resource])
+        self._set_usages(s, project_id, {r: max(0, usages[r] + delta.get(r, 0))
+                                         for r in QUOTA_RESOURCES}, now)
+
     @staticmethod
     def _set_usages(s: Session, project_id: str, in_use: Mapping[str, int],
                     now: datetime) -> None:

@@ -58,6 +58,15 @@ class Flavor:
         return {rc: n for rc, n in (("VCPU", self.vcpus), ("MEMORY_MB", self.memory_mb),
                                     ("DISK_GB", disk)) if n > 0}
 
+    def resize_growth(self, new: Flavor) -> dict[str, int]:
+        """What a resize from this flavor to ``new`` takes of its project's quota
+        when it starts: an upsize's growth (Nova's _check_quota_for_upsize). Until
+        it is confirmed or reverted the server counts the larger of the two; a
+        revert gives the growth back, a confirmed downsize the difference
+        (``new.resize_growth(self)``)."""
+        return {"cores": max(0, new.vcpus - self.vcpus),
+                "ram": max(0, new.memory_mb - self.memory_mb)}
+
 
 @dataclass(frozen=True)
 class Image:
@@ -226,11 +235,89 @@ class Instance:
     config_drive: bool = False
     requested_networks: tuple[str, ...] | None = None
     network_info: tuple[Vif, ...] = ()
+    # "owner" or "admin" while locked (Nova's locked_by), None when not
+    locked_by: str | None = None
+    # what the control plane keeps between an action's steps (Nova's
+    # system_metadata: locked_reason, old_vm_state, shelved_image_id, ...)
+    system_metadata: Mapping[str, Any] = field(default_factory=dict)
 
     @property
     def status(self) -> str:
         """The API status (BUILD, ACTIVE, REBOOT, SHUTOFF, ERROR, ...)."""
         return api_status(self.vm_state, self.task_state)
+
+    @property
+    def locked(self) -> bool:
+        return self.locked_by is not None
+
+
+# Nova's migration types and the statuses of its migrations table, as each move
+# type goes through them.
+MIGRATION_TYPES = ("resize", "migration", "live-migration", "evacuation")
+# a move no longer in progress: its allocations are settled
+# (an evacuation's "done" is not: its source host still holds the allocation until
+# that host's agent cleans up, "completed")
+MIGRATION_DONE_STATUSES = frozenset({"confirmed", "reverted", "error", "failed", "completed",
+                                     "cancelled"})
+
+
+@dataclass(frozen=True)
+class Migration:
+    """A move of an instance (Nova's Migration object). While it is open its id
+    is the consumer holding the instance's allocation on ``source_host``."""
+
+    id: str
+    instance_id: str
+    migration_type: str
+    status: str
+    source_host: str
+    dest_host: str | None
+    requested_host: str | None
+    old_flavor_id: str
+    new_flavor_id: str
+    old_vm_state: str
+    created_at: datetime
+    updated_at: datetime
+
+    @property
+    def is_open(self) -> bool:
+        return self.status not in MIGRATION_DONE_STATUSES
+
+
+@dataclass(frozen=True)
+class NewMigration:
+    """A migration to record together with a state change (see update_instance)."""
+
+    migration_type: str
+    source_host: str
+    old_flavor_id: str
+    new_flavor_id: str
+    old_vm_state: str
+    status: str
+    requested_host: str | None = None
+
+
+@dataclass(frozen=True)
+class MigrationChange:
+    """A migration's status (and chosen host) changed together with a state change
+    (see update_instance), compare-and-swap: only while its status is one of
+    ``expected_status`` (any when None)."""
+
+    id: str
+    status: str
+    expected_status: frozenset[str] | None = None
+    dest_host: str | None = None
+
+
+@dataclass(frozen=True)
+class NewAction:
+    """An instance action (Nova's os-instance-actions entry) to start together with
+    a state change (see update_instance)."""
+
+    action: str
+    request_id: str | None = None
+    user_id: str | None = None
+    project_id: str | None = None
 
 
 @dataclass(frozen=True)

@@ -19,10 +19,16 @@ class VmState:
     SUSPENDED: Final = "suspended"
     ERROR: Final = "error"
     DELETED: Final = "deleted"
+    # running from a rescue disk, its own disk beside it
     RESCUED: Final = "rescued"
+    # a resize or cold migration waiting for its confirm or revert
+    RESIZED: Final = "resized"
+    # powered off, its disk kept; offloaded: no host any more, nothing held
+    SHELVED: Final = "shelved"
+    SHELVED_OFFLOADED: Final = "shelved_offloaded"
 
     ALL: Final = frozenset({BUILDING, ACTIVE, STOPPED, PAUSED, SUSPENDED, ERROR, DELETED,
-                            RESCUED})
+                            RESIZED, SHELVED, SHELVED_OFFLOADED, RESCUED})
 
 
 class TaskState:
@@ -39,13 +45,28 @@ class TaskState:
     UNPAUSING: Final = "unpausing"
     SUSPENDING: Final = "suspending"
     RESUMING: Final = "resuming"
+    # the moves (Nova's task_states.resizing_states and the rest)
+    RESIZE_PREP: Final = "resize_prep"
+    RESIZE_MIGRATING: Final = "resize_migrating"
+    RESIZE_MIGRATED: Final = "resize_migrated"
+    RESIZE_FINISH: Final = "resize_finish"
+    RESIZE_REVERTING: Final = "resize_reverting"
+    RESIZE_CONFIRMING: Final = "resize_confirming"
+    MIGRATING: Final = "migrating"
+    REBUILDING: Final = "rebuilding"
+    REBUILD_SPAWNING: Final = "rebuild_spawning"
+    SHELVING: Final = "shelving"
+    SHELVING_OFFLOADING: Final = "shelving_offloading"
+    UNSHELVING: Final = "unshelving"
     RESCUING: Final = "rescuing"
     UNRESCUING: Final = "unrescuing"
 
     ALL: Final = frozenset({
         SCHEDULING, NETWORKING, BLOCK_DEVICE_MAPPING, SPAWNING, DELETING, REBOOTING,
         REBOOTING_HARD, POWERING_OFF, POWERING_ON, PAUSING, UNPAUSING, SUSPENDING,
-        RESUMING, RESCUING, UNRESCUING,
+        RESUMING, RESIZE_PREP, RESIZE_MIGRATING, RESIZE_MIGRATED, RESIZE_FINISH,
+        RESIZE_REVERTING, RESIZE_CONFIRMING, MIGRATING, REBUILDING, REBUILD_SPAWNING,
+        SHELVING, SHELVING_OFFLOADING, UNSHELVING, RESCUING, UNRESCUING,
     })
 
 
@@ -73,17 +94,25 @@ class PowerState(IntEnum):
             return str(value)
 
 
+_RESIZING = {t: "RESIZE" for t in (TaskState.RESIZE_PREP, TaskState.RESIZE_MIGRATING,
+                                    TaskState.RESIZE_MIGRATED, TaskState.RESIZE_FINISH)}
+_REBUILDING = {t: "REBUILD" for t in (TaskState.REBUILDING, TaskState.REBUILD_SPAWNING)}
+
 # vm_state -> (status by default, {task_state: status that overrides it}).
 _STATE_MAP: Final[dict[str, tuple[str, dict[str, str]]]] = {
     VmState.BUILDING: ("BUILD", {}),
     VmState.ACTIVE: ("ACTIVE", {TaskState.REBOOTING: "REBOOT",
-                                TaskState.REBOOTING_HARD: "HARD_REBOOT"}),
-    VmState.STOPPED: ("SHUTOFF", {}),
-    VmState.PAUSED: ("PAUSED", {}),
+                                TaskState.REBOOTING_HARD: "HARD_REBOOT",
+                                TaskState.MIGRATING: "MIGRATING", **_RESIZING, **_REBUILDING}),
+    VmState.STOPPED: ("SHUTOFF", {**_RESIZING, **_REBUILDING}),
+    VmState.PAUSED: ("PAUSED", {TaskState.MIGRATING: "MIGRATING"}),
     VmState.SUSPENDED: ("SUSPENDED", {}),
-    VmState.ERROR: ("ERROR", {}),
+    VmState.ERROR: ("ERROR", {**_REBUILDING}),
     VmState.DELETED: ("DELETED", {}),
     VmState.RESCUED: ("RESCUE", {}),
+    VmState.RESIZED: ("VERIFY_RESIZE", {TaskState.RESIZE_REVERTING: "REVERT_RESIZE"}),
+    VmState.SHELVED: ("SHELVED", {}),
+    VmState.SHELVED_OFFLOADED: ("SHELVED_OFFLOADED", {}),
 }
 
 STATUSES: Final = frozenset(

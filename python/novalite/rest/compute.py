@@ -20,6 +20,7 @@ from novalite.auth import policy
 from novalite.objects import lifecycle, records
 from novalite.rest import convert, microversion
 from novalite.rest.app import DEFERRED, Call, Routes, blocking, reply
+from novalite.rest.schema import Body
 
 routes = Routes("compute")
 
@@ -40,16 +41,11 @@ _CREATE_FIELDS = {
 }
 # Nova's actions that novalite does not have yet, and what brings them.
 _COMING_ACTIONS = {
-    "resize": "server moves", "confirmResize": "server moves", "revertResize": "server moves",
-    "migrate": "server moves", "os-migrateLive": "server moves", "evacuate": "server moves",
-    "rebuild": "server moves", "lock": "server moves", "unlock": "server moves",
-    "shelve": "server moves", "shelveOffload": "server moves", "unshelve": "server moves",
-    "os-getConsoleOutput": "console output", "addSecurityGroup": "networks",
-    "removeSecurityGroup": "networks", "createImage": "snapshots", "rescue": "rescue",
-    "unrescue": "rescue", "changePassword": "guest agents", "trigger_crash_dump": "crash dumps",
-    "createBackup": "snapshots", "restore": "soft delete", "forceDelete": "soft delete",
-    "os-resetState": "state resets", "injectNetworkInfo": "networks",
-    "resetNetwork": "networks", "os-getVNCConsole": "consoles",
+    "addSecurityGroup": "networks", "removeSecurityGroup": "networks",
+    "createImage": "snapshots", "changePassword": "guest agents",
+    "trigger_crash_dump": "crash dumps", "createBackup": "snapshots",
+    "restore": "soft delete", "forceDelete": "soft delete", "os-resetState": "state resets",
+    "injectNetworkInfo": "networks", "resetNetwork": "networks", "os-getVNCConsole": "consoles",
     "os-getSPICEConsole": "consoles", "os-getSerialConsole": "consoles",
     "os-getRDPConsole": "consoles", "addFixedIp": "networks", "removeFixedIp": "networks",
 }
@@ -198,9 +194,8 @@ async def set_server_metadata(call: Call) -> web.StreamResponse:
         "metadata", max_items=convert.MAX_METADATA_ITEMS)
     if items is None:
         raise errors.Invalid("metadata", "is required")
-    inst = await blocking(call.managers.api.update_server_metadata, call.caller,
-                          call.param("server_id"), set_items=items,
-                          replace=call.request.method == "PUT")
+    inst = await blocking(call.managers.api.set_metadata, call.caller,
+                          call.param("server_id"), items, replace=call.request.method == "PUT")
     return reply({"metadata": dict(inst.metadata)})
 
 
@@ -211,15 +206,14 @@ async def set_server_metadata_item(call: Call) -> web.StreamResponse:
     if meta is None or list(meta) != [key]:
         raise errors.Invalid("meta", "the body must be {\"meta\": {\"<the key of the URL>\": "
                                      "\"<value>\"}}")
-    await blocking(call.managers.api.update_server_metadata, call.caller,
-                   call.param("server_id"), set_items=meta)
+    await blocking(call.managers.api.set_metadata, call.caller, call.param("server_id"), meta)
     return reply({"meta": meta})
 
 
 @routes.delete("/v2.1/servers/{server_id}/metadata/{key}", "os_compute_api:servers:update")
 async def delete_server_metadata_item(call: Call) -> web.StreamResponse:
-    await blocking(call.managers.api.update_server_metadata, call.caller,
-                   call.param("server_id"), remove=[call.param("key")])
+    await blocking(call.managers.api.delete_metadata, call.caller, call.param("server_id"),
+                   [call.param("key")])
     return reply(status=204)
 
 
@@ -236,15 +230,75 @@ _ACTIONS = lifecycle.by_rest_action()
 _REBOOT_TYPES = {"SOFT": "reboot_soft", "HARD": "reboot_hard"}
 
 
+def _image_ref(value: str) -> str:
+    """An image's id from Nova's imageRef (an id or a link ending in one)."""
+    return value.rstrip("/").rsplit("/", 1)[-1]
+
+
+def _move_arguments(name: str, args: Body | None) -> dict[str, Any]:
+    """The manager's arguments of a lifecycle row (api/manager.py's
+    _MOVE_ARGUMENTS) from its Nova action body; ``args`` None for null."""
+    key = lifecycle.ACTIONS[name].rest_action
+    if name == "resize":
+        if args is None:
+            raise errors.Invalid(key, "give {\"resize\": {\"flavorRef\": ...}}")
+        args.only("flavorRef", "OS-DCF:diskConfig")
+        return {"flavor_id": args.str("flavorRef", required=True)}
+    if name in ("migrate", "live_migrate", "evacuate"):
+        if args is None:
+            if name != "migrate":
+                raise errors.Invalid(key, "give an object ({\"host\": null} for any host)")
+            return {}
+        allowed = {"migrate": ("host",),
+                   "live_migrate": ("host", "block_migration", "disk_over_commit", "force"),
+                   "evacuate": ("host", "onSharedStorage", "adminPass", "force")}[name]
+        args.only(*allowed)
+        if args.raw("force") not in (None, False):
+            raise errors.Invalid(f"{key}.force", "novalite always runs the filters on the host "
+                                                 "given (Nova's force was removed in 2.68)")
+        if args.raw("adminPass") is not None:
+            raise errors.Invalid(f"{key}.adminPass", "novalite does not set passwords on an "
+                                                     "evacuated guest")
+        return {"host": args.str("host", nullable=True)}
+    if name == "rebuild":
+        if args is None:
+            raise errors.Invalid(key, "give {\"rebuild\": {\"imageRef\": ...}}")
+        args.only("imageRef", "name", "metadata", "OS-DCF:diskConfig", "preserve_ephemeral",
+                  "accessIPv4", "accessIPv6", "description")
+        for field in ("preserve_ephemeral", "accessIPv4", "accessIPv6", "description"):
+            if args.raw(field) not in (None, False, ""):
+                raise errors.Invalid(f"{key}.{field}", "novalite cannot set this on a rebuild "
+                                                       "(docs/rest-api.md)")
+        return {"image_id": _image_ref(args.str("imageRef", required=True) or ""),
+                "name": args.str("name"), "metadata": args.str_map("metadata")}
+    if name == "unshelve":
+        if args is None:
+            return {}
+        args.only("availability_zone", "host")
+        return {"availability_zone": args.str("availability_zone", nullable=True),
+                "host": args.str("host", nullable=True)}
+    if name.startswith("reboot_"):
+        return {}
+    if args is not None and args.value:
+        raise errors.Invalid(key, "takes no arguments (null)")
+    return {}
+
+
 @routes.post("/v2.1/servers/{server_id}/action", DEFERRED)
 async def server_action(call: Call) -> web.StreamResponse:
     """One action of the lifecycle table, by its Nova key; the table's row names
-    the RPC whose policy entry decides who may ask."""
+    the RPC whose policy entry decides who may ask. Lock, unlock and the console
+    output are not rows (they change no state) and have their own branch."""
     body = await call.body()
     keys = list(body.keys())
     if len(keys) != 1:
         raise errors.Invalid("body", "give exactly one action, e.g. {\"os-stop\": null}")
     key = keys[0]
+    server_id = call.param("server_id")
+    raw = body.raw(key)
+    args = None if raw is None else body.obj(key)
+    if key in ("lock", "unlock", "os-getConsoleOutput"):
+        return await _other_action(call, key, args, server_id)
     names = _ACTIONS.get(key)
     if names is None:
         if key in _COMING_ACTIONS:
@@ -252,18 +306,45 @@ async def server_action(call: Call) -> web.StreamResponse:
                                       f"{_COMING_ACTIONS[key]}; docs/rest-api.md)")
         raise errors.Invalid(key, f"There is no such action: {key}")
     if len(names) == 1:
-        if body.raw(key) not in (None, {}):
-            raise errors.Invalid(key, "takes no arguments (null)")
         name = names[0]
     else:
-        args = body.obj(key, required=True)
-        assert args is not None
+        if args is None:
+            raise errors.Invalid(key, "give {\"type\": \"SOFT\"} or {\"type\": \"HARD\"}")
         kind = (args.only("type").str("type", required=True) or "").upper()
         if kind not in _REBOOT_TYPES:
             raise errors.Invalid(f"{key}.type", "must be SOFT or HARD")
         name = _REBOOT_TYPES[kind]
+    arguments = {k: v for k, v in _move_arguments(name, args).items() if v is not None}
     policy.authorize(_SERVERS + lifecycle.ACTIONS[name].rpc, call.caller)
-    await call.managers.api.server_action(call.caller, call.param("server_id"), name)
+    inst = await call.managers.api.server_action(call.caller, server_id, name, **arguments)
+    if name == "rebuild":  # Nova answers a rebuild with the server
+        return reply({"server": (await _servers_view(call, [inst], show_groups=True))[0]},
+                     status=202)
+    return reply(status=202)
+
+
+async def _other_action(call: Call, key: str, args: Body | None,
+                        server_id: str) -> web.StreamResponse:
+    if key == "os-getConsoleOutput":
+        policy.authorize(_SERVERS + "GetConsoleOutput", call.caller)
+        length = None
+        if args is not None:
+            args.only("length")
+            length = args.int("length", minimum=-1)
+        output = await call.managers.api.console_output(call.caller, server_id, length)
+        return reply({"output": output})
+    if key == "lock":
+        policy.authorize(_SERVERS + "LockServer", call.caller)
+        reason = None
+        if args is not None:
+            args.only("locked_reason")
+            reason = args.str("locked_reason")
+        await blocking(call.managers.api.lock_server, call.caller, server_id, reason)
+        return reply(status=202)
+    if args is not None and args.value:
+        raise errors.Invalid(key, "takes no arguments (null)")
+    policy.authorize(_SERVERS + "UnlockServer", call.caller)
+    await blocking(call.managers.api.unlock_server, call.caller, server_id)
     return reply(status=202)
 
 

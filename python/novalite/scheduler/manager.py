@@ -62,11 +62,16 @@ def _hosts(n: int) -> str:
 
 
 class _Ticket:
-    """One select_destinations call waiting for, or decided in, a round."""
+    """One select_destinations call waiting for, or decided in, a round. A move's
+    (``migration``) has one instance, whose current allocation passes to the
+    migration when the new one is claimed."""
 
-    def __init__(self, spec: RequestSpec, return_alternates: bool) -> None:
+    def __init__(self, spec: RequestSpec, return_alternates: bool,
+                 migration: str | None = None) -> None:
         self.spec = spec
         self.return_alternates = return_alternates
+        self.migration = migration
+        self.source: dict[str, dict[str, int]] = {}  # what the instance held before
         self.selections: list[list[Selection]] | None = None
         self.error: BaseException | None = None
         self.finished = False
@@ -111,6 +116,9 @@ class SchedulerManager:
         # who holds what, host by host (mirrors the table's ledger for quick syncs)
         self._held: dict[str, dict[str, dict[str, int]]] = {}
         self._by_host: dict[str, set[str]] = {}
+        # the host each consumer's instance record is on in the table (what the
+        # server-group filters count; see _locate)
+        self._located: dict[str, str] = {}
         # select_destinations calls waiting for the next round
         self._queue_lock = threading.Lock()
         self._queue: list[_Ticket] = []
@@ -240,13 +248,41 @@ class SchedulerManager:
                     self.table.set_inventory(h, rc, inv)
         self._index(consumer, allocation)
 
-    def _index(self, consumer: str, allocation: Mapping[str, Mapping[str, int]] | None) -> None:
+    def _index(self, consumer: str, allocation: Mapping[str, Mapping[str, int]] | None, *,
+               placed: bool = False) -> None:
+        """Record what ``consumer`` holds; ``placed``: a selection the core just
+        committed, which already put its instance record on the chosen host."""
         for host in self._held.pop(consumer, {}):
             self._by_host.get(host, set()).discard(consumer)
         if allocation:
             self._held[consumer] = {h: dict(a) for h, a in allocation.items()}
             for host in allocation:
                 self._by_host.setdefault(host, set()).add(consumer)
+        hosts = list(allocation or ())
+        only: str | None = hosts[0] if len(hosts) == 1 else None
+        if placed and only is not None:
+            self._located[consumer] = only
+        else:
+            self._locate(consumer, only)
+
+    def _locate(self, consumer: str, host: str | None) -> None:
+        """Put the consumer's instance record on ``host`` (None: on none), so that
+        the server-group filters and the same/different-host hints count the
+        servers this scheduler did not place itself (booted before it started,
+        or moved): each instance is where its allocation is."""
+        if self._located.get(consumer) == host:
+            return
+        self._located.pop(consumer, None)
+        try:
+            self.table.remove_instance(consumer)
+        except PlacementError:
+            pass  # it had none
+        if host is not None:
+            try:
+                self.table.add_instance(host, consumer)
+            except PlacementError:
+                return  # a host the table does not have
+            self._located[consumer] = host
 
     def _sync_consumers(self, host: str, db_allocations: Mapping[str, Mapping[str, int]]) -> None:
         in_table = set(self._by_host.get(host, set()))
@@ -301,10 +337,16 @@ class SchedulerManager:
 
     # ---- selecting -----------------------------------------------------------------
 
-    def select_destinations(self, spec: RequestSpec, *, return_alternates: bool = True) -> list[list[Selection]]:
+    def select_destinations(self, spec: RequestSpec, *, return_alternates: bool = True,
+                            migration: str | None = None) -> list[list[Selection]]:
         """Nova's select_destinations: one list per instance, chosen host first, then
         alternates; each chosen host's allocation is written to the database before
         this returns. NoValidHost (domain error) carries the rejection counts.
+
+        A move (``migration``: its id; one instance) claims the destination for the
+        instance and, in the same transaction, hands what the instance held until
+        now (the source host's allocation) to the migration, as Nova's conductor
+        does with move_allocations before it schedules a move.
 
         Requests that arrive while another is being written go together: each is
         decided in turn over the in-memory table (each sees the ones before it), and
@@ -312,7 +354,9 @@ class SchedulerManager:
         chosen host's generation. When that loses a race (another replica, or an
         alternate claimed by a conductor, got there first), the round's claims are
         undone in memory, the hosts re-read, and the round decided again."""
-        ticket = _Ticket(spec, return_alternates)
+        if migration is not None and len(spec.instance_uuids) != 1:
+            raise errors.Invalid("instance_uuids", "a move places exactly one instance")
+        ticket = _Ticket(spec, return_alternates, migration)
         with self._queue_lock:
             self._queue.append(ticket)
         with self._lock:
@@ -347,14 +391,17 @@ class SchedulerManager:
                         self._queue.append(t)
                     t.deferred = True
                     continue
+                self._hand_over(t)
                 try:
                     placed = self.scheduler.select(t.spec, claim=True, seed=self._rng.getrandbits(64),
                                                    return_alternates=t.return_alternates)
                 except NoValidHost as e:
+                    self._take_back(t)
                     t.fail(errors.NoValidHost(str(e), e.rejections, e.instance_index,
                                               self._trait_shortfall(t.spec, e.rejections)))
                     continue
                 except (PlacementError, ConfigError) as e:
+                    self._take_back(t)
                     t.fail(errors.Invalid("request_spec", str(e)))
                     continue
                 t.selections = placed.selections
@@ -373,7 +420,7 @@ class SchedulerManager:
                 for t in chosen:
                     assert t.selections is not None
                     for uuid, sels in zip(t.spec.instance_uuids, t.selections):
-                        self._index(uuid, {sels[0].host: dict(sels[0].allocation)})
+                        self._index(uuid, {sels[0].host: dict(sels[0].allocation)}, placed=True)
                     t.succeed()
                 break
             LOG.info("allocation conflict on %s (attempt %d); refreshing", sorted(conflicted), attempt + 1)
@@ -389,6 +436,28 @@ class SchedulerManager:
             for t in again:
                 t.deferred = False
             self._select_round(again)
+
+    def _hand_over(self, t: _Ticket) -> None:
+        """A move's first step, in memory: the instance's allocation passes to its
+        migration, leaving the instance free to claim its destination."""
+        if t.migration is None:
+            return
+        instance = t.spec.instance_uuids[0]
+        t.source = {h: dict(a) for h, a in self._held.get(instance, {}).items()}
+        if t.source:
+            self.table.release(instance)
+            self._index(instance, None)
+            self._replace_consumer(t.migration, t.source)
+
+    def _take_back(self, t: _Ticket) -> None:
+        """Undo _hand_over (the move found no host)."""
+        if t.migration is None or not t.source:
+            return
+        if t.migration in self._held:
+            self.table.release(t.migration)
+            self._index(t.migration, None)
+        self._replace_consumer(t.spec.instance_uuids[0], t.source)
+        t.source = {}
 
     def _trait_shortfall(self, spec: RequestSpec,
                          rejections: Iterable[tuple[str, int]]) -> list[str]:
@@ -419,14 +488,20 @@ class SchedulerManager:
 
     def _undo(self, chosen: list[_Ticket]) -> None:
         """Take a round's claims back out of the table, and re-read its hosts in
-        full (allocations too: a re-scheduled instance may have held one before)."""
+        full (allocations too: a re-scheduled instance may have held one before;
+        a move's source, which the database still gives to the instance)."""
         hosts: set[str] = set()
         for t in chosen:
             for uuid, sels in zip(t.spec.instance_uuids, t.selections or []):
                 hosts.add(sels[0].host)
                 self.table.release(uuid)
                 self._index(uuid, None)
+            if t.migration is not None and t.migration in self._held:
+                hosts.update(self._held[t.migration])
+                self.table.release(t.migration)
+                self._index(t.migration, None)
             t.selections = None
+            t.source = {}
         for host in hosts:
             if host in self._generation:
                 self._generation[host] = -1
@@ -437,17 +512,23 @@ class SchedulerManager:
         on each chosen host's generation. Returns the hosts to refresh when it lost
         a race (nothing was written then), else an empty set."""
         claims: dict[str, dict[str, dict[str, int]]] = {}
+        moves: dict[str, str] = {}
         hosts: set[str] = set()
+        sources: set[str] = set()
         for t in chosen:
             assert t.selections is not None
             for uuid, sels in zip(t.spec.instance_uuids, t.selections):
                 claims[uuid] = {self._provider[sels[0].host]: dict(sels[0].allocation)}
                 hosts.add(sels[0].host)
+            if t.migration is not None and t.source:
+                moves[t.spec.instance_uuids[0]] = t.migration
+                sources.update(t.source)
         try:
             generations = self.db.claim_allocations_many(
-                claims, generations={self._provider[h]: self._generation[h] for h in hosts})
+                claims, generations={self._provider[h]: self._generation[h] for h in hosts},
+                moves=moves)
         except (errors.GenerationConflict, errors.CapacityExceeded, errors.NotFound):
-            return hosts
+            return hosts | sources
         self._note(generations)
         return set()
 
@@ -483,6 +564,52 @@ class SchedulerManager:
             released_by_others = held - {self._host_of.get(p) for p in generations}
             if released_by_others:
                 self._catch_up(released_by_others)
+
+    def move_allocation(self, source: str, target: str) -> None:
+        """Placement's allocation move: what ``source`` holds becomes ``target``'s
+        (whose own is released), in the database and then in memory; a move's
+        revert or rollback gives the migration's source allocation back to the
+        instance. A source holding nothing (a repeated call) changes nothing."""
+        with self._lock:
+            generations = self.db.move_allocations({source: target})
+            moved = self._held.get(source)
+            if moved and generations:
+                for consumer in (source, target):
+                    if consumer in self._held:
+                        self.table.release(consumer)
+                        self._index(consumer, None)
+                self._replace_consumer(target, moved)
+                self._note(generations)
+                return
+            # the database did not hold what this scheduler thought: read it again
+            hosts = ({self._host_of[p] for p in generations if p in self._host_of}
+                     | set(moved or {}) | set(self._held.get(target, {})))
+            for host in hosts:
+                self._generation[host] = -1
+            self.refresh_hosts(hosts)
+
+    def check_rebuild(self, spec: RequestSpec) -> list[list[Selection]]:
+        """Nova's rebuild check (a new image on the same host): the filters that
+        run on a rebuild, over the host in ``spec.force_hosts``, its capacity
+        counted without the instance's own allocation; nothing is claimed.
+        NoValidHost when the host does not pass."""
+        if len(spec.instance_uuids) != 1 or len(spec.force_hosts) != 1 or not spec.is_rebuild:
+            raise errors.Invalid("request_spec", "a rebuild check is of one instance on its host")
+        instance = spec.instance_uuids[0]
+        with self._lock:
+            held = {h: dict(a) for h, a in self._held.get(instance, {}).items()}
+            if held:
+                self.table.release(instance)
+            try:
+                return self.scheduler.select(spec, claim=False, seed=self._rng.getrandbits(64),
+                                             return_alternates=False).selections
+            except NoValidHost as e:
+                raise errors.NoValidHost(str(e), e.rejections, e.instance_index) from None
+            except (PlacementError, ConfigError) as e:
+                raise errors.Invalid("request_spec", str(e)) from None
+            finally:
+                if held:
+                    self._replace_consumer(instance, held)
 
     def _catch_up(self, hosts: set[str]) -> None:
         providers = {self._provider[h]: h for h in hosts if h in self._provider}

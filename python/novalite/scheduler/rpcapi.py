@@ -32,12 +32,23 @@ class SchedulerClient:
     async def close(self) -> None:
         await self._channel.close()
 
-    async def select_destinations(self, spec: model.RequestSpec) -> list[list[model.Selection]]:
+    async def select_destinations(self, spec: model.RequestSpec, *,
+                                  migration: str | None = None) -> list[list[model.Selection]]:
         reply = await domain_call(self._stub.SelectDestinations(scheduler_pb2.SelectDestinationsRequest(
             request_spec=convert.request_spec_to_proto(spec),
-            instance_uuids=list(spec.instance_uuids), return_alternates=True), timeout=self._timeout,
-            wait_for_ready=True))
+            instance_uuids=list(spec.instance_uuids), return_alternates=True,
+            migration_uuid=migration or ""), timeout=self._timeout, wait_for_ready=True))
         return convert.selections_from_proto(reply)
+
+    async def check_rebuild(self, spec: model.RequestSpec) -> None:
+        """NoValidHost unless the server's host passes the rebuild's filters."""
+        await domain_call(self._stub.CheckRebuild(scheduler_pb2.SelectDestinationsRequest(
+            request_spec=convert.request_spec_to_proto(spec),
+            instance_uuids=list(spec.instance_uuids)), timeout=self._timeout, wait_for_ready=True))
+
+    async def move_allocation(self, source: str, target: str) -> None:
+        await domain_call(self._stub.MoveAllocation(scheduler_pb2.MoveAllocationRequest(
+            source=source, target=target), timeout=self._timeout, wait_for_ready=True))
 
     async def release(self, instance_uuid: str) -> None:
         await domain_call(self._stub.ReleaseAllocation(

@@ -6,7 +6,7 @@ from __future__ import annotations
 import asyncio
 from typing import Any
 
-from novalite import convert
+from novalite import convert, errors
 from novalite.rpc.novalite.internal.v1 import scheduler_pb2, scheduler_pb2_grpc
 from novalite.scheduler.manager import SchedulerManager
 
@@ -19,8 +19,23 @@ class SchedulerServicer(scheduler_pb2_grpc.SchedulerServicer):
                                  context: Any) -> scheduler_pb2.SelectDestinationsResponse:
         spec = convert.request_spec_from_proto(request.request_spec, request.instance_uuids)
         selections = await asyncio.to_thread(self.manager.select_destinations, spec,
-                                             return_alternates=request.return_alternates)
+                                             return_alternates=request.return_alternates,
+                                             migration=request.migration_uuid or None)
         return convert.selections_to_proto(request.instance_uuids, selections)
+
+    async def CheckRebuild(self, request: scheduler_pb2.SelectDestinationsRequest,
+                           context: Any) -> scheduler_pb2.SelectDestinationsResponse:
+        spec = convert.request_spec_from_proto(request.request_spec, request.instance_uuids)
+        selections = await asyncio.to_thread(self.manager.check_rebuild, spec)
+        return convert.selections_to_proto(request.instance_uuids, selections)
+
+    async def MoveAllocation(self, request: scheduler_pb2.MoveAllocationRequest,
+                             context: Any) -> scheduler_pb2.MoveAllocationResponse:
+        for name, value in (("source", request.source), ("target", request.target)):
+            if not value:
+                raise errors.Invalid(name, "required: a consumer's id")
+        await asyncio.to_thread(self.manager.move_allocation, request.source, request.target)
+        return scheduler_pb2.MoveAllocationResponse()
 
     async def ReportHosts(self, request: scheduler_pb2.ReportHostsRequest,
                           context: Any) -> scheduler_pb2.ReportHostsResponse:

@@ -17,6 +17,10 @@ libvirt. A driver object is safe to use from several threads at once:
 Domains are named `novalite-<instance id>` and carry the instance id in their metadata
 (namespace `INSTANCE_NS`), so an agent finds its domains again after a restart:
 `list_instances()` reads the metadata, not the names, and ignores foreign domains.
+A real guest's metadata also names the instances directory of the driver that made
+it: two agents sharing one libvirtd (two "hosts" on one machine, each with its own
+directory) each see only their own guests, and a guest that moved from one to the
+other belongs to the one it moved to.
 
 Simulated hosts. libvirt's test driver loads `test:///path.xml` into memory each time
 a connection opens it and forgets every change on close. So that a simulated host
@@ -57,6 +61,7 @@ from novalite.objects.records import GuestConfig
 from novalite.objects.states import PowerState
 from novalite.virt import configdrive, images, linux_net
 from novalite.virt.cpu_traits import cpu_traits
+from novalite.virt.moves import MoveOperations
 from novalite.virt.errors import (
     ActionFailed,
     DriverError,
@@ -163,6 +168,7 @@ class _Domain(Protocol):
     def suspend(self) -> int: ...
     def resume(self) -> int: ...
     def managedSave(self, flags: int = 0) -> int: ...
+    def save(self, to: str) -> int: ...
     def hasManagedSaveImage(self, flags: int = 0) -> int: ...
     def managedSaveRemove(self, flags: int = 0) -> int: ...
     def undefineFlags(self, flags: int = 0) -> int: ...
@@ -179,6 +185,7 @@ class _Connection(Protocol):
     def lookupByName(self, name: str) -> _Domain: ...
     def listAllDomains(self, flags: int = 0) -> list[_Domain]: ...
     def defineXML(self, xml: str) -> _Domain: ...
+    def restoreFlags(self, frm: str, dxml: str | None = None, flags: int = 0) -> int: ...
     def isAlive(self) -> int: ...
     def close(self) -> int: ...
 
@@ -280,8 +287,9 @@ def _atomic_write(target: Path, text: str) -> None:
 # --- the driver --------------------------------------------------------------------------
 
 
-class LibvirtDriver:
-    """See the module's docstring. All methods block; all are thread-safe.
+class LibvirtDriver(MoveOperations):
+    """See the module's docstring. All methods block; all are thread-safe. The
+    steps of a move (virt/moves.py) are mixed in.
 
     uri: `qemu:///system` (real guests, domain type 'qemu': software emulation) or
         `test:///ABS/PATH.xml` (a simulated host made by `write_test_node`).
@@ -434,7 +442,10 @@ class LibvirtDriver:
     def _lookup(self, instance_id: str) -> _Domain:
         name = domain_name(instance_id)
         try:
-            return self._call(lambda c: c.lookupByName(name))
+            dom = self._call(lambda c: c.lookupByName(name))
+            if not self.is_test and self._instance_id_of(dom) != instance_id:
+                raise InstanceNotFound(instance_id)  # another agent's guest of that name
+            return dom
         except Exception as exc:
             if _is_libvirt_error(exc) and _error_code(exc) == VIR_ERR_NO_DOMAIN:
                 raise InstanceNotFound(instance_id) from None
@@ -493,9 +504,17 @@ class LibvirtDriver:
                 return None  # not made by novalite
             raise  # a vanished domain or a lost connection: the caller decides
         try:
-            return ET.fromstring(raw).get("id")
+            meta = ET.fromstring(raw)
         except ET.ParseError:
             return None
+        instance_id = meta.get("id")
+        if self.is_test or instance_id is None or not _ID_RE.match(instance_id):
+            return instance_id if self.is_test else None
+        owner = meta.get("instances")
+        # a guest made before the directory was recorded: ours if its directory is
+        mine = (owner == str(self.instances_path) if owner is not None
+                else self.instance_dir(instance_id).exists())
+        return instance_id if mine else None
 
     # -- host ----------------------------------------------------------------------------
 
@@ -715,6 +734,8 @@ class LibvirtDriver:
                  "created_at": f"{time.time():.3f}"}
         if image is not None:
             attrs["image"] = image
+        if not self.is_test:
+            attrs["instances"] = str(self.instances_path)
         body = " ".join(f"{k}={quoteattr(v)}" for k, v in attrs.items())
         return f"<metadata><novalite:instance xmlns:novalite={quoteattr(INSTANCE_NS)} {body}/></metadata>"
 

@@ -22,7 +22,7 @@ REBOOT_TYPE_SOFT: RebootType
 REBOOT_TYPE_HARD: RebootType
 
 class Server(_message.Message):
-    __slots__ = ("id", "name", "project_id", "user_id", "flavor_id", "image_id", "status", "vm_state", "task_state", "power_state", "host", "availability_zone", "metadata", "created_at", "updated_at", "launched_at", "fault", "addresses", "key_name", "config_drive")
+    __slots__ = ("id", "name", "project_id", "user_id", "flavor_id", "image_id", "status", "vm_state", "task_state", "power_state", "host", "availability_zone", "metadata", "created_at", "updated_at", "launched_at", "fault", "addresses", "locked", "locked_reason", "key_name", "config_drive")
     class MetadataEntry(_message.Message):
         __slots__ = ("key", "value")
         KEY_FIELD_NUMBER: _ClassVar[int]
@@ -48,6 +48,8 @@ class Server(_message.Message):
     LAUNCHED_AT_FIELD_NUMBER: _ClassVar[int]
     FAULT_FIELD_NUMBER: _ClassVar[int]
     ADDRESSES_FIELD_NUMBER: _ClassVar[int]
+    LOCKED_FIELD_NUMBER: _ClassVar[int]
+    LOCKED_REASON_FIELD_NUMBER: _ClassVar[int]
     KEY_NAME_FIELD_NUMBER: _ClassVar[int]
     CONFIG_DRIVE_FIELD_NUMBER: _ClassVar[int]
     id: str
@@ -68,9 +70,11 @@ class Server(_message.Message):
     launched_at: _timestamp_pb2.Timestamp
     fault: _faults_pb2.Fault
     addresses: _containers.RepeatedCompositeFieldContainer[Address]
+    locked: bool
+    locked_reason: str
     key_name: str
     config_drive: bool
-    def __init__(self, id: _Optional[str] = ..., name: _Optional[str] = ..., project_id: _Optional[str] = ..., user_id: _Optional[str] = ..., flavor_id: _Optional[str] = ..., image_id: _Optional[str] = ..., status: _Optional[str] = ..., vm_state: _Optional[_Union[_states_pb2.VmState, str]] = ..., task_state: _Optional[_Union[_states_pb2.TaskState, str]] = ..., power_state: _Optional[_Union[_states_pb2.PowerState, str]] = ..., host: _Optional[str] = ..., availability_zone: _Optional[str] = ..., metadata: _Optional[_Mapping[str, str]] = ..., created_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., updated_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., launched_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., fault: _Optional[_Union[_faults_pb2.Fault, _Mapping]] = ..., addresses: _Optional[_Iterable[_Union[Address, _Mapping]]] = ..., key_name: _Optional[str] = ..., config_drive: _Optional[bool] = ...) -> None: ...
+    def __init__(self, id: _Optional[str] = ..., name: _Optional[str] = ..., project_id: _Optional[str] = ..., user_id: _Optional[str] = ..., flavor_id: _Optional[str] = ..., image_id: _Optional[str] = ..., status: _Optional[str] = ..., vm_state: _Optional[_Union[_states_pb2.VmState, str]] = ..., task_state: _Optional[_Union[_states_pb2.TaskState, str]] = ..., power_state: _Optional[_Union[_states_pb2.PowerState, str]] = ..., host: _Optional[str] = ..., availability_zone: _Optional[str] = ..., metadata: _Optional[_Mapping[str, str]] = ..., created_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., updated_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., launched_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., fault: _Optional[_Union[_faults_pb2.Fault, _Mapping]] = ..., addresses: _Optional[_Iterable[_Union[Address, _Mapping]]] = ..., locked: _Optional[bool] = ..., locked_reason: _Optional[str] = ..., key_name: _Optional[str] = ..., config_drive: _Optional[bool] = ...) -> None: ...
 
 class Address(_message.Message):
     __slots__ = ("network", "address", "version", "mac", "type")
@@ -314,3 +318,179 @@ class InstanceActionEvent(_message.Message):
     result: str
     traceback: str
     def __init__(self, event: _Optional[str] = ..., start_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., finish_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., result: _Optional[str] = ..., traceback: _Optional[str] = ...) -> None: ...
+
+class ResizeServerRequest(_message.Message):
+    __slots__ = ("id", "flavor_id")
+    ID_FIELD_NUMBER: _ClassVar[int]
+    FLAVOR_ID_FIELD_NUMBER: _ClassVar[int]
+    id: str
+    flavor_id: str
+    def __init__(self, id: _Optional[str] = ..., flavor_id: _Optional[str] = ...) -> None: ...
+
+class ConfirmResizeRequest(_message.Message):
+    __slots__ = ("id",)
+    ID_FIELD_NUMBER: _ClassVar[int]
+    id: str
+    def __init__(self, id: _Optional[str] = ...) -> None: ...
+
+class RevertResizeRequest(_message.Message):
+    __slots__ = ("id",)
+    ID_FIELD_NUMBER: _ClassVar[int]
+    id: str
+    def __init__(self, id: _Optional[str] = ...) -> None: ...
+
+class MigrateServerRequest(_message.Message):
+    __slots__ = ("id", "host")
+    ID_FIELD_NUMBER: _ClassVar[int]
+    HOST_FIELD_NUMBER: _ClassVar[int]
+    id: str
+    host: str
+    def __init__(self, id: _Optional[str] = ..., host: _Optional[str] = ...) -> None: ...
+
+class LiveMigrateServerRequest(_message.Message):
+    __slots__ = ("id", "host")
+    ID_FIELD_NUMBER: _ClassVar[int]
+    HOST_FIELD_NUMBER: _ClassVar[int]
+    id: str
+    host: str
+    def __init__(self, id: _Optional[str] = ..., host: _Optional[str] = ...) -> None: ...
+
+class EvacuateServerRequest(_message.Message):
+    __slots__ = ("id", "host")
+    ID_FIELD_NUMBER: _ClassVar[int]
+    HOST_FIELD_NUMBER: _ClassVar[int]
+    id: str
+    host: str
+    def __init__(self, id: _Optional[str] = ..., host: _Optional[str] = ...) -> None: ...
+
+class MetadataItems(_message.Message):
+    __slots__ = ("items",)
+    class ItemsEntry(_message.Message):
+        __slots__ = ("key", "value")
+        KEY_FIELD_NUMBER: _ClassVar[int]
+        VALUE_FIELD_NUMBER: _ClassVar[int]
+        key: str
+        value: str
+        def __init__(self, key: _Optional[str] = ..., value: _Optional[str] = ...) -> None: ...
+    ITEMS_FIELD_NUMBER: _ClassVar[int]
+    items: _containers.ScalarMap[str, str]
+    def __init__(self, items: _Optional[_Mapping[str, str]] = ...) -> None: ...
+
+class RebuildServerRequest(_message.Message):
+    __slots__ = ("id", "image_id", "name", "metadata")
+    ID_FIELD_NUMBER: _ClassVar[int]
+    IMAGE_ID_FIELD_NUMBER: _ClassVar[int]
+    NAME_FIELD_NUMBER: _ClassVar[int]
+    METADATA_FIELD_NUMBER: _ClassVar[int]
+    id: str
+    image_id: str
+    name: str
+    metadata: MetadataItems
+    def __init__(self, id: _Optional[str] = ..., image_id: _Optional[str] = ..., name: _Optional[str] = ..., metadata: _Optional[_Union[MetadataItems, _Mapping]] = ...) -> None: ...
+
+class ShelveServerRequest(_message.Message):
+    __slots__ = ("id",)
+    ID_FIELD_NUMBER: _ClassVar[int]
+    id: str
+    def __init__(self, id: _Optional[str] = ...) -> None: ...
+
+class ShelveOffloadServerRequest(_message.Message):
+    __slots__ = ("id",)
+    ID_FIELD_NUMBER: _ClassVar[int]
+    id: str
+    def __init__(self, id: _Optional[str] = ...) -> None: ...
+
+class UnshelveServerRequest(_message.Message):
+    __slots__ = ("id", "availability_zone", "host")
+    ID_FIELD_NUMBER: _ClassVar[int]
+    AVAILABILITY_ZONE_FIELD_NUMBER: _ClassVar[int]
+    HOST_FIELD_NUMBER: _ClassVar[int]
+    id: str
+    availability_zone: str
+    host: str
+    def __init__(self, id: _Optional[str] = ..., availability_zone: _Optional[str] = ..., host: _Optional[str] = ...) -> None: ...
+
+class LockServerRequest(_message.Message):
+    __slots__ = ("id", "reason")
+    ID_FIELD_NUMBER: _ClassVar[int]
+    REASON_FIELD_NUMBER: _ClassVar[int]
+    id: str
+    reason: str
+    def __init__(self, id: _Optional[str] = ..., reason: _Optional[str] = ...) -> None: ...
+
+class UnlockServerRequest(_message.Message):
+    __slots__ = ("id",)
+    ID_FIELD_NUMBER: _ClassVar[int]
+    id: str
+    def __init__(self, id: _Optional[str] = ...) -> None: ...
+
+class UpdateServerRequest(_message.Message):
+    __slots__ = ("id", "name")
+    ID_FIELD_NUMBER: _ClassVar[int]
+    NAME_FIELD_NUMBER: _ClassVar[int]
+    id: str
+    name: str
+    def __init__(self, id: _Optional[str] = ..., name: _Optional[str] = ...) -> None: ...
+
+class SetServerMetadataRequest(_message.Message):
+    __slots__ = ("id", "metadata", "replace")
+    class MetadataEntry(_message.Message):
+        __slots__ = ("key", "value")
+        KEY_FIELD_NUMBER: _ClassVar[int]
+        VALUE_FIELD_NUMBER: _ClassVar[int]
+        key: str
+        value: str
+        def __init__(self, key: _Optional[str] = ..., value: _Optional[str] = ...) -> None: ...
+    ID_FIELD_NUMBER: _ClassVar[int]
+    METADATA_FIELD_NUMBER: _ClassVar[int]
+    REPLACE_FIELD_NUMBER: _ClassVar[int]
+    id: str
+    metadata: _containers.ScalarMap[str, str]
+    replace: bool
+    def __init__(self, id: _Optional[str] = ..., metadata: _Optional[_Mapping[str, str]] = ..., replace: _Optional[bool] = ...) -> None: ...
+
+class DeleteServerMetadataRequest(_message.Message):
+    __slots__ = ("id", "keys")
+    ID_FIELD_NUMBER: _ClassVar[int]
+    KEYS_FIELD_NUMBER: _ClassVar[int]
+    id: str
+    keys: _containers.RepeatedScalarFieldContainer[str]
+    def __init__(self, id: _Optional[str] = ..., keys: _Optional[_Iterable[str]] = ...) -> None: ...
+
+class ListMigrationsRequest(_message.Message):
+    __slots__ = ("server_id", "host")
+    SERVER_ID_FIELD_NUMBER: _ClassVar[int]
+    HOST_FIELD_NUMBER: _ClassVar[int]
+    server_id: str
+    host: str
+    def __init__(self, server_id: _Optional[str] = ..., host: _Optional[str] = ...) -> None: ...
+
+class ListMigrationsResponse(_message.Message):
+    __slots__ = ("migrations",)
+    MIGRATIONS_FIELD_NUMBER: _ClassVar[int]
+    migrations: _containers.RepeatedCompositeFieldContainer[Migration]
+    def __init__(self, migrations: _Optional[_Iterable[_Union[Migration, _Mapping]]] = ...) -> None: ...
+
+class Migration(_message.Message):
+    __slots__ = ("id", "server_id", "migration_type", "status", "source_host", "dest_host", "old_flavor_id", "new_flavor_id", "created_at", "updated_at")
+    ID_FIELD_NUMBER: _ClassVar[int]
+    SERVER_ID_FIELD_NUMBER: _ClassVar[int]
+    MIGRATION_TYPE_FIELD_NUMBER: _ClassVar[int]
+    STATUS_FIELD_NUMBER: _ClassVar[int]
+    SOURCE_HOST_FIELD_NUMBER: _ClassVar[int]
+    DEST_HOST_FIELD_NUMBER: _ClassVar[int]
+    OLD_FLAVOR_ID_FIELD_NUMBER: _ClassVar[int]
+    NEW_FLAVOR_ID_FIELD_NUMBER: _ClassVar[int]
+    CREATED_AT_FIELD_NUMBER: _ClassVar[int]
+    UPDATED_AT_FIELD_NUMBER: _ClassVar[int]
+    id: str
+    server_id: str
+    migration_type: str
+    status: str
+    source_host: str
+    dest_host: str
+    old_flavor_id: str
+    new_flavor_id: str
+    created_at: _timestamp_pb2.Timestamp
+    updated_at: _timestamp_pb2.Timestamp
+    def __init__(self, id: _Optional[str] = ..., server_id: _Optional[str] = ..., migration_type: _Optional[str] = ..., status: _Optional[str] = ..., source_host: _Optional[str] = ..., dest_host: _Optional[str] = ..., old_flavor_id: _Optional[str] = ..., new_flavor_id: _Optional[str] = ..., created_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., updated_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ...) -> None: ...

@@ -122,6 +122,86 @@ class ServersStub:
                 request_serializer=novalite_dot_compute_dot_v1_dot_servers__pb2.GetConsoleOutputRequest.SerializeToString,
                 response_deserializer=novalite_dot_compute_dot_v1_dot_servers__pb2.GetConsoleOutputResponse.FromString,
                 _registered_method=True)
+        self.ResizeServer = channel.unary_unary(
+                '/novalite.compute.v1.Servers/ResizeServer',
+                request_serializer=novalite_dot_compute_dot_v1_dot_servers__pb2.ResizeServerRequest.SerializeToString,
+                response_deserializer=novalite_dot_compute_dot_v1_dot_servers__pb2.Server.FromString,
+                _registered_method=True)
+        self.ConfirmResize = channel.unary_unary(
+                '/novalite.compute.v1.Servers/ConfirmResize',
+                request_serializer=novalite_dot_compute_dot_v1_dot_servers__pb2.ConfirmResizeRequest.SerializeToString,
+                response_deserializer=novalite_dot_compute_dot_v1_dot_servers__pb2.Server.FromString,
+                _registered_method=True)
+        self.RevertResize = channel.unary_unary(
+                '/novalite.compute.v1.Servers/RevertResize',
+                request_serializer=novalite_dot_compute_dot_v1_dot_servers__pb2.RevertResizeRequest.SerializeToString,
+                response_deserializer=novalite_dot_compute_dot_v1_dot_servers__pb2.Server.FromString,
+                _registered_method=True)
+        self.MigrateServer = channel.unary_unary(
+                '/novalite.compute.v1.Servers/MigrateServer',
+                request_serializer=novalite_dot_compute_dot_v1_dot_servers__pb2.MigrateServerRequest.SerializeToString,
+                response_deserializer=novalite_dot_compute_dot_v1_dot_servers__pb2.Server.FromString,
+                _registered_method=True)
+        self.LiveMigrateServer = channel.unary_unary(
+                '/novalite.compute.v1.Servers/LiveMigrateServer',
+                request_serializer=novalite_dot_compute_dot_v1_dot_servers__pb2.LiveMigrateServerRequest.SerializeToString,
+                response_deserializer=novalite_dot_compute_dot_v1_dot_servers__pb2.Server.FromString,
+                _registered_method=True)
+        self.EvacuateServer = channel.unary_unary(
+                '/novalite.compute.v1.Servers/EvacuateServer',
+                request_serializer=novalite_dot_compute_dot_v1_dot_servers__pb2.EvacuateServerRequest.SerializeToString,
+                response_deserializer=novalite_dot_compute_dot_v1_dot_servers__pb2.Server.FromString,
+                _registered_method=True)
+        self.RebuildServer = channel.unary_unary(
+                '/novalite.compute.v1.Servers/RebuildServer',
+                request_serializer=novalite_dot_compute_dot_v1_dot_servers__pb2.RebuildServerRequest.SerializeToString,
+                response_deserializer=novalite_dot_compute_dot_v1_dot_servers__pb2.Server.FromString,
+                _registered_method=True)
+        self.ShelveServer = channel.unary_unary(
+                '/novalite.compute.v1.Servers/ShelveServer',
+                request_serializer=novalite_dot_compute_dot_v1_dot_servers__pb2.ShelveServerRequest.SerializeToString,
+                response_deserializer=novalite_dot_compute_dot_v1_dot_servers__pb2.Server.FromString,
+                _registered_method=True)
+        self.ShelveOffloadServer = channel.unary_unary(
+                '/novalite.compute.v1.Servers/ShelveOffloadServer',
+                request_serializer=novalite_dot_compute_dot_v1_dot_servers__pb2.ShelveOffloadServerRequest.SerializeToString,
+                response_deserializer=novalite_dot_compute_dot_v1_dot_servers__pb2.Server.FromString,
+                _registered_method=True)
+        self.UnshelveServer = channel.unary_unary(
+                '/novalite.compute.v1.Servers/UnshelveServer',
+                request_serializer=novalite_dot_compute_dot_v1_dot_servers__pb2.UnshelveServerRequest.SerializeToString,
+                response_deserializer=novalite_dot_compute_dot_v1_dot_servers__pb2.Server.FromString,
+                _registered_method=True)
+        self.LockServer = channel.unary_unary(
+                '/novalite.compute.v1.Servers/LockServer',
+                request_serializer=novalite_dot_compute_dot_v1_dot_servers__pb2.LockServerRequest.SerializeToString,
+                response_deserializer=novalite_dot_compute_dot_v1_dot_servers__pb2.Server.FromString,
+                _registered_method=True)
+        self.UnlockServer = channel.unary_unary(
+                '/novalite.compute.v1.Servers/UnlockServer',
+                request_serializer=novalite_dot_compute_dot_v1_dot_servers__pb2.UnlockServerRequest.SerializeToString,
+                response_deserializer=novalite_dot_compute_dot_v1_dot_servers__pb2.Server.FromString,
+                _registered_method=True)
+        self.UpdateServer = channel.unary_unary(
+                '/novalite.compute.v1.Servers/UpdateServer',
+                request_serializer=novalite_dot_compute_dot_v1_dot_servers__pb2.UpdateServerRequest.SerializeToString,
+                response_deserializer=novalite_dot_compute_dot_v1_dot_servers__pb2.Server.FromString,
+                _registered_method=True)
+        self.SetServerMetadata = channel.unary_unary(
+                '/novalite.compute.v1.Servers/SetServerMetadata',
+                request_serializer=novalite_dot_compute_dot_v1_dot_servers__pb2.SetServerMetadataRequest.SerializeToString,
+                response_deserializer=novalite_dot_compute_dot_v1_dot_servers__pb2.Server.FromString,
+                _registered_method=True)
+        self.DeleteServerMetadata = channel.unary_unary(
+                '/novalite.compute.v1.Servers/DeleteServerMetadata',
+                request_serializer=novalite_dot_compute_dot_v1_dot_servers__pb2.DeleteServerMetadataRequest.SerializeToString,
+                response_deserializer=novalite_dot_compute_dot_v1_dot_servers__pb2.Server.FromString,
+                _registered_method=True)
+        self.ListMigrations = channel.unary_unary(
+                '/novalite.compute.v1.Servers/ListMigrations',
+                request_serializer=novalite_dot_compute_dot_v1_dot_servers__pb2.ListMigrationsRequest.SerializeToString,
+                response_deserializer=novalite_dot_compute_dot_v1_dot_servers__pb2.ListMigrationsResponse.FromString,
+                _registered_method=True)
 
 
 class ServersServicer:
@@ -279,6 +359,157 @@ class ServersServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def ResizeServer(self, request, context):
+        """Moves (Nova's resize, migrate, os-migrateLive, evacuate, rebuild, shelve,
+        shelveOffload, unshelve actions). Each returns the server with the move's
+        task_state once that (and its migration record) is committed; watch it to
+        the end. While a move between hosts is open, the old host's allocation is
+        held by its migration (ListMigrations) and the new host's by the server. A
+        locked server refuses them to all but admins (FAILED_PRECONDITION), except
+        EvacuateServer.
+
+        {"resize": {"flavorRef"}}: ACTIVE or STOPPED -> RESIZE (resize_prep,
+        resize_migrating, resize_migrated, resize_finish) -> VERIFY_RESIZE on the
+        new host, with the new flavor. Scheduled like a create (the server's group
+        policy and zone hold), on another host unless allow_resize_to_same_host.
+        An upsize takes its growth of the project's quota at once
+        (RESOURCE_EXHAUSTED when it does not fit). INVALID_ARGUMENT naming
+        flavor_id for an unknown flavor, the server's own flavor, or one with a
+        smaller disk (disks do not shrink). The old host's copy is kept until
+        ConfirmResize (or resize_confirm_window seconds); RevertResize goes back.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ConfirmResize(self, request, context):
+        """{"confirmResize"}: VERIFY_RESIZE -> ACTIVE (SHUTOFF when it was off); the
+        old host's copy and allocation freed; a downsize gives back its quota.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def RevertResize(self, request, context):
+        """{"revertResize"}: VERIFY_RESIZE -> REVERT_RESIZE -> back on the old host
+        with the old flavor, in the state it had; the new host's copy and
+        allocation freed.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def MigrateServer(self, request, context):
+        """{"migrate": {"host"}} (admin): a cold migration, a resize to the same
+        flavor on another host (the one given, which the filters still check, or
+        the scheduler's choice); then VERIFY_RESIZE as a resize.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def LiveMigrateServer(self, request, context):
+        """{"os-migrateLive": {"host"}} (admin): ACTIVE or PAUSED -> MIGRATING -> on
+        another host (given, and checked by the filters, or chosen), in the same
+        state. The guest's memory and devices go with it.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def EvacuateServer(self, request, context):
+        """{"evacuate": {"host"}} (admin): a server of a host that is down (no
+        heartbeat for service_down_time) rebuilt from its image on another host;
+        ACTIVE, STOPPED or ERROR -> REBUILD -> ACTIVE (SHUTOFF when it was off).
+        FAILED_PRECONDITION while its host is up. The dead host's allocation is
+        released when that host comes back (it then destroys its old guest).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def RebuildServer(self, request, context):
+        """{"rebuild": {"imageRef", "name", "metadata"}}: ACTIVE, STOPPED or ERROR ->
+        REBUILD -> a fresh disk from the image on the same host; ACTIVE (SHUTOFF
+        when it was off). A new image must pass the host's image filters
+        (otherwise the server keeps its image and state, with a fault).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ShelveServer(self, request, context):
+        """{"shelve"}: ACTIVE, STOPPED, PAUSED or SUSPENDED -> powered off, its disk
+        snapshotted -> SHELVED_OFFLOADED (no host, nothing held: offloaded at once
+        with shelved_offload_time 0, Nova's default) or SHELVED.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ShelveOffloadServer(self, request, context):
+        """{"shelveOffload"} (admin): SHELVED -> SHELVED_OFFLOADED.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def UnshelveServer(self, request, context):
+        """{"unshelve": {"availability_zone", "host"}}: SHELVED -> started on its
+        host; SHELVED_OFFLOADED -> scheduled and claimed afresh (in the zone
+        given; on the host given, admins only), built from its snapshot -> ACTIVE.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def LockServer(self, request, context):
+        """{"lock": {"locked_reason"}}: non-admins may then not act on the server
+        (FAILED_PRECONDITION) until it is unlocked; recorded in the action log.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def UnlockServer(self, request, context):
+        """{"unlock"}: a member may not unlock a server an admin locked
+        (PERMISSION_DENIED).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def UpdateServer(self, request, context):
+        """PUT /servers/{id} {"server": {"name"}}: rename, in any state.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def SetServerMetadata(self, request, context):
+        """POST (merge) or PUT (replace) /servers/{id}/metadata: ACTIVE, STOPPED,
+        PAUSED or SUSPENDED with no task in flight; at most 128 entries in all.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def DeleteServerMetadata(self, request, context):
+        """DELETE /servers/{id}/metadata/{key}, several keys at once: NOT_FOUND naming
+        a key the server does not have (and nothing is removed).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ListMigrations(self, request, context):
+        """Nova's os-migrations (admin): the moves, newest first, of a server or of
+        a host (from or to it), or all.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_ServersServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -361,6 +592,86 @@ def add_ServersServicer_to_server(servicer, server):
                     servicer.GetConsoleOutput,
                     request_deserializer=novalite_dot_compute_dot_v1_dot_servers__pb2.GetConsoleOutputRequest.FromString,
                     response_serializer=novalite_dot_compute_dot_v1_dot_servers__pb2.GetConsoleOutputResponse.SerializeToString,
+            ),
+            'ResizeServer': grpc.unary_unary_rpc_method_handler(
+                    servicer.ResizeServer,
+                    request_deserializer=novalite_dot_compute_dot_v1_dot_servers__pb2.ResizeServerRequest.FromString,
+                    response_serializer=novalite_dot_compute_dot_v1_dot_servers__pb2.Server.SerializeToString,
+            ),
+            'ConfirmResize': grpc.unary_unary_rpc_method_handler(
+                    servicer.ConfirmResize,
+                    request_deserializer=novalite_dot_compute_dot_v1_dot_servers__pb2.ConfirmResizeRequest.FromString,
+                    response_serializer=novalite_dot_compute_dot_v1_dot_servers__pb2.Server.SerializeToString,
+            ),
+            'RevertResize': grpc.unary_unary_rpc_method_handler(
+                    servicer.RevertResize,
+                    request_deserializer=novalite_dot_compute_dot_v1_dot_servers__pb2.RevertResizeRequest.FromString,
+                    response_serializer=novalite_dot_compute_dot_v1_dot_servers__pb2.Server.SerializeToString,
+            ),
+            'MigrateServer': grpc.unary_unary_rpc_method_handler(
+                    servicer.MigrateServer,
+                    request_deserializer=novalite_dot_compute_dot_v1_dot_servers__pb2.MigrateServerRequest.FromString,
+                    response_serializer=novalite_dot_compute_dot_v1_dot_servers__pb2.Server.SerializeToString,
+            ),
+            'LiveMigrateServer': grpc.unary_unary_rpc_method_handler(
+                    servicer.LiveMigrateServer,
+                    request_deserializer=novalite_dot_compute_dot_v1_dot_servers__pb2.LiveMigrateServerRequest.FromString,
+                    response_serializer=novalite_dot_compute_dot_v1_dot_servers__pb2.Server.SerializeToString,
+            ),
+            'EvacuateServer': grpc.unary_unary_rpc_method_handler(
+                    servicer.EvacuateServer,
+                    request_deserializer=novalite_dot_compute_dot_v1_dot_servers__pb2.EvacuateServerRequest.FromString,
+                    response_serializer=novalite_dot_compute_dot_v1_dot_servers__pb2.Server.SerializeToString,
+            ),
+            'RebuildServer': grpc.unary_unary_rpc_method_handler(
+                    servicer.RebuildServer,
+                    request_deserializer=novalite_dot_compute_dot_v1_dot_servers__pb2.RebuildServerRequest.FromString,
+                    response_serializer=novalite_dot_compute_dot_v1_dot_servers__pb2.Server.SerializeToString,
+            ),
+            'ShelveServer': grpc.unary_unary_rpc_method_handler(
+                    servicer.ShelveServer,
+                    request_deserializer=novalite_dot_compute_dot_v1_dot_servers__pb2.ShelveServerRequest.FromString,
+                    response_serializer=novalite_dot_compute_dot_v1_dot_servers__pb2.Server.SerializeToString,
+            ),
+            'ShelveOffloadServer': grpc.unary_unary_rpc_method_handler(
+                    servicer.ShelveOffloadServer,
+                    request_deserializer=novalite_dot_compute_dot_v1_dot_servers__pb2.ShelveOffloadServerRequest.FromString,
+                    response_serializer=novalite_dot_compute_dot_v1_dot_servers__pb2.Server.SerializeToString,
+            ),
+            'UnshelveServer': grpc.unary_unary_rpc_method_handler(
+                    servicer.UnshelveServer,
+                    request_deserializer=novalite_dot_compute_dot_v1_dot_servers__pb2.UnshelveServerRequest.FromString,
+                    response_serializer=novalite_dot_compute_dot_v1_dot_servers__pb2.Server.SerializeToString,
+            ),
+            'LockServer': grpc.unary_unary_rpc_method_handler(
+                    servicer.LockServer,
+                    request_deserializer=novalite_dot_compute_dot_v1_dot_servers__pb2.LockServerRequest.FromString,
+                    response_serializer=novalite_dot_compute_dot_v1_dot_servers__pb2.Server.SerializeToString,
+            ),
+            'UnlockServer': grpc.unary_unary_rpc_method_handler(
+                    servicer.UnlockServer,
+                    request_deserializer=novalite_dot_compute_dot_v1_dot_servers__pb2.UnlockServerRequest.FromString,
+                    response_serializer=novalite_dot_compute_dot_v1_dot_servers__pb2.Server.SerializeToString,
+            ),
+            'UpdateServer': grpc.unary_unary_rpc_method_handler(
+                    servicer.UpdateServer,
+                    request_deserializer=novalite_dot_compute_dot_v1_dot_servers__pb2.UpdateServerRequest.FromString,
+                    response_serializer=novalite_dot_compute_dot_v1_dot_servers__pb2.Server.SerializeToString,
+            ),
+            'SetServerMetadata': grpc.unary_unary_rpc_method_handler(
+                    servicer.SetServerMetadata,
+                    request_deserializer=novalite_dot_compute_dot_v1_dot_servers__pb2.SetServerMetadataRequest.FromString,
+                    response_serializer=novalite_dot_compute_dot_v1_dot_servers__pb2.Server.SerializeToString,
+            ),
+            'DeleteServerMetadata': grpc.unary_unary_rpc_method_handler(
+                    servicer.DeleteServerMetadata,
+                    request_deserializer=novalite_dot_compute_dot_v1_dot_servers__pb2.DeleteServerMetadataRequest.FromString,
+                    response_serializer=novalite_dot_compute_dot_v1_dot_servers__pb2.Server.SerializeToString,
+            ),
+            'ListMigrations': grpc.unary_unary_rpc_method_handler(
+                    servicer.ListMigrations,
+                    request_deserializer=novalite_dot_compute_dot_v1_dot_servers__pb2.ListMigrationsRequest.FromString,
+                    response_serializer=novalite_dot_compute_dot_v1_dot_servers__pb2.ListMigrationsResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -803,6 +1114,438 @@ class Servers:
             '/novalite.compute.v1.Servers/GetConsoleOutput',
             novalite_dot_compute_dot_v1_dot_servers__pb2.GetConsoleOutputRequest.SerializeToString,
             novalite_dot_compute_dot_v1_dot_servers__pb2.GetConsoleOutputResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ResizeServer(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/novalite.compute.v1.Servers/ResizeServer',
+            novalite_dot_compute_dot_v1_dot_servers__pb2.ResizeServerRequest.SerializeToString,
+            novalite_dot_compute_dot_v1_dot_servers__pb2.Server.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ConfirmResize(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/novalite.compute.v1.Servers/ConfirmResize',
+            novalite_dot_compute_dot_v1_dot_servers__pb2.ConfirmResizeRequest.SerializeToString,
+            novalite_dot_compute_dot_v1_dot_servers__pb2.Server.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def RevertResize(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/novalite.compute.v1.Servers/RevertResize',
+            novalite_dot_compute_dot_v1_dot_servers__pb2.RevertResizeRequest.SerializeToString,
+            novalite_dot_compute_dot_v1_dot_servers__pb2.Server.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def MigrateServer(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/novalite.compute.v1.Servers/MigrateServer',
+            novalite_dot_compute_dot_v1_dot_servers__pb2.MigrateServerRequest.SerializeToString,
+            novalite_dot_compute_dot_v1_dot_servers__pb2.Server.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def LiveMigrateServer(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/novalite.compute.v1.Servers/LiveMigrateServer',
+            novalite_dot_compute_dot_v1_dot_servers__pb2.LiveMigrateServerRequest.SerializeToString,
+            novalite_dot_compute_dot_v1_dot_servers__pb2.Server.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def EvacuateServer(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/novalite.compute.v1.Servers/EvacuateServer',
+            novalite_dot_compute_dot_v1_dot_servers__pb2.EvacuateServerRequest.SerializeToString,
+            novalite_dot_compute_dot_v1_dot_servers__pb2.Server.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def RebuildServer(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/novalite.compute.v1.Servers/RebuildServer',
+            novalite_dot_compute_dot_v1_dot_servers__pb2.RebuildServerRequest.SerializeToString,
+            novalite_dot_compute_dot_v1_dot_servers__pb2.Server.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ShelveServer(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/novalite.compute.v1.Servers/ShelveServer',
+            novalite_dot_compute_dot_v1_dot_servers__pb2.ShelveServerRequest.SerializeToString,
+            novalite_dot_compute_dot_v1_dot_servers__pb2.Server.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ShelveOffloadServer(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/novalite.compute.v1.Servers/ShelveOffloadServer',
+            novalite_dot_compute_dot_v1_dot_servers__pb2.ShelveOffloadServerRequest.SerializeToString,
+            novalite_dot_compute_dot_v1_dot_servers__pb2.Server.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def UnshelveServer(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/novalite.compute.v1.Servers/UnshelveServer',
+            novalite_dot_compute_dot_v1_dot_servers__pb2.UnshelveServerRequest.SerializeToString,
+            novalite_dot_compute_dot_v1_dot_servers__pb2.Server.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def LockServer(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/novalite.compute.v1.Servers/LockServer',
+            novalite_dot_compute_dot_v1_dot_servers__pb2.LockServerRequest.SerializeToString,
+            novalite_dot_compute_dot_v1_dot_servers__pb2.Server.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def UnlockServer(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/novalite.compute.v1.Servers/UnlockServer',
+            novalite_dot_compute_dot_v1_dot_servers__pb2.UnlockServerRequest.SerializeToString,
+            novalite_dot_compute_dot_v1_dot_servers__pb2.Server.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def UpdateServer(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/novalite.compute.v1.Servers/UpdateServer',
+            novalite_dot_compute_dot_v1_dot_servers__pb2.UpdateServerRequest.SerializeToString,
+            novalite_dot_compute_dot_v1_dot_servers__pb2.Server.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def SetServerMetadata(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/novalite.compute.v1.Servers/SetServerMetadata',
+            novalite_dot_compute_dot_v1_dot_servers__pb2.SetServerMetadataRequest.SerializeToString,
+            novalite_dot_compute_dot_v1_dot_servers__pb2.Server.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def DeleteServerMetadata(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/novalite.compute.v1.Servers/DeleteServerMetadata',
+            novalite_dot_compute_dot_v1_dot_servers__pb2.DeleteServerMetadataRequest.SerializeToString,
+            novalite_dot_compute_dot_v1_dot_servers__pb2.Server.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ListMigrations(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/novalite.compute.v1.Servers/ListMigrations',
+            novalite_dot_compute_dot_v1_dot_servers__pb2.ListMigrationsRequest.SerializeToString,
+            novalite_dot_compute_dot_v1_dot_servers__pb2.ListMigrationsResponse.FromString,
             options,
             channel_credentials,
             insecure,

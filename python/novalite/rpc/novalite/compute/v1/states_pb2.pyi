@@ -14,6 +14,9 @@ class VmState(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     VM_STATE_SUSPENDED: _ClassVar[VmState]
     VM_STATE_ERROR: _ClassVar[VmState]
     VM_STATE_DELETED: _ClassVar[VmState]
+    VM_STATE_RESIZED: _ClassVar[VmState]
+    VM_STATE_SHELVED: _ClassVar[VmState]
+    VM_STATE_SHELVED_OFFLOADED: _ClassVar[VmState]
     VM_STATE_RESCUED: _ClassVar[VmState]
 
 class TaskState(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
@@ -32,6 +35,18 @@ class TaskState(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     TASK_STATE_UNPAUSING: _ClassVar[TaskState]
     TASK_STATE_SUSPENDING: _ClassVar[TaskState]
     TASK_STATE_RESUMING: _ClassVar[TaskState]
+    TASK_STATE_RESIZE_PREP: _ClassVar[TaskState]
+    TASK_STATE_RESIZE_MIGRATING: _ClassVar[TaskState]
+    TASK_STATE_RESIZE_MIGRATED: _ClassVar[TaskState]
+    TASK_STATE_RESIZE_FINISH: _ClassVar[TaskState]
+    TASK_STATE_RESIZE_REVERTING: _ClassVar[TaskState]
+    TASK_STATE_RESIZE_CONFIRMING: _ClassVar[TaskState]
+    TASK_STATE_MIGRATING: _ClassVar[TaskState]
+    TASK_STATE_REBUILDING: _ClassVar[TaskState]
+    TASK_STATE_REBUILD_SPAWNING: _ClassVar[TaskState]
+    TASK_STATE_SHELVING: _ClassVar[TaskState]
+    TASK_STATE_SHELVING_OFFLOADING: _ClassVar[TaskState]
+    TASK_STATE_UNSHELVING: _ClassVar[TaskState]
     TASK_STATE_RESCUING: _ClassVar[TaskState]
     TASK_STATE_UNRESCUING: _ClassVar[TaskState]
 
@@ -51,6 +66,9 @@ VM_STATE_PAUSED: VmState
 VM_STATE_SUSPENDED: VmState
 VM_STATE_ERROR: VmState
 VM_STATE_DELETED: VmState
+VM_STATE_RESIZED: VmState
+VM_STATE_SHELVED: VmState
+VM_STATE_SHELVED_OFFLOADED: VmState
 VM_STATE_RESCUED: VmState
 TASK_STATE_NONE: TaskState
 TASK_STATE_SCHEDULING: TaskState
@@ -66,6 +84,18 @@ TASK_STATE_PAUSING: TaskState
 TASK_STATE_UNPAUSING: TaskState
 TASK_STATE_SUSPENDING: TaskState
 TASK_STATE_RESUMING: TaskState
+TASK_STATE_RESIZE_PREP: TaskState
+TASK_STATE_RESIZE_MIGRATING: TaskState
+TASK_STATE_RESIZE_MIGRATED: TaskState
+TASK_STATE_RESIZE_FINISH: TaskState
+TASK_STATE_RESIZE_REVERTING: TaskState
+TASK_STATE_RESIZE_CONFIRMING: TaskState
+TASK_STATE_MIGRATING: TaskState
+TASK_STATE_REBUILDING: TaskState
+TASK_STATE_REBUILD_SPAWNING: TaskState
+TASK_STATE_SHELVING: TaskState
+TASK_STATE_SHELVING_OFFLOADING: TaskState
+TASK_STATE_UNSHELVING: TaskState
 TASK_STATE_RESCUING: TaskState
 TASK_STATE_UNRESCUING: TaskState
 POWER_STATE_NOSTATE: PowerState

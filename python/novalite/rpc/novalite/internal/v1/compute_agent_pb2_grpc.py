@@ -53,6 +53,41 @@ class ComputeAgentStub:
                 request_serializer=novalite_dot_internal_dot_v1_dot_compute__agent__pb2.RunActionRequest.SerializeToString,
                 response_deserializer=novalite_dot_internal_dot_v1_dot_compute__agent__pb2.RunActionResponse.FromString,
                 _registered_method=True)
+        self.PrepareMove = channel.unary_unary(
+                '/novalite.internal.v1.ComputeAgent/PrepareMove',
+                request_serializer=novalite_dot_internal_dot_v1_dot_compute__agent__pb2.PrepareMoveRequest.SerializeToString,
+                response_deserializer=novalite_dot_internal_dot_v1_dot_compute__agent__pb2.PrepareMoveResponse.FromString,
+                _registered_method=True)
+        self.MigrateOut = channel.unary_unary(
+                '/novalite.internal.v1.ComputeAgent/MigrateOut',
+                request_serializer=novalite_dot_internal_dot_v1_dot_compute__agent__pb2.MigrateOutRequest.SerializeToString,
+                response_deserializer=novalite_dot_internal_dot_v1_dot_compute__agent__pb2.MigrateOutResponse.FromString,
+                _registered_method=True)
+        self.FinishMove = channel.unary_unary(
+                '/novalite.internal.v1.ComputeAgent/FinishMove',
+                request_serializer=novalite_dot_internal_dot_v1_dot_compute__agent__pb2.FinishMoveRequest.SerializeToString,
+                response_deserializer=novalite_dot_internal_dot_v1_dot_compute__agent__pb2.PowerStateResponse.FromString,
+                _registered_method=True)
+        self.RevertMove = channel.unary_unary(
+                '/novalite.internal.v1.ComputeAgent/RevertMove',
+                request_serializer=novalite_dot_internal_dot_v1_dot_compute__agent__pb2.RevertMoveRequest.SerializeToString,
+                response_deserializer=novalite_dot_internal_dot_v1_dot_compute__agent__pb2.PowerStateResponse.FromString,
+                _registered_method=True)
+        self.ConfirmMove = channel.unary_unary(
+                '/novalite.internal.v1.ComputeAgent/ConfirmMove',
+                request_serializer=novalite_dot_internal_dot_v1_dot_compute__agent__pb2.ConfirmMoveRequest.SerializeToString,
+                response_deserializer=novalite_dot_internal_dot_v1_dot_compute__agent__pb2.ConfirmMoveResponse.FromString,
+                _registered_method=True)
+        self.RebuildInstance = channel.unary_unary(
+                '/novalite.internal.v1.ComputeAgent/RebuildInstance',
+                request_serializer=novalite_dot_internal_dot_v1_dot_compute__agent__pb2.RebuildInstanceRequest.SerializeToString,
+                response_deserializer=novalite_dot_internal_dot_v1_dot_compute__agent__pb2.PowerStateResponse.FromString,
+                _registered_method=True)
+        self.ShelveInstance = channel.unary_unary(
+                '/novalite.internal.v1.ComputeAgent/ShelveInstance',
+                request_serializer=novalite_dot_internal_dot_v1_dot_compute__agent__pb2.ShelveInstanceRequest.SerializeToString,
+                response_deserializer=novalite_dot_internal_dot_v1_dot_compute__agent__pb2.ShelveInstanceResponse.FromString,
+                _registered_method=True)
         self.GetConsoleOutput = channel.unary_unary(
                 '/novalite.internal.v1.ComputeAgent/GetConsoleOutput',
                 request_serializer=novalite_dot_internal_dot_v1_dot_compute__agent__pb2.GetConsoleOutputRequest.SerializeToString,
@@ -101,6 +136,69 @@ class ComputeAgentServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def PrepareMove(self, request, context):
+        """The steps of a move, which the conductor drives one after the other (see
+        conductor/moves.py). Each may be repeated (after a crash) and then finds its
+        work done. A step that cannot be done ends the call with INTERNAL (the
+        message says why; the conductor undoes the move), RESOURCE_EXHAUSTED for a
+        claim that does not fit; NOT_FOUND for a guest the host does not have.
+
+        The destination's claim of the new flavor, before the source stops its
+        guest (Nova's prep_resize).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def MigrateOut(self, request, context):
+        """The source's half (Nova's migrate_disk_and_power_off): the guest stopped
+        (its memory saved first when `live`) and set aside; returns where the
+        destination copies it from.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def FinishMove(self, request, context):
+        """The destination's half (Nova's finish_migration): the guest defined from
+        the set-aside copy with the new flavor, started (or, live, carrying on).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def RevertMove(self, request, context):
+        """A revert or rollback on the source (Nova's finish_revert_resize): the
+        set-aside guest back as it was.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ConfirmMove(self, request, context):
+        """A confirm on the source (Nova's confirm_migration): the set-aside copy
+        removed.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def RebuildInstance(self, request, context):
+        """A rebuild on the server's host or an evacuation to a new one (Nova's
+        rebuild_instance): any guest the server has here destroyed, a new one
+        spawned from the image.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ShelveInstance(self, request, context):
+        """Nova's shelve_instance: the guest powered off, its disk snapshotted.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
     def GetConsoleOutput(self, request, context):
         """The guest's serial console log (Nova's get_console_output): its last 100
         KiB; the API cuts it to the lines asked for. Simulated hosts have none ("").
@@ -126,6 +224,41 @@ def add_ComputeAgentServicer_to_server(servicer, server):
                     servicer.RunAction,
                     request_deserializer=novalite_dot_internal_dot_v1_dot_compute__agent__pb2.RunActionRequest.FromString,
                     response_serializer=novalite_dot_internal_dot_v1_dot_compute__agent__pb2.RunActionResponse.SerializeToString,
+            ),
+            'PrepareMove': grpc.unary_unary_rpc_method_handler(
+                    servicer.PrepareMove,
+                    request_deserializer=novalite_dot_internal_dot_v1_dot_compute__agent__pb2.PrepareMoveRequest.FromString,
+                    response_serializer=novalite_dot_internal_dot_v1_dot_compute__agent__pb2.PrepareMoveResponse.SerializeToString,
+            ),
+            'MigrateOut': grpc.unary_unary_rpc_method_handler(
+                    servicer.MigrateOut,
+                    request_deserializer=novalite_dot_internal_dot_v1_dot_compute__agent__pb2.MigrateOutRequest.FromString,
+                    response_serializer=novalite_dot_internal_dot_v1_dot_compute__agent__pb2.MigrateOutResponse.SerializeToString,
+            ),
+            'FinishMove': grpc.unary_unary_rpc_method_handler(
+                    servicer.FinishMove,
+                    request_deserializer=novalite_dot_internal_dot_v1_dot_compute__agent__pb2.FinishMoveRequest.FromString,
+                    response_serializer=novalite_dot_internal_dot_v1_dot_compute__agent__pb2.PowerStateResponse.SerializeToString,
+            ),
+            'RevertMove': grpc.unary_unary_rpc_method_handler(
+                    servicer.RevertMove,
+                    request_deserializer=novalite_dot_internal_dot_v1_dot_compute__agent__pb2.RevertMoveRequest.FromString,
+                    response_serializer=novalite_dot_internal_dot_v1_dot_compute__agent__pb2.PowerStateResponse.SerializeToString,
+            ),
+            'ConfirmMove': grpc.unary_unary_rpc_method_handler(
+                    servicer.ConfirmMove,
+                    request_deserializer=novalite_dot_internal_dot_v1_dot_compute__agent__pb2.ConfirmMoveRequest.FromString,
+                    response_serializer=novalite_dot_internal_dot_v1_dot_compute__agent__pb2.ConfirmMoveResponse.SerializeToString,
+            ),
+            'RebuildInstance': grpc.unary_unary_rpc_method_handler(
+                    servicer.RebuildInstance,
+                    request_deserializer=novalite_dot_internal_dot_v1_dot_compute__agent__pb2.RebuildInstanceRequest.FromString,
+                    response_serializer=novalite_dot_internal_dot_v1_dot_compute__agent__pb2.PowerStateResponse.SerializeToString,
+            ),
+            'ShelveInstance': grpc.unary_unary_rpc_method_handler(
+                    servicer.ShelveInstance,
+                    request_deserializer=novalite_dot_internal_dot_v1_dot_compute__agent__pb2.ShelveInstanceRequest.FromString,
+                    response_serializer=novalite_dot_internal_dot_v1_dot_compute__agent__pb2.ShelveInstanceResponse.SerializeToString,
             ),
             'GetConsoleOutput': grpc.unary_unary_rpc_method_handler(
                     servicer.GetConsoleOutput,
@@ -218,6 +351,195 @@ class ComputeAgent:
             '/novalite.internal.v1.ComputeAgent/RunAction',
             novalite_dot_internal_dot_v1_dot_compute__agent__pb2.RunActionRequest.SerializeToString,
             novalite_dot_internal_dot_v1_dot_compute__agent__pb2.RunActionResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def PrepareMove(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/novalite.internal.v1.ComputeAgent/PrepareMove',
+            novalite_dot_internal_dot_v1_dot_compute__agent__pb2.PrepareMoveRequest.SerializeToString,
+            novalite_dot_internal_dot_v1_dot_compute__agent__pb2.PrepareMoveResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def MigrateOut(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/novalite.internal.v1.ComputeAgent/MigrateOut',
+            novalite_dot_internal_dot_v1_dot_compute__agent__pb2.MigrateOutRequest.SerializeToString,
+            novalite_dot_internal_dot_v1_dot_compute__agent__pb2.MigrateOutResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def FinishMove(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/novalite.internal.v1.ComputeAgent/FinishMove',
+            novalite_dot_internal_dot_v1_dot_compute__agent__pb2.FinishMoveRequest.SerializeToString,
+            novalite_dot_internal_dot_v1_dot_compute__agent__pb2.PowerStateResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def RevertMove(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/novalite.internal.v1.ComputeAgent/RevertMove',
+            novalite_dot_internal_dot_v1_dot_compute__agent__pb2.RevertMoveRequest.SerializeToString,
+            novalite_dot_internal_dot_v1_dot_compute__agent__pb2.PowerStateResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ConfirmMove(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/novalite.internal.v1.ComputeAgent/ConfirmMove',
+            novalite_dot_internal_dot_v1_dot_compute__agent__pb2.ConfirmMoveRequest.SerializeToString,
+            novalite_dot_internal_dot_v1_dot_compute__agent__pb2.ConfirmMoveResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def RebuildInstance(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/novalite.internal.v1.ComputeAgent/RebuildInstance',
+            novalite_dot_internal_dot_v1_dot_compute__agent__pb2.RebuildInstanceRequest.SerializeToString,
+            novalite_dot_internal_dot_v1_dot_compute__agent__pb2.PowerStateResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ShelveInstance(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/novalite.internal.v1.ComputeAgent/ShelveInstance',
+            novalite_dot_internal_dot_v1_dot_compute__agent__pb2.ShelveInstanceRequest.SerializeToString,
+            novalite_dot_internal_dot_v1_dot_compute__agent__pb2.ShelveInstanceResponse.FromString,
             options,
             channel_credentials,
             insecure,

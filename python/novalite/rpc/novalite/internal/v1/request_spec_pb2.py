@@ -26,7 +26,7 @@ from novalite.rpc.novalite.compute.v1 import flavors_pb2 as novalite_dot_compute
 from novalite.rpc.novalite.compute.v1 import images_pb2 as novalite_dot_compute_dot_v1_dot_images__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\'novalite/internal/v1/request_spec.proto\x12\x14novalite.internal.v1\x1a!novalite/compute/v1/flavors.proto\x1a novalite/compute/v1/images.proto\"\x87\x01\n\rInstanceGroup\x12\x0c\n\x04uuid\x18\x01 \x01(\t\x12\x0e\n\x06policy\x18\x02 \x01(\t\x12\x0f\n\x07members\x18\x03 \x03(\t\x12\r\n\x05hosts\x18\x04 \x03(\t\x12 \n\x13max_server_per_host\x18\x05 \x01(\x05H\x00\x88\x01\x01\x42\x16\n\x14_max_server_per_host\"\xfc\x02\n\x0bRequestSpec\x12\x12\n\nrequest_id\x18\x01 \x01(\t\x12\x12\n\nproject_id\x18\x02 \x01(\t\x12\x0f\n\x07user_id\x18\x03 \x01(\t\x12+\n\x06\x66lavor\x18\x04 \x01(\x0b\x32\x1b.novalite.compute.v1.Flavor\x12)\n\x05image\x18\x05 \x01(\x0b\x32\x1a.novalite.compute.v1.Image\x12\x1e\n\x11\x61vailability_zone\x18\x06 \x01(\tH\x00\x88\x01\x01\x12;\n\x0einstance_group\x18\x07 \x01(\x0b\x32#.novalite.internal.v1.InstanceGroup\x12\x11\n\tsame_host\x18\x08 \x03(\t\x12\x16\n\x0e\x64ifferent_host\x18\t \x03(\t\x12\x13\n\x0b\x66orce_hosts\x18\n \x03(\t\x12\x13\n\x0b\x66orce_nodes\x18\x0b \x03(\t\x12\x14\n\x0cignore_hosts\x18\x0c \x03(\tB\x14\n\x12_availability_zoneb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\'novalite/internal/v1/request_spec.proto\x12\x14novalite.internal.v1\x1a!novalite/compute/v1/flavors.proto\x1a novalite/compute/v1/images.proto\"\x87\x01\n\rInstanceGroup\x12\x0c\n\x04uuid\x18\x01 \x01(\t\x12\x0e\n\x06policy\x18\x02 \x01(\t\x12\x0f\n\x07members\x18\x03 \x03(\t\x12\r\n\x05hosts\x18\x04 \x03(\t\x12 \n\x13max_server_per_host\x18\x05 \x01(\x05H\x00\x88\x01\x01\x42\x16\n\x14_max_server_per_host\"\xc0\x03\n\x0bRequestSpec\x12\x12\n\nrequest_id\x18\x01 \x01(\t\x12\x12\n\nproject_id\x18\x02 \x01(\t\x12\x0f\n\x07user_id\x18\x03 \x01(\t\x12+\n\x06\x66lavor\x18\x04 \x01(\x0b\x32\x1b.novalite.compute.v1.Flavor\x12)\n\x05image\x18\x05 \x01(\x0b\x32\x1a.novalite.compute.v1.Image\x12\x1e\n\x11\x61vailability_zone\x18\x06 \x01(\tH\x00\x88\x01\x01\x12;\n\x0einstance_group\x18\x07 \x01(\x0b\x32#.novalite.internal.v1.InstanceGroup\x12\x11\n\tsame_host\x18\x08 \x03(\t\x12\x16\n\x0e\x64ifferent_host\x18\t \x03(\t\x12\x13\n\x0b\x66orce_hosts\x18\n \x03(\t\x12\x13\n\x0b\x66orce_nodes\x18\x0b \x03(\t\x12\x14\n\x0cignore_hosts\x18\x0c \x03(\t\x12\x1b\n\x0erequested_host\x18\r \x01(\tH\x01\x88\x01\x01\x12\x12\n\nis_rebuild\x18\x0e \x01(\x08\x42\x14\n\x12_availability_zoneB\x11\n\x0f_requested_hostb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -36,5 +36,5 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_INSTANCEGROUP']._serialized_start=135
   _globals['_INSTANCEGROUP']._serialized_end=270
   _globals['_REQUESTSPEC']._serialized_start=273
-  _globals['_REQUESTSPEC']._serialized_end=653
+  _globals['_REQUESTSPEC']._serialized_end=721
 # @@protoc_insertion_point(module_scope)

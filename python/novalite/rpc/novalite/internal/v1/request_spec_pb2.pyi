@@ -23,7 +23,7 @@ class InstanceGroup(_message.Message):
     def __init__(self, uuid: _Optional[str] = ..., policy: _Optional[str] = ..., members: _Optional[_Iterable[str]] = ..., hosts: _Optional[_Iterable[str]] = ..., max_server_per_host: _Optional[int] = ...) -> None: ...
 
 class RequestSpec(_message.Message):
-    __slots__ = ("request_id", "project_id", "user_id", "flavor", "image", "availability_zone", "instance_group", "same_host", "different_host", "force_hosts", "force_nodes", "ignore_hosts")
+    __slots__ = ("request_id", "project_id", "user_id", "flavor", "image", "availability_zone", "instance_group", "same_host", "different_host", "force_hosts", "force_nodes", "ignore_hosts", "requested_host", "is_rebuild")
     REQUEST_ID_FIELD_NUMBER: _ClassVar[int]
     PROJECT_ID_FIELD_NUMBER: _ClassVar[int]
     USER_ID_FIELD_NUMBER: _ClassVar[int]
@@ -36,6 +36,8 @@ class RequestSpec(_message.Message):
     FORCE_HOSTS_FIELD_NUMBER: _ClassVar[int]
     FORCE_NODES_FIELD_NUMBER: _ClassVar[int]
     IGNORE_HOSTS_FIELD_NUMBER: _ClassVar[int]
+    REQUESTED_HOST_FIELD_NUMBER: _ClassVar[int]
+    IS_REBUILD_FIELD_NUMBER: _ClassVar[int]
     request_id: str
     project_id: str
     user_id: str
@@ -48,4 +50,6 @@ class RequestSpec(_message.Message):
     force_hosts: _containers.RepeatedScalarFieldContainer[str]
     force_nodes: _containers.RepeatedScalarFieldContainer[str]
     ignore_hosts: _containers.RepeatedScalarFieldContainer[str]
-    def __init__(self, request_id: _Optional[str] = ..., project_id: _Optional[str] = ..., user_id: _Optional[str] = ..., flavor: _Optional[_Union[_flavors_pb2.Flavor, _Mapping]] = ..., image: _Optional[_Union[_images_pb2.Image, _Mapping]] = ..., availability_zone: _Optional[str] = ..., instance_group: _Optional[_Union[InstanceGroup, _Mapping]] = ..., same_host: _Optional[_Iterable[str]] = ..., different_host: _Optional[_Iterable[str]] = ..., force_hosts: _Optional[_Iterable[str]] = ..., force_nodes: _Optional[_Iterable[str]] = ..., ignore_hosts: _Optional[_Iterable[str]] = ...) -> None: ...
+    requested_host: str
+    is_rebuild: bool
+    def __init__(self, request_id: _Optional[str] = ..., project_id: _Optional[str] = ..., user_id: _Optional[str] = ..., flavor: _Optional[_Union[_flavors_pb2.Flavor, _Mapping]] = ..., image: _Optional[_Union[_images_pb2.Image, _Mapping]] = ..., availability_zone: _Optional[str] = ..., instance_group: _Optional[_Union[InstanceGroup, _Mapping]] = ..., same_host: _Optional[_Iterable[str]] = ..., different_host: _Optional[_Iterable[str]] = ..., force_hosts: _Optional[_Iterable[str]] = ..., force_nodes: _Optional[_Iterable[str]] = ..., ignore_hosts: _Optional[_Iterable[str]] = ..., requested_host: _Optional[str] = ..., is_rebuild: _Optional[bool] = ...) -> None: ...

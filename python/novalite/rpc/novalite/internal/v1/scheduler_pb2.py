@@ -26,7 +26,7 @@ from novalite.rpc.novalite.compute.v1 import faults_pb2 as novalite_dot_compute_
 from novalite.rpc.novalite.internal.v1 import request_spec_pb2 as novalite_dot_internal_dot_v1_dot_request__spec__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n$novalite/internal/v1/scheduler.proto\x12\x14novalite.internal.v1\x1a novalite/compute/v1/faults.proto\x1a\'novalite/internal/v1/request_spec.proto\"\x87\x01\n\x19SelectDestinationsRequest\x12\x37\n\x0crequest_spec\x18\x01 \x01(\x0b\x32!.novalite.internal.v1.RequestSpec\x12\x16\n\x0einstance_uuids\x18\x02 \x03(\t\x12\x19\n\x11return_alternates\x18\x03 \x01(\x08\"Y\n\x1aSelectDestinationsResponse\x12;\n\nselections\x18\x01 \x03(\x0b\x32\'.novalite.internal.v1.InstanceSelection\"Z\n\x11InstanceSelection\x12\x15\n\rinstance_uuid\x18\x01 \x01(\t\x12.\n\x05hosts\x18\x02 \x03(\x0b\x32\x1f.novalite.internal.v1.Selection\"\xcf\x01\n\tSelection\x12\x0c\n\x04host\x18\x01 \x01(\t\x12\x11\n\thost_uuid\x18\x02 \x01(\t\x12\x43\n\nallocation\x18\x03 \x03(\x0b\x32/.novalite.internal.v1.Selection.AllocationEntry\x12\x19\n\x11\x61vailability_zone\x18\x04 \x01(\t\x12\x0e\n\x06weight\x18\x05 \x01(\x01\x1a\x31\n\x0f\x41llocationEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\x03:\x02\x38\x01\"z\n\x0bNoValidHost\x12\x0e\n\x06reason\x18\x01 \x01(\t\x12\x32\n\nrejections\x18\x02 \x03(\x0b\x32\x1e.novalite.compute.v1.Rejection\x12\x16\n\x0einstance_index\x18\x03 \x01(\x05\x12\x0f\n\x07missing\x18\x04 \x03(\t\"#\n\x12ReportHostsRequest\x12\r\n\x05names\x18\x01 \x03(\t\"\x15\n\x13ReportHostsResponse\"\x1a\n\x18RefreshAggregatesRequest\"\x1b\n\x19RefreshAggregatesResponse\"1\n\x18ReleaseAllocationRequest\x12\x15\n\rinstance_uuid\x18\x01 \x01(\t\"\x1b\n\x19ReleaseAllocationResponse\"\xc2\x01\n\x16\x43laimAllocationRequest\x12\x15\n\rinstance_uuid\x18\x01 \x01(\t\x12\x0c\n\x04host\x18\x02 \x01(\t\x12P\n\nallocation\x18\x03 \x03(\x0b\x32<.novalite.internal.v1.ClaimAllocationRequest.AllocationEntry\x1a\x31\n\x0f\x41llocationEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\x03:\x02\x38\x01\"*\n\x17\x43laimAllocationResponse\x12\x0f\n\x07\x63laimed\x18\x01 \x01(\x08\x32\xc4\x04\n\tScheduler\x12w\n\x12SelectDestinations\x12/.novalite.internal.v1.SelectDestinationsRequest\x1a\x30.novalite.internal.v1.SelectDestinationsResponse\x12\x62\n\x0bReportHosts\x12(.novalite.internal.v1.ReportHostsRequest\x1a).novalite.internal.v1.ReportHostsResponse\x12t\n\x11RefreshAggregates\x12..novalite.internal.v1.RefreshAggregatesRequest\x1a/.novalite.internal.v1.RefreshAggregatesResponse\x12t\n\x11ReleaseAllocation\x12..novalite.internal.v1.ReleaseAllocationRequest\x1a/.novalite.internal.v1.ReleaseAllocationResponse\x12n\n\x0f\x43laimAllocation\x12,.novalite.internal.v1.ClaimAllocationRequest\x1a-.novalite.internal.v1.ClaimAllocationResponseb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n$novalite/internal/v1/scheduler.proto\x12\x14novalite.internal.v1\x1a novalite/compute/v1/faults.proto\x1a\'novalite/internal/v1/request_spec.proto\"\x9f\x01\n\x19SelectDestinationsRequest\x12\x37\n\x0crequest_spec\x18\x01 \x01(\x0b\x32!.novalite.internal.v1.RequestSpec\x12\x16\n\x0einstance_uuids\x18\x02 \x03(\t\x12\x19\n\x11return_alternates\x18\x03 \x01(\x08\x12\x16\n\x0emigration_uuid\x18\x04 \x01(\t\"Y\n\x1aSelectDestinationsResponse\x12;\n\nselections\x18\x01 \x03(\x0b\x32\'.novalite.internal.v1.InstanceSelection\"Z\n\x11InstanceSelection\x12\x15\n\rinstance_uuid\x18\x01 \x01(\t\x12.\n\x05hosts\x18\x02 \x03(\x0b\x32\x1f.novalite.internal.v1.Selection\"\xcf\x01\n\tSelection\x12\x0c\n\x04host\x18\x01 \x01(\t\x12\x11\n\thost_uuid\x18\x02 \x01(\t\x12\x43\n\nallocation\x18\x03 \x03(\x0b\x32/.novalite.internal.v1.Selection.AllocationEntry\x12\x19\n\x11\x61vailability_zone\x18\x04 \x01(\t\x12\x0e\n\x06weight\x18\x05 \x01(\x01\x1a\x31\n\x0f\x41llocationEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\x03:\x02\x38\x01\"z\n\x0bNoValidHost\x12\x0e\n\x06reason\x18\x01 \x01(\t\x12\x32\n\nrejections\x18\x02 \x03(\x0b\x32\x1e.novalite.compute.v1.Rejection\x12\x16\n\x0einstance_index\x18\x03 \x01(\x05\x12\x0f\n\x07missing\x18\x04 \x03(\t\"#\n\x12ReportHostsRequest\x12\r\n\x05names\x18\x01 \x03(\t\"\x15\n\x13ReportHostsResponse\"\x1a\n\x18RefreshAggregatesRequest\"\x1b\n\x19RefreshAggregatesResponse\"1\n\x18ReleaseAllocationRequest\x12\x15\n\rinstance_uuid\x18\x01 \x01(\t\"\x1b\n\x19ReleaseAllocationResponse\"\xc2\x01\n\x16\x43laimAllocationRequest\x12\x15\n\rinstance_uuid\x18\x01 \x01(\t\x12\x0c\n\x04host\x18\x02 \x01(\t\x12P\n\nallocation\x18\x03 \x03(\x0b\x32<.novalite.internal.v1.ClaimAllocationRequest.AllocationEntry\x1a\x31\n\x0f\x41llocationEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\x03:\x02\x38\x01\"*\n\x17\x43laimAllocationResponse\x12\x0f\n\x07\x63laimed\x18\x01 \x01(\x08\"7\n\x15MoveAllocationRequest\x12\x0e\n\x06source\x18\x01 \x01(\t\x12\x0e\n\x06target\x18\x02 \x01(\t\"\x18\n\x16MoveAllocationResponse2\xa4\x06\n\tScheduler\x12w\n\x12SelectDestinations\x12/.novalite.internal.v1.SelectDestinationsRequest\x1a\x30.novalite.internal.v1.SelectDestinationsResponse\x12\x62\n\x0bReportHosts\x12(.novalite.internal.v1.ReportHostsRequest\x1a).novalite.internal.v1.ReportHostsResponse\x12t\n\x11RefreshAggregates\x12..novalite.internal.v1.RefreshAggregatesRequest\x1a/.novalite.internal.v1.RefreshAggregatesResponse\x12t\n\x11ReleaseAllocation\x12..novalite.internal.v1.ReleaseAllocationRequest\x1a/.novalite.internal.v1.ReleaseAllocationResponse\x12n\n\x0f\x43laimAllocation\x12,.novalite.internal.v1.ClaimAllocationRequest\x1a-.novalite.internal.v1.ClaimAllocationResponse\x12k\n\x0eMoveAllocation\x12+.novalite.internal.v1.MoveAllocationRequest\x1a,.novalite.internal.v1.MoveAllocationResponse\x12q\n\x0c\x43heckRebuild\x12/.novalite.internal.v1.SelectDestinationsRequest\x1a\x30.novalite.internal.v1.SelectDestinationsResponseb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -38,35 +38,39 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_CLAIMALLOCATIONREQUEST_ALLOCATIONENTRY']._loaded_options = None
   _globals['_CLAIMALLOCATIONREQUEST_ALLOCATIONENTRY']._serialized_options = b'8\001'
   _globals['_SELECTDESTINATIONSREQUEST']._serialized_start=138
-  _globals['_SELECTDESTINATIONSREQUEST']._serialized_end=273
-  _globals['_SELECTDESTINATIONSRESPONSE']._serialized_start=275
-  _globals['_SELECTDESTINATIONSRESPONSE']._serialized_end=364
-  _globals['_INSTANCESELECTION']._serialized_start=366
-  _globals['_INSTANCESELECTION']._serialized_end=456
-  _globals['_SELECTION']._serialized_start=459
-  _globals['_SELECTION']._serialized_end=666
-  _globals['_SELECTION_ALLOCATIONENTRY']._serialized_start=617
-  _globals['_SELECTION_ALLOCATIONENTRY']._serialized_end=666
-  _globals['_NOVALIDHOST']._serialized_start=668
-  _globals['_NOVALIDHOST']._serialized_end=790
-  _globals['_REPORTHOSTSREQUEST']._serialized_start=792
-  _globals['_REPORTHOSTSREQUEST']._serialized_end=827
-  _globals['_REPORTHOSTSRESPONSE']._serialized_start=829
-  _globals['_REPORTHOSTSRESPONSE']._serialized_end=850
-  _globals['_REFRESHAGGREGATESREQUEST']._serialized_start=852
-  _globals['_REFRESHAGGREGATESREQUEST']._serialized_end=878
-  _globals['_REFRESHAGGREGATESRESPONSE']._serialized_start=880
-  _globals['_REFRESHAGGREGATESRESPONSE']._serialized_end=907
-  _globals['_RELEASEALLOCATIONREQUEST']._serialized_start=909
-  _globals['_RELEASEALLOCATIONREQUEST']._serialized_end=958
-  _globals['_RELEASEALLOCATIONRESPONSE']._serialized_start=960
-  _globals['_RELEASEALLOCATIONRESPONSE']._serialized_end=987
-  _globals['_CLAIMALLOCATIONREQUEST']._serialized_start=990
-  _globals['_CLAIMALLOCATIONREQUEST']._serialized_end=1184
-  _globals['_CLAIMALLOCATIONREQUEST_ALLOCATIONENTRY']._serialized_start=617
-  _globals['_CLAIMALLOCATIONREQUEST_ALLOCATIONENTRY']._serialized_end=666
-  _globals['_CLAIMALLOCATIONRESPONSE']._serialized_start=1186
-  _globals['_CLAIMALLOCATIONRESPONSE']._serialized_end=1228
-  _globals['_SCHEDULER']._serialized_start=1231
-  _globals['_SCHEDULER']._serialized_end=1811
+  _globals['_SELECTDESTINATIONSREQUEST']._serialized_end=297
+  _globals['_SELECTDESTINATIONSRESPONSE']._serialized_start=299
+  _globals['_SELECTDESTINATIONSRESPONSE']._serialized_end=388
+  _globals['_INSTANCESELECTION']._serialized_start=390
+  _globals['_INSTANCESELECTION']._serialized_end=480
+  _globals['_SELECTION']._serialized_start=483
+  _globals['_SELECTION']._serialized_end=690
+  _globals['_SELECTION_ALLOCATIONENTRY']._serialized_start=641
+  _globals['_SELECTION_ALLOCATIONENTRY']._serialized_end=690
+  _globals['_NOVALIDHOST']._serialized_start=692
+  _globals['_NOVALIDHOST']._serialized_end=814
+  _globals['_REPORTHOSTSREQUEST']._serialized_start=816
+  _globals['_REPORTHOSTSREQUEST']._serialized_end=851
+  _globals['_REPORTHOSTSRESPONSE']._serialized_start=853
+  _globals['_REPORTHOSTSRESPONSE']._serialized_end=874
+  _globals['_REFRESHAGGREGATESREQUEST']._serialized_start=876
+  _globals['_REFRESHAGGREGATESREQUEST']._serialized_end=902
+  _globals['_REFRESHAGGREGATESRESPONSE']._serialized_start=904
+  _globals['_REFRESHAGGREGATESRESPONSE']._serialized_end=931
+  _globals['_RELEASEALLOCATIONREQUEST']._serialized_start=933
+  _globals['_RELEASEALLOCATIONREQUEST']._serialized_end=982
+  _globals['_RELEASEALLOCATIONRESPONSE']._serialized_start=984
+  _globals['_RELEASEALLOCATIONRESPONSE']._serialized_end=1011
+  _globals['_CLAIMALLOCATIONREQUEST']._serialized_start=1014
+  _globals['_CLAIMALLOCATIONREQUEST']._serialized_end=1208
+  _globals['_CLAIMALLOCATIONREQUEST_ALLOCATIONENTRY']._serialized_start=641
+  _globals['_CLAIMALLOCATIONREQUEST_ALLOCATIONENTRY']._serialized_end=690
+  _globals['_CLAIMALLOCATIONRESPONSE']._serialized_start=1210
+  _globals['_CLAIMALLOCATIONRESPONSE']._serialized_end=1252
+  _globals['_MOVEALLOCATIONREQUEST']._serialized_start=1254
+  _globals['_MOVEALLOCATIONREQUEST']._serialized_end=1309
+  _globals['_MOVEALLOCATIONRESPONSE']._serialized_start=1311
+  _globals['_MOVEALLOCATIONRESPONSE']._serialized_end=1335
+  _globals['_SCHEDULER']._serialized_start=1338
+  _globals['_SCHEDULER']._serialized_end=2142
 # @@protoc_insertion_point(module_scope)

@@ -9,14 +9,16 @@ from typing import ClassVar as _ClassVar, Optional as _Optional, Union as _Union
 DESCRIPTOR: _descriptor.FileDescriptor
 
 class SelectDestinationsRequest(_message.Message):
-    __slots__ = ("request_spec", "instance_uuids", "return_alternates")
+    __slots__ = ("request_spec", "instance_uuids", "return_alternates", "migration_uuid")
     REQUEST_SPEC_FIELD_NUMBER: _ClassVar[int]
     INSTANCE_UUIDS_FIELD_NUMBER: _ClassVar[int]
     RETURN_ALTERNATES_FIELD_NUMBER: _ClassVar[int]
+    MIGRATION_UUID_FIELD_NUMBER: _ClassVar[int]
     request_spec: _request_spec_pb2.RequestSpec
     instance_uuids: _containers.RepeatedScalarFieldContainer[str]
     return_alternates: bool
-    def __init__(self, request_spec: _Optional[_Union[_request_spec_pb2.RequestSpec, _Mapping]] = ..., instance_uuids: _Optional[_Iterable[str]] = ..., return_alternates: _Optional[bool] = ...) -> None: ...
+    migration_uuid: str
+    def __init__(self, request_spec: _Optional[_Union[_request_spec_pb2.RequestSpec, _Mapping]] = ..., instance_uuids: _Optional[_Iterable[str]] = ..., return_alternates: _Optional[bool] = ..., migration_uuid: _Optional[str] = ...) -> None: ...
 
 class SelectDestinationsResponse(_message.Message):
     __slots__ = ("selections",)
@@ -115,3 +117,15 @@ class ClaimAllocationResponse(_message.Message):
     CLAIMED_FIELD_NUMBER: _ClassVar[int]
     claimed: bool
     def __init__(self, claimed: _Optional[bool] = ...) -> None: ...
+
+class MoveAllocationRequest(_message.Message):
+    __slots__ = ("source", "target")
+    SOURCE_FIELD_NUMBER: _ClassVar[int]
+    TARGET_FIELD_NUMBER: _ClassVar[int]
+    source: str
+    target: str
+    def __init__(self, source: _Optional[str] = ..., target: _Optional[str] = ...) -> None: ...
+
+class MoveAllocationResponse(_message.Message):
+    __slots__ = ()
+    def __init__(self) -> None: ...

@@ -63,6 +63,16 @@ class SchedulerStub:
                 request_serializer=novalite_dot_internal_dot_v1_dot_scheduler__pb2.ClaimAllocationRequest.SerializeToString,
                 response_deserializer=novalite_dot_internal_dot_v1_dot_scheduler__pb2.ClaimAllocationResponse.FromString,
                 _registered_method=True)
+        self.MoveAllocation = channel.unary_unary(
+                '/novalite.internal.v1.Scheduler/MoveAllocation',
+                request_serializer=novalite_dot_internal_dot_v1_dot_scheduler__pb2.MoveAllocationRequest.SerializeToString,
+                response_deserializer=novalite_dot_internal_dot_v1_dot_scheduler__pb2.MoveAllocationResponse.FromString,
+                _registered_method=True)
+        self.CheckRebuild = channel.unary_unary(
+                '/novalite.internal.v1.Scheduler/CheckRebuild',
+                request_serializer=novalite_dot_internal_dot_v1_dot_scheduler__pb2.SelectDestinationsRequest.SerializeToString,
+                response_deserializer=novalite_dot_internal_dot_v1_dot_scheduler__pb2.SelectDestinationsResponse.FromString,
+                _registered_method=True)
 
 
 class SchedulerServicer:
@@ -127,6 +137,26 @@ class SchedulerServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def MoveAllocation(self, request, context):
+        """Placement's allocation move: what `source` holds becomes `target`'s (whose
+        own allocation is released), in one transaction. A move's revert or
+        rollback gives the migration's source allocation back to the instance.
+        A source holding nothing changes nothing, so a retry is safe.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def CheckRebuild(self, request, context):
+        """Nova's rebuild check: whether the server's own host (request_spec
+        force_hosts) passes the filters that run on a rebuild with the new image,
+        its capacity counted without the server's allocation. Claims nothing;
+        RESOURCE_EXHAUSTED with a NoValidHost detail when it does not pass.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_SchedulerServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -154,6 +184,16 @@ def add_SchedulerServicer_to_server(servicer, server):
                     servicer.ClaimAllocation,
                     request_deserializer=novalite_dot_internal_dot_v1_dot_scheduler__pb2.ClaimAllocationRequest.FromString,
                     response_serializer=novalite_dot_internal_dot_v1_dot_scheduler__pb2.ClaimAllocationResponse.SerializeToString,
+            ),
+            'MoveAllocation': grpc.unary_unary_rpc_method_handler(
+                    servicer.MoveAllocation,
+                    request_deserializer=novalite_dot_internal_dot_v1_dot_scheduler__pb2.MoveAllocationRequest.FromString,
+                    response_serializer=novalite_dot_internal_dot_v1_dot_scheduler__pb2.MoveAllocationResponse.SerializeToString,
+            ),
+            'CheckRebuild': grpc.unary_unary_rpc_method_handler(
+                    servicer.CheckRebuild,
+                    request_deserializer=novalite_dot_internal_dot_v1_dot_scheduler__pb2.SelectDestinationsRequest.FromString,
+                    response_serializer=novalite_dot_internal_dot_v1_dot_scheduler__pb2.SelectDestinationsResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -295,6 +335,60 @@ class Scheduler:
             '/novalite.internal.v1.Scheduler/ClaimAllocation',
             novalite_dot_internal_dot_v1_dot_scheduler__pb2.ClaimAllocationRequest.SerializeToString,
             novalite_dot_internal_dot_v1_dot_scheduler__pb2.ClaimAllocationResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def MoveAllocation(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/novalite.internal.v1.Scheduler/MoveAllocation',
+            novalite_dot_internal_dot_v1_dot_scheduler__pb2.MoveAllocationRequest.SerializeToString,
+            novalite_dot_internal_dot_v1_dot_scheduler__pb2.MoveAllocationResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def CheckRebuild(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/novalite.internal.v1.Scheduler/CheckRebuild',
+            novalite_dot_internal_dot_v1_dot_scheduler__pb2.SelectDestinationsRequest.SerializeToString,
+            novalite_dot_internal_dot_v1_dot_scheduler__pb2.SelectDestinationsResponse.FromString,
             options,
             channel_credentials,
             insecure,
