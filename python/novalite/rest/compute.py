@@ -1,7 +1,7 @@
 """Nova v2.1's compute API over ApiManager: version documents, servers (create,
-list, show, delete, actions from the lifecycle table, instance actions), flavors
-and their extra specs, server groups, availability zones, hypervisors, services,
-os-hosts (until 2.43), limits and quota sets.
+list, show, delete, actions from the lifecycle table, instance actions), key
+pairs, flavors and their extra specs, server groups, availability zones,
+hypervisors, services, os-hosts (until 2.43), limits and quota sets.
 
 Who may call a route is the policy entry it names (an RPC's where an RPC does the
 same work); what a caller may see (their project's servers, public flavors) the
@@ -10,6 +10,7 @@ manager decides. Field names in errors are Nova's ("server.flavorRef").
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
 from aiohttp import web
@@ -29,6 +30,7 @@ _FLAVORS = "/novalite.compute.v1.Flavors/"
 _GROUPS = "/novalite.compute.v1.ServerGroups/"
 _HOSTS = "/novalite.compute.v1.Hosts/"
 _QUOTAS = "/novalite.compute.v1.Quotas/"
+_KEYPAIRS = "/novalite.compute.v1.Keypairs/"
 
 # The manager's names for create's fields, as Nova's body spells them.
 _CREATE_FIELDS = {
@@ -379,6 +381,90 @@ async def instance_action(call: Call) -> web.StreamResponse:
                 a, call.version, admin=call.caller.is_admin, with_events=True)})
     raise errors.NotFound(f"Action for request_id {call.param('request_id')} on instance "
                           f"{call.param('server_id')} not found")
+
+
+# ---- key pairs ---------------------------------------------------------------------------
+
+def _key_owner(call: Call) -> str | None:
+    """The user whose key pairs a request names (2.10: ``user_id``, for admins)."""
+    return call.query.only(*(("user_id",) if call.since("2.10") else ())).get("user_id")
+
+
+@routes.get("/v2.1/os-keypairs", _KEYPAIRS + "ListKeypairs")
+async def list_key_pairs(call: Call) -> web.StreamResponse:
+    q = call.query.only(*(("user_id",) if call.since("2.10") else ()),
+                        *(("limit", "marker") if call.since("2.35") else ()))
+    pairs = await blocking(call.managers.api.list_key_pairs, call.caller, q.get("user_id"))
+    marker = q.get("marker")
+    if marker is not None:
+        names = [k.name for k in pairs]
+        if marker not in names:
+            raise errors.Invalid("marker", f"Marker {marker[:64]} could not be found.")
+        pairs = pairs[names.index(marker) + 1:]
+    limit = q.int("limit", minimum=0)
+    more = limit is not None and len(pairs) > limit
+    pairs = pairs[:limit] if limit is not None else pairs
+    body: dict[str, Any] = {"keypairs": [{"keypair": convert.key_pair(k, call.version,
+                                                                      view="index")}
+                                         for k in pairs]}
+    if more and pairs:
+        body["keypairs_links"] = convert.next_link(call.base, "os-keypairs", pairs[-1].name,
+                                                   limit, q.params)
+    return reply(body)
+
+
+@routes.get("/v2.1/os-keypairs/{name}", _KEYPAIRS + "ListKeypairs")
+async def show_key_pair(call: Call) -> web.StreamResponse:
+    owner = _key_owner(call)
+    name = call.param("name")
+    for k in await blocking(call.managers.api.list_key_pairs, call.caller, owner):
+        if k.name == name:
+            return reply({"keypair": convert.key_pair(k, call.version, view="show")})
+    raise errors.NotFound(f"Keypair {name} not found for user {owner or call.caller.user_id}")
+
+
+# The names Nova takes before 2.92 ('@' and '.' came then); novalite's own are those
+# of 2.92 at every microversion (api/keypairs.py).
+_OLD_KEYPAIR_NAME = re.compile(r"^[A-Za-z0-9 _-]+$")
+_KEYPAIR_FIELDS = {"name": "keypair.name", "public_key": "keypair.public_key",
+                   "user_id": "keypair.user_id"}
+
+
+@routes.post("/v2.1/os-keypairs", DEFERRED)
+async def create_key_pair(call: Call) -> web.StreamResponse:
+    """Import a public key, or (before 2.92) generate a pair and answer with its
+    private key; 201 from 2.2 (200 before), as Nova."""
+    k = (await call.body()).only("keypair").obj("keypair", required=True)
+    assert k is not None
+    k.only("name", "public_key", *(("type",) if call.since("2.2") else ()),
+           *(("user_id",) if call.since("2.10") else ()))
+    name = k.str("name", required=True) or ""
+    if not call.since("2.92") and not _OLD_KEYPAIR_NAME.match(name):
+        raise errors.Invalid("keypair.name", "before microversion 2.92 a key pair's name is "
+                                             "letters, digits, spaces, '_' and '-'")
+    if k.str("type") not in (None, "ssh"):
+        raise errors.Invalid("keypair.type", "novalite has SSH key pairs only (no x509)")
+    public_key = k.str("public_key", required=call.since("2.92"), max_len=16384)
+    user_id = k.str("user_id")
+    try:
+        if public_key is None:
+            policy.authorize(_KEYPAIRS + "CreateKeypair", call.caller)
+            pair = await blocking(call.managers.api.create_key_pair, call.caller, name, user_id)
+        else:
+            policy.authorize(_KEYPAIRS + "ImportKeypair", call.caller)
+            pair = await blocking(call.managers.api.import_key_pair, call.caller, name,
+                                  public_key, user_id)
+    except errors.Invalid as e:
+        raise errors.Invalid(_KEYPAIR_FIELDS.get(e.field, e.field), e.message) from None
+    return reply({"keypair": convert.key_pair(pair, call.version, view="create")},
+                 status=201 if call.since("2.2") else 200)
+
+
+@routes.delete("/v2.1/os-keypairs/{name}", _KEYPAIRS + "DeleteKeypair")
+async def delete_key_pair(call: Call) -> web.StreamResponse:
+    await blocking(call.managers.api.delete_key_pair, call.caller, call.param("name"),
+                   _key_owner(call))
+    return reply(status=204 if call.since("2.2") else 202)
 
 
 # ---- flavors -----------------------------------------------------------------------------

@@ -415,6 +415,32 @@ def instance_action(a: records.InstanceAction, version: Version, *, admin: bool,
     return out
 
 
+# ---- compute: key pairs ---------------------------------------------------------------
+
+def int_id(*parts: str) -> int:
+    """An integer id for what Nova numbers and novalite names (a key pair's): the
+    same one every time."""
+    return int(hashlib.sha256("/".join(parts).encode()).hexdigest()[:7], 16)
+
+
+def key_pair(k: records.KeyPair, version: Version, *, view: str) -> dict[str, Any]:
+    """Nova's key pair: ``view`` "index" (a listing's entry), "create" (with the
+    private key of a generated pair) or "show"; its type from 2.2."""
+    out: dict[str, Any] = {"name": k.name, "public_key": k.public_key,
+                           "fingerprint": k.fingerprint}
+    if view != "index":
+        out["user_id"] = k.user_id
+    if view == "create" and k.private_key is not None:
+        out["private_key"] = k.private_key
+    if view == "show":
+        out.update({"id": int_id("keypair", k.user_id, k.name),
+                    "created_at": isotime_micro(k.created_at), "updated_at": None,
+                    "deleted": False, "deleted_at": None})
+    if version.at_least("2.2"):
+        out["type"] = k.type
+    return out
+
+
 # ---- compute: server groups, zones, hosts, quotas --------------------------------------
 
 def server_group(g: records.ServerGroup, version: Version) -> dict[str, Any]:
