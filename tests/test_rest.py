@@ -200,7 +200,8 @@ def test_sdk_creates_servers_runs_every_action_and_deletes_them(
 
 def test_sdk_cloud_layer(admin: openstack.connection.Connection, image: Any, flavor: Any) -> None:
     """The layer Ansible's openstack.cloud modules call (by names, not ids). Its
-    wait for ACTIVE wants an address, which servers get with networks (issue 13)."""
+    wait for ACTIVE wants an address, which servers get on a network (this cloud
+    has none; test_rest_guests.py waits with one)."""
     server = admin.create_server("cloud-layer", image=image.name, flavor=flavor.name, wait=False)
     wait_status(admin, server.id, "ACTIVE")
     assert admin.get_server("cloud-layer").status == "ACTIVE"

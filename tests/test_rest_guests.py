@@ -1,15 +1,20 @@
 """The REST API's guests with the real OpenStack clients from PyPI (openstacksdk,
-the `openstack` command), against a LocalCloud of simulated hosts, on SQLite and
-(with NOVALITE_TEST_POSTGRES_URL) PostgreSQL.
+the `openstack` command), against a LocalCloud of simulated hosts with two flat
+networks, on SQLite and (with NOVALITE_TEST_POSTGRES_URL) PostgreSQL.
 
 * key pairs: generated (the private key in the answer), imported, listed, shown,
-  deleted, another user's for admins (2.10); Nova's codes at each microversion.
+  deleted, another user's for admins (2.10); Nova's codes at each microversion;
+* create: key_name, user_data, config_drive, adminPass and networks, each shown
+  back (addresses in Nova's shape, /ips); what novalite cannot honour (ports,
+  fixed IPs, tags) refused naming the field, with nothing created.
 """
 
 from __future__ import annotations
 
+import base64
 import json
 import subprocess
+import time
 import uuid
 from pathlib import Path
 from typing import Any, Iterator
@@ -19,11 +24,14 @@ import openstack.connection
 import pytest
 
 from novalite.cloud import LocalCloud
+from novalite.rpc.novalite.compute.v1 import images_pb2, images_pb2_grpc
+from novalite.services.client import sync_channel
 
-from helpers import BACKENDS, postgres_database
+from helpers import BACKENDS, cloud_database, postgres_database
 from test_rest import connect, raw, run_openstack
 
 HOSTS = [f"compute-{i:03d}" for i in range(1, 5)]
+NETWORKS = {"private": "10.97.0.0/24", "second": "10.96.0.0/24"}
 
 
 @pytest.fixture(scope="module", params=BACKENDS)
@@ -37,8 +45,39 @@ def cloud(request: Any, tmp_path_factory: Any) -> Iterator[LocalCloud]:
 
 
 @pytest.fixture(scope="module")
-def admin(cloud: LocalCloud) -> openstack.connection.Connection:
+def networks(cloud: LocalCloud) -> dict[str, Any]:
+    """Two flat networks, as a real host's agent would report them (the conductor
+    hands out their fixed IPs whatever the host)."""
+    db = cloud_database(cloud)
+    try:
+        return {name: db.register_network(name=name, cidr=cidr, gateway=cidr[:-4] + "1",
+                                          bridge=f"nlbr-{name}", dhcp_server=cidr[:-4] + "1")
+                for name, cidr in NETWORKS.items()}
+    finally:
+        db.close()
+
+
+@pytest.fixture(scope="module")
+def admin(cloud: LocalCloud, networks: dict[str, Any]) -> openstack.connection.Connection:
     return connect(cloud)
+
+
+@pytest.fixture(scope="module")
+def images(cloud: LocalCloud, tmp_path_factory: Any) -> dict[str, Any]:
+    disk = tmp_path_factory.mktemp("img") / "disk.raw"
+    disk.write_bytes(b"\0" * 65536)
+    with sync_channel(cloud.endpoint("api"), cloud.admin_token()) as ch:
+        stub = images_pb2_grpc.ImagesStub(ch)
+        return {name: stub.CreateImage(images_pb2.CreateImageRequest(name=name, path=str(disk)))
+                for name in ("first", "second")}
+
+
+@pytest.fixture(scope="module")
+def flavors(admin: openstack.connection.Connection) -> dict[str, Any]:
+    return {name: admin.compute.create_flavor(name=f"{name}-{uuid.uuid4().hex[:4]}",
+                                              vcpus=vcpus, ram=ram, disk=1)
+            for name, (vcpus, ram) in {"small": (1, 256), "medium": (2, 512),
+                                       "large": (2, 1024)}.items()}
 
 
 @pytest.fixture(scope="module")
@@ -49,6 +88,20 @@ def member(cloud: LocalCloud, admin: openstack.connection.Connection) -> dict[st
     admin.identity.assign_project_role_to_user(project, user, admin.identity.find_role("member"))
     conn = connect(cloud, username=user.name, password="pw-bob-1", project_name=project.name)
     return {"project": project, "user": user, "conn": conn, "token": conn.session.get_token()}
+
+
+def settle(conn: openstack.connection.Connection, sid: str, status: str,
+           timeout: float = 60) -> Any:
+    """The server once it shows ``status`` with no task in flight (a rescue shows
+    RESCUE while it is still rescuing, as Nova's)."""
+    deadline = time.monotonic() + timeout
+    while True:
+        server = conn.compute.get_server(sid)
+        if server.status == status and server.task_state is None:
+            return server
+        assert server.status != "ERROR", server.fault
+        assert time.monotonic() < deadline, f"not {status} within {timeout:.0f} s: {server}"
+        time.sleep(0.1)
 
 
 def fault(reply: Any, status: int) -> str:
@@ -133,3 +186,107 @@ def test_key_pairs(cloud: LocalCloud, admin: openstack.connection.Connection,
     with pytest.raises(openstack.exceptions.NotFoundException):
         conn.compute.get_keypair("made")
     run_openstack(cloud, "keypair", "delete", "cli-key")
+
+
+# ---- what a server is given ----------------------------------------------------------------
+
+def test_a_server_gets_its_key_user_data_config_drive_password_and_networks(
+        cloud: LocalCloud, admin: openstack.connection.Connection, member: dict[str, Any],
+        networks: dict[str, Any], images: dict[str, Any], flavors: dict[str, Any],
+        tmp_path: Path) -> None:
+    conn, token = member["conn"], member["token"]
+    conn.compute.create_keypair(name="boot-key", public_key=ssh_public_key(tmp_path))
+    user_data = base64.b64encode(b"#!/bin/sh\necho hello\n").decode()
+    created = conn.compute.create_server(
+        name="given", flavor_id=flavors["small"].id, image_id=images["first"].id,
+        key_name="boot-key", user_data=user_data, config_drive=True, admin_password="pw-given",
+        networks=[{"uuid": networks["second"].id}])
+    assert created.admin_password == "pw-given"
+    server = settle(conn, created.id, "ACTIVE")
+    [nic] = server.addresses["second"]
+    assert list(server.addresses) == ["second"]
+    assert nic["version"] == 4 and nic["addr"].startswith("10.96.0.")
+    assert nic["OS-EXT-IPS:type"] == "fixed" and nic["OS-EXT-IPS-MAC:mac_addr"].count(":") == 5
+    assert (server.key_name, server.has_config_drive) == ("boot-key", "True")
+    # the user data for admins only (2.3)
+    assert admin.compute.get_server(server.id).user_data == user_data
+    shown = raw(cloud, "GET", f"/compute/v2.1/servers/{server.id}", token).json()["server"]
+    assert "OS-EXT-SRV-ATTR:user_data" not in shown
+    ips = raw(cloud, "GET", f"/compute/v2.1/servers/{server.id}/ips", token).json()
+    assert ips == {"addresses": {"second": [{"version": 4, "addr": nic["addr"]}]}}
+    one = raw(cloud, "GET", f"/compute/v2.1/servers/{server.id}/ips/second", token).json()
+    assert one == {"second": [{"version": 4, "addr": nic["addr"]}]}
+    assert "not a member" in fault(raw(cloud, "GET", f"/compute/v2.1/servers/{server.id}"
+                                                     "/ips/private", token), 404)
+
+    # every network when none is named ("auto", or nothing before 2.37), none with "none";
+    # a generated password when none is given
+    auto = conn.compute.create_server(name="auto", flavor_id=flavors["small"].id,
+                                      networks="auto")
+    assert len(auto.admin_password) >= 8
+    empty = conn.compute.create_server(name="empty", flavor_id=flavors["small"].id,
+                                       networks="none")
+    assert set(settle(conn, auto.id, "ACTIVE").addresses) == {"private", "second"}
+    empty = settle(conn, empty.id, "ACTIVE")
+    assert (empty.addresses, empty.key_name) == ({}, None)
+
+    # the `openstack` command: a network by name (through Nova's os-networks proxy,
+    # there being no Neutron), a key, a user data file
+    (tmp_path / "hello.sh").write_text("#!/bin/sh\necho hello\n")
+    shown = json.loads(run_openstack(
+        cloud, "server", "create", "--flavor", flavors["small"].name, "--image", "first",
+        "--network", "private", "--user-data", str(tmp_path / "hello.sh"), "--config-drive",
+        "True", "--wait", "-f", "json", "cli-given"))
+    assert shown["status"] == "ACTIVE" and str(shown["addresses"]).startswith("{'private': ['10.97.0.")
+    run_openstack(cloud, "server", "delete", "--wait", shown["id"])
+    for s in (server, auto, empty):
+        conn.compute.delete_server(s)
+    for s in (server, auto, empty):
+        conn.compute.wait_for_delete(s, interval=0.2, wait=60)
+
+
+def test_create_refuses_what_it_cannot_honour_naming_the_field(
+        cloud: LocalCloud, member: dict[str, Any], networks: dict[str, Any],
+        flavors: dict[str, Any]) -> None:
+    token = member["token"]
+    net = networks["private"].id
+    db = cloud_database(cloud)
+    try:
+        before = len(db.list_instances(include_deleted=True).instances)
+        cases: list[tuple[dict[str, Any], str, str]] = [
+            ({"key_name": "nobody's"}, "2.95", "server.key_name"),
+            ({"user_data": "not base64!"}, "2.95", "server.user_data"),
+            ({"user_data": "A" * 65536}, "2.95", "server.user_data"),
+            ({"config_drive": "maybe"}, "2.95", "server.config_drive"),
+            ({"adminPass": "p" * 256}, "2.95", "server.adminPass"),
+            ({"networks": [{"port": str(uuid.uuid4())}]}, "2.95", "server.networks.0.port"),
+            ({"networks": [{"uuid": net, "fixed_ip": "10.97.0.9"}]}, "2.95",
+             "server.networks.0.fixed_ip"),
+            ({"networks": [{"uuid": net, "tag": "nic1"}]}, "2.95", "server.networks.0.tag"),
+            ({"networks": [{}]}, "2.95", "server.networks.0.uuid"),
+            ({"networks": [{"uuid": str(uuid.uuid4())}]}, "2.95", "server.networks"),
+            ({"networks": "auto"}, "2.36", "server.networks"),
+            ({"networks": "everything"}, "2.95", "server.networks"),
+        ]
+        for fields, version, field in cases:
+            body = {"server": {"name": "no", "flavorRef": flavors["small"].id,
+                               "networks": "none", **fields}}
+            reply = raw(cloud, "POST", "/compute/v2.1/servers", token, body,
+                        version=f"compute {version}")
+            assert field in fault(reply, 400), (fields, reply.text)
+        assert len(db.list_instances(include_deleted=True).instances) == before
+    finally:
+        db.close()
+
+
+def test_the_cloud_layer_waits_for_an_address(admin: openstack.connection.Connection,
+                                              images: dict[str, Any],
+                                              flavors: dict[str, Any]) -> None:
+    """Ansible's openstack.cloud.server with wait: true waits until the server has
+    an address; with networks, it gets one. auto_ip false: there are no floating
+    IPs to add (without it, a cloud with no Neutron is asked for one of
+    nova-network's)."""
+    server = admin.create_server("cloud-layer", image="first", flavor=flavors["small"].name,
+                                 wait=True, timeout=60, auto_ip=False)
+    assert server.status == "ACTIVE" and server.private_v4.startswith("10.9")
+    assert admin.delete_server("cloud-layer", wait=True, timeout=60)

@@ -1,7 +1,8 @@
 """Nova v2.1's compute API over ApiManager: version documents, servers (create,
-list, show, delete, actions from the lifecycle table, instance actions), key
-pairs, flavors and their extra specs, server groups, availability zones,
-hypervisors, services, os-hosts (until 2.43), limits and quota sets.
+list, show, delete, actions from the lifecycle table, their addresses, instance
+actions), key pairs, the networks' proxy (until 2.36), flavors and their extra
+specs, server groups, availability zones, hypervisors, services, os-hosts (until
+2.43), limits and quota sets.
 
 Who may call a route is the policy entry it names (an RPC's where an RPC does the
 same work); what a caller may see (their project's servers, public flavors) the
@@ -31,6 +32,7 @@ _GROUPS = "/novalite.compute.v1.ServerGroups/"
 _HOSTS = "/novalite.compute.v1.Hosts/"
 _QUOTAS = "/novalite.compute.v1.Quotas/"
 _KEYPAIRS = "/novalite.compute.v1.Keypairs/"
+_NETWORKS = "/novalite.compute.v1.Networks/"
 
 # The manager's names for create's fields, as Nova's body spells them.
 _CREATE_FIELDS = {
@@ -40,6 +42,9 @@ _CREATE_FIELDS = {
     "scheduler_hints.group": "os:scheduler_hints.group",
     "scheduler_hints.same_host": "os:scheduler_hints.same_host",
     "scheduler_hints.different_host": "os:scheduler_hints.different_host",
+    "key_name": "server.key_name", "user_data": "server.user_data",
+    "admin_pass": "server.adminPass", "config_drive": "server.config_drive",
+    "networks": "server.networks",
 }
 # Nova's actions that novalite does not have yet, and what brings them.
 _COMING_ACTIONS = {
@@ -350,6 +355,22 @@ async def _other_action(call: Call, key: str, args: Body | None,
     return reply(status=202)
 
 
+@routes.get("/v2.1/servers/{server_id}/ips", _SERVERS + "GetServer")
+async def server_ips(call: Call) -> web.StreamResponse:
+    inst = await blocking(call.managers.api.get_server, call.caller, call.param("server_id"))
+    return reply({"addresses": convert.addresses(inst.network_info, extended=False)})
+
+
+@routes.get("/v2.1/servers/{server_id}/ips/{network}", _SERVERS + "GetServer")
+async def server_network_ips(call: Call) -> web.StreamResponse:
+    inst = await blocking(call.managers.api.get_server, call.caller, call.param("server_id"))
+    network = call.param("network")
+    found = convert.addresses(inst.network_info, extended=False)
+    if network not in found:
+        raise errors.NotFound("Instance is not a member of specified network")
+    return reply({network: found[network]})
+
+
 @routes.get("/v2.1/servers/{server_id}/os-instance-actions", _SERVERS + "ListServerActions")
 async def instance_actions(call: Call) -> web.StreamResponse:
     q = call.query.only(*(("limit", "marker", "changes-since", "changes-before")
@@ -465,6 +486,31 @@ async def delete_key_pair(call: Call) -> web.StreamResponse:
     await blocking(call.managers.api.delete_key_pair, call.caller, call.param("name"),
                    _key_owner(call))
     return reply(status=204 if call.since("2.2") else 202)
+
+
+# ---- networks (Nova's proxy of them, before 2.36) ---------------------------------------------
+
+async def _networks(call: Call) -> list[records.Network]:
+    if call.since("2.36"):
+        raise errors.NotFound("os-networks is gone from microversion 2.36 (as Nova's network "
+                              "proxies)")
+    call.query.only()
+    return await blocking(call.managers.api.list_networks, call.caller)
+
+
+@routes.get("/v2.1/os-networks", _NETWORKS + "ListNetworks")
+async def list_networks(call: Call) -> web.StreamResponse:
+    return reply({"networks": [convert.network(n, admin=call.caller.is_admin)
+                               for n in await _networks(call)]})
+
+
+@routes.get("/v2.1/os-networks/{network_id}", _NETWORKS + "ListNetworks")
+async def show_network(call: Call) -> web.StreamResponse:
+    wanted = call.param("network_id")
+    for n in await _networks(call):
+        if n.id == wanted:
+            return reply({"network": convert.network(n, admin=call.caller.is_admin)})
+    raise errors.NotFound(f"Network {wanted} could not be found.")
 
 
 # ---- flavors -----------------------------------------------------------------------------

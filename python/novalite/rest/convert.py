@@ -9,13 +9,16 @@ as Nova's view builders do.
 
 from __future__ import annotations
 
+import base64
+import binascii
 import hashlib
+import ipaddress
 import uuid
 from datetime import datetime, timezone
 from typing import Any, Iterable, Mapping, Sequence
 
 from novalite import errors
-from novalite.api.manager import CreateServer, HostView, Zone
+from novalite.api.manager import MAX_USER_DATA, CreateServer, HostView, Zone
 from novalite.convert import explain_fault
 from novalite.identity.manager import DEFAULT_DOMAIN_ID, DEFAULT_DOMAIN_NAME, TokenInfo
 from novalite.objects import records
@@ -214,11 +217,13 @@ def server(inst: records.Instance, base: str, root: str, version: Version, *, ad
                    "links": [{"rel": "bookmark", "href": f"{root}/compute/images/{inst.image_id}"}]}
                   if inst.image_id else ""),
         "created": isotime(inst.created_at), "updated": isotime(inst.updated_at),
-        "addresses": {}, "accessIPv4": "", "accessIPv6": "",
+        "addresses": addresses(inst.network_info, extended=True),
+        "accessIPv4": "", "accessIPv6": "",
         "OS-DCF:diskConfig": "MANUAL",
         "progress": 100 if inst.vm_state == VmState.ACTIVE else 0,
         "OS-EXT-AZ:availability_zone": inst.availability_zone or "",
-        "config_drive": "", "key_name": None,
+        # Nova's config_drive is a string: "True", or "" for none
+        "config_drive": "True" if inst.config_drive else "", "key_name": inst.key_name,
         "OS-SRV-USG:launched_at": isotime_micro(inst.launched_at),
         "OS-SRV-USG:terminated_at": isotime_micro(inst.deleted_at),
         "OS-EXT-STS:task_state": inst.task_state, "OS-EXT-STS:vm_state": vm_state,
@@ -237,7 +242,8 @@ def server(inst: records.Instance, base: str, root: str, version: Version, *, ad
     if version.at_least("2.3") and admin:
         out.update({"OS-EXT-SRV-ATTR:reservation_id": inst.reservation_id,
                     "OS-EXT-SRV-ATTR:kernel_id": "", "OS-EXT-SRV-ATTR:ramdisk_id": "",
-                    "OS-EXT-SRV-ATTR:root_device_name": None, "OS-EXT-SRV-ATTR:user_data": None})
+                    "OS-EXT-SRV-ATTR:root_device_name": None,
+                    "OS-EXT-SRV-ATTR:user_data": inst.user_data})
     if (version.at_least("2.3") and admin) or version.at_least("2.90"):
         out["OS-EXT-SRV-ATTR:hostname"] = hostname(inst.name)
     if version.at_least("2.9"):
@@ -256,6 +262,18 @@ def server(inst: records.Instance, base: str, root: str, version: Version, *, ad
         out["locked_reason"] = None
     if inst.fault is not None and vm_state in (VmState.ERROR, VmState.DELETED):
         out["fault"] = fault(inst.fault, admin=admin)
+    return out
+
+
+def addresses(vifs: Iterable[records.Vif], *, extended: bool) -> dict[str, list[dict[str, Any]]]:
+    """Nova's addresses: each network's name with its fixed IPs, in NIC order;
+    ``extended`` (the server's view, not /ips) with their type and MAC."""
+    out: dict[str, list[dict[str, Any]]] = {}
+    for v in vifs:
+        entry: dict[str, Any] = {"version": v.version, "addr": v.address}
+        if extended:
+            entry.update({"OS-EXT-IPS:type": "fixed", "OS-EXT-IPS-MAC:mac_addr": v.mac})
+        out.setdefault(v.network, []).append(entry)
     return out
 
 
@@ -295,15 +313,13 @@ def create_server(body: Body, version: Version) -> tuple[CreateServer, bool]:
     s.only(*known)
     image_ref = _ref(s.str("imageRef", min_len=0, max_len=1024) or "") or None
     image_ref = _image_mapping(s, image_ref)
-    for key, why in (("key_name", "keypairs"), ("user_data", "user data"),
-                     ("block_device_mapping", "volumes"),
-                     ("config_drive", "config drives"), ("personality", "personality files"),
+    for key, why in (("block_device_mapping", "volumes"), ("personality", "personality files"),
                      ("description", "server descriptions"), ("tags", "server tags"),
                      ("trusted_image_certificates", "trusted image certificates"),
                      ("host", "requested hosts (2.74)"),
                      ("hypervisor_hostname", "requested hosts (2.74)"),
                      ("hostname", "hostnames (2.90)"), ("accessIPv4", "access IPs"),
-                     ("accessIPv6", "access IPs"), ("adminPass", "admin passwords")):
+                     ("accessIPv6", "access IPs")):
         if key in s and s.raw(key) not in (None, False, "", [], {}):
             raise errors.Invalid(f"server.{key}", f"novalite has no {why} yet "
                                                   "(docs/rest-api.md)")
@@ -314,7 +330,7 @@ def create_server(body: Body, version: Version) -> tuple[CreateServer, bool]:
     disk_config = s.str("OS-DCF:diskConfig")
     if disk_config not in (None, "MANUAL", "AUTO"):
         raise errors.Invalid("server.OS-DCF:diskConfig", "must be MANUAL or AUTO")
-    _networks(s, version)
+    networks = _networks(s, version)
     min_count = s.int("min_count", minimum=1) or 1
     max_count = s.int("max_count", minimum=1)
     hints = (top.obj("os:scheduler_hints") if "os:scheduler_hints" in top
@@ -327,8 +343,26 @@ def create_server(body: Body, version: Version) -> tuple[CreateServer, bool]:
         min_count=min_count, max_count=max_count,
         availability_zone=s.str("availability_zone"),
         metadata=s.str_map("metadata", max_items=MAX_METADATA_ITEMS) or {},
-        group=group, same_host=same, different_host=different)
+        group=group, same_host=same, different_host=different,
+        key_name=s.str("key_name", nullable=True), user_data=_user_data(s),
+        # Nova generates one for an empty adminPass too
+        admin_pass=s.str("adminPass", min_len=0, nullable=True) or None,
+        config_drive=s.bool("config_drive") if s.raw("config_drive") is not None else None,
+        networks=networks)
     return req, bool(s.bool("return_reservation_id"))
+
+
+def _user_data(s: Body) -> bytes | None:
+    """Nova's user_data: base64 text of at most 65535 characters (the manager
+    checks the decoded data's size the same way); line breaks allowed, as
+    base64 tools wrap."""
+    text = s.str("user_data", min_len=0, max_len=MAX_USER_DATA, nullable=True)
+    if text is None:
+        return None
+    try:
+        return base64.b64decode("".join(text.split()), validate=True)
+    except (binascii.Error, ValueError):
+        raise errors.Invalid("server.user_data", "must be base64-encoded") from None
 
 
 def _image_mapping(s: Body, image_ref: str | None) -> str | None:
@@ -360,19 +394,37 @@ def _ref(ref: str) -> str:
     return ref.rstrip("/").rsplit("/", 1)[-1] if "/" in ref else ref
 
 
-def _networks(s: Body, version: Version) -> None:
+def _networks(s: Body, version: Version) -> list[str]:
+    """The manager's networks from Nova's: [] for every network (none given, [],
+    or "auto": novalite's networks are flat, every project's, so the network
+    Nova would allocate is all of them), ["none"], or the networks' ids."""
     networks = s.raw("networks")
+    field = "server.networks"
     if networks is None:
         if version.at_least("2.37") and "networks" not in s:
-            raise errors.Invalid("server.networks", "is required from microversion 2.37: "
-                                                    "'auto', 'none' or a list")
-        return
-    if networks in ("auto", "none") and version.at_least("2.37"):
-        return  # novalite's guests have no networks yet: both mean none
-    if networks == []:
-        return
-    raise errors.Invalid("server.networks", "novalite has no networks yet: give 'auto' or "
-                                            "'none' (2.37+), or none at all")
+            raise errors.Invalid(field, "is required from microversion 2.37: "
+                                        "'auto', 'none' or a list")
+        return []
+    if isinstance(networks, str):
+        if networks not in ("auto", "none") or not version.at_least("2.37"):
+            raise errors.Invalid(field, "must be a list of {\"uuid\": ...}; 'auto' and "
+                                        "'none' from microversion 2.37")
+        return ["none"] if networks == "none" else []
+    if not isinstance(networks, list):
+        raise errors.Invalid(field, "must be a list of {\"uuid\": ...}, 'auto' or 'none'")
+    ids = []
+    for i, entry in enumerate(networks):
+        n = Body(entry, f"{field}.{i}")
+        n.only("uuid", "port", "fixed_ip", "tag")
+        for key, why in (("port", "novalite has no ports (no Neutron): give the network's "
+                                  "uuid"),
+                         ("fixed_ip", "novalite chooses the fixed IP itself (the next free "
+                                      "one); asking for one is not supported"),
+                         ("tag", "novalite has no device tags")):
+            if n.raw(key) is not None:
+                raise errors.Invalid(n.at(key), why)
+        ids.append(n.str("uuid", required=True) or "")
+    return ids
 
 
 def _hints(hints: Body | None) -> tuple[str | None, list[str], list[str]]:
@@ -415,10 +467,10 @@ def instance_action(a: records.InstanceAction, version: Version, *, admin: bool,
     return out
 
 
-# ---- compute: key pairs ---------------------------------------------------------------
+# ---- compute: key pairs, networks ----------------------------------------------
 
 def int_id(*parts: str) -> int:
-    """An integer id for what Nova numbers and novalite names (a key pair's): the
+    """An integer id for what Nova numbers and novalite names (a key pair): the
     same one every time."""
     return int(hashlib.sha256("/".join(parts).encode()).hexdigest()[:7], 16)
 
@@ -438,6 +490,25 @@ def key_pair(k: records.KeyPair, version: Version, *, view: str) -> dict[str, An
                     "deleted": False, "deleted_at": None})
     if version.at_least("2.2"):
         out["type"] = k.type
+    return out
+
+
+def network(n: records.Network, *, admin: bool) -> dict[str, Any]:
+    """Nova's os-networks proxy entry (nova-network's fields; what novalite's
+    flat networks do not have is null); the bridge and DHCP server for admins."""
+    subnet = ipaddress.ip_network(n.cidr)
+    v6 = subnet.version == 6
+    out: dict[str, Any] = {
+        "id": n.id, "label": n.name,
+        "cidr": None if v6 else n.cidr, "netmask": None if v6 else str(subnet.netmask),
+        "gateway": None if v6 else n.gateway,
+        "broadcast": None if v6 else str(subnet.broadcast_address),
+        "cidr_v6": n.cidr if v6 else None, "gateway_v6": n.gateway if v6 else None,
+        "netmask_v6": str(subnet.prefixlen) if v6 else None, "dns1": None, "dns2": None,
+    }
+    if admin:
+        out.update({"bridge": n.bridge, "dhcp_server": n.dhcp_server,
+                    "created_at": isotime_micro(n.created_at), "deleted": False})
     return out
 
 
