@@ -1,12 +1,16 @@
-"""The REST API's guests with the real OpenStack clients from PyPI (openstacksdk,
-the `openstack` command), against a LocalCloud of simulated hosts with two flat
-networks, on SQLite and (with NOVALITE_TEST_POSTGRES_URL) PostgreSQL.
+"""The REST API's guests and moves with the real OpenStack clients from PyPI
+(openstacksdk, the `openstack` command), against a LocalCloud of simulated hosts
+with two flat networks, on SQLite and (with NOVALITE_TEST_POSTGRES_URL) PostgreSQL.
 
 * key pairs: generated (the private key in the answer), imported, listed, shown,
   deleted, another user's for admins (2.10); Nova's codes at each microversion;
 * create: key_name, user_data, config_drive, adminPass and networks, each shown
   back (addresses in Nova's shape, /ips); what novalite cannot honour (ports,
-  fixed IPs, tags) refused naming the field, with nothing created.
+  fixed IPs, tags) refused naming the field, with nothing created;
+* moves: resize (VERIFY_RESIZE) then confirm or revert, cold and live migration
+  by an admin (to a host given and not), refused to a member (403), rebuild,
+  shelve and unshelve, lock (a member's action on an admin's lock: 409), rescue,
+  the console output, os-migrations; every refusal changes nothing.
 """
 
 from __future__ import annotations
@@ -237,7 +241,8 @@ def test_a_server_gets_its_key_user_data_config_drive_password_and_networks(
         cloud, "server", "create", "--flavor", flavors["small"].name, "--image", "first",
         "--network", "private", "--user-data", str(tmp_path / "hello.sh"), "--config-drive",
         "True", "--wait", "-f", "json", "cli-given"))
-    assert shown["status"] == "ACTIVE" and str(shown["addresses"]).startswith("{'private': ['10.97.0.")
+    assert shown["status"] == "ACTIVE"
+    assert str(shown["addresses"]).startswith("{'private': ['10.97.0.")
     run_openstack(cloud, "server", "delete", "--wait", shown["id"])
     for s in (server, auto, empty):
         conn.compute.delete_server(s)
@@ -290,3 +295,201 @@ def test_the_cloud_layer_waits_for_an_address(admin: openstack.connection.Connec
                                  wait=True, timeout=60, auto_ip=False)
     assert server.status == "ACTIVE" and server.private_v4.startswith("10.9")
     assert admin.delete_server("cloud-layer", wait=True, timeout=60)
+
+
+# ---- moves -------------------------------------------------------------------------------
+
+def boot(conn: openstack.connection.Connection, flavor: Any, image: Any, name: str) -> Any:
+    """A server on no network, ACTIVE."""
+    server = conn.compute.create_server(name=name, flavor_id=flavor.id, image_id=image.id,
+                                        networks="none")
+    return settle(conn, server.id, "ACTIVE")
+
+
+def _where(admin: openstack.connection.Connection, sid: str) -> tuple[str, str, str, Any]:
+    """What a refused action must leave as it was: status, host, flavor, task."""
+    s = admin.compute.get_server(sid)
+    return s.status, s.compute_host, s.flavor.original_name, s.task_state
+
+
+def test_resize_then_confirm_or_revert(cloud: LocalCloud, admin: openstack.connection.Connection,
+                                       member: dict[str, Any], images: dict[str, Any],
+                                       flavors: dict[str, Any]) -> None:
+    conn, token = member["conn"], member["token"]
+    server = boot(conn, flavors["small"], images["first"], "resized")
+    source = admin.compute.get_server(server.id).compute_host
+    conn.compute.resize_server(server, flavors["medium"].id)
+    resized = settle(conn, server.id, "VERIFY_RESIZE")
+    assert resized.flavor.original_name == flavors["medium"].name
+    assert admin.compute.get_server(server.id).compute_host != source
+    conn.compute.confirm_server_resize(server)
+    confirmed = settle(conn, server.id, "ACTIVE")
+    assert confirmed.flavor.original_name == flavors["medium"].name
+    here = admin.compute.get_server(server.id).compute_host
+
+    conn.compute.resize_server(server, flavors["large"].id)
+    settle(conn, server.id, "VERIFY_RESIZE")
+    conn.compute.revert_server_resize(server)
+    reverted = settle(conn, server.id, "ACTIVE")
+    assert reverted.flavor.original_name == flavors["medium"].name
+    assert admin.compute.get_server(server.id).compute_host == here
+    actions = [a.action for a in conn.compute.server_actions(server)]
+    assert actions[:4] == ["revertResize", "resize", "confirmResize", "resize"]
+
+    # refused, naming the field or the state, and nothing changed
+    before = _where(admin, server.id)
+    path = f"/compute/v2.1/servers/{server.id}/action"
+    for body, status, words in (
+            ({"resize": {"flavorRef": flavors["medium"].id}}, 400, "resize.flavorRef"),
+            ({"resize": {"flavorRef": "no-such-flavor"}}, 400, "resize.flavorRef"),
+            ({"resize": None}, 400, "resize"),
+            ({"confirmResize": None}, 409, "cannot confirmResize"),
+            ({"revertResize": None}, 409, "cannot revertResize")):
+        assert words in fault(raw(cloud, "POST", path, token, body), status), body
+    assert _where(admin, server.id) == before
+    conn.compute.delete_server(server)
+
+
+def test_an_admin_migrates_a_members_server(cloud: LocalCloud,
+                                            admin: openstack.connection.Connection,
+                                            member: dict[str, Any], images: dict[str, Any],
+                                            flavors: dict[str, Any]) -> None:
+    conn, token = member["conn"], member["token"]
+    server = boot(conn, flavors["small"], images["first"], "moved")
+    path = f"/compute/v2.1/servers/{server.id}/action"
+    # a member may not move it (Nova's default policy): 403, and nothing changes
+    before = _where(admin, server.id)
+    for call in (lambda: conn.compute.migrate_server(server),
+                 lambda: conn.compute.live_migrate_server(server, block_migration="auto"),
+                 lambda: list(conn.compute.migrations())):
+        with pytest.raises(openstack.exceptions.ForbiddenException):
+            call()
+    with pytest.raises(openstack.exceptions.ConflictException, match="is up"):
+        admin.compute.evacuate_server(server)  # its host is up
+    for body, field in (({"migrate": {"host": "no-such-host"}}, "migrate.host"),
+                        ({"migrate": {"host": before[1]}}, "migrate.host"),
+                        ({"os-migrateLive": {"host": None, "force": True}},
+                         "os-migrateLive.force")):
+        reply = raw(cloud, "POST", path, admin.session.get_token(), body)
+        assert field in fault(reply, 400), body
+    assert _where(admin, server.id) == before
+
+    # cold: to a host given, then to any; confirmed by REST (Nova's 204) and by the sdk
+    target = next(h for h in HOSTS if h != before[1])
+    admin.compute.migrate_server(server, host=target)
+    assert settle(conn, server.id, "VERIFY_RESIZE").flavor.original_name == flavors["small"].name
+    assert admin.compute.get_server(server.id).compute_host == target
+    assert raw(cloud, "POST", path, token, {"confirmResize": None}).status_code == 204
+    settle(conn, server.id, "ACTIVE")
+    admin.compute.migrate_server(server)
+    settle(conn, server.id, "VERIFY_RESIZE")
+    assert admin.compute.get_server(server.id).compute_host not in (target, None)
+    admin.compute.confirm_server_resize(server)
+    settle(conn, server.id, "ACTIVE")
+    # live: to a host given, then to any
+    here = admin.compute.get_server(server.id).compute_host
+    target = next(h for h in HOSTS if h != here)
+    admin.compute.live_migrate_server(server, host=target, block_migration="auto")
+    settle(conn, server.id, "ACTIVE")
+    assert admin.compute.get_server(server.id).compute_host == target
+    admin.compute.live_migrate_server(server, block_migration="auto")
+    settle(conn, server.id, "ACTIVE")
+    assert admin.compute.get_server(server.id).compute_host != target
+
+    # os-migrations: the server's four, newest first
+    moves = [(m.migration_type, m.status) for m in admin.compute.migrations(server_id=server.id)]
+    assert moves == [("live-migration", "completed")] * 2 + [("migration", "confirmed")] * 2
+    admin_token = admin.session.get_token()
+    live = raw(cloud, "GET", f"/compute/v2.1/os-migrations?instance_uuid={server.id}"
+                             "&migration_type=live-migration&limit=1", admin_token).json()
+    assert len(live["migrations"]) == 1 and "migrations_links" in live
+    newest = live["migrations"][0]
+    assert (newest["source_compute"], newest["dest_compute"]) == (
+        target, admin.compute.get_server(server.id).compute_host)
+    old = raw(cloud, "GET", f"/compute/v2.1/os-migrations?instance_uuid={server.id}",
+              admin_token, version="compute 2.1").json()["migrations"]
+    assert len(old) == 4 and isinstance(old[0]["id"], int) and "migration_type" not in old[0]
+    # a server's live migrations in progress (2.23): none now
+    assert list(admin.compute.server_migrations(server)) == []
+    assert raw(cloud, "GET", f"/compute/v2.1/servers/{server.id}/migrations", admin_token,
+               version="compute 2.22").status_code == 404
+    conn.compute.delete_server(server)
+
+
+def test_rebuild_shelve_rescue_and_the_console(cloud: LocalCloud,
+                                               admin: openstack.connection.Connection,
+                                               member: dict[str, Any], images: dict[str, Any],
+                                               flavors: dict[str, Any]) -> None:
+    conn, token = member["conn"], member["token"]
+    server = boot(conn, flavors["small"], images["first"], "kept")
+    rebuilt = conn.compute.rebuild_server(server, images["second"].id, name="rebuilt",
+                                          metadata={"role": "db"})
+    assert (rebuilt.status, rebuilt.name, rebuilt.metadata) == ("REBUILD", "rebuilt",
+                                                               {"role": "db"})
+    assert settle(conn, server.id, "ACTIVE").image.id == images["second"].id
+    path = f"/compute/v2.1/servers/{server.id}/action"
+    for body, field in (({"rebuild": {"imageRef": "no-such-image"}}, "rebuild.imageRef"),
+                        ({"rebuild": {"imageRef": images["first"].id, "key_name": "k"}},
+                         "rebuild.key_name"),
+                        ({"rescue": {"adminPass": "pw"}}, "rescue.adminPass"),
+                        ({"unshelve": {"availability_zone": "nova"}}, "unshelve"),
+                        ({"lock": {"locked_reason": "why"}}, "lock")):
+        reply = raw(cloud, "POST", path, token, body,
+                    version="compute 2.72" if "lock" in body or "unshelve" in body else None)
+        assert field in fault(reply, 400), body
+    assert conn.compute.get_server(server.id).image.id == images["second"].id
+
+    assert conn.compute.get_server_console_output(server) == {"output": ""}  # simulated
+    assert conn.compute.get_server_console_output(server, length=5) == {"output": ""}
+    with pytest.raises(openstack.exceptions.NotFoundException):
+        conn.compute.get_server_console_output(str(uuid.uuid4()))
+
+    conn.compute.rescue_server(server)
+    settle(conn, server.id, "RESCUE")
+    conn.compute.unrescue_server(server)
+    settle(conn, server.id, "ACTIVE")
+
+    conn.compute.shelve_server(server)
+    assert settle(conn, server.id, "SHELVED_OFFLOADED").compute_host is None
+    with pytest.raises(openstack.exceptions.ConflictException):
+        conn.compute.get_server_console_output(server)  # no guest anywhere
+    conn.compute.unshelve_server(server)
+    settle(conn, server.id, "ACTIVE")
+    assert admin.compute.get_server(server.id).compute_host in HOSTS
+    actions = [a.action for a in conn.compute.server_actions(server)]
+    assert actions[:5] == ["unshelve", "shelve", "unrescue", "rescue", "rebuild"]
+    conn.compute.delete_server(server)
+
+
+def test_lock(cloud: LocalCloud, admin: openstack.connection.Connection, member: dict[str, Any],
+              images: dict[str, Any], flavors: dict[str, Any]) -> None:
+    conn, token = member["conn"], member["token"]
+    server = boot(conn, flavors["small"], images["first"], "locked")
+    admin.compute.lock_server(server, locked_reason="maintenance")
+    shown = conn.compute.get_server(server.id)
+    assert (shown.is_locked, shown.locked_reason) == (True, "maintenance")
+    before = _where(admin, server.id)
+    path = f"/compute/v2.1/servers/{server.id}/action"
+    for body in ({"os-stop": None}, {"resize": {"flavorRef": flavors["medium"].id}},
+                 {"shelve": None}, {"rebuild": {"imageRef": images["second"].id}}):
+        reply = raw(cloud, "POST", path, token, body)
+        assert "locked: maintenance" in fault(reply, 409) and "conflictingRequest" in reply.json()
+    with pytest.raises(openstack.exceptions.ForbiddenException, match="admin"):
+        conn.compute.unlock_server(server)  # only an admin lifts an admin's lock
+    assert conn.compute.get_server(server.id).is_locked
+    assert _where(admin, server.id) == before
+    assert raw(cloud, "GET", f"/compute/v2.1/servers/{server.id}", token,
+               version="compute 2.8").json()["server"].get("locked") is None
+
+    admin.compute.unlock_server(server)
+    shown = conn.compute.get_server(server.id)
+    assert (shown.is_locked, shown.locked_reason) == (False, None)
+    conn.compute.lock_server(server)  # the owner's own lock: still only admins get past
+    with pytest.raises(openstack.exceptions.ConflictException):
+        conn.compute.stop_server(server)
+    conn.compute.unlock_server(server)
+    conn.compute.stop_server(server)
+    settle(conn, server.id, "SHUTOFF")
+    assert [a.action for a in conn.compute.server_actions(server)][:5] == [
+        "stop", "unlock", "lock", "unlock", "lock"]
+    conn.compute.delete_server(server)

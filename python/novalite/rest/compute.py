@@ -1,8 +1,9 @@
 """Nova v2.1's compute API over ApiManager: version documents, servers (create,
-list, show, delete, actions from the lifecycle table, their addresses, instance
-actions), key pairs, the networks' proxy (until 2.36), flavors and their extra
-specs, server groups, availability zones, hypervisors, services, os-hosts (until
-2.43), limits and quota sets.
+list, show, delete, actions and moves from the lifecycle table with lock, unlock
+and the console output, their addresses, instance actions, their migrations),
+key pairs, the networks' proxy (until 2.36), flavors and their extra specs,
+server groups, availability zones, hypervisors, services, os-hosts (until 2.43),
+limits and quota sets.
 
 Who may call a route is the policy entry it names (an RPC's where an RPC does the
 same work); what a caller may see (their project's servers, public flavors) the
@@ -242,9 +243,12 @@ def _image_ref(value: str) -> str:
     return value.rstrip("/").rsplit("/", 1)[-1]
 
 
-def _move_arguments(name: str, args: Body | None) -> dict[str, Any]:
+def _move_arguments(name: str, args: Body | None, version: microversion.Version
+                    ) -> dict[str, Any]:
     """The manager's arguments of a lifecycle row (api/manager.py's
-    _MOVE_ARGUMENTS) from its Nova action body; ``args`` None for null."""
+    _MOVE_ARGUMENTS) from its Nova action body; ``args`` None for null. A field
+    Nova takes only from some microversion is refused before it, as Nova's
+    schemas do."""
     key = lifecycle.ACTIONS[name].rest_action
     if name == "resize":
         if args is None:
@@ -256,7 +260,7 @@ def _move_arguments(name: str, args: Body | None) -> dict[str, Any]:
             if name != "migrate":
                 raise errors.Invalid(key, "give an object ({\"host\": null} for any host)")
             return {}
-        allowed = {"migrate": ("host",),
+        allowed = {"migrate": ("host",) if version.at_least("2.56") else (),
                    "live_migrate": ("host", "block_migration", "disk_over_commit", "force"),
                    "evacuate": ("host", "onSharedStorage", "adminPass", "force")}[name]
         args.only(*allowed)
@@ -271,8 +275,11 @@ def _move_arguments(name: str, args: Body | None) -> dict[str, Any]:
         if args is None:
             raise errors.Invalid(key, "give {\"rebuild\": {\"imageRef\": ...}}")
         args.only("imageRef", "name", "metadata", "OS-DCF:diskConfig", "preserve_ephemeral",
-                  "accessIPv4", "accessIPv6", "description")
-        for field in ("preserve_ephemeral", "accessIPv4", "accessIPv6", "description"):
+                  "accessIPv4", "accessIPv6", "description", "adminPass", "key_name",
+                  "user_data", "hostname", "trusted_image_certificates")
+        for field in ("preserve_ephemeral", "accessIPv4", "accessIPv6", "description",
+                      "adminPass", "key_name", "user_data", "hostname",
+                      "trusted_image_certificates"):
             if args.raw(field) not in (None, False, ""):
                 raise errors.Invalid(f"{key}.{field}", "novalite cannot set this on a rebuild "
                                                        "(docs/rest-api.md)")
@@ -281,14 +288,32 @@ def _move_arguments(name: str, args: Body | None) -> dict[str, Any]:
     if name == "unshelve":
         if args is None:
             return {}
-        args.only("availability_zone", "host")
+        # Nova: a zone from 2.77, a host (and a null zone: any) from 2.91
+        args.only(*(("availability_zone", "host") if version.at_least("2.91") else
+                    ("availability_zone",) if version.at_least("2.77") else ()))
         return {"availability_zone": args.str("availability_zone", nullable=True),
                 "host": args.str("host", nullable=True)}
+    if name == "rescue":
+        if args is not None:
+            args.only("adminPass", "rescue_image_ref")
+            for field, why in (("adminPass", "novalite does not set passwords on a rescued "
+                                             "guest"),
+                               ("rescue_image_ref", "novalite rescues with the server's own "
+                                                    "image")):
+                if args.raw(field) is not None:
+                    raise errors.Invalid(f"{key}.{field}", why)
+        return {}
     if name.startswith("reboot_"):
         return {}
     if args is not None and args.value:
         raise errors.Invalid(key, "takes no arguments (null)")
     return {}
+
+
+# The manager's names for the actions' arguments, as Nova's bodies spell them.
+_ACTION_FIELDS = {"flavor_id": "flavorRef", "image_id": "imageRef"}
+# Nova's answers to the actions that do not answer 202 Accepted.
+_ACTION_STATUS = {"confirm_resize": 204, "evacuate": 200}
 
 
 @routes.post("/v2.1/servers/{server_id}/action", DEFERRED)
@@ -321,13 +346,20 @@ async def server_action(call: Call) -> web.StreamResponse:
         if kind not in _REBOOT_TYPES:
             raise errors.Invalid(f"{key}.type", "must be SOFT or HARD")
         name = _REBOOT_TYPES[kind]
-    arguments = {k: v for k, v in _move_arguments(name, args).items() if v is not None}
+    arguments = {k: v for k, v in _move_arguments(name, args, call.version).items()
+                 if v is not None}
     policy.authorize(_SERVERS + lifecycle.ACTIONS[name].rpc, call.caller)
-    inst = await call.managers.api.server_action(call.caller, server_id, name, **arguments)
+    try:
+        inst = await call.managers.api.server_action(call.caller, server_id, name, **arguments)
+    except errors.Invalid as e:  # an argument, named as the action's body names it
+        raise errors.Invalid(f"{key}.{_ACTION_FIELDS.get(e.field, e.field)}",
+                             e.message) from None
     if name == "rebuild":  # Nova answers a rebuild with the server
         return reply({"server": (await _servers_view(call, [inst], show_groups=True))[0]},
                      status=202)
-    return reply(status=202)
+    if name == "rescue":  # Nova's adminPass only when it sets one, which novalite does not
+        return reply({}, status=200)
+    return reply(status=_ACTION_STATUS.get(name, 202))
 
 
 async def _other_action(call: Call, key: str, args: Body | None,
@@ -344,8 +376,8 @@ async def _other_action(call: Call, key: str, args: Body | None,
         policy.authorize(_SERVERS + "LockServer", call.caller)
         reason = None
         if args is not None:
-            args.only("locked_reason")
-            reason = args.str("locked_reason")
+            args.only(*(("locked_reason",) if call.since("2.73") else ()))
+            reason = args.str("locked_reason", nullable=True)
         await blocking(call.managers.api.lock_server, call.caller, server_id, reason)
         return reply(status=202)
     if args is not None and args.value:
@@ -402,6 +434,81 @@ async def instance_action(call: Call) -> web.StreamResponse:
                 a, call.version, admin=call.caller.is_admin, with_events=True)})
     raise errors.NotFound(f"Action for request_id {call.param('request_id')} on instance "
                           f"{call.param('server_id')} not found")
+
+
+# ---- migrations ------------------------------------------------------------------------------
+
+_MIGRATION_QUERY = {"2.1": ("host", "status", "instance_uuid", "source_compute", "hidden",
+                            "cell_name"),
+                    "2.23": ("migration_type",), "2.59": ("limit", "marker", "changes-since"),
+                    "2.66": ("changes-before",), "2.80": ("user_id", "project_id")}
+
+
+@routes.get("/v2.1/os-migrations", _SERVERS + "ListMigrations")
+async def list_migrations(call: Call) -> web.StreamResponse:
+    """Nova's os-migrations, newest first, filtered as Nova's query asks."""
+    q = call.query.only(*(key for version, keys in _MIGRATION_QUERY.items()
+                          if call.since(version) for key in keys))
+    for key in ("user_id", "project_id"):
+        if q.get(key) is not None:
+            raise errors.Invalid(key, "novalite does not record who started a migration")
+    if q.get("cell_name") is not None:
+        raise errors.Invalid("cell_name", "novalite has one cell")
+    try:
+        found = await blocking(call.managers.api.list_migrations, call.caller,
+                               server_id=q.get("instance_uuid"), host=q.get("host"))
+    except errors.NotFound:
+        found = []  # Nova's answer for an unknown server: no migrations
+    since = convert.parse_time("changes-since", q.get("changes-since"))
+    before = convert.parse_time("changes-before", q.get("changes-before"))
+    found = [m for m in found
+             if q.get("status") in (None, m.status)
+             and q.get("source_compute") in (None, m.source_host)
+             and q.get("migration_type") in (None, m.migration_type)
+             and (since is None or m.updated_at >= since)
+             and (before is None or m.updated_at <= before)]
+    marker = q.get("marker")
+    if marker is not None:
+        ids = [m.id for m in found]
+        if marker not in ids:
+            raise errors.Invalid("marker", f"Marker {marker[:64]} could not be found.")
+        found = found[ids.index(marker) + 1:]
+    limit = q.int("limit", minimum=0)
+    more = limit is not None and len(found) > limit
+    found = found[:limit] if limit is not None else found
+    body: dict[str, Any] = {"migrations": [convert.migration(m, call.base, call.root,
+                                                             call.version) for m in found]}
+    if more and found:
+        body["migrations_links"] = convert.next_link(call.base, "os-migrations", found[-1].id,
+                                                     limit, q.params)
+    return reply(body)
+
+
+async def _live_migrations(call: Call) -> list[records.Migration]:
+    """The server's live migrations in progress (what Nova's server migrations
+    list: from 2.23)."""
+    if not call.since("2.23"):
+        raise errors.NotFound("server migrations are there from microversion 2.23")
+    found = await blocking(call.managers.api.list_migrations, call.caller,
+                           server_id=call.param("server_id"))
+    return [m for m in found if m.migration_type == "live-migration" and m.is_open]
+
+
+@routes.get("/v2.1/servers/{server_id}/migrations", _SERVERS + "ListMigrations")
+async def server_migrations(call: Call) -> web.StreamResponse:
+    call.query.only()
+    return reply({"migrations": [convert.server_migration(m, call.version)
+                                 for m in await _live_migrations(call)]})
+
+
+@routes.get("/v2.1/servers/{server_id}/migrations/{migration_id}", _SERVERS + "ListMigrations")
+async def server_migration(call: Call) -> web.StreamResponse:
+    wanted = call.param("migration_id")
+    for m in await _live_migrations(call):
+        if wanted in (m.id, str(convert.int_id("migration", m.id))):
+            return reply({"migration": convert.server_migration(m, call.version)})
+    raise errors.NotFound(f"Migration {wanted} not found for server {call.param('server_id')} "
+                          "(or not a live migration in progress)")
 
 
 # ---- key pairs ---------------------------------------------------------------------------

@@ -22,6 +22,7 @@ from novalite.api.manager import MAX_USER_DATA, CreateServer, HostView, Zone
 from novalite.convert import explain_fault
 from novalite.identity.manager import DEFAULT_DOMAIN_ID, DEFAULT_DOMAIN_NAME, TokenInfo
 from novalite.objects import records
+from novalite.objects.lifecycle import SystemMetadata
 from novalite.objects.states import VmState
 from novalite.rest.microversion import Version
 from novalite.rest.schema import Body
@@ -247,7 +248,7 @@ def server(inst: records.Instance, base: str, root: str, version: Version, *, ad
     if (version.at_least("2.3") and admin) or version.at_least("2.90"):
         out["OS-EXT-SRV-ATTR:hostname"] = hostname(inst.name)
     if version.at_least("2.9"):
-        out["locked"] = False
+        out["locked"] = inst.locked
     if version.at_least("2.16") and host_status is not None:
         out["host_status"] = host_status
     if version.at_least("2.19"):
@@ -259,7 +260,8 @@ def server(inst: records.Instance, base: str, root: str, version: Version, *, ad
     if version.at_least("2.71") and show_groups:
         out["server_groups"] = [inst.group_id] if inst.group_id else []
     if version.at_least("2.73"):
-        out["locked_reason"] = None
+        out["locked_reason"] = (inst.system_metadata.get(SystemMetadata.LOCKED_REASON)
+                                if inst.locked else None)
     if inst.fault is not None and vm_state in (VmState.ERROR, VmState.DELETED):
         out["fault"] = fault(inst.fault, admin=admin)
     return out
@@ -467,12 +469,53 @@ def instance_action(a: records.InstanceAction, version: Version, *, admin: bool,
     return out
 
 
-# ---- compute: key pairs, networks ----------------------------------------------
+# ---- compute: migrations, key pairs, networks ----------------------------------------------
 
 def int_id(*parts: str) -> int:
-    """An integer id for what Nova numbers and novalite names (a key pair): the
-    same one every time."""
+    """An integer id for what Nova numbers and novalite names by UUID or by name
+    (a migration's, a key pair's): the same one every time."""
     return int(hashlib.sha256("/".join(parts).encode()).hexdigest()[:7], 16)
+
+
+def migration(mig: records.Migration, base: str, root: str, version: Version) -> dict[str, Any]:
+    """Nova's os-migrations entry. Nova's dest_host is the destination's IP,
+    which novalite does not keep (null); flavors by id, as novalite names them;
+    who started it is not recorded (2.80's user_id and project_id null)."""
+    out: dict[str, Any] = {
+        "id": int_id("migration", mig.id), "instance_uuid": mig.instance_id,
+        "status": mig.status, "source_compute": mig.source_host, "source_node": mig.source_host,
+        "dest_compute": mig.dest_host, "dest_node": mig.dest_host, "dest_host": None,
+        "old_instance_type_id": mig.old_flavor_id, "new_instance_type_id": mig.new_flavor_id,
+        "created_at": isotime_micro(mig.created_at), "updated_at": isotime_micro(mig.updated_at),
+    }
+    if version.at_least("2.23"):
+        out["migration_type"] = mig.migration_type
+        if mig.migration_type == "live-migration" and mig.is_open:
+            out["links"] = links(base, root, f"servers/{mig.instance_id}/migrations",
+                                 str(out["id"]))
+    if version.at_least("2.59"):
+        out["uuid"] = mig.id
+    if version.at_least("2.80"):
+        out["user_id"] = out["project_id"] = None
+    return out
+
+
+def server_migration(mig: records.Migration, version: Version) -> dict[str, Any]:
+    """A live migration in progress as GET /servers/{id}/migrations shows it;
+    novalite does not measure its progress (the byte counts are null)."""
+    out: dict[str, Any] = {
+        "id": int_id("migration", mig.id), "server_uuid": mig.instance_id,
+        "status": mig.status, "source_compute": mig.source_host, "source_node": mig.source_host,
+        "dest_compute": mig.dest_host, "dest_node": mig.dest_host, "dest_host": None,
+        "created_at": isotime_micro(mig.created_at), "updated_at": isotime_micro(mig.updated_at),
+        **{f"{what}_{count}_bytes": None for what in ("memory", "disk")
+           for count in ("total", "processed", "remaining")},
+    }
+    if version.at_least("2.59"):
+        out["uuid"] = mig.id
+    if version.at_least("2.80"):
+        out["user_id"] = out["project_id"] = None
+    return out
 
 
 def key_pair(k: records.KeyPair, version: Version, *, view: str) -> dict[str, Any]:
