@@ -369,7 +369,11 @@ def test_an_admin_migrates_a_members_server(cloud: LocalCloud,
     for body, field in (({"migrate": {"host": "no-such-host"}}, "migrate.host"),
                         ({"migrate": {"host": before[1]}}, "migrate.host"),
                         ({"os-migrateLive": {"host": None, "force": True}},
-                         "os-migrateLive.force")):
+                         "os-migrateLive.force"),
+                        ({"os-migrateLive": {"host": None, "disk_over_commit": False}},
+                         "os-migrateLive.disk_over_commit"),  # gone in 2.25
+                        ({"evacuate": {"onSharedStorage": False}},
+                         "evacuate.onSharedStorage")):  # gone in 2.14
         reply = raw(cloud, "POST", path, admin.session.get_token(), body)
         assert field in fault(reply, 400), body
     assert _where(admin, server.id) == before

@@ -260,9 +260,13 @@ def _move_arguments(name: str, args: Body | None, version: microversion.Version
             if name != "migrate":
                 raise errors.Invalid(key, "give an object ({\"host\": null} for any host)")
             return {}
+        # Nova's: migrate's host from 2.56; no disk_over_commit from 2.25, no
+        # onSharedStorage from 2.14
         allowed = {"migrate": ("host",) if version.at_least("2.56") else (),
-                   "live_migrate": ("host", "block_migration", "disk_over_commit", "force"),
-                   "evacuate": ("host", "onSharedStorage", "adminPass", "force")}[name]
+                   "live_migrate": ("host", "block_migration", "force") if version.at_least(
+                       "2.25") else ("host", "block_migration", "disk_over_commit", "force"),
+                   "evacuate": ("host", "adminPass", "force") if version.at_least("2.14")
+                   else ("host", "onSharedStorage", "adminPass", "force")}[name]
         args.only(*allowed)
         if args.raw("force") not in (None, False):
             raise errors.Invalid(f"{key}.force", "novalite always runs the filters on the host "
