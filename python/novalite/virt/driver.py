@@ -59,7 +59,7 @@ from xml.sax.saxutils import escape, quoteattr
 
 from novalite.objects.records import GuestConfig
 from novalite.objects.states import PowerState
-from novalite.virt import configdrive, images, linux_net
+from novalite.virt import accel, configdrive, images, linux_net
 from novalite.virt.cpu_traits import cpu_traits
 from novalite.virt.moves import MoveOperations
 from novalite.virt.errors import (
@@ -291,7 +291,8 @@ class LibvirtDriver(MoveOperations):
     """See the module's docstring. All methods block; all are thread-safe. The
     steps of a move (virt/moves.py) are mixed in.
 
-    uri: `qemu:///system` (real guests, domain type 'qemu': software emulation) or
+    uri: `qemu:///system` (real guests, domain type 'qemu': software emulation, or
+        'kvm' where ``virt_type`` says so: virt/accel.py) or
         `test:///ABS/PATH.xml` (a simulated host made by `write_test_node`).
     instances_path: where each instance gets `<id>/disk` and `<id>/console.log`
         (qemu only; its free space is the host's disk_gb).
@@ -315,6 +316,7 @@ class LibvirtDriver(MoveOperations):
         soft_reboot_timeout: float = 60.0,
         emulator: str = QEMU_EMULATOR,
         networks_path: str | os.PathLike[str] = linux_net.DEFAULT_NETWORKS_PATH,
+        virt_type: str = "qemu",
     ) -> None:
         parts = urlsplit(uri)
         if parts.scheme == "test":
@@ -334,6 +336,8 @@ class LibvirtDriver(MoveOperations):
         self.shutdown_timeout = shutdown_timeout
         self.soft_reboot_timeout = soft_reboot_timeout
         self.emulator = emulator
+        # real guests' libvirt domain type: 'qemu' (software emulation) or 'kvm'
+        self.domain_type = "test" if self.is_test else accel.domain_type(virt_type)
         self.networks_path = Path(networks_path)
         self._disk_gb = disk_gb
         self._conn: _Connection | None = None
@@ -562,9 +566,9 @@ class LibvirtDriver(MoveOperations):
             os_type = guest.findtext("os_type") or ""
             for arch_el in guest.findall("arch"):
                 for dom_el in arch_el.findall("domain"):
-                    # only what spawn() makes: type='qemu' (software emulation)
-                    if dom_el.get("type") == "qemu":
-                        entry = (arch_el.get("name", ""), "qemu", os_type)
+                    # only what spawn() makes: its domain type
+                    if dom_el.get("type") == self.domain_type:
+                        entry = (arch_el.get("name", ""), self.domain_type, os_type)
                         if entry not in supported:
                             supported.append(entry)
         return HostInfo(
@@ -794,7 +798,7 @@ class LibvirtDriver(MoveOperations):
                 f"<source bridge={quoteattr(v.bridge)}/><model type='virtio'/>"
                 "<rom enabled='no'/></interface>" for v in guest.vifs)
         return (
-            "<domain type='qemu'>"
+            f"<domain type={quoteattr(self.domain_type)}>"
             f"<name>{domain_name(instance_id)}</name>{self._uuid_line(instance_id)}"
             f"<title>{escape(name)}</title>"
             f"{self._metadata_xml(instance_id, name, vcpus, memory_mb, root_gb, image)}"
