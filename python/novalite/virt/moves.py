@@ -13,18 +13,18 @@ The set-aside copy (the *stash*) of a real guest is ``<instances>/<id>_resize/``
 ``disk``, ``disk.config`` (its config drive), ``network_info.json`` (its NICs),
 ``console.log``, ``domain.xml`` (the inactive definition), and, for a live
 migration, ``memory.state`` (virDomainSave: the running guest's memory and device
-state) with ``live.json`` (whether it was paused). The destination copies the disk
-and the config drive from there (a path on this machine: hosts on several machines
-would need shared instance storage, which is not done), plugs the NICs the
-conductor sends (the guest's GuestConfig: the server's own fixed IPs) and defines
-the domain with them and the image's kernel, so that it has the devices the
-source's had; for a live migration it restores the saved state into that
-definition (virDomainRestoreFlags with the new XML), so the guest carries on where
-it stopped: a move with downtime (save, copy, restore), not a pre-copy live
-migration, which one libvirtd cannot do to itself. The config drive is copied, not
-made again (Nova makes it again on a cold move): it is what the guest was given,
-its admin password too, which nothing stores. A simulated host's stash is the
-domain's XML and run state beside its node file.
+state) with ``live.json`` (whether it was paused). The destination copies the
+disk, the config drive and the console log from there (a path on this machine:
+hosts on several machines would need shared instance storage, which is not done),
+plugs the NICs the conductor sends (the guest's GuestConfig: the server's own
+fixed IPs) and defines the domain with them and the image's kernel, so that it has
+the devices the source's had; for a live migration it restores the saved state
+into that definition (virDomainRestoreFlags with the new XML), so the guest
+carries on where it stopped: a move with downtime (save, copy, restore), not a
+pre-copy live migration, which one libvirtd cannot do to itself. The config drive
+is copied, not made again (Nova makes it again on a cold move): it is what the
+guest was given, its admin password too, which nothing stores. A simulated host's
+stash is the domain's XML and run state beside its node file.
 
 A NIC's DHCP host entry stays on the source until the confirm (a revert needs it)
 and is made again by a revert. Two hosts of one machine share the networks'
@@ -59,6 +59,7 @@ _T = TypeVar("_T")
 
 STASH_SUFFIX = "_resize"
 CONFIG_DRIVE = "disk.config"
+CONSOLE_LOG = "console.log"
 _DOMAIN_XML = "domain.xml"
 _MEMORY = "memory.state"
 _LIVE = "live.json"
@@ -148,13 +149,14 @@ class MoveOperations:
                          memory_mb: int, root_gb: int, *, source: str, power_on: bool,
                          image_path: str | None = None,
                          guest: GuestConfig | None = None) -> None:
-        """The destination's half: the disk and the config drive copied from the
-        source's stash (the disk grown to ``root_gb``), the NICs of ``guest``
-        plugged, the domain defined with them and its kernel, and then either
-        restored from the saved memory (a live move: running or paused as it
-        was, on the same devices) or started when ``power_on``. A cold move of a
-        guest whose stash has no config drive gets one made (a live one must
-        find the devices it had). A domain already here is left as it is."""
+        """The destination's half: the disk, the config drive and the console log
+        copied from the source's stash (the disk grown to ``root_gb``), the NICs
+        of ``guest`` plugged, the domain defined with them and its kernel, and
+        then either restored from the saved memory (a live move: running or
+        paused as it was, on the same devices) or started when ``power_on``. A
+        cold move of a guest whose stash has no config drive gets one made (a
+        live one must find the devices it had). A domain already here is left
+        as it is."""
         stash = Path(source)
         with self._locked(instance_id):
             try:
@@ -178,7 +180,7 @@ class MoveOperations:
                 drive = self._guest_files(instance_id, name, inst_dir, guest,
                                           make_drive=live is None)
                 xml = self._qemu_domain_xml(instance_id, name, vcpus, memory_mb, root_gb,
-                                            disk, inst_dir / "console.log", image_path,
+                                            disk, inst_dir / CONSOLE_LOG, image_path,
                                             guest, drive)
                 dom = self._call(lambda c: c.defineXML(xml))
                 if live is not None and (stash / _MEMORY).is_file():
@@ -199,14 +201,15 @@ class MoveOperations:
 
     def _copy_disk(self, instance_id: str, stash: Path, inst_dir: Path,
                    root_gb: int) -> Path | None:
-        """The stash's disk (grown to ``root_gb``; returned, None without one)
-        and config drive copied into a fresh ``inst_dir``."""
+        """The stash's disk (grown to ``root_gb``; returned, None without one),
+        config drive and console log (the guest's output goes on in it) copied
+        into a fresh ``inst_dir``."""
         if inst_dir.exists():
             shutil.rmtree(inst_dir)  # no domain has it (checked by the caller): a leftover
         inst_dir.mkdir(parents=True)
         disk = inst_dir / "disk"
         try:
-            for name in (CONFIG_DRIVE, "disk"):
+            for name in (CONFIG_DRIVE, CONSOLE_LOG, "disk"):
                 if (stash / name).is_file():
                     tmp = inst_dir / f".{name}.part"
                     shutil.copyfile(stash / name, tmp)
