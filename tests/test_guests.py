@@ -10,13 +10,16 @@ fixed IPs; the config drive's layout.
   second call, freed on delete, Conflict when a network is full;
 * GetConsoleOutput: the last N lines, control characters removed, refused while
   building and below -1;
-* the config drive: an ISO 9660 labelled config-2 with Nova's files.
+* the config drive: an ISO 9660 labelled config-2 with Nova's files;
+* what a moved or rebuilt guest is given (conductor/guests.py): the server's own
+  NICs (a move hands out no address), the kernel of the image it boots now.
 """
 
 from __future__ import annotations
 
 import asyncio
 import base64
+import dataclasses
 import json
 import subprocess
 import threading
@@ -27,6 +30,7 @@ import grpc
 import pytest
 
 from novalite import errors
+from novalite.conductor import guests
 from novalite.db import Database
 from novalite.objects.records import GuestConfig, Vif
 from novalite.rpc.novalite.compute.v1 import (
@@ -199,6 +203,52 @@ def test_fixed_ips_are_never_given_twice_and_freed_on_delete(db_url: str) -> Non
             db.register_network(name="x", cidr="10.98.1.0/24", gateway="10.97.0.1",
                                 bridge="b", dhcp_server="10.98.1.1")
         assert bad.value.field == "gateway"
+    finally:
+        db.close()
+
+
+def test_a_moved_or_rebuilt_guest_keeps_its_nics_and_boots_its_images_kernel(
+        db_url: str) -> None:
+    db = Database(db_url)
+    try:
+        db.upgrade()
+        db.register_network(name="private", cidr="10.97.0.0/24", gateway="10.97.0.1",
+                            bridge="nlbr-moves", dhcp_server="10.97.0.1")
+        flavor = db.create_flavor(name="f", vcpus=1, memory_mb=128)
+
+        def ami(name: str, args: str) -> Any:
+            kernel = db.register_image(name=f"{name}-kernel", path=f"/k/{name}", disk_format="aki")
+            ramdisk = db.register_image(name=f"{name}-ramdisk", path=f"/r/{name}",
+                                        disk_format="ari")
+            return db.register_image(name=name, path=f"/d/{name}.qcow2", disk_format="qcow2",
+                                     properties={"kernel_id": kernel.id, "ramdisk_id": ramdisk.id,
+                                                 "os_command_line": args})
+        old, new = ami("old", "console=ttyS0"), ami("new", "console=ttyS0 quiet")
+        [inst] = db.create_instances(
+            project_id="p", user_id="u", name="Web 1", flavor_id=flavor.id, image_id=old.id,
+            key_name="k", key_data="ssh-ed25519 AAAA me",
+            user_data=base64.b64encode(b"#!/bin/sh\n").decode(), config_drive=True,
+            metadata={"role": "web"})
+        [offline] = db.create_instances(project_id="p", user_id="u", name="offline",
+                                        flavor_id=flavor.id, image_id=old.id)
+        nics = db.allocate_fixed_ips(inst.id)
+        built = guests.guest_config(db.get_instance(inst.id), old, *guests.boot_files(db, old),
+                                    nics, admin_pass="pw")
+
+        # rebuilt from another image: that image's kernel, the same NICs
+        rebuilt = guests.moved_guest(db, db.get_instance(inst.id), db.get_image(new.id))
+        assert (rebuilt.kernel_path, rebuilt.ramdisk_path, rebuilt.kernel_args) == (
+            "/k/new", "/r/new", "console=ttyS0 quiet")
+        assert rebuilt.vifs == built.vifs == nics != ()
+        # moved with its own image: what its build gave it, but the password (never stored)
+        moved = guests.moved_guest(db, db.get_instance(inst.id), old)
+        assert moved == dataclasses.replace(built, admin_pass=None, launch_index=0)
+        assert (moved.hostname, moved.user_data, moved.config_drive) == (
+            "web-1", b"#!/bin/sh\n", True)
+        assert db.fixed_ips_of(inst.id) == nics
+        # a server that got no address (no network then) is given none by a move
+        assert guests.moved_guest(db, db.get_instance(offline.id), old).vifs == ()
+        assert db.fixed_ips_of(offline.id) == ()
     finally:
         db.close()
 

@@ -41,6 +41,7 @@ from novalite.rpc.novalite.compute.v1 import (
     networks_pb2,
     networks_pb2_grpc,
     servers_pb2,
+    states_pb2,
 )
 
 from helpers import cloud_database, cloud_env, run_cli
@@ -261,7 +262,8 @@ def test_rescue_boots_the_image_with_the_servers_disk_beside_it(user: GuestApi,
     reply = user.servers.RescueServer(servers_pb2.RescueServerRequest(id=server.id))
     assert reply.task_state == states_pb2.TASK_STATE_RESCUING
     rescued = user.until_status(server.id, "RESCUE")
-    assert (rescued.vm_state, rescued.power_state) == (8, 1)  # RESCUED, RUNNING
+    assert (rescued.vm_state, rescued.power_state) == (states_pb2.VM_STATE_RESCUED,
+                                                       states_pb2.POWER_STATE_RUNNING)
     out = user.until_console(server.id, READY, count=2)
     assert "rescue mode: the server's own disk is /dev/vdb" in out
     # the server's own disk, untouched by the rescue boot: booted once so far

@@ -3,7 +3,10 @@ machine, each its own host with its own instances directory, sharing the one
 libvirtd. What libvirt really runs is checked with `virsh` after each move: one
 domain of the server, its disk in the destination's directory, its flavor's
 memory, and for a live migration a guest that carried on ("restored") rather than
-one that booted again.
+one that booted again. A guest booted from the setup's image (issue 13) on a
+network with a config drive keeps, through a cold and a live migration, its
+addresses, its DHCP host entry (shared by the two hosts of this machine), its
+config drive and its kernel, as its console shows.
 
 Never skipped silently: without libvirtd these tests FAIL (NOVALITE_SKIP_QEMU=1
 skips them deliberately; CI never sets it). Every domain is destroyed afterwards."""
@@ -11,12 +14,14 @@ skips them deliberately; CI never sets it). Every domain is destroyed afterwards
 from __future__ import annotations
 
 import socket
+import subprocess
 import xml.etree.ElementTree as ET
 from pathlib import Path
 from typing import Any, Iterator
 
 import pytest
 
+from novalite.client.guest_image import register
 from novalite.cloud import LocalCloud
 from novalite.rpc.novalite.compute.v1 import (
     flavors_pb2,
@@ -30,6 +35,7 @@ from novalite.virt import LibvirtDriver, domain_name, images
 from moving import Ledger, MovesApi
 from qemu import libvirtd  # noqa: F401 - the fixture, for every test here
 from qemu import GUEST_MB, URI, all_domains, skip_if_not_wanted, virsh
+from test_guests_qemu import BOOT_TIMEOUT, GUEST_IMAGE, NETWORKS_PATH, READY, GuestApi, host_entries
 
 skip_if_not_wanted()
 
@@ -85,20 +91,32 @@ def image(cloud: LocalCloud, admin: MovesApi) -> Any:
         name="tiny", path=path, properties={"img_hv_type": "qemu"}))
 
 
+@pytest.fixture(scope="module")
+def guest_image(admin: MovesApi) -> Any:
+    for what, path in (("networks", NETWORKS_PATH / "private" / "network.json"),
+                       ("guest image", GUEST_IMAGE / "current" / "manifest.json")):
+        if not path.exists():
+            pytest.fail(f"the setup's {what} are missing ({path}): run `sudo make setup`",
+                        pytrace=False)
+    return register(images_pb2_grpc.ImagesStub(admin.channel), GUEST_IMAGE)
+
+
 def _boot(admin: MovesApi, flavors: dict[str, Any], image: Any, host: str = HOST_A) -> Any:
     return admin.boot(flavors["tiny"].id, zone=f"nova:{host}", image_id=image.id)
 
 
 def _domain(instance_id: str) -> dict[str, Any]:
-    """What libvirt runs of the server: its state (with the reason), memory and
-    the disk file of its one domain."""
+    """What libvirt runs of the server: its state (with the reason), memory, the
+    disk file, the disks and the NICs' MAC addresses of its one domain."""
     name = domain_name(instance_id)
     assert all_domains().count(name) == 1
     xml = ET.fromstring(virsh("dumpxml", name))
     disk = xml.find("devices/disk/source")
     return {"state": virsh("domstate", "--reason", name).strip(),
             "memory_mib": int(xml.findtext("memory") or 0) // 1024,
-            "disk": Path(disk.get("file", "")) if disk is not None else None}
+            "disk": Path(disk.get("file", "")) if disk is not None else None,
+            "disks": [Path(d.get("file", "")).name for d in xml.findall("devices/disk/source")],
+            "macs": sorted(m.get("address", "") for m in xml.findall("devices/interface/mac"))}
 
 
 def test_resize_of_a_real_guest_copies_its_disk_to_the_other_host(
@@ -139,7 +157,77 @@ def test_cold_migration_of_a_real_guest_and_its_revert(
     assert domain["state"].startswith("running") and domain["memory_mib"] == GUEST_MB
     assert domain["disk"].parent.parent == _dirs(cloud)[HOST_A]
     assert not (_dirs(cloud)[HOST_B] / server.id).exists()
+    # the destination's delete removed the DHCP host entry it shares with the
+    # source (one machine): the revert made it again
+    assert server.id in host_entries()
     ledger.assert_settled(server.id)
+
+
+def _addresses(server: Any) -> list[tuple[str, str, str]]:
+    return sorted((a.network, a.address, a.mac) for a in server.addresses)
+
+
+def test_a_real_guest_keeps_its_network_and_config_drive_through_cold_and_live_migration(
+        cloud: LocalCloud, admin: MovesApi, ledger: Ledger, guest_image: Any) -> None:
+    guests = GuestApi(cloud, cloud.admin_token())
+    flavor = admin.flavors.CreateFlavor(flavors_pb2.CreateFlavorRequest(
+        name="qemu.guest", vcpus=1, memory_mb=128, root_gb=1))
+    [created] = admin.servers.CreateServer(servers_pb2.CreateServerRequest(
+        name="mover", flavor_id=flavor.id, image_id=guest_image.id, networks=["private"],
+        availability_zone=f"nova:{HOST_A}",
+        user_data=b"#!/bin/sh\necho user data of mover\n")).servers
+    server = admin.settle(created.id, timeout=BOOT_TIMEOUT)
+    assert (server.status, server.host) == ("ACTIVE", HOST_A), server
+    [(_, address, mac)] = addresses = _addresses(server)
+    guests.until_console(server.id, READY)
+    try:
+        # a cold migration: the guest boots again on the other host, from its own
+        # disk (its second boot), with its config drive and its address
+        admin.servers.MigrateServer(servers_pb2.MigrateServerRequest(id=server.id))
+        moved = admin.settle(server.id, timeout=120)
+        assert (moved.status, moved.host) == ("VERIFY_RESIZE", HOST_B), moved
+        assert _addresses(moved) == addresses
+        out = guests.until_console(server.id, READY, count=2)
+        assert "root disk /dev/vda: boot 2 of this disk" in out
+        assert out.count("config drive on /dev/vdb") == 2
+        assert out.count(f"novalite-guest: ip eth0 {address}/16 mac {mac}") == 2, out
+        assert out.count("user data of mover") == 2
+        assert out.count("admin password set") == 2  # the drive it was given, copied
+        admin.servers.ConfirmResize(servers_pb2.ConfirmResizeRequest(id=server.id))
+        assert admin.settle(server.id).status == "ACTIVE"
+        # the source's confirm left the entry: the guest uses it on this machine
+        assert server.id in host_entries()
+
+        # a live migration back: it carries on (no third boot) with its address
+        admin.servers.LiveMigrateServer(servers_pb2.LiveMigrateServerRequest(
+            id=server.id, host=HOST_A))
+        back = admin.settle(server.id, timeout=120)
+        assert (back.status, back.host) == ("ACTIVE", HOST_A), back
+        assert _addresses(back) == addresses
+        domain = _domain(server.id)
+        assert domain["state"] == "running (restored)", domain
+        assert domain["disk"].parent.parent == _dirs(cloud)[HOST_A]
+        assert server.id in host_entries()
+        ping = subprocess.run(["ping", "-c", "1", "-W", "5", address],
+                              capture_output=True, text=True, check=False)
+        assert ping.returncode == 0, ping.stdout + ping.stderr
+        assert guests.console(server.id).count("init started") == 2
+        ledger.assert_settled(server.id)
+
+        # a rebuild: a fresh disk from the image, booted with the same NICs
+        admin.servers.RebuildServer(servers_pb2.RebuildServerRequest(
+            id=server.id, image_id=guest_image.id))
+        rebuilt = admin.settle(server.id, timeout=120)
+        assert (rebuilt.status, rebuilt.host) == ("ACTIVE", HOST_A), rebuilt
+        assert _addresses(rebuilt) == addresses
+        out = guests.until_console(server.id, READY)
+        assert "root disk /dev/vda: boot 1 of this disk" in out
+        assert "config drive on /dev/vdb" in out
+        assert f"novalite-guest: ip eth0 {address}/16 mac {mac}" in out, out
+    finally:
+        admin.servers.DeleteServer(servers_pb2.DeleteServerRequest(id=server.id))
+        admin.gone(server.id)
+    assert server.id not in host_entries()
 
 
 @pytest.mark.parametrize("paused", [False, True])
@@ -184,4 +272,8 @@ def test_shelve_snapshots_a_real_guests_disk_and_unshelve_boots_it_on_the_other_
     domain = _domain(server.id)
     assert domain["state"].startswith("running")
     assert images.image_info(domain["disk"]).backing_file == str(snapshot)
+    # built again with what it was given: its NICs and a config drive
+    assert domain["macs"] == sorted(a.mac for a in back.addresses) != []
+    assert domain["disks"] == ["disk", "disk.config"]
+    assert _addresses(back) == _addresses(server)
     ledger.assert_settled(server.id)

@@ -267,6 +267,10 @@ class ComputeSettings:
     virt_uri: str = option("test:///default", help=(
         "libvirt URI: test:///... runs simulated hosts (one node description file per host, "
         "written by the agent); qemu:///system real guests"))
+    virt_type: str = option("auto", help=(
+        "real guests: libvirt's domain type, Nova's [libvirt] virt_type: qemu (software "
+        "emulation), kvm, or auto: kvm only where the setup booted a guest under KVM "
+        "(python -m novalite.virt.accel show), else qemu"))
     hosts: tuple[str, ...] = option((), help=(
         "the hosts this agent serves; empty: host_count simulated hosts named compute-001, ..."))
     host_count: int = option(1, help="how many simulated hosts, when hosts is empty")
@@ -352,6 +356,9 @@ class ComputeSettings:
             value = getattr(self, name)
             if not _is_number(value) or not 0 <= value < math.inf:
                 raise ConfigError(f"compute.{name}", f"must be a number of seconds >= 0, got {value!r}")
+        if self.virt_type not in ("auto", "qemu", "kvm"):
+            raise ConfigError("compute.virt_type",
+                              f"expected auto, qemu or kvm, got {self.virt_type!r}")
         if not isinstance(self.networks_path, Path):
             raise ConfigError("compute.networks_path", f"expected a path, got {self.networks_path!r}")
         if not isinstance(self.instances_path, Path):

@@ -101,7 +101,8 @@ class Driver(Protocol):
     def migrate_disk_and_power_off(self, instance_id: str, *, live: bool = False) -> str: ...
     def finish_migration(self, instance_id: str, name: str, vcpus: int, memory_mb: int,
                          root_gb: int, *, source: str, power_on: bool,
-                         image_path: str | None = None) -> None: ...
+                         image_path: str | None = None,
+                         guest: records.GuestConfig | None = None) -> None: ...
     def finish_revert_migration(self, instance_id: str, *, power_on: bool) -> None: ...
     def confirm_migration(self, instance_id: str) -> None: ...
     def has_stash(self, instance_id: str) -> bool: ...
@@ -935,15 +936,19 @@ class ComputeManager:
         return str(stash)
 
     async def finish_move(self, host: str, instance_id: str, name: str, flavor: records.Flavor,
-                          image: records.Image | None, source: str, *, power_on: bool) -> int:
+                          image: records.Image | None, source: str, *, power_on: bool,
+                          guest: records.GuestConfig | None = None) -> int:
         """The destination's half (Nova's finish_migration): the disk copied from
-        ``source``, the guest defined with ``flavor`` and started (or restored
+        ``source``, the guest defined with ``flavor`` and what it was given
+        (``guest``: its NICs, config drive and kernel) and started (or restored
         as it was, for a live move). Returns its power state."""
         h = self._host(host)
         _check_instance_id(instance_id, "server_id")
         _check_flavor(flavor)
         if not source:
             raise errors.Invalid("source", "required: where the source set the guest aside")
+        if guest is not None:
+            _check_guest(guest)
         await self._serving()
         async with self._lock(instance_id):
             if instance_id not in h.tracked:  # the claim was made before a restart
@@ -951,7 +956,8 @@ class ComputeManager:
             def finish(d: Driver) -> int:
                 d.finish_migration(instance_id, name or instance_id, flavor.vcpus, flavor.memory_mb,
                                    flavor.root_gb, source=source, power_on=power_on,
-                                   image_path=image.path if image is not None else None)
+                                   image_path=image.path if image is not None else None,
+                                   guest=guest)
                 return d.power_state(instance_id)
             power = await self._driver_step(h, instance_id, "finish", finish)
         await self.update_host(host)
@@ -991,15 +997,18 @@ class ComputeManager:
 
     async def rebuild(self, host: str, instance_id: str, name: str, flavor: records.Flavor,
                       image: records.Image | None, allocation: Mapping[str, int], *,
-                      power_on: bool) -> int:
-        """Nova's rebuild_instance, for a rebuild on the same host and an
-        evacuation to a new one: whatever guest the instance has here destroyed,
-        a new one spawned from ``image`` (claimed here first, for an evacuation),
+                      power_on: bool, guest: records.GuestConfig | None = None) -> int:
+        """Nova's rebuild_instance, for a rebuild on the same host, an evacuation
+        to a new one and an offloaded server's unshelve: whatever guest the
+        instance has here destroyed, a new one spawned from ``image`` with what
+        it is given (``guest``), claimed here first (an evacuation, an unshelve),
         left stopped unless ``power_on``. Returns its power state."""
         h = self._host(host)
         _check_instance_id(instance_id, "server_id")
         _check_flavor(flavor)
         amounts = _check_allocation(allocation) or flavor.amounts()
+        if guest is not None:
+            _check_guest(guest)
         await self._serving()
         async with self._build_slot(host), self._lock(instance_id):
             h.dropped.discard(instance_id)
@@ -1014,7 +1023,7 @@ class ComputeManager:
                 await self._driver_step(h, instance_id, "rebuild", lambda d: d.spawn(
                     instance_id, name or instance_id, flavor.vcpus, flavor.memory_mb, flavor.root_gb,
                     image.path if image is not None else None,
-                    image.disk_format if image is not None else "qcow2"))
+                    image.disk_format if image is not None else "qcow2", guest))
                 if not power_on:
                     await self._driver_step(h, instance_id, "rebuild",
                                             lambda d: d.power_off(instance_id))

@@ -134,12 +134,15 @@ class ComputeClient:
         return str(reply.source)
 
     async def finish_move(self, host: str, instance: records.Instance, flavor: records.Flavor,
-                          image: records.Image | None, source: str, *, power_on: bool) -> int:
+                          image: records.Image | None, source: str, *, power_on: bool,
+                          guest: records.GuestConfig | None = None) -> int:
         request = compute_agent_pb2.FinishMoveRequest(
             server_id=instance.id, host=host, name=instance.name, flavor=convert.flavor(flavor),
             source=source, power_on=power_on)
         if image is not None:
             request.image.CopyFrom(convert.image(image))
+        if guest is not None:
+            request.guest.CopyFrom(convert.guest_to_proto(guest))
         return int((await self._step(host, "FinishMove", request)).power_state)
 
     async def revert_move(self, host: str, instance_id: str, migration_id: str, *,
@@ -154,12 +157,14 @@ class ComputeClient:
 
     async def rebuild(self, host: str, instance: records.Instance, flavor: records.Flavor,
                       image: records.Image | None, allocation: Mapping[str, int], *,
-                      power_on: bool) -> int:
+                      power_on: bool, guest: records.GuestConfig | None = None) -> int:
         request = compute_agent_pb2.RebuildInstanceRequest(
             server_id=instance.id, host=host, name=instance.name, flavor=convert.flavor(flavor),
             allocation=dict(allocation), power_on=power_on)
         if image is not None:
             request.image.CopyFrom(convert.image(image))
+        if guest is not None:
+            request.guest.CopyFrom(convert.guest_to_proto(guest))
         return int((await self._step(host, "RebuildInstance", request)).power_state)
 
     async def shelve(self, host: str, instance_id: str) -> tuple[int, str | None]:

@@ -88,7 +88,13 @@ def make_drivers(settings: Settings, *, soft_reboot_timeout: float | None = None
                                          else soft_reboot_timeout),
                     shutdown_timeout=(cs.shutdown_timeout if shutdown_timeout is None
                                       else shutdown_timeout),
-                    networks_path=cs.networks_path)
+                    networks_path=cs.networks_path, virt_type=cs.virt_type)
+    except ValueError as exc:
+        for driver in drivers.values():
+            driver.close()
+        if "virt_type" in str(exc):
+            raise ConfigError("compute.virt_type", str(exc)) from None
+        raise
     except BaseException:
         for driver in drivers.values():
             driver.close()

@@ -23,6 +23,7 @@ import grpc.aio
 
 from novalite import convert, errors
 from novalite.compute.manager import ComputeManager
+from novalite.objects import records
 from novalite.rpc.novalite.internal.v1 import compute_agent_pb2 as pb
 from novalite.rpc.novalite.internal.v1 import compute_agent_pb2_grpc
 
@@ -61,6 +62,10 @@ def _image(request: Any) -> Any:
     return None
 
 
+def _guest(request: Any) -> records.GuestConfig | None:
+    return convert.guest_from_proto(request.guest) if request.HasField("guest") else None
+
+
 class ComputeAgentServicer(compute_agent_pb2_grpc.ComputeAgentServicer):
     def __init__(self, manager: ComputeManager) -> None:
         self.manager = manager
@@ -72,7 +77,7 @@ class ComputeAgentServicer(compute_agent_pb2_grpc.ComputeAgentServicer):
                 _host(request.host), request.server_id, request.name,
                 convert.flavor_from_proto(request.flavor), _image(request),
                 convert.allocation(request.allocation), group_id=request.group_id or None,
-                guest=convert.guest_from_proto(request.guest) if request.HasField("guest") else None)
+                guest=_guest(request))
         except errors.BuildFailed as e:
             _failed(context, e)
             return pb.BuildInstanceResponse()
@@ -110,7 +115,7 @@ class ComputeAgentServicer(compute_agent_pb2_grpc.ComputeAgentServicer):
         return await _respond(context, pb.PowerStateResponse, self.manager.finish_move(
             _host(request.host), request.server_id, request.name,
             convert.flavor_from_proto(request.flavor), _image(request), request.source,
-            power_on=request.power_on), _power)
+            power_on=request.power_on, guest=_guest(request)), _power)
 
     async def RevertMove(self, request: pb.RevertMoveRequest, context: Context) -> pb.PowerStateResponse:
         return await _respond(context, pb.PowerStateResponse, self.manager.revert_move(
@@ -127,7 +132,8 @@ class ComputeAgentServicer(compute_agent_pb2_grpc.ComputeAgentServicer):
         return await _respond(context, pb.PowerStateResponse, self.manager.rebuild(
             _host(request.host), request.server_id, request.name,
             convert.flavor_from_proto(request.flavor), _image(request),
-            convert.allocation(request.allocation), power_on=request.power_on), _power)
+            convert.allocation(request.allocation), power_on=request.power_on,
+            guest=_guest(request)), _power)
 
     async def ShelveInstance(self, request: pb.ShelveInstanceRequest,
                              context: Context) -> pb.ShelveInstanceResponse:

@@ -8,7 +8,6 @@ When no host is left the server goes to ERROR with a fault saying why."""
 from __future__ import annotations
 
 import asyncio
-import base64
 import logging
 from dataclasses import dataclass
 from datetime import datetime, timezone
@@ -18,9 +17,9 @@ from novalite import errors
 from novalite.db.database import UNSET, Database
 from novalite.objects import lifecycle, records
 from novalite.objects.states import TaskState, VmState
+from novalite.conductor import guests
 from novalite.conductor.moves import ComputeAPI, MoveTasks, SchedulerAPI, next_alternate
 from novalite.placement import Image, InstanceGroup, RequestSpec, Selection
-from novalite.virt.configdrive import sanitize_hostname
 
 LOG = logging.getLogger(__name__)
 
@@ -154,21 +153,13 @@ class ConductorManager:
 
     async def _guest(self, inst: records.Instance, boot: _Boot, index: int,
                      admin_pass: str | None) -> records.GuestConfig:
-        """What the guest is given: fixed IPs on its networks (handed out here, once:
-        Nova's task NETWORKING), its metadata, the image's kernel and ramdisk."""
+        """What the guest is given (conductor/guests.py): fixed IPs on its networks
+        handed out here, once (Nova's task NETWORKING)."""
         vifs: tuple[records.Vif, ...] = ()
         if boot.networks and inst.requested_networks != ():
             vifs = await asyncio.to_thread(self.db.allocate_fixed_ips, inst.id)
-        props = boot.image.properties if boot.image is not None else {}
-        return records.GuestConfig(
-            hostname=sanitize_hostname(inst.name), vifs=vifs, config_drive=inst.config_drive,
-            user_data=base64.b64decode(inst.user_data) if inst.user_data else None,
-            key_name=inst.key_name, key_data=inst.key_data, admin_pass=admin_pass,
-            metadata=dict(inst.metadata), project_id=inst.project_id,
-            availability_zone=inst.availability_zone or "", launch_index=index,
-            kernel_path=boot.kernel.path if boot.kernel is not None else None,
-            ramdisk_path=boot.ramdisk.path if boot.ramdisk is not None else None,
-            kernel_args=str(props["os_command_line"]) if "os_command_line" in props else None)
+        return guests.guest_config(inst, boot.image, boot.kernel, boot.ramdisk, vifs,
+                                   launch_index=index, admin_pass=admin_pass)
 
     async def _build_one(self, inst: records.Instance, selections: list[Selection],
                          flavor: records.Flavor, boot: _Boot, started: datetime,
@@ -242,11 +233,7 @@ class ConductorManager:
         if not instances:
             return None
         flavor, image = self._flavor_and_image(instances[0])
-        kernel = ramdisk = None
-        if image is not None:
-            kernel, ramdisk = (self.db.get_image(str(image.properties[key]), include_deleted=True)
-                               if image.properties.get(key) else None
-                               for key in ("kernel_id", "ramdisk_id"))
+        kernel, ramdisk = guests.boot_files(self.db, image)
         boot = _Boot(image, kernel, ramdisk, networks=bool(self.db.list_networks()))
         return instances, flavor, boot, self._request_spec(request, instances, flavor, image)
 

@@ -20,6 +20,11 @@ the server holds the destination's, both claimed in one transaction by the
 scheduler; a confirm releases the migration's, a revert or a rollback gives it
 back to the server (releasing the destination's), an evacuation's is released by
 its source host once that is back. A shelved-offloaded server holds nothing.
+
+Each step that defines the guest anew on a host (a move's finish, the build of
+an evacuation, a rebuild or an unshelve) sends what a real guest is given
+(conductor/guests.py, as a build does): the server's own fixed IPs (a move hands
+out none), its config drive's metadata, the kernel of the image it boots from.
 """
 
 from __future__ import annotations
@@ -31,6 +36,7 @@ from datetime import datetime, timedelta, timezone
 from typing import Any, Awaitable, Callable, Mapping, Protocol, TypeVar
 
 from novalite import errors
+from novalite.conductor import guests
 from novalite.db.database import Database
 from novalite.objects import lifecycle, records
 from novalite.objects.records import EventStep, MigrationChange, NewFault
@@ -80,13 +86,14 @@ class ComputeAPI(Protocol):
     async def migrate_out(self, host: str, instance_id: str, migration_id: str, *,
                           live: bool) -> str: ...
     async def finish_move(self, host: str, instance: records.Instance, flavor: records.Flavor,
-                          image: records.Image | None, source: str, *, power_on: bool) -> int: ...
+                          image: records.Image | None, source: str, *, power_on: bool,
+                          guest: records.GuestConfig | None = None) -> int: ...
     async def revert_move(self, host: str, instance_id: str, migration_id: str, *,
                           power_on: bool) -> int: ...
     async def confirm_move(self, host: str, instance_id: str, migration_id: str) -> None: ...
     async def rebuild(self, host: str, instance: records.Instance, flavor: records.Flavor,
                       image: records.Image | None, allocation: Mapping[str, int], *,
-                      power_on: bool) -> int: ...
+                      power_on: bool, guest: records.GuestConfig | None = None) -> int: ...
     async def shelve(self, host: str, instance_id: str) -> tuple[int, str | None]: ...
 
 
@@ -314,9 +321,10 @@ class MoveTasks:
             stash = str(inst.system_metadata.get(MOVE_SOURCE, ""))
             await self._commit(inst, task_state=TaskState.RESIZE_FINISH,
                                events=[EventStep(log, "compute_finish_resize")])
+            guest = await self._guest(inst, image)
             power = await self._agent_or_roll_back(
                 inst, migration, log, "compute_finish_resize",
-                lambda: self.compute.finish_move(dest, inst, new, image, stash,
+                lambda: self.compute.finish_move(dest, inst, new, image, stash, guest=guest,
                                                  power_on=migration.old_vm_state == VmState.ACTIVE))
             if power is None:
                 return
@@ -425,10 +433,11 @@ class MoveTasks:
                     return
                 await self._commit(inst, system_metadata={MOVE_SOURCE: stash})
             moved_from = str(stash)
+            guest = await self._guest(inst, image)
             power = await self._agent_or_roll_back(
                 inst, migration, log, "compute_live_migration",
                 lambda: self.compute.finish_move(dest, inst, flavor, image, moved_from,
-                                                 power_on=True))
+                                                 power_on=True, guest=guest))
             if power is None:
                 return
             zone = await asyncio.to_thread(self._zone_of, dest, inst)
@@ -474,9 +483,10 @@ class MoveTasks:
                            expected_task_state=(TaskState.REBUILDING, TaskState.REBUILD_SPAWNING),
                            events=[EventStep(log, "compute_rebuild_instance")])
         stopped = migration.old_vm_state == VmState.STOPPED
+        guest = await self._guest(inst, image)
         try:
             power = await self._agent(lambda: self.compute.rebuild(
-                dest, inst, flavor, image, allocation, power_on=not stopped))
+                dest, inst, flavor, image, allocation, power_on=not stopped, guest=guest))
         except _Failed as e:
             await self._quiet_agent(lambda: self.compute.delete(dest, inst.id))
             await self.scheduler.move_allocation(migration.id, inst.id)
@@ -529,9 +539,10 @@ class MoveTasks:
                                task_state=TaskState.REBUILD_SPAWNING,
                                events=[EventStep(log, "compute_rebuild_instance")])
         stopped = inst.vm_state == VmState.STOPPED
+        guest = await self._guest(inst, image)
         try:
             power = await self._agent(lambda: self.compute.rebuild(
-                host, inst, flavor, image, {}, power_on=not stopped))
+                host, inst, flavor, image, {}, power_on=not stopped, guest=guest))
         except _Failed as e:
             await self._fail(inst, log, "compute_rebuild_instance",
                              f"Rebuild on {host} failed: {e}", traceback=str(e),
@@ -651,6 +662,7 @@ class MoveTasks:
         reasons: list[str] = []
         current: Selection | None = selections[0]
         alternates = list(selections[1:])
+        guest = await self._guest(inst, image)
         while current is not None:
             chosen = current
             await self._commit(inst, host=chosen.host, node=chosen.host,
@@ -658,7 +670,8 @@ class MoveTasks:
                                events=[EventStep(log, "compute_unshelve_instance")])
             try:
                 power = await self._agent(lambda: self.compute.rebuild(
-                    chosen.host, inst, flavor, image, dict(chosen.allocation), power_on=True))
+                    chosen.host, inst, flavor, image, dict(chosen.allocation), power_on=True,
+                    guest=guest))
             except _Failed as e:
                 reasons.append(f"{chosen.host}: {e}")
                 await self.scheduler.release(inst.id)
@@ -862,6 +875,12 @@ class MoveTasks:
             return (self.db.get_flavor(migration.old_flavor_id, include_deleted=True),
                     self.db.get_flavor(migration.new_flavor_id, include_deleted=True))
         return await asyncio.to_thread(read)
+
+    async def _guest(self, inst: records.Instance,
+                     image: records.Image | None) -> records.GuestConfig:
+        """What the guest was given, for the host that defines it anew
+        (conductor/guests.py): the server's own fixed IPs, ``image``'s kernel."""
+        return await asyncio.to_thread(guests.moved_guest, self.db, inst, image)
 
     async def _image(self, inst: records.Instance,
                      image_id: str | None = None) -> records.Image | None:

@@ -22,6 +22,13 @@ it: two agents sharing one libvirtd (two "hosts" on one machine, each with its o
 directory) each see only their own guests, and a guest that moved from one to the
 other belongs to the one it moved to.
 
+A real guest's NICs are plugged into their networks' bridges, each with a DHCP host
+entry (linux_net) for the fixed IP the conductor chose; the entries are noted in the
+instance directory (``network_info.json``), so that a guest a move set aside gets
+them back when it is defined again (virt/moves.py). Two hosts on one machine share
+the networks' dnsmasq and so the entries: a host removes a guest's only when no
+domain of it is left on the libvirtd.
+
 Simulated hosts. libvirt's test driver loads `test:///path.xml` into memory each time
 a connection opens it and forgets every change on close. So that a simulated host
 survives an agent restart like a real one does, the driver rewrites the node file
@@ -39,6 +46,7 @@ database); `is_suspended()` tells the two apart (a managed save image exists).
 
 from __future__ import annotations
 
+import json
 import logging
 import os
 import re
@@ -49,19 +57,19 @@ import time
 import uuid
 import weakref
 import xml.etree.ElementTree as ET
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable, Iterable, Iterator
+from contextlib import contextmanager, suppress
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal, Protocol, TypeVar, cast
 from urllib.parse import urlsplit
 from xml.sax.saxutils import escape, quoteattr
 
-from novalite.objects.records import GuestConfig
+from novalite.objects.records import GuestConfig, Vif
 from novalite.objects.states import PowerState
-from novalite.virt import configdrive, images, linux_net
+from novalite.virt import accel, configdrive, images, linux_net
 from novalite.virt.cpu_traits import cpu_traits
-from novalite.virt.moves import MoveOperations
+from novalite.virt.moves import CONFIG_DRIVE, MoveOperations
 from novalite.virt.errors import (
     ActionFailed,
     DriverError,
@@ -93,6 +101,9 @@ QEMU_EMULATOR = "/usr/bin/qemu-system-x86_64"
 GIB = 1 << 30
 # Nova's libvirt get_console_output reads at most this much of the log's end
 MAX_CONSOLE_BYTES = 100 * 1024
+# in an instance directory, beside its config drive (moves.CONFIG_DRIVE): the NICs
+# the guest was plugged with
+NETWORK_INFO = "network_info.json"
 
 ET.register_namespace("novalite", NODE_NS)
 ET.register_namespace("test", TEST_NS)
@@ -291,7 +302,8 @@ class LibvirtDriver(MoveOperations):
     """See the module's docstring. All methods block; all are thread-safe. The
     steps of a move (virt/moves.py) are mixed in.
 
-    uri: `qemu:///system` (real guests, domain type 'qemu': software emulation) or
+    uri: `qemu:///system` (real guests, domain type 'qemu': software emulation, or
+        'kvm' where ``virt_type`` says so: virt/accel.py) or
         `test:///ABS/PATH.xml` (a simulated host made by `write_test_node`).
     instances_path: where each instance gets `<id>/disk` and `<id>/console.log`
         (qemu only; its free space is the host's disk_gb).
@@ -315,6 +327,7 @@ class LibvirtDriver(MoveOperations):
         soft_reboot_timeout: float = 60.0,
         emulator: str = QEMU_EMULATOR,
         networks_path: str | os.PathLike[str] = linux_net.DEFAULT_NETWORKS_PATH,
+        virt_type: str = "qemu",
     ) -> None:
         parts = urlsplit(uri)
         if parts.scheme == "test":
@@ -334,6 +347,8 @@ class LibvirtDriver(MoveOperations):
         self.shutdown_timeout = shutdown_timeout
         self.soft_reboot_timeout = soft_reboot_timeout
         self.emulator = emulator
+        # real guests' libvirt domain type: 'qemu' (software emulation) or 'kvm'
+        self.domain_type = "test" if self.is_test else accel.domain_type(virt_type)
         self.networks_path = Path(networks_path)
         self._disk_gb = disk_gb
         self._conn: _Connection | None = None
@@ -562,9 +577,9 @@ class LibvirtDriver(MoveOperations):
             os_type = guest.findtext("os_type") or ""
             for arch_el in guest.findall("arch"):
                 for dom_el in arch_el.findall("domain"):
-                    # only what spawn() makes: type='qemu' (software emulation)
-                    if dom_el.get("type") == "qemu":
-                        entry = (arch_el.get("name", ""), "qemu", os_type)
+                    # only what spawn() makes: its domain type
+                    if dom_el.get("type") == self.domain_type:
+                        entry = (arch_el.get("name", ""), self.domain_type, os_type)
                         if entry not in supported:
                             supported.append(entry)
         return HostInfo(
@@ -660,30 +675,70 @@ class LibvirtDriver(MoveOperations):
                 self._define_and_start(instance_id, xml)
             except BaseException:
                 shutil.rmtree(inst_dir, ignore_errors=True)
-                linux_net.remove_dhcp_hosts(self.networks_path, instance_id)
+                with suppress(DriverError):  # libvirt is down: the failure says so
+                    self._unplug(instance_id)
                 raise
 
     def _guest_files(self, instance_id: str, name: str, inst_dir: Path,
-                     guest: GuestConfig | None) -> Path | None:
-        """The guest's DHCP host entries, and its config drive (returned) if it has
-        one. SpawnFailed if a NIC's network is not on this host or the drive cannot
-        be made."""
+                     guest: GuestConfig | None, *, make_drive: bool = True) -> Path | None:
+        """The guest's NICs plugged (_plug), its kernel and ramdisk checked, and its
+        config drive, returned: the one in the instance directory already (a move
+        copied it), else made when the guest has one and ``make_drive``. SpawnFailed
+        if a NIC's network is not on this host or the drive cannot be made."""
+        drive = inst_dir / CONFIG_DRIVE
         if guest is None:
-            return None
+            return drive if drive.is_file() else None
         try:
-            for vif in guest.vifs:
-                linux_net.add_dhcp_host(self.networks_path, instance_id, vif, guest.hostname)
+            self._plug(instance_id, inst_dir, guest.hostname, guest.vifs)
             for path in (guest.kernel_path, guest.ramdisk_path):
                 if path is not None and not Path(path).is_file():
                     raise SpawnFailed(instance_id, f"{path} (the image's kernel or ramdisk) "
                                                    "does not exist on this host")
-            if not guest.config_drive:
+            if drive.is_file():
+                return drive
+            if not (guest.config_drive and make_drive):
                 return None
-            drive = inst_dir / "disk.config"
             configdrive.make_config_drive(drive, configdrive.files(instance_id, name, guest))
             return drive
         except (ValueError, OSError, ImageError) as exc:
             raise SpawnFailed(instance_id, str(exc)) from exc
+
+    def _plug(self, instance_id: str, inst_dir: Path, hostname: str,
+              vifs: Iterable[Vif]) -> None:
+        """The NICs' DHCP host entries, noted in the instance directory too
+        (``network_info.json``), so that the guest defined again from a move's
+        set-aside copy gets them back (_replug). ValueError if this host does not
+        have a NIC's network."""
+        vifs = tuple(vifs)
+        for vif in vifs:
+            linux_net.add_dhcp_host(self.networks_path, instance_id, vif, hostname)
+        _atomic_write(inst_dir / NETWORK_INFO, json.dumps(
+            {"hostname": hostname, "vifs": [v.as_dict() for v in vifs]}))
+
+    def _replug(self, instance_id: str, inst_dir: Path) -> None:
+        """The DHCP host entries noted in ``inst_dir`` (by _plug) made again.
+        SpawnFailed if a NIC's network is not on this host."""
+        try:
+            noted = json.loads((inst_dir / NETWORK_INFO).read_text())
+        except FileNotFoundError:
+            return  # a guest without NICs (or made before they were noted)
+        try:
+            self._plug(instance_id, inst_dir, str(noted["hostname"]),
+                       [Vif(**v) for v in noted["vifs"]])
+        except (ValueError, OSError, KeyError, TypeError) as exc:
+            raise SpawnFailed(instance_id, f"the NICs of {inst_dir}: {exc}") from exc
+
+    def _unplug(self, instance_id: str) -> None:
+        """The guest's DHCP host entries removed (their leases released), unless a
+        domain of the instance is still defined on this libvirtd: another host's
+        of this machine, where a move between its two hosts took the guest, on
+        the same networks (one dnsmasq each, so one entry for both)."""
+        try:
+            self._call(lambda c: c.lookupByName(domain_name(instance_id)))
+        except Exception as exc:
+            if not (_is_libvirt_error(exc) and _error_code(exc) == VIR_ERR_NO_DOMAIN):
+                raise self._wrap(exc, instance_id, "unplug") from exc
+            linux_net.remove_dhcp_hosts(self.networks_path, instance_id)
 
     def _create_disk(self, instance_id: str, inst_dir: Path, root_gb: int,
                      image_path: str | os.PathLike[str] | None, image_format: str) -> Path | None:
@@ -794,7 +849,7 @@ class LibvirtDriver(MoveOperations):
                 f"<source bridge={quoteattr(v.bridge)}/><model type='virtio'/>"
                 "<rom enabled='no'/></interface>" for v in guest.vifs)
         return (
-            "<domain type='qemu'>"
+            f"<domain type={quoteattr(self.domain_type)}>"
             f"<name>{domain_name(instance_id)}</name>{self._uuid_line(instance_id)}"
             f"<title>{escape(name)}</title>"
             f"{self._metadata_xml(instance_id, name, vcpus, memory_mb, root_gb, image)}"
@@ -820,8 +875,9 @@ class LibvirtDriver(MoveOperations):
         )
 
     def destroy(self, instance_id: str) -> None:
-        """Stops the guest, undefines the domain (with its managed save image) and
-        removes the instance directory and disk. A missing domain is fine."""
+        """Stops the guest, undefines the domain (with its managed save image),
+        removes the instance directory and disk and its NICs' DHCP host entries
+        (_unplug). A missing domain is fine."""
         with self._locked(instance_id):
             try:
                 dom: _Domain | None = self._lookup(instance_id)
@@ -832,7 +888,7 @@ class LibvirtDriver(MoveOperations):
                 self._undefine(dom)
             if not self.is_test:
                 shutil.rmtree(self.instance_dir(instance_id), ignore_errors=True)
-                linux_net.remove_dhcp_hosts(self.networks_path, instance_id)
+                self._unplug(instance_id)
             else:
                 self._persist(instance_id)
 

@@ -10,15 +10,26 @@ again. The same holds here, which is also what lets two agents share one libvirt
 one of them exists at a time.
 
 The set-aside copy (the *stash*) of a real guest is ``<instances>/<id>_resize/``:
-``disk``, ``console.log``, ``domain.xml`` (the inactive definition), and, for a
-live migration, ``memory.state`` (virDomainSave: the running guest's memory and
-device state) with ``live.json`` (whether it was paused). The destination copies
-the disk from there (a path on this machine: hosts on several machines would need
-shared instance storage, which is not done) and, for a live migration, restores
-the saved state into its own definition (virDomainRestoreFlags with the new XML),
-so the guest carries on where it stopped: a move with downtime (save, copy,
-restore), not a pre-copy live migration, which one libvirtd cannot do to itself.
-A simulated host's stash is the domain's XML and run state beside its node file.
+``disk``, ``disk.config`` (its config drive), ``network_info.json`` (its NICs),
+``console.log``, ``domain.xml`` (the inactive definition), and, for a live
+migration, ``memory.state`` (virDomainSave: the running guest's memory and device
+state) with ``live.json`` (whether it was paused). The destination copies the
+disk, the config drive and the console log from there (a path on this machine:
+hosts on several machines would need shared instance storage, which is not done),
+plugs the NICs the conductor sends (the guest's GuestConfig: the server's own
+fixed IPs) and defines the domain with them and the image's kernel, so that it has
+the devices the source's had; for a live migration it restores the saved state
+into that definition (virDomainRestoreFlags with the new XML), so the guest
+carries on where it stopped: a move with downtime (save, copy, restore), not a
+pre-copy live migration, which one libvirtd cannot do to itself. The config drive
+is copied, not made again (Nova makes it again on a cold move): it is what the
+guest was given, its admin password too, which nothing stores. A simulated host's
+stash is the domain's XML and run state beside its node file.
+
+A NIC's DHCP host entry stays on the source until the confirm (a revert needs it)
+and is made again by a revert. Two hosts of one machine share the networks'
+dnsmasq, so a guest's entry is one file for both: a host removes it only when no
+domain of the guest is left on the libvirtd (the driver's _unplug).
 
 Every step is idempotent: a step repeated after a crash finds its own work done
 and does not do it twice.
@@ -31,15 +42,24 @@ import os
 import shutil
 import xml.etree.ElementTree as ET
 from pathlib import Path
-from contextlib import AbstractContextManager
+from contextlib import AbstractContextManager, suppress
 from typing import TYPE_CHECKING, Any, Callable, TypeVar
 
+from novalite.objects.records import GuestConfig
 from novalite.virt import images
-from novalite.virt.errors import ActionFailed, ImageError, InstanceNotFound, SpawnFailed
+from novalite.virt.errors import (
+    ActionFailed,
+    DriverError,
+    ImageError,
+    InstanceNotFound,
+    SpawnFailed,
+)
 
 _T = TypeVar("_T")
 
 STASH_SUFFIX = "_resize"
+CONFIG_DRIVE = "disk.config"
+CONSOLE_LOG = "console.log"
 _DOMAIN_XML = "domain.xml"
 _MEMORY = "memory.state"
 _LIVE = "live.json"
@@ -71,7 +91,13 @@ class MoveOperations:
                              root_gb: int) -> str: ...
         def _qemu_domain_xml(self, instance_id: str, name: str, vcpus: int, memory_mb: int,
                              root_gb: int, disk: Path | None, console_log: Path,
-                             image_path: str | os.PathLike[str] | None) -> str: ...
+                             image_path: str | os.PathLike[str] | None,
+                             guest: GuestConfig | None = None,
+                             config_drive: Path | None = None) -> str: ...
+        def _guest_files(self, instance_id: str, name: str, inst_dir: Path,
+                         guest: GuestConfig | None, *, make_drive: bool = True) -> Path | None: ...
+        def _replug(self, instance_id: str, inst_dir: Path) -> None: ...
+        def _unplug(self, instance_id: str) -> None: ...
         def instance_dir(self, instance_id: str) -> Path: ...
 
     def stash_dir(self, instance_id: str) -> Path:
@@ -121,11 +147,16 @@ class MoveOperations:
 
     def finish_migration(self, instance_id: str, name: str, vcpus: int,
                          memory_mb: int, root_gb: int, *, source: str, power_on: bool,
-                         image_path: str | None = None) -> None:
-        """The destination's half: the disk copied from the source's stash (grown to
-        ``root_gb``), the domain defined, and then either restored from the saved
-        memory (a live move: running or paused as it was) or started when
-        ``power_on``. A domain already here is left as it is."""
+                         image_path: str | None = None,
+                         guest: GuestConfig | None = None) -> None:
+        """The destination's half: the disk, the config drive and the console log
+        copied from the source's stash (the disk grown to ``root_gb``), the NICs
+        of ``guest`` plugged, the domain defined with them and its kernel, and
+        then either restored from the saved memory (a live move: running or
+        paused as it was, on the same devices) or started when ``power_on``. A
+        cold move of a guest whose stash has no config drive gets one made (a
+        live one must find the devices it had). A domain already here is left
+        as it is."""
         stash = Path(source)
         with self._locked(instance_id):
             try:
@@ -146,8 +177,11 @@ class MoveOperations:
             inst_dir = self.instance_dir(instance_id)
             try:
                 disk = self._copy_disk(instance_id, stash, inst_dir, root_gb)
+                drive = self._guest_files(instance_id, name, inst_dir, guest,
+                                          make_drive=live is None)
                 xml = self._qemu_domain_xml(instance_id, name, vcpus, memory_mb, root_gb,
-                                            disk, inst_dir / "console.log", image_path)
+                                            disk, inst_dir / CONSOLE_LOG, image_path,
+                                            guest, drive)
                 dom = self._call(lambda c: c.defineXML(xml))
                 if live is not None and (stash / _MEMORY).is_file():
                     flags = VIR_DOMAIN_SAVE_PAUSED if live.get("paused") else VIR_DOMAIN_SAVE_RUNNING
@@ -161,21 +195,27 @@ class MoveOperations:
                 except Exception:  # noqa: BLE001 - nothing was defined
                     pass
                 shutil.rmtree(inst_dir, ignore_errors=True)
+                with suppress(DriverError):  # libvirt is down: the failure says so
+                    self._unplug(instance_id)
                 raise
 
     def _copy_disk(self, instance_id: str, stash: Path, inst_dir: Path,
                    root_gb: int) -> Path | None:
+        """The stash's disk (grown to ``root_gb``; returned, None without one),
+        config drive and console log (the guest's output goes on in it) copied
+        into a fresh ``inst_dir``."""
         if inst_dir.exists():
             shutil.rmtree(inst_dir)  # no domain has it (checked by the caller): a leftover
         inst_dir.mkdir(parents=True)
-        source_disk = stash / "disk"
-        if not source_disk.is_file():
-            return None
         disk = inst_dir / "disk"
-        tmp = inst_dir / ".disk.part"
         try:
-            shutil.copyfile(source_disk, tmp)
-            os.replace(tmp, disk)
+            for name in (CONFIG_DRIVE, CONSOLE_LOG, "disk"):
+                if (stash / name).is_file():
+                    tmp = inst_dir / f".{name}.part"
+                    shutil.copyfile(stash / name, tmp)
+                    os.replace(tmp, inst_dir / name)
+            if not disk.is_file():
+                return None
             if root_gb and images.image_info(disk).virtual_size < root_gb * (1 << 30):
                 images.run_qemu_img("resize", "-q", str(disk), f"{root_gb}G")
         except (OSError, ImageError) as exc:
@@ -203,6 +243,9 @@ class MoveOperations:
             live = _read_json(stash / _LIVE)
             work = stash if self.is_test else self.instance_dir(instance_id)
             if not self.is_test:
+                # the DHCP host entries again: the destination's delete removed them
+                # when it is a host of this machine (both hosts' guests have the same)
+                self._replug(instance_id, stash)
                 if work.exists():
                     shutil.rmtree(work)  # the destination's half, on a same-host move
                 os.replace(stash, work)
@@ -245,9 +288,13 @@ class MoveOperations:
             return str(target)
 
     def confirm_migration(self, instance_id: str) -> None:
-        """A confirm on the source: what was set aside is removed. Idempotent."""
+        """A confirm on the source: what was set aside is removed, and the
+        guest's DHCP host entries (kept for a revert) unless the guest moved to
+        another host of this machine (see _unplug). Idempotent."""
         with self._locked(instance_id):
             shutil.rmtree(self.stash_dir(instance_id), ignore_errors=True)
+            if not self.is_test:
+                self._unplug(instance_id)
 
 
 def _atomic_text(path: Path, text: str) -> None:
@@ -268,4 +315,4 @@ def _read_json(path: Path) -> dict[str, object] | None:
     return value if isinstance(value, dict) else None
 
 
-__all__ = ["MoveOperations", "STASH_SUFFIX"]
+__all__ = ["CONFIG_DRIVE", "MoveOperations", "STASH_SUFFIX"]

@@ -53,7 +53,7 @@ class MigrateOutResponse(_message.Message):
     def __init__(self, source: _Optional[str] = ...) -> None: ...
 
 class FinishMoveRequest(_message.Message):
-    __slots__ = ("server_id", "host", "name", "flavor", "image", "source", "power_on")
+    __slots__ = ("server_id", "host", "name", "flavor", "image", "source", "power_on", "guest")
     SERVER_ID_FIELD_NUMBER: _ClassVar[int]
     HOST_FIELD_NUMBER: _ClassVar[int]
     NAME_FIELD_NUMBER: _ClassVar[int]
@@ -61,6 +61,7 @@ class FinishMoveRequest(_message.Message):
     IMAGE_FIELD_NUMBER: _ClassVar[int]
     SOURCE_FIELD_NUMBER: _ClassVar[int]
     POWER_ON_FIELD_NUMBER: _ClassVar[int]
+    GUEST_FIELD_NUMBER: _ClassVar[int]
     server_id: str
     host: str
     name: str
@@ -68,7 +69,8 @@ class FinishMoveRequest(_message.Message):
     image: _images_pb2.Image
     source: str
     power_on: bool
-    def __init__(self, server_id: _Optional[str] = ..., host: _Optional[str] = ..., name: _Optional[str] = ..., flavor: _Optional[_Union[_flavors_pb2.Flavor, _Mapping]] = ..., image: _Optional[_Union[_images_pb2.Image, _Mapping]] = ..., source: _Optional[str] = ..., power_on: _Optional[bool] = ...) -> None: ...
+    guest: GuestConfig
+    def __init__(self, server_id: _Optional[str] = ..., host: _Optional[str] = ..., name: _Optional[str] = ..., flavor: _Optional[_Union[_flavors_pb2.Flavor, _Mapping]] = ..., image: _Optional[_Union[_images_pb2.Image, _Mapping]] = ..., source: _Optional[str] = ..., power_on: _Optional[bool] = ..., guest: _Optional[_Union[GuestConfig, _Mapping]] = ...) -> None: ...
 
 class RevertMoveRequest(_message.Message):
     __slots__ = ("server_id", "host", "migration_id", "power_on")
@@ -97,7 +99,7 @@ class ConfirmMoveResponse(_message.Message):
     def __init__(self) -> None: ...
 
 class RebuildInstanceRequest(_message.Message):
-    __slots__ = ("server_id", "host", "name", "flavor", "image", "allocation", "power_on")
+    __slots__ = ("server_id", "host", "name", "flavor", "image", "allocation", "power_on", "guest")
     class AllocationEntry(_message.Message):
         __slots__ = ("key", "value")
         KEY_FIELD_NUMBER: _ClassVar[int]
@@ -112,6 +114,7 @@ class RebuildInstanceRequest(_message.Message):
     IMAGE_FIELD_NUMBER: _ClassVar[int]
     ALLOCATION_FIELD_NUMBER: _ClassVar[int]
     POWER_ON_FIELD_NUMBER: _ClassVar[int]
+    GUEST_FIELD_NUMBER: _ClassVar[int]
     server_id: str
     host: str
     name: str
@@ -119,7 +122,8 @@ class RebuildInstanceRequest(_message.Message):
     image: _images_pb2.Image
     allocation: _containers.ScalarMap[str, int]
     power_on: bool
-    def __init__(self, server_id: _Optional[str] = ..., host: _Optional[str] = ..., name: _Optional[str] = ..., flavor: _Optional[_Union[_flavors_pb2.Flavor, _Mapping]] = ..., image: _Optional[_Union[_images_pb2.Image, _Mapping]] = ..., allocation: _Optional[_Mapping[str, int]] = ..., power_on: _Optional[bool] = ...) -> None: ...
+    guest: GuestConfig
+    def __init__(self, server_id: _Optional[str] = ..., host: _Optional[str] = ..., name: _Optional[str] = ..., flavor: _Optional[_Union[_flavors_pb2.Flavor, _Mapping]] = ..., image: _Optional[_Union[_images_pb2.Image, _Mapping]] = ..., allocation: _Optional[_Mapping[str, int]] = ..., power_on: _Optional[bool] = ..., guest: _Optional[_Union[GuestConfig, _Mapping]] = ...) -> None: ...
 
 class ShelveInstanceRequest(_message.Message):
     __slots__ = ("server_id", "host")
