@@ -238,11 +238,6 @@ _ACTIONS = lifecycle.by_rest_action()
 _REBOOT_TYPES = {"SOFT": "reboot_soft", "HARD": "reboot_hard"}
 
 
-def _image_ref(value: str) -> str:
-    """An image's id from Nova's imageRef (an id or a link ending in one)."""
-    return value.rstrip("/").rsplit("/", 1)[-1]
-
-
 def _move_arguments(name: str, args: Body | None, version: microversion.Version
                     ) -> dict[str, Any]:
     """The manager's arguments of a lifecycle row (api/manager.py's
@@ -287,7 +282,7 @@ def _move_arguments(name: str, args: Body | None, version: microversion.Version
             if args.raw(field) not in (None, False, ""):
                 raise errors.Invalid(f"{key}.{field}", "novalite cannot set this on a rebuild "
                                                        "(docs/rest-api.md)")
-        return {"image_id": _image_ref(args.str("imageRef", required=True) or ""),
+        return {"image_id": convert.ref(args.str("imageRef", required=True) or ""),
                 "name": args.str("name"), "metadata": args.str_map("metadata")}
     if name == "unshelve":
         if args is None:

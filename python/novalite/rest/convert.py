@@ -313,7 +313,7 @@ def create_server(body: Body, version: Version) -> tuple[CreateServer, bool]:
              "personality", "description", "tags", "trusted_image_certificates", "host",
              "hypervisor_hostname", "hostname"}
     s.only(*known)
-    image_ref = _ref(s.str("imageRef", min_len=0, max_len=1024) or "") or None
+    image_ref = ref(s.str("imageRef", min_len=0, max_len=1024) or "") or None
     image_ref = _image_mapping(s, image_ref)
     for key, why in (("block_device_mapping", "volumes"), ("personality", "personality files"),
                      ("description", "server descriptions"), ("tags", "server tags"),
@@ -340,7 +340,7 @@ def create_server(body: Body, version: Version) -> tuple[CreateServer, bool]:
     group, same, different = _hints(hints)
     req = CreateServer(
         name=s.str("name", required=True) or "",
-        flavor_id=_ref(s.str("flavorRef", required=True, max_len=1024) or ""),
+        flavor_id=ref(s.str("flavorRef", required=True, max_len=1024) or ""),
         image_id=image_ref,
         min_count=min_count, max_count=max_count,
         availability_zone=s.str("availability_zone"),
@@ -391,9 +391,9 @@ def _image_mapping(s: Body, image_ref: str | None) -> str | None:
     return uuid_
 
 
-def _ref(ref: str) -> str:
+def ref(value: str) -> str:
     """An id, or a link to it (Nova takes either for flavorRef and imageRef)."""
-    return ref.rstrip("/").rsplit("/", 1)[-1] if "/" in ref else ref
+    return value.rstrip("/").rsplit("/", 1)[-1] if "/" in value else value
 
 
 def _networks(s: Body, version: Version) -> list[str]:
