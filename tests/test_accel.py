@@ -124,7 +124,7 @@ def test_the_driver_defines_guests_of_its_domain_type() -> None:
         pytest.skip("NOVALITE_SKIP_QEMU=1")
     from novalite.virt.driver import LibvirtDriver
 
-    driver = LibvirtDriver("qemu:///system", virt_type="qemu")
+    driver = LibvirtDriver("qemu:///system", domain_type="qemu")
     try:
         assert driver.domain_type == "qemu"
         xml = driver._qemu_domain_xml("0" * 8 + "-0000-0000-0000-" + "0" * 12, "x", 1, 64, 0,

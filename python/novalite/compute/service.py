@@ -37,7 +37,7 @@ from novalite.services import runner
 from novalite.services.runner import Parts, RunningService, Startup, start_service
 from novalite.services.server import RunningServer
 from novalite.settings import ConfigError, Settings
-from novalite.virt import LibvirtDriver, node_uri, write_test_node
+from novalite.virt import LibvirtDriver, accel, node_uri, write_test_node
 
 NODES_DIR = "nodes"
 
@@ -67,6 +67,14 @@ def _is_test(uri: str) -> bool:
     return uri.startswith("test:")
 
 
+def _domain_type(virt_type: str) -> str:
+    """Real guests' libvirt domain type for compute.virt_type (virt/accel.py)."""
+    try:
+        return accel.domain_type(virt_type)
+    except ValueError as exc:
+        raise ConfigError("compute.virt_type", str(exc)) from None
+
+
 def make_drivers(settings: Settings, *, soft_reboot_timeout: float | None = None,
                  shutdown_timeout: float | None = None) -> dict[str, Driver]:
     """One driver per host (blocking: each connects to libvirt). A simulated host's
@@ -88,13 +96,7 @@ def make_drivers(settings: Settings, *, soft_reboot_timeout: float | None = None
                                          else soft_reboot_timeout),
                     shutdown_timeout=(cs.shutdown_timeout if shutdown_timeout is None
                                       else shutdown_timeout),
-                    networks_path=cs.networks_path, virt_type=cs.virt_type)
-    except ValueError as exc:
-        for driver in drivers.values():
-            driver.close()
-        if "virt_type" in str(exc):
-            raise ConfigError("compute.virt_type", str(exc)) from None
-        raise
+                    networks_path=cs.networks_path, domain_type=_domain_type(cs.virt_type))
     except BaseException:
         for driver in drivers.values():
             driver.close()

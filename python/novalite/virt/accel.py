@@ -64,9 +64,11 @@ def probe_key(kernel: Path, *, qemu: str = QEMU, device: Path = KVM_DEVICE) -> s
 
 
 def probe(kernel: Path, initrd: Path, kernel_args: str, *, qemu: str = QEMU,
-          device: Path = KVM_DEVICE, timeout: float = PROBE_TIMEOUT) -> Verdict:
-    """Boot ``kernel`` once under KVM; works if its init's line shows in time."""
-    key = probe_key(kernel, qemu=qemu, device=device)
+          device: Path = KVM_DEVICE, timeout: float = PROBE_TIMEOUT,
+          key: str | None = None) -> Verdict:
+    """Boot ``kernel`` once under KVM; works if its init's line shows in time.
+    ``key``: its probe_key, when the caller has it already."""
+    key = key or probe_key(kernel, qemu=qemu, device=device)
     started = time.monotonic()
     if not device.exists():
         return Verdict(False, key, f"no {device}: software emulation", 0.0)
@@ -146,10 +148,11 @@ def _probe_dir(image_dir: Path, *, timeout: float, verdict_path: Path) -> Verdic
         if not f.is_file():
             raise FileNotFoundError(f"{f}: not a guest image directory (run "
                                     "scripts/build_guest_image.sh first)")
+    key = probe_key(kernel)
     kept = load(verdict_path)
-    if kept is not None and kept.key == probe_key(kernel):
+    if kept is not None and kept.key == key:
         return kept
-    verdict = probe(kernel, initrd, KERNEL_ARGS, timeout=timeout)
+    verdict = probe(kernel, initrd, KERNEL_ARGS, timeout=timeout, key=key)
     save(verdict, verdict_path)
     return verdict
 

@@ -67,7 +67,7 @@ from xml.sax.saxutils import escape, quoteattr
 
 from novalite.objects.records import GuestConfig, Vif
 from novalite.objects.states import PowerState
-from novalite.virt import accel, configdrive, images, linux_net
+from novalite.virt import configdrive, images, linux_net
 from novalite.virt.cpu_traits import cpu_traits
 from novalite.virt.moves import CONFIG_DRIVE, MoveOperations
 from novalite.virt.errors import (
@@ -303,7 +303,7 @@ class LibvirtDriver(MoveOperations):
     steps of a move (virt/moves.py) are mixed in.
 
     uri: `qemu:///system` (real guests, domain type 'qemu': software emulation, or
-        'kvm' where ``virt_type`` says so: virt/accel.py) or
+        'kvm': ``domain_type``, which virt/accel.py decides) or
         `test:///ABS/PATH.xml` (a simulated host made by `write_test_node`).
     instances_path: where each instance gets `<id>/disk` and `<id>/console.log`
         (qemu only; its free space is the host's disk_gb).
@@ -327,7 +327,7 @@ class LibvirtDriver(MoveOperations):
         soft_reboot_timeout: float = 60.0,
         emulator: str = QEMU_EMULATOR,
         networks_path: str | os.PathLike[str] = linux_net.DEFAULT_NETWORKS_PATH,
-        virt_type: str = "qemu",
+        domain_type: str = "qemu",
     ) -> None:
         parts = urlsplit(uri)
         if parts.scheme == "test":
@@ -348,7 +348,7 @@ class LibvirtDriver(MoveOperations):
         self.soft_reboot_timeout = soft_reboot_timeout
         self.emulator = emulator
         # real guests' libvirt domain type: 'qemu' (software emulation) or 'kvm'
-        self.domain_type = "test" if self.is_test else accel.domain_type(virt_type)
+        self.domain_type = "test" if self.is_test else domain_type
         self.networks_path = Path(networks_path)
         self._disk_gb = disk_gb
         self._conn: _Connection | None = None
